@@ -1,0 +1,153 @@
+//! Builds the application once: shared state and the one router that the custom-handler mode,
+//! `serve` and Lambda all feed (zero2prod's `Application::build`).
+
+use crate::config::Settings;
+use crate::host::Outbox;
+use crate::moodle::MoodleClient;
+use crate::queue::DurableQueue;
+use crate::store::{BlobStore, SharedStore};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub settings: Settings,
+    pub store: SharedStore,
+    pub blobs: Arc<dyn BlobStore>,
+    pub moodle: Option<MoodleClient>,
+    /// Shared outbound HTTP client (rustls), for Graph, Bot Connector and webhooks.
+    pub http: reqwest::Client,
+    /// Present under `handler serve`: where outbox messages go. Under the Functions host the
+    /// host's queues do that job and this is `None`.
+    pub local_queue: Option<DurableQueue>,
+    pub bot: Option<crate::bot::BotRuntime>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wire everything from settings. Cheap: no network calls, so the port is bound fast.
+    pub async fn build(settings: Settings, with_local_queue: bool) -> anyhow::Result<Self> {
+        let (store, blobs) = crate::store::open(&settings.storage).await?;
+        Self::from_parts(settings, store, blobs, with_local_queue)
+    }
+
+    pub fn from_parts(
+        settings: Settings,
+        store: SharedStore,
+        blobs: Arc<dyn BlobStore>,
+        with_local_queue: bool,
+    ) -> anyhow::Result<Self> {
+        let moodle = settings.moodle.as_ref().map(MoodleClient::new).transpose()?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let local_queue = with_local_queue.then(|| DurableQueue::new(store.clone()));
+        let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
+        Ok(AppState(Arc::new(AppInner { settings, store, blobs, moodle, http, local_queue, bot })))
+    }
+}
+
+/// Readiness: the host polls `GET /` every 25 ms until anything answers; keep it trivial.
+async fn ready() -> &'static str {
+    "ok"
+}
+
+/// Routes a client (the host's forwarder, Teams, Moodle, a browser) may call.
+pub fn public_router(state: AppState) -> Router {
+    let max_body = state.settings.core.max_body_bytes;
+    Router::new()
+        .route("/", get(ready))
+        .route("/api/health", get(ready))
+        .merge(crate::bot::router())
+        .merge(crate::sync::router())
+        .layer(middleware::from_fn_with_state(state.clone(), outbox_layer))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .with_state(state)
+}
+
+/// Everything the custom handler answers: the public routes plus `POST /<FunctionName>`.
+pub fn custom_handler_router(state: AppState) -> Router {
+    public_router(state.clone()).merge(crate::host::router::router().with_state(state))
+}
+
+/// Gives handlers an `Outbox` and, under `serve`, writes its messages to the durable local
+/// queue before the response leaves. A non-forwarded host invocation brings its own outbox.
+async fn outbox_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<Outbox>().is_some() {
+        return next.run(req).await;
+    }
+    let outbox = Outbox::default();
+    req.extensions_mut().insert(outbox.clone());
+    let response = next.run(req).await;
+    let messages = outbox.take();
+    if messages.is_empty() || !response.status().is_success() {
+        return response;
+    }
+    let Some(queue) = &state.local_queue else {
+        // A forwarded function has no output binding: losing the messages silently would be worse than failing.
+        tracing::error!(count = messages.len(), "messages queued by a route with no queue output");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable").into_response();
+    };
+    for (q, body) in messages {
+        if let Err(e) = queue.enqueue(&q, &body).await {
+            tracing::error!(error = %e, queue = q, "could not queue message");
+            return (StatusCode::SERVICE_UNAVAILABLE, "could not queue the request; retry").into_response();
+        }
+    }
+    response
+}
+
+/// One line of `handler check-config`: a service and whether it answered.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub service: String,
+    pub outcome: Result<String, String>,
+}
+
+/// Reachability of every configured service, each check independent of the others.
+pub async fn check_services(state: &AppState) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let store = match state.store.ensure_tables().await {
+        Ok(()) => state
+            .store
+            .get(crate::store::tables::LEASES, "check", "check")
+            .await
+            .map(|_| state.store.describe())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    checks.push(Check { service: "store".into(), outcome: store });
+    let blobs = state.blobs.list("teams-app", "").await.map(|l| format!("{} ({} blobs)", state.blobs.describe(), l.len()));
+    checks.push(Check { service: "blobs".into(), outcome: blobs.map_err(|e| e.to_string()) });
+    if let Some(m) = &state.moodle {
+        let outcome = m
+            .call_value("core_webservice_get_site_info", &crate::moodle::Form::new())
+            .await
+            .map(|v| {
+                format!(
+                    "{} ({})",
+                    v.get("sitename").and_then(|s| s.as_str()).unwrap_or("?"),
+                    v.get("release").and_then(|s| s.as_str()).unwrap_or("?")
+                )
+            })
+            .map_err(|e| e.to_string());
+        checks.push(Check { service: "moodle".into(), outcome });
+    }
+    checks.extend(crate::sync::reachability(state).await);
+    checks.extend(crate::bot::reachability(state).await);
+    checks
+}

@@ -1,0 +1,38 @@
+//! Command line: `handler` with no arguments is the custom handler (when the Functions host set
+//! its port); everything else is for admins and CI.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+#[derive(Debug, Parser)]
+#[command(name = "handler", version, about = "moodle-teams-bridge: ENT/LDAP + Entra → Moodle → Teams")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Standalone server: HTTP routes, timer scheduler and durable queue workers (SQLite by default).
+    Serve {
+        /// Listen address (default: SERVE_ADDR, else 127.0.0.1:7071).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Validate every setting, then check that each configured service answers.
+    CheckConfig {
+        /// Only validate settings; make no network call.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// List every setting the app reads (name, secret or not, description).
+    Settings {
+        /// table (default), json, or example (a local.settings.json skeleton).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Put one message on a durable local queue (standalone mode), e.g. to replay a poison message.
+    Enqueue { queue: String, body: String },
+    /// Run a sync now (same options as the manual-sync page).
+    Sync(crate::sync::cli::SyncArgs),
+}

@@ -1,0 +1,279 @@
+//! One typed settings tree, read from Azure-style app settings (environment) layered over
+//! `local.settings.json`, validated at start with every problem reported at once.
+
+pub mod secret;
+pub mod source;
+
+pub use secret::Secret;
+pub use source::{SettingDoc, Source};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub core: CoreSettings,
+    pub storage: StorageSettings,
+    pub moodle: Option<MoodleSettings>,
+    pub sync: crate::sync::SyncSettings,
+    pub bot: Option<crate::bot::BotSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub log_level: String,
+    pub log_json: bool,
+    /// Address `handler serve` listens on (custom-handler mode always uses 127.0.0.1:port).
+    pub serve_addr: SocketAddr,
+    /// Largest request body accepted on any route.
+    pub max_body_bytes: usize,
+    /// Six-field NCRONTAB expression of the SyncTimer function.
+    pub sync_schedule: String,
+    /// Public base URL of this app (links in pages and cards), e.g. https://bridge.example.org
+    pub public_url: Option<url::Url>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageSettings {
+    /// Embedded default: one SQLite file and a folder of blobs.
+    Local { sqlite_path: PathBuf, blob_dir: PathBuf },
+    /// Azure Storage (or Azurite) through a connection string or an account name + managed identity.
+    Azure(AzureStorageSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureStorageSettings {
+    pub account: String,
+    pub key: Option<Secret>,
+    pub table_endpoint: Option<String>,
+    pub blob_endpoint: Option<String>,
+    /// Client id of the user-assigned managed identity, when no key is given.
+    pub managed_identity_client_id: Option<String>,
+    /// Prefix for table names, so several deployments (or tests) can share one account.
+    pub table_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MoodleSettings {
+    pub url: url::Url,
+    pub token: Secret,
+    /// PHP `max_input_vars` of the site: batches are sized to stay under it.
+    pub max_form_fields: usize,
+    pub timeout_secs: u64,
+}
+
+/// Every problem found, one line each, with the setting's name.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Settings {
+    /// Environment over `local.settings.json` in the working directory (or `BRIDGE_SETTINGS_FILE`).
+    pub fn from_process() -> Result<Self, ConfigError> {
+        let file = std::env::var("BRIDGE_SETTINGS_FILE").unwrap_or_else(|_| "local.settings.json".into());
+        let mut src = Source::from_process().with_local_settings(std::path::Path::new(&file));
+        Self::load(&mut src)
+    }
+
+    pub fn load(src: &mut Source) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            core: CoreSettings::load(src),
+            storage: StorageSettings::load(src),
+            moodle: MoodleSettings::load(src),
+            sync: crate::sync::SyncSettings::load(src),
+            bot: crate::bot::BotSettings::load(src),
+        };
+        let problems = src.take_problems();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// Every setting the app reads, with descriptions: loads from an empty source and reports what was asked for.
+    pub fn documented() -> Vec<SettingDoc> {
+        let mut src = Source::default();
+        let _ = Self::load(&mut src);
+        src.documented()
+    }
+}
+
+impl CoreSettings {
+    fn load(src: &mut Source) -> Self {
+        let serve_addr = src.parse(
+            "SERVE_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 7071)),
+            "address `handler serve` listens on",
+        );
+        let log_level = src.string(
+            "LOG_LEVEL",
+            "info",
+            "tracing filter: error, warn, info, debug, trace, or a directive list",
+        );
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            src.problem(format!("LOG_LEVEL: {log_level:?} is not a valid filter"));
+        }
+        let log_json = src.string("LOG_FORMAT", "json", "json (default) or text") != "text";
+        let max_body_bytes = src.parse(
+            "MAX_BODY_BYTES",
+            256 * 1024,
+            "largest request body accepted, in bytes",
+        );
+        let sync_schedule = src.string(
+            "SYNC_SCHEDULE",
+            "0 */15 * * * *",
+            "six-field NCRONTAB schedule of SyncTimer (sec min hour day month weekday)",
+        );
+        if let Err(e) = crate::schedule::Schedule::parse(&sync_schedule) {
+            src.problem(format!("SYNC_SCHEDULE: {e}"));
+        }
+        let public_url = src.url(
+            "PUBLIC_URL",
+            &["https", "http"],
+            "public base URL of this app, used in links",
+        );
+        CoreSettings {
+            log_level,
+            log_json,
+            serve_addr,
+            max_body_bytes,
+            sync_schedule,
+            public_url,
+        }
+    }
+}
+
+impl StorageSettings {
+    fn load(src: &mut Source) -> Self {
+        let backend = src.string("STORE_BACKEND", "auto", "sqlite, azure, or auto (azure when AzureWebJobsStorage is set)");
+        let conn = src.secret(
+            "AzureWebJobsStorage",
+            "storage connection string (the host's own setting, reused for the app's tables and blobs)",
+        );
+        let account_name = src.opt(
+            "AzureWebJobsStorage__accountName",
+            "storage account name for identity-based connections",
+        );
+        let client_id = src.opt(
+            "AzureWebJobsStorage__clientId",
+            "client id of the user-assigned managed identity for storage",
+        );
+        let table_uri = src.opt("AzureWebJobsStorage__tableServiceUri", "table endpoint (identity-based)");
+        let blob_uri = src.opt("AzureWebJobsStorage__blobServiceUri", "blob endpoint (identity-based)");
+        let table_prefix = src.string("STORE_TABLE_PREFIX", "bridge", "prefix of the app's table names (letters and digits)");
+        if !table_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+            src.problem("STORE_TABLE_PREFIX: letters and digits only (Azure table names)");
+        }
+        let sqlite_path = PathBuf::from(src.string("SQLITE_PATH", "data/bridge.sqlite", "embedded store file"));
+        let blob_dir = PathBuf::from(src.string("BLOB_DIR", "data/blobs", "folder for blobs when running standalone"));
+        let azure_wanted = match backend.as_str() {
+            "sqlite" => false,
+            "azure" => true,
+            "auto" => conn.is_some() || account_name.is_some(),
+            other => {
+                src.problem(format!("STORE_BACKEND: {other:?} is not sqlite, azure or auto"));
+                false
+            }
+        };
+        if !azure_wanted {
+            return StorageSettings::Local { sqlite_path, blob_dir };
+        }
+        if let Some(conn) = conn {
+            match crate::store::connection_string::parse(conn.expose()) {
+                Ok(mut az) => {
+                    az.table_prefix = table_prefix;
+                    return StorageSettings::Azure(az);
+                }
+                Err(e) => src.problem(format!("AzureWebJobsStorage: {e}")),
+            }
+        } else if let Some(account) = account_name {
+            return StorageSettings::Azure(AzureStorageSettings {
+                table_endpoint: table_uri.or_else(|| Some(format!("https://{account}.table.core.windows.net"))),
+                blob_endpoint: blob_uri.or_else(|| Some(format!("https://{account}.blob.core.windows.net"))),
+                account,
+                key: None,
+                managed_identity_client_id: client_id,
+                table_prefix,
+            });
+        } else {
+            src.problem("STORE_BACKEND=azure needs AzureWebJobsStorage or AzureWebJobsStorage__accountName");
+        }
+        StorageSettings::Local { sqlite_path, blob_dir }
+    }
+}
+
+impl MoodleSettings {
+    fn load(src: &mut Source) -> Option<Self> {
+        let url = src.url("MOODLE_URL", &["https", "http"], "base URL of the Moodle site, e.g. https://moodle.example.org");
+        let token = src.secret("MOODLE_TOKEN", "web-service token of the bridge's Moodle service account");
+        let max_form_fields = src.parse(
+            "MOODLE_MAX_FORM_FIELDS",
+            1000usize,
+            "PHP max_input_vars of the Moodle site; write batches stay under it",
+        );
+        let timeout_secs = src.parse("MOODLE_TIMEOUT_SECS", 60u64, "timeout of one Moodle web-service call");
+        if max_form_fields < 50 {
+            src.problem("MOODLE_MAX_FORM_FIELDS: at least 50 (one user needs about 10 fields)");
+        }
+        match (url, token) {
+            (Some(url), Some(token)) => Some(MoodleSettings { url, token, max_form_fields, timeout_secs }),
+            (None, None) => None,
+            (Some(_), None) => {
+                src.problem("MOODLE_TOKEN: required when MOODLE_URL is set");
+                None
+            }
+            (None, Some(_)) => {
+                src.problem("MOODLE_URL: required when MOODLE_TOKEN is set");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load(&mut Source::from_map(map))
+    }
+
+    #[test]
+    fn empty_environment_gives_the_embedded_default() {
+        let s = load(&[]).unwrap();
+        assert!(matches!(s.storage, StorageSettings::Local { .. }));
+        assert!(s.moodle.is_none());
+        assert_eq!(s.core.sync_schedule, "0 */15 * * * *");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_secrets_stay_hidden() {
+        let err = load(&[
+            ("SERVE_ADDR", "nope"),
+            ("SYNC_SCHEDULE", "every tuesday"),
+            ("MOODLE_TOKEN", "s3cr3t-token"),
+            ("STORE_BACKEND", "mongo"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for name in ["SERVE_ADDR", "SYNC_SCHEDULE", "MOODLE_URL", "STORE_BACKEND"] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+        assert!(!text.contains("s3cr3t-token"));
+    }
+
+    #[test]
+    fn development_storage_maps_to_azurite() {
+        let s = load(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
+        match s.storage {
+            StorageSettings::Azure(az) => {
+                assert_eq!(az.account, "devstoreaccount1");
+                assert_eq!(az.table_endpoint.as_deref(), Some("http://127.0.0.1:10002/devstoreaccount1"));
+            }
+            other => panic!("expected azure, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Typed Moodle web-service client (REST, `moodlewsrestformat=json`, PHP-style form arrays).
+//! Function families live in their own files; `client` holds the transport and error mapping.
+
+pub mod client;
+pub mod error;
+pub mod form;
+
+pub use client::MoodleClient;
+pub use error::MoodleError;
+pub use form::Form;

@@ -1,0 +1,116 @@
+//! Blobs: built Teams app packages and full run traces. Azure Blob storage in the Functions
+//! deployment, a plain folder when standalone.
+
+use super::{StoreError, StoreResult};
+use async_trait::async_trait;
+use std::path::{Component, Path, PathBuf};
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    async fn put(&self, container: &str, name: &str, bytes: Vec<u8>, content_type: &str) -> StoreResult<()>;
+    async fn get(&self, container: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn list(&self, container: &str, prefix: &str) -> StoreResult<Vec<String>>;
+    async fn delete(&self, container: &str, name: &str) -> StoreResult<()>;
+    fn describe(&self) -> String;
+}
+
+/// Container and blob names as Azure accepts them; checked on both backends so data can move.
+pub(crate) fn check_names(container: &str, name: &str) -> StoreResult<()> {
+    let container_ok = (3..=63).contains(&container.len())
+        && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !container.starts_with('-')
+        && !container.contains("--");
+    if !container_ok {
+        return Err(StoreError::Invalid(format!("bad container name {container:?}")));
+    }
+    let path_ok = !name.is_empty()
+        && name.len() <= 1024
+        && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
+        && !name.contains('\\');
+    if !path_ok {
+        return Err(StoreError::Invalid(format!("bad blob name {name:?}")));
+    }
+    Ok(())
+}
+
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    pub fn new(root: PathBuf) -> Self {
+        FsBlobStore { root }
+    }
+
+    fn path(&self, container: &str, name: &str) -> StoreResult<PathBuf> {
+        check_names(container, name)?;
+        Ok(self.root.join(container).join(name))
+    }
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("blob folder: {e}"))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, container: &str, name: &str, bytes: Vec<u8>, _content_type: &str) -> StoreResult<()> {
+        let path = self.path(container, name)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        // Write then rename, so a reader never sees half a package.
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+        tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)
+    }
+
+    async fn get(&self, container: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        match tokio::fs::read(self.path(container, name)?).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn list(&self, container: &str, prefix: &str) -> StoreResult<Vec<String>> {
+        check_names(container, "x")?;
+        let base = self.root.join(container);
+        let mut out = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(dir) = stack.pop() {
+            let mut rd = match tokio::fs::read_dir(&dir).await {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            while let Some(entry) = rd.next_entry().await.map_err(io)? {
+                let p = entry.path();
+                if entry.file_type().await.map_err(io)?.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&base) {
+                    let rel = rel.to_string_lossy().to_string();
+                    if rel.starts_with(prefix) && !rel.contains(".tmp-") {
+                        out.push(rel);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete(&self, container: &str, name: &str) -> StoreResult<()> {
+        match tokio::fs::remove_file(self.path(container, name)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("folder:{}", self.root.display())
+    }
+}
+
+pub use super::azure_blob::AzureBlobStore;
