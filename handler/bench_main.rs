@@ -1,1 +1,26 @@
-fn main() {}
+//! `cargo run --release --bin bench -- <what>`: prints figures; targets live here, not in tests.
+
+mod bench;
+
+fn main() -> std::process::ExitCode {
+    bridge::install_crypto_provider();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map(String::as_str).unwrap_or("help");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let result = match what {
+        "startup" => rt.block_on(bench::startup::run(&args[1..])),
+        "sync" => rt.block_on(bench::sync::run(&args[1..])),
+        "bot" => rt.block_on(bench::bot::run(&args[1..])),
+        _ => {
+            eprintln!("usage: bench startup|sync|bot [options]");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Shared test support: each file starts a real part (Azurite, slapd, the app) or a double.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod azurite;
+pub mod fake_moodle;
+pub mod moodle_fixtures;
+pub mod slapd;
+
+/// `../shared/fixtures` beside the clone (CI lays it there), or FIXTURES_DIR.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    if let Ok(d) = std::env::var("FIXTURES_DIR") {
+        return d.into();
+    }
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.join("../shared/fixtures")
+}
+
+pub fn fixture(rel: &str) -> String {
+    let p = fixtures_dir().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+pub fn fixture_json(rel: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+}
+
+/// A free TCP port on loopback (bind to 0, read it, release it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
