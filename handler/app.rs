@@ -81,7 +81,12 @@ pub fn public_router(state: AppState) -> Router {
 
 /// Everything the custom handler answers: the public routes plus `POST /<FunctionName>`.
 pub fn custom_handler_router(state: AppState) -> Router {
-    public_router(state.clone()).merge(crate::host::router::router().with_state(state))
+    // An HTTP invocation wraps the original body in JSON (escaped), so allow for that growth.
+    let limit = state.settings.core.max_body_bytes * 4 + 64 * 1024;
+    let invocations = crate::host::router::router()
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state.clone());
+    public_router(state).merge(invocations)
 }
 
 /// Gives handlers an `Outbox` and, under `serve`, writes its messages to the durable local

@@ -31,6 +31,28 @@ fn load_settings() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// A `local.settings.json` skeleton: defaults filled in, secrets empty, and a `_description`
+/// object beside `Values` (the host ignores unknown top-level keys).
+fn settings_example(docs: &[bridge::config::SettingDoc]) -> anyhow::Result<String> {
+    let mut values = serde_json::Map::new();
+    let mut descriptions = serde_json::Map::new();
+    values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+    for d in docs {
+        let v = match (&d.name[..], d.secret) {
+            ("AzureWebJobsStorage", _) => "UseDevelopmentStorage=true".to_string(),
+            (_, true) => String::new(),
+            _ => d.default.clone().unwrap_or_default(),
+        };
+        values.insert(d.name.clone(), v.into());
+        descriptions.insert(d.name.clone(), d.description.clone().into());
+    }
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "IsEncrypted": false,
+        "Values": values,
+        "_description": descriptions,
+    }))?)
+}
+
 /// Port given by the Functions host (the older name is still set by some hosts).
 fn host_port() -> Option<u16> {
     ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"]
@@ -39,7 +61,20 @@ fn host_port() -> Option<u16> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// AWS Lambda (feature `lambda`): the same public router behind API Gateway / ALB events.
+#[cfg(feature = "lambda")]
+async fn run_lambda() -> anyhow::Result<u8> {
+    let settings = load_settings()?;
+    let state = AppState::build(settings, false).await?;
+    lambda_http::run(app::public_router(state)).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))?;
+    Ok(0)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
+    #[cfg(feature = "lambda")]
+    if cli.command.is_none() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return run_lambda().await;
+    }
     match cli.command {
         None => match host_port() {
             Some(port) => {
@@ -92,14 +127,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Settings { format }) => {
             let docs = Settings::documented();
             match format.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&docs.iter().map(|d| serde_json::json!({"name": d.name, "secret": d.secret, "description": d.description})).collect::<Vec<_>>())?),
-                "example" => {
-                    let mut values = serde_json::Map::new();
-                    values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+                "json" => {
+                    let rows: Vec<_> = docs
+                        .iter()
+                        .map(|d| serde_json::json!({"name": d.name, "secret": d.secret, "default": d.default, "description": d.description}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                "example" => println!("{}", settings_example(&docs)?),
+                "markdown" => {
+                    println!("| setting | secret | default | what it is |\n|---|---|---|---|");
                     for d in &docs {
-                        values.insert(d.name.clone(), serde_json::Value::String(String::new()));
+                        let default = d.default.as_deref().map(|v| format!("`{v}`")).unwrap_or_default();
+                        println!("| `{}` | {} | {} | {} |", d.name, if d.secret { "yes" } else { "" }, default, d.description);
                     }
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"IsEncrypted": false, "Values": values}))?);
                 }
                 _ => {
                     for d in &docs {

@@ -81,7 +81,7 @@ async fn timer_loop(state: AppState, queue: DurableQueue, function: &'static str
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let ctx = new_context(function);
-        let span = tracing::info_span!("invocation", function, invocation_id = %ctx.invocation_id);
+        let span = tracing::error_span!("invocation", function, invocation_id = %ctx.invocation_id);
         async {
             let timer = TimerInfo { is_past_due: Utc::now() - next > chrono::Duration::seconds(60), last, next: schedule.next_after(next) };
             match functions::run_timer(&state, &ctx, timer).await {
@@ -114,7 +114,7 @@ async fn queue_worker(state: AppState, queue: DurableQueue, function: &'static s
             }
         };
         let ctx = new_context(function);
-        let span = tracing::info_span!("invocation", function, invocation_id = %ctx.invocation_id, dequeue_count = claimed.dequeue_count);
+        let span = tracing::error_span!("invocation", function, invocation_id = %ctx.invocation_id, dequeue_count = claimed.dequeue_count);
         async {
             let msg = QueueMessage { text: claimed.body.clone(), dequeue_count: claimed.dequeue_count, id: Some(claimed.row_key.clone()) };
             let result = match functions::run_queue(&state, &ctx, msg).await {

@@ -13,6 +13,8 @@ pub struct SettingDoc {
     pub name: String,
     pub secret: bool,
     pub description: String,
+    /// The value used when the setting is absent, if there is one.
+    pub default: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +70,14 @@ impl Source {
             name: name.to_string(),
             secret,
             description: description.to_string(),
+            default: None,
         });
+    }
+
+    fn record_default(&mut self, name: &str, default: String) {
+        if let Some(doc) = self.read.get_mut(name) {
+            doc.default.get_or_insert(default);
+        }
     }
 
     fn raw(&mut self, name: &str) -> Option<String> {
@@ -88,8 +97,9 @@ impl Source {
 
     /// A plain setting with a default.
     pub fn string(&mut self, name: &str, default: &str, description: &str) -> String {
-        self.opt(name, description)
-            .unwrap_or_else(|| default.to_string())
+        let v = self.opt(name, description);
+        self.record_default(name, default.to_string());
+        v.unwrap_or_else(|| default.to_string())
     }
 
     /// An optional secret: recorded as secret so docs and dumps never show it.
@@ -99,11 +109,13 @@ impl Source {
     }
 
     /// A parsed setting with a default; a value that does not parse is a problem, named.
-    pub fn parse<T: FromStr>(&mut self, name: &str, default: T, description: &str) -> T
+    pub fn parse<T: FromStr + std::fmt::Display>(&mut self, name: &str, default: T, description: &str) -> T
     where
         T::Err: std::fmt::Display,
     {
-        match self.opt(name, description) {
+        let v = self.opt(name, description);
+        self.record_default(name, default.to_string());
+        match v {
             None => default,
             Some(v) => match v.parse::<T>() {
                 Ok(t) => t,
@@ -116,7 +128,9 @@ impl Source {
     }
 
     pub fn flag(&mut self, name: &str, default: bool, description: &str) -> bool {
-        match self.opt(name, description).as_deref() {
+        let v = self.opt(name, description);
+        self.record_default(name, default.to_string());
+        match v.as_deref() {
             None => default,
             Some("1" | "true" | "True" | "TRUE" | "yes" | "on") => true,
             Some("0" | "false" | "False" | "FALSE" | "no" | "off") => false,

@@ -60,7 +60,8 @@ async fn invoke(State(state): State<AppState>, Path(function): Path<String>, hea
     };
     let parsed = InvocationRequest::parse(&body);
     let id = invocation_id(&headers, parsed.as_ref().ok());
-    let span = tracing::info_span!("invocation", function = spec.name, invocation_id = %id);
+    // Error level so the span (and its invocation id) is kept whatever LOG_LEVEL filters out.
+    let span = tracing::error_span!("invocation", function = spec.name, invocation_id = %id);
     async move {
         let req = match parsed {
             Ok(r) => r,

@@ -1,1 +1,79 @@
-//! (to be written)
+//! Starting the real `handler` binary on a free port, as the Functions host or an admin would.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Handler {
+    pub child: Child,
+    pub port: u16,
+    pub base: String,
+}
+
+impl Handler {
+    /// Custom-handler mode: the host sets FUNCTIONS_CUSTOMHANDLER_PORT and runs `handler` bare.
+    pub fn custom_handler(data_dir: &Path, extra_env: &[(&str, &str)]) -> Handler {
+        let port = super::free_port();
+        let mut cmd = base_command(data_dir, extra_env);
+        cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
+        Handler::start(cmd, port)
+    }
+
+    /// `handler serve` on a free port.
+    pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Handler {
+        let port = super::free_port();
+        let mut cmd = base_command(data_dir, extra_env);
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
+        Handler::start(cmd, port)
+    }
+
+    fn start(mut cmd: Command, port: u16) -> Handler {
+        let child = cmd.spawn().expect("spawn handler");
+        let h = Handler { child, port, base: format!("http://127.0.0.1:{port}") };
+        h.wait_ready(Duration::from_secs(20));
+        h
+    }
+
+    /// Poll like the host does: any HTTP answer on `/` means ready.
+    pub fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("handler not ready on port {} after {limit:?}", self.port);
+    }
+
+    /// kill -9: no shutdown hook runs, nothing is flushed by us.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Environment for a hermetic run: SQLite and blobs in `data_dir`, no inherited app settings.
+pub fn base_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SQLITE_PATH", data_dir.join("bridge.sqlite"))
+        .env("BLOB_DIR", data_dir.join("blobs"))
+        .env("BRIDGE_SETTINGS_FILE", data_dir.join("no-local-settings.json"))
+        .env("LOG_LEVEL", "warn")
+        .current_dir(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd
+}
