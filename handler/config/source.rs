@@ -109,7 +109,12 @@ impl Source {
     }
 
     /// A parsed setting with a default; a value that does not parse is a problem, named.
-    pub fn parse<T: FromStr + std::fmt::Display>(&mut self, name: &str, default: T, description: &str) -> T
+    pub fn parse<T: FromStr + std::fmt::Display>(
+        &mut self,
+        name: &str,
+        default: T,
+        description: &str,
+    ) -> T
     where
         T::Err: std::fmt::Display,
     {

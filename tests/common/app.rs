@@ -29,7 +29,11 @@ impl Handler {
 
     fn start(mut cmd: Command, port: u16) -> Handler {
         let child = cmd.spawn().expect("spawn handler");
-        let h = Handler { child, port, base: format!("http://127.0.0.1:{port}") };
+        let h = Handler {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         h.wait_ready(Duration::from_secs(20));
         h
     }
@@ -66,7 +70,10 @@ pub fn base_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SQLITE_PATH", data_dir.join("bridge.sqlite"))
         .env("BLOB_DIR", data_dir.join("blobs"))
-        .env("BRIDGE_SETTINGS_FILE", data_dir.join("no-local-settings.json"))
+        .env(
+            "BRIDGE_SETTINGS_FILE",
+            data_dir.join("no-local-settings.json"),
+        )
         .env("LOG_LEVEL", "warn")
         .current_dir(data_dir)
         .stdin(Stdio::null())
