@@ -115,7 +115,13 @@ impl CoreSettings {
             "info",
             "tracing filter: error, warn, info, debug, trace, or a directive list",
         );
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        // EnvFilter takes a bare word as a target name, so "loud" would silently log nothing useful:
+        // accept level names, or `target=level` directives.
+        let levels = ["error", "warn", "info", "debug", "trace", "off"];
+        let plausible = log_level
+            .split(',')
+            .all(|d| d.contains('=') || levels.contains(&d.trim().to_ascii_lowercase().as_str()));
+        if !plausible || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             src.problem(format!("LOG_LEVEL: {log_level:?} is not a valid filter"));
         }
         let log_json = src.string("LOG_FORMAT", "json", "json (default) or text") != "text";

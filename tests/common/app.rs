@@ -19,6 +19,19 @@ impl Handler {
         Handler::start(cmd, port)
     }
 
+    /// Custom-handler mode with stderr (the JSON logs) written to `log_file`.
+    pub fn custom_handler_logged(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        log_file: &Path,
+    ) -> Handler {
+        let port = super::free_port();
+        let mut cmd = base_command(data_dir, extra_env);
+        cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
+        cmd.stderr(std::fs::File::create(log_file).expect("log file"));
+        Handler::start(cmd, port)
+    }
+
     /// `handler serve` on a free port.
     pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Handler {
         let port = super::free_port();
