@@ -11,9 +11,7 @@ pub struct AzureBlobStore {
 
 impl AzureBlobStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        Ok(AzureBlobStore {
-            settings: settings.clone(),
-        })
+        Ok(AzureBlobStore { settings: settings.clone() })
     }
 }
 
