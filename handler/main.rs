@@ -66,7 +66,9 @@ fn host_port() -> Option<u16> {
 async fn run_lambda() -> anyhow::Result<u8> {
     let settings = load_settings()?;
     let state = AppState::build(settings, false).await?;
-    lambda_http::run(app::public_router(state)).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))?;
+    lambda_http::run(app::public_router(state))
+        .await
+        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))?;
     Ok(0)
 }
 
@@ -138,7 +140,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 "markdown" => {
                     println!("| setting | secret | default | what it is |\n|---|---|---|---|");
                     for d in &docs {
-                        let default = d.default.as_deref().map(|v| format!("`{v}`")).unwrap_or_default();
+                        let default = d
+                            .default
+                            .as_deref()
+                            .map(|v| format!("`{v}`"))
+                            .unwrap_or_default();
                         println!(
                             "| `{}` | {} | {} | {} |",
                             d.name,
@@ -150,7 +156,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 _ => {
                     for d in &docs {
-                        println!("{:<40} {:<7} {}", d.name, if d.secret { "secret" } else { "" }, d.description);
+                        println!(
+                            "{:<40} {:<7} {}",
+                            d.name,
+                            if d.secret { "secret" } else { "" },
+                            d.description
+                        );
                     }
                 }
             }
@@ -160,7 +171,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = load_settings()?;
             let state = AppState::build(settings, true).await?;
             state.store.ensure_tables().await?;
-            let q = state.local_queue.as_ref().expect("built with a local queue");
+            let q = state
+                .local_queue
+                .as_ref()
+                .expect("built with a local queue");
             let id = q.enqueue(&queue, &body).await?;
             println!("{id}");
             Ok(0)

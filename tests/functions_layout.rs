@@ -44,7 +44,11 @@ fn bindings_match_the_function_table() {
             FunctionKind::Timer { schedule_setting } => {
                 assert_eq!(trigger["type"], "timerTrigger");
                 assert_eq!(trigger["name"], "timer");
-                assert_eq!(trigger["schedule"], format!("%{schedule_setting}%"), "schedule comes from an app setting");
+                assert_eq!(
+                    trigger["schedule"],
+                    format!("%{schedule_setting}%"),
+                    "schedule comes from an app setting"
+                );
             }
             FunctionKind::Queue { queue } => {
                 assert_eq!(trigger["type"], "queueTrigger");
@@ -56,18 +60,33 @@ fn bindings_match_the_function_table() {
                 assert_eq!(trigger["type"], "httpTrigger");
                 assert_eq!(trigger["name"], "req");
                 assert_eq!(trigger["route"], route);
-                let m: Vec<&str> = trigger["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+                let m: Vec<&str> = trigger["methods"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect();
                 assert_eq!(m, methods, "{}", spec.name);
-                assert!(bindings.iter().any(|b| b["type"] == "http" && b["direction"] == "out" && b["name"] == "res"));
+                assert!(bindings
+                    .iter()
+                    .any(|b| b["type"] == "http" && b["direction"] == "out" && b["name"] == "res"));
             }
         }
         let queue_outs: BTreeSet<(String, String)> = bindings
             .iter()
             .filter(|b| b["type"] == "queue" && b["direction"] == "out")
-            .map(|b| (b["name"].as_str().unwrap().to_string(), b["queueName"].as_str().unwrap().to_string()))
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap().to_string(),
+                    b["queueName"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
-        let expected: BTreeSet<(String, String)> =
-            spec.outputs.iter().map(|q| (binding_for_queue(q), q.to_string())).collect();
+        let expected: BTreeSet<(String, String)> = spec
+            .outputs
+            .iter()
+            .map(|q| (binding_for_queue(q), q.to_string()))
+            .collect();
         assert_eq!(queue_outs, expected, "{}", spec.name);
         // The host forwards the raw request only for HTTP-in + HTTP-out functions.
         let http_only = bindings.len() == 2 && trigger["type"] == "httpTrigger";
@@ -79,31 +98,62 @@ fn bindings_match_the_function_table() {
 fn host_json_follows_the_custom_handler_rules() {
     let host = read_json("host.json");
     assert_eq!(host["version"], "2.0");
-    assert_eq!(host["customHandler"]["description"]["defaultExecutablePath"], "handler");
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        "handler"
+    );
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
-    assert_eq!(host["extensions"]["http"]["routePrefix"], "", "routes in function.json are the full paths");
+    assert_eq!(
+        host["extensions"]["http"]["routePrefix"], "",
+        "routes in function.json are the full paths"
+    );
     assert_eq!(host["extensions"]["queues"]["maxDequeueCount"], 5);
-    assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
-    assert!(host["extensionBundle"]["version"].as_str().unwrap().starts_with("[4."), "Flex needs bundle 4.x");
-    assert_eq!(bridge::queue::MAX_DEQUEUE, 5, "standalone queue poisons after as many tries as the host");
+    assert_eq!(
+        host["extensionBundle"]["id"],
+        "Microsoft.Azure.Functions.ExtensionBundle"
+    );
+    assert!(
+        host["extensionBundle"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("[4."),
+        "Flex needs bundle 4.x"
+    );
+    assert_eq!(
+        bridge::queue::MAX_DEQUEUE,
+        5,
+        "standalone queue poisons after as many tries as the host"
+    );
 }
 
 #[test]
 fn local_settings_example_lists_every_setting_the_app_reads() {
     let example = read_json("local.settings.example.json");
     let values = example["Values"].as_object().unwrap();
-    let documented: BTreeSet<String> = bridge::config::Settings::documented().into_iter().map(|d| d.name).collect();
-    let listed: BTreeSet<String> = values.keys().filter(|k| !k.starts_with("FUNCTIONS_")).cloned().collect();
+    let documented: BTreeSet<String> = bridge::config::Settings::documented()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let listed: BTreeSet<String> = values
+        .keys()
+        .filter(|k| !k.starts_with("FUNCTIONS_"))
+        .cloned()
+        .collect();
     let missing: Vec<_> = documented.difference(&listed).collect();
     let unknown: Vec<_> = listed.difference(&documented).collect();
     assert!(
         missing.is_empty(),
         "add to local.settings.example.json (run `handler settings --format example`): {missing:?}"
     );
-    assert!(unknown.is_empty(), "settings the app does not read: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "settings the app does not read: {unknown:?}"
+    );
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
     for (k, v) in values {
-        let secret = bridge::config::Settings::documented().into_iter().any(|d| &d.name == k && d.secret);
+        let secret = bridge::config::Settings::documented()
+            .into_iter()
+            .any(|d| &d.name == k && d.secret);
         if secret {
             assert!(
                 v.as_str().unwrap_or("").is_empty() || v == "UseDevelopmentStorage=true",

@@ -6,19 +6,27 @@ use common::app::{base_command, Handler};
 use std::time::{Duration, Instant};
 
 fn enqueue(dir: &std::path::Path, queue: &str, body: &str) -> String {
-    let out =
-        base_command(dir, &[]).args(["enqueue", queue, body]).stdout(std::process::Stdio::piped()).output().unwrap();
+    let out = base_command(dir, &[])
+        .args(["enqueue", queue, body])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "enqueue failed");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn queue_rows(dir: &std::path::Path, partition: &str) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(dir.join("bridge.sqlite")).unwrap();
-    let mut stmt = conn.prepare("SELECT rk, props FROM entities WHERE tbl = 'queue' AND pk = ?1 ORDER BY rk").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT rk, props FROM entities WHERE tbl = 'queue' AND pk = ?1 ORDER BY rk")
+        .unwrap();
     stmt.query_map([partition], |r| {
         let props: String = r.get(1)?;
         let v: serde_json::Value = serde_json::from_str(&props).unwrap();
-        Ok((r.get::<_, String>(0)?, v["dequeue_count"].as_i64().unwrap_or(-1)))
+        Ok((
+            r.get::<_, String>(0)?,
+            v["dequeue_count"].as_i64().unwrap_or(-1),
+        ))
     })
     .unwrap()
     .map(Result::unwrap)
@@ -30,19 +38,40 @@ fn serve_answers_public_routes_but_not_host_invocations() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handler::serve(dir.path(), &[]);
     let client = reqwest::blocking::Client::new();
-    assert_eq!(client.get(format!("{}/", h.base)).send().unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/api/health", h.base)).send().unwrap().status(), 200);
+    assert_eq!(
+        client.get(format!("{}/", h.base)).send().unwrap().status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/api/health", h.base))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     // Nobody outside may fire a timer or forge a queue message on a standalone server.
-    let r = client.post(format!("{}/SyncTimer", h.base)).body("{}").send().unwrap();
+    let r = client
+        .post(format!("{}/SyncTimer", h.base))
+        .body("{}")
+        .send()
+        .unwrap();
     assert!(r.status() == 404 || r.status() == 405, "{}", r.status());
-    assert!(dir.path().join("bridge.sqlite").exists(), "embedded store created");
+    assert!(
+        dir.path().join("bridge.sqlite").exists(),
+        "embedded store created"
+    );
 }
 
 #[test]
 fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
     let dir = tempfile::tempdir().unwrap();
     // Written durably before any server runs: this is what a crash right after enqueue leaves.
-    let id = enqueue(dir.path(), "notify", r#"{"kind":"grade-released","courseId":42}"#);
+    let id = enqueue(
+        dir.path(),
+        "notify",
+        r#"{"kind":"grade-released","courseId":42}"#,
+    );
     assert_eq!(queue_rows(dir.path(), "notify"), vec![(id.clone(), 0)]);
 
     let mut h = Handler::serve(dir.path(), &[]);

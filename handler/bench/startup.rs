@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 fn handler_path() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let p = exe.with_file_name("handler");
-    anyhow::ensure!(p.exists(), "{} not found: build it first (cargo build --release --bins)", p.display());
+    anyhow::ensure!(
+        p.exists(),
+        "{} not found: build it first (cargo build --release --bins)",
+        p.display()
+    );
     Ok(p)
 }
 
@@ -18,10 +22,16 @@ fn handler_path() -> anyhow::Result<PathBuf> {
 fn get_root(port: u16) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
-    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -41,7 +51,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let start = Instant::now();
         let mut child = Command::new(&handler)
             .env_clear()
@@ -58,7 +70,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             if get_root(port).is_some() {
                 break start.elapsed();
             }
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "not ready after 10 s");
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(10),
+                "not ready after 10 s"
+            );
             std::thread::sleep(Duration::from_micros(200));
         };
         times.push(ready);
@@ -85,7 +100,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         rss[runs / 2] as f64 / 1024.0,
         rss[runs - 1] as f64 / 1024.0
     );
-    println!("release binary {}: {:.1} MiB (target < 25 MiB)", handler.display(), size as f64 / 1048576.0);
+    println!(
+        "release binary {}: {:.1} MiB (target < 25 MiB)",
+        handler.display(),
+        size as f64 / 1048576.0
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

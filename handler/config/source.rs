@@ -32,7 +32,10 @@ impl Source {
     }
 
     pub fn from_map(env: BTreeMap<String, String>) -> Self {
-        Source { env, ..Default::default() }
+        Source {
+            env,
+            ..Default::default()
+        }
     }
 
     /// Layer `local.settings.json` under the environment. A missing file is fine; a broken one is a problem.
@@ -50,10 +53,14 @@ impl Source {
                         }
                     }
                 }
-                Err(e) => self.problems.push(format!("{}: not valid JSON ({e})", path.display())),
+                Err(e) => self
+                    .problems
+                    .push(format!("{}: not valid JSON ({e})", path.display())),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => self.problems.push(format!("{}: cannot be read ({e})", path.display())),
+            Err(e) => self
+                .problems
+                .push(format!("{}: cannot be read ({e})", path.display())),
         }
         self
     }
@@ -75,7 +82,11 @@ impl Source {
 
     fn raw(&mut self, name: &str) -> Option<String> {
         self.seen.insert(name.to_string());
-        self.env.get(name).or_else(|| self.file.get(name)).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        self.env
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     /// An optional plain setting.
@@ -98,7 +109,12 @@ impl Source {
     }
 
     /// A parsed setting with a default; a value that does not parse is a problem, named.
-    pub fn parse<T: FromStr + std::fmt::Display>(&mut self, name: &str, default: T, description: &str) -> T
+    pub fn parse<T: FromStr + std::fmt::Display>(
+        &mut self,
+        name: &str,
+        default: T,
+        description: &str,
+    ) -> T
     where
         T::Err: std::fmt::Display,
     {

@@ -11,7 +11,9 @@ pub struct AzureBlobStore {
 
 impl AzureBlobStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        Ok(AzureBlobStore { settings: settings.clone() })
+        Ok(AzureBlobStore {
+            settings: settings.clone(),
+        })
     }
 }
 

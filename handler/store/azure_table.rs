@@ -10,7 +10,9 @@ pub struct AzureTableStore {
 
 impl AzureTableStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        Ok(AzureTableStore { settings: settings.clone() })
+        Ok(AzureTableStore {
+            settings: settings.clone(),
+        })
     }
 }
 

@@ -18,7 +18,9 @@ pub async fn on_shard(
     _ctx: &InvocationContext,
     msg: QueueMessage,
 ) -> Result<FunctionOutputs, FunctionError> {
-    let _: serde_json::Value =
-        serde_json::from_str(&msg.text).map_err(|e| FunctionError::BadInput(format!("shard is not JSON: {e}")))?;
-    Err(FunctionError::NotConfigured("sync is not configured".into()))
+    let _: serde_json::Value = serde_json::from_str(&msg.text)
+        .map_err(|e| FunctionError::BadInput(format!("shard is not JSON: {e}")))?;
+    Err(FunctionError::NotConfigured(
+        "sync is not configured".into(),
+    ))
 }

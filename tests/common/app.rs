@@ -20,7 +20,11 @@ impl Handler {
     }
 
     /// Custom-handler mode with stderr (the JSON logs) written to `log_file`.
-    pub fn custom_handler_logged(data_dir: &Path, extra_env: &[(&str, &str)], log_file: &Path) -> Handler {
+    pub fn custom_handler_logged(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        log_file: &Path,
+    ) -> Handler {
         let port = super::free_port();
         let mut cmd = base_command(data_dir, extra_env);
         cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
@@ -38,7 +42,11 @@ impl Handler {
 
     fn start(mut cmd: Command, port: u16) -> Handler {
         let child = cmd.spawn().expect("spawn handler");
-        let h = Handler { child, port, base: format!("http://127.0.0.1:{port}") };
+        let h = Handler {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         h.wait_ready(Duration::from_secs(20));
         h
     }
@@ -75,7 +83,10 @@ pub fn base_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SQLITE_PATH", data_dir.join("bridge.sqlite"))
         .env("BLOB_DIR", data_dir.join("blobs"))
-        .env("BRIDGE_SETTINGS_FILE", data_dir.join("no-local-settings.json"))
+        .env(
+            "BRIDGE_SETTINGS_FILE",
+            data_dir.join("no-local-settings.json"),
+        )
         .env("LOG_LEVEL", "warn")
         .current_dir(data_dir)
         .stdin(Stdio::null())
@@ -88,13 +99,21 @@ pub fn base_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
 }
 
 /// Run a `handler` subcommand to completion; returns exit code and stdout + stderr.
-pub fn run_cli(data_dir: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+pub fn run_cli(
+    data_dir: &Path,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String) {
     let out = base_command(data_dir, extra_env)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .expect("run handler");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code(), text)
 }
