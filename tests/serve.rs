@@ -96,3 +96,31 @@ fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
     assert_eq!(rows[0].0, id);
     assert!(queue_rows(dir.path(), "notify-poison").is_empty());
 }
+
+#[test]
+fn the_scheduler_fires_timer_functions_from_their_ncrontab_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    // Every second, so the test sees two firings quickly.
+    let _h = Handler::serve_logged(
+        dir.path(),
+        &[("SYNC_SCHEDULE", "* * * * * *"), ("LOG_LEVEL", "info")],
+        &log,
+    );
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let firings = text
+            .lines()
+            .filter(|l| l.contains("\"function\":\"SyncTimer\"") && l.contains("invocation_id"))
+            .count();
+        if firings >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "SyncTimer fired {firings} times:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

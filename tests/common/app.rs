@@ -40,6 +40,15 @@ impl Handler {
         Handler::start(cmd, port)
     }
 
+    /// `handler serve` with stderr (the JSON logs) written to `log_file`.
+    pub fn serve_logged(data_dir: &Path, extra_env: &[(&str, &str)], log_file: &Path) -> Handler {
+        let port = super::free_port();
+        let mut cmd = base_command(data_dir, extra_env);
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
+        cmd.stderr(std::fs::File::create(log_file).expect("log file"));
+        Handler::start(cmd, port)
+    }
+
     fn start(mut cmd: Command, port: u16) -> Handler {
         let child = cmd.spawn().expect("spawn handler");
         let h = Handler {
