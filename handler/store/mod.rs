@@ -6,6 +6,7 @@ pub mod azure_blob;
 pub mod azure_table;
 pub mod blob;
 pub mod connection_string;
+pub mod managed_identity;
 pub mod sqlite;
 
 use async_trait::async_trait;
