@@ -23,10 +23,19 @@ pub struct AzureBlobStore {
 impl AzureBlobStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
         let endpoint = endpoint(settings.blob_endpoint.as_deref(), &settings.account, "blob");
-        url::Url::parse(&endpoint).map_err(|e| anyhow::anyhow!("blob endpoint {endpoint:?}: {e}"))?;
-        let location = CloudLocation::Custom { account: settings.account.clone(), uri: endpoint.clone() };
-        let service = ClientBuilder::with_location(location, credentials(settings)).blob_service_client();
-        Ok(AzureBlobStore { service, account: settings.account.clone(), endpoint })
+        url::Url::parse(&endpoint)
+            .map_err(|e| anyhow::anyhow!("blob endpoint {endpoint:?}: {e}"))?;
+        let location = CloudLocation::Custom {
+            account: settings.account.clone(),
+            uri: endpoint.clone(),
+        };
+        let service =
+            ClientBuilder::with_location(location, credentials(settings)).blob_service_client();
+        Ok(AzureBlobStore {
+            service,
+            account: settings.account.clone(),
+            endpoint,
+        })
     }
 }
 
@@ -47,14 +56,28 @@ fn backend(e: azure_core::Error) -> StoreError {
 
 #[async_trait]
 impl BlobStore for AzureBlobStore {
-    async fn put(&self, container: &str, name: &str, bytes: Vec<u8>, content_type: &str) -> StoreResult<()> {
+    async fn put(
+        &self,
+        container: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> StoreResult<()> {
         check_names(container, name)?;
         let containers = self.service.container_client(container);
         let blob = containers.blob_client(name);
-        let put = || blob.put_block_blob(bytes.clone()).content_type(content_type.to_string());
+        let put = || {
+            blob.put_block_blob(bytes.clone())
+                .content_type(content_type.to_string())
+        };
         match put().await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(status_of(&e), Some((StatusCode::NotFound, Some("ContainerNotFound")))) => {
+            Err(e)
+                if matches!(
+                    status_of(&e),
+                    Some((StatusCode::NotFound, Some("ContainerNotFound")))
+                ) =>
+            {
                 match containers.create().await {
                     Ok(_) => {}
                     // Someone else created it in between: fine.
@@ -74,7 +97,12 @@ impl BlobStore for AzureBlobStore {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if is_not_found(&e) => Ok(None),
             // The crate reads in ranges; an empty blob has no first range and answers 416.
-            Err(e) if matches!(status_of(&e), Some((StatusCode::RequestedRangeNotSatisfiable, _))) => {
+            Err(e)
+                if matches!(
+                    status_of(&e),
+                    Some((StatusCode::RequestedRangeNotSatisfiable, _))
+                ) =>
+            {
                 match blob.get_properties().await {
                     Ok(p) if p.blob.properties.content_length == 0 => Ok(Some(Vec::new())),
                     Ok(_) => Err(backend(e)),
@@ -108,7 +136,13 @@ impl BlobStore for AzureBlobStore {
 
     async fn delete(&self, container: &str, name: &str) -> StoreResult<()> {
         check_names(container, name)?;
-        match self.service.container_client(container).blob_client(name).delete().await {
+        match self
+            .service
+            .container_client(container)
+            .blob_client(name)
+            .delete()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Err(StoreError::NotFound),
             Err(e) => Err(backend(e)),

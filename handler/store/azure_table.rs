@@ -6,8 +6,10 @@
 //! Keys go into OData URLs such as `t(PartitionKey='..',RowKey='..')`; the crate does not double
 //! single quotes, so this module does (a key like `o'connor` would otherwise break the URL).
 
-use super::managed_identity::ManagedIdentityCredential;
-use super::{validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult};
+use super::managed_identity::{ManagedIdentityCredential, TokenSource};
+use super::{
+    validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult,
+};
 use crate::config::AzureStorageSettings;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
@@ -31,11 +33,23 @@ pub struct AzureTableStore {
 
 /// Shared-key credentials when a key is configured, the managed identity otherwise.
 pub(crate) fn credentials(settings: &AzureStorageSettings) -> StorageCredentials {
+    credentials_from(settings, TokenSource::from_env)
+}
+
+fn credentials_from(
+    settings: &AzureStorageSettings,
+    source: impl FnOnce() -> TokenSource,
+) -> StorageCredentials {
     match &settings.key {
-        Some(key) => StorageCredentials::access_key(settings.account.clone(), key.expose().to_string()),
-        None => StorageCredentials::token_credential(Arc::new(ManagedIdentityCredential::new(
-            settings.managed_identity_client_id.clone(),
-        ))),
+        Some(key) => {
+            StorageCredentials::access_key(settings.account.clone(), key.expose().to_string())
+        }
+        None => {
+            StorageCredentials::token_credential(Arc::new(ManagedIdentityCredential::with_source(
+                settings.managed_identity_client_id.clone(),
+                source(),
+            )))
+        }
     }
 }
 
@@ -48,14 +62,33 @@ pub(crate) fn endpoint(configured: Option<&str>, account: &str, service: &str) -
 
 impl AzureTableStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        let endpoint = endpoint(settings.table_endpoint.as_deref(), &settings.account, "table");
-        url::Url::parse(&endpoint).map_err(|e| anyhow::anyhow!("table endpoint {endpoint:?}: {e}"))?;
+        Self::with_credentials(settings, credentials(settings))
+    }
+
+    fn with_credentials(
+        settings: &AzureStorageSettings,
+        credentials: StorageCredentials,
+    ) -> anyhow::Result<Self> {
+        let endpoint = endpoint(
+            settings.table_endpoint.as_deref(),
+            &settings.account,
+            "table",
+        );
+        url::Url::parse(&endpoint)
+            .map_err(|e| anyhow::anyhow!("table endpoint {endpoint:?}: {e}"))?;
         if !settings.table_prefix.is_empty() {
-            check_table_name(&settings.table_prefix, "x")
-                .map_err(|_| anyhow::anyhow!("table prefix {:?}: letters and digits only, starting with a letter", settings.table_prefix))?;
+            check_table_name(&settings.table_prefix, "x").map_err(|_| {
+                anyhow::anyhow!(
+                    "table prefix {:?}: letters and digits only, starting with a letter",
+                    settings.table_prefix
+                )
+            })?;
         }
-        let location = CloudLocation::Custom { account: settings.account.clone(), uri: endpoint.clone() };
-        let service = TableServiceClientBuilder::with_location(location, credentials(settings)).build();
+        let location = CloudLocation::Custom {
+            account: settings.account.clone(),
+            uri: endpoint.clone(),
+        };
+        let service = TableServiceClientBuilder::with_location(location, credentials).build();
         Ok(AzureTableStore {
             service,
             prefix: settings.table_prefix.clone(),
@@ -87,7 +120,9 @@ fn check_table_name(prefix: &str, table: &str) -> StoreResult<String> {
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(StoreError::Invalid(format!("bad table name {name:?} (Azure: letters and digits, 3-63)")));
+        return Err(StoreError::Invalid(format!(
+            "bad table name {name:?} (Azure: letters and digits, 3-63)"
+        )));
     }
     Ok(name)
 }
@@ -103,10 +138,14 @@ fn map_err(e: azure_core::Error) -> StoreError {
             StatusCode::Conflict => StoreError::Conflict,
             StatusCode::PreconditionFailed => StoreError::PreconditionFailed,
             StatusCode::NotFound if error_code.as_deref() == Some("TableNotFound") => {
-                StoreError::Backend(format!("table does not exist (run ensure_tables first): {e}"))
+                StoreError::Backend(format!(
+                    "table does not exist (run ensure_tables first): {e}"
+                ))
             }
             StatusCode::NotFound => StoreError::NotFound,
-            StatusCode::BadRequest => StoreError::Invalid(format!("azure table rejected the request: {e}")),
+            StatusCode::BadRequest => {
+                StoreError::Invalid(format!("azure table rejected the request: {e}"))
+            }
             _ => StoreError::Backend(format!("azure table: {e}")),
         },
         _ => StoreError::Backend(format!("azure table: {e}")),
@@ -119,8 +158,13 @@ fn map_status(status: StatusCode) -> StoreError {
         StatusCode::Conflict => StoreError::Conflict,
         StatusCode::PreconditionFailed => StoreError::PreconditionFailed,
         StatusCode::NotFound => StoreError::NotFound,
-        StatusCode::BadRequest => StoreError::Invalid("azure table rejected an operation of the batch (400)".into()),
-        s => StoreError::Backend(format!("azure table batch operation failed with status {}", s as u16)),
+        StatusCode::BadRequest => {
+            StoreError::Invalid("azure table rejected an operation of the batch (400)".into())
+        }
+        s => StoreError::Backend(format!(
+            "azure table batch operation failed with status {}",
+            s as u16
+        )),
     }
 }
 
@@ -135,10 +179,9 @@ fn if_match(etag: &ETag) -> IfMatchCondition {
 /// Table ETags are always weak (`W/"datetime'…'"`). Anything else can match no entity, and the
 /// service answers 400 for it, so it is refused here as the mismatch it is (as SQLite does).
 fn check_etag(etag: &ETag) -> StoreResult<()> {
-    let ok = etag
-        .0
-        .strip_prefix("W/")
-        .is_some_and(|t| t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t.chars().any(|c| c.is_control()));
+    let ok = etag.0.strip_prefix("W/").is_some_and(|t| {
+        t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t.chars().any(|c| c.is_control())
+    });
     if ok {
         Ok(())
     } else {
@@ -152,11 +195,16 @@ const EDM_DOUBLE: &str = "Edm.Double";
 /// Entity → JSON body with OData type annotations.
 fn to_json(e: &Entity) -> StoreResult<Json> {
     let mut m = Json::new();
-    m.insert("PartitionKey".into(), Value::String(e.partition_key.clone()));
+    m.insert(
+        "PartitionKey".into(),
+        Value::String(e.partition_key.clone()),
+    );
     m.insert("RowKey".into(), Value::String(e.row_key.clone()));
     for (name, prop) in &e.props {
         if is_reserved(name) || name.contains('@') || name.is_empty() {
-            return Err(StoreError::Invalid(format!("property name {name:?} is reserved")));
+            return Err(StoreError::Invalid(format!(
+                "property name {name:?} is reserved"
+            )));
         }
         let annotation = format!("{name}@odata.type");
         match prop {
@@ -168,8 +216,9 @@ fn to_json(e: &Entity) -> StoreResult<Json> {
                 m.insert(name.clone(), Value::String(v.to_string()));
             }
             Prop::Float(v) => {
-                let n = serde_json::Number::from_f64(*v)
-                    .ok_or_else(|| StoreError::Invalid(format!("property {name}: {v} is not a finite number")))?;
+                let n = serde_json::Number::from_f64(*v).ok_or_else(|| {
+                    StoreError::Invalid(format!("property {name}: {v} is not a finite number"))
+                })?;
                 m.insert(annotation, Value::String(EDM_DOUBLE.into()));
                 m.insert(name.clone(), Value::Number(n));
             }
@@ -189,7 +238,9 @@ fn is_reserved(name: &str) -> bool {
 fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
     let take_str = |m: &mut Json, k: &str| match m.remove(k) {
         Some(Value::String(s)) => Ok(s),
-        other => Err(StoreError::Backend(format!("entity without {k}: {other:?}"))),
+        other => Err(StoreError::Backend(format!(
+            "entity without {k}: {other:?}"
+        ))),
     };
     let pk = take_str(&mut m, "PartitionKey")?;
     let rk = take_str(&mut m, "RowKey")?;
@@ -206,9 +257,13 @@ fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
         let annotation = m.get(&format!("{name}@odata.type")).and_then(Value::as_str);
         let prop = match (annotation, value) {
             (Some("Edm.Int64" | "Edm.Int32"), Value::String(s)) => {
-                Prop::Int(s.parse().map_err(|_| StoreError::Backend(format!("property {name}: bad Edm.Int64 {s:?}")))?)
+                Prop::Int(s.parse().map_err(|_| {
+                    StoreError::Backend(format!("property {name}: bad Edm.Int64 {s:?}"))
+                })?)
             }
-            (Some("Edm.Int64" | "Edm.Int32"), Value::Number(n)) if n.is_i64() => Prop::Int(n.as_i64().unwrap_or_default()),
+            (Some("Edm.Int64" | "Edm.Int32"), Value::Number(n)) if n.is_i64() => {
+                Prop::Int(n.as_i64().unwrap_or_default())
+            }
             (Some("Edm.Double"), Value::Number(n)) => Prop::Float(n.as_f64().unwrap_or_default()),
             (Some("Edm.Double"), Value::String(s)) => Prop::Float(match s.as_str() {
                 "Infinity" | "INF" => f64::INFINITY,
@@ -226,7 +281,12 @@ fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
         };
         props.insert(name.clone(), prop);
     }
-    Ok(Entity { partition_key: pk, row_key: rk, props, etag })
+    Ok(Entity {
+        partition_key: pk,
+        row_key: rk,
+        props,
+        etag,
+    })
 }
 
 fn check_entity(e: &Entity) -> StoreResult<()> {
@@ -240,7 +300,14 @@ impl Store for AzureTableStore {
         for name in super::tables::ALL {
             match self.table(name)?.create().await {
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::HttpResponse { status: StatusCode::Conflict, .. }) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::HttpResponse {
+                            status: StatusCode::Conflict,
+                            ..
+                        }
+                    ) => {}
                 Err(e) => return Err(map_err(e)),
             }
         }
@@ -274,7 +341,11 @@ impl Store for AzureTableStore {
         check_entity(entity)?;
         let body = to_json(entity)?;
         let client = self.entity(table, &entity.partition_key, &entity.row_key)?;
-        let resp = client.insert_or_replace(&body).map_err(map_err)?.await.map_err(map_err)?;
+        let resp = client
+            .insert_or_replace(&body)
+            .map_err(map_err)?
+            .await
+            .map_err(map_err)?;
         Ok(etag_of(&resp.etag))
     }
 
@@ -283,11 +354,21 @@ impl Store for AzureTableStore {
         check_etag(etag)?;
         let body = to_json(entity)?;
         let client = self.entity(table, &entity.partition_key, &entity.row_key)?;
-        let resp = client.update(&body, if_match(etag)).map_err(map_err)?.await.map_err(map_err)?;
+        let resp = client
+            .update(&body, if_match(etag))
+            .map_err(map_err)?
+            .await
+            .map_err(map_err)?;
         Ok(etag_of(&resp.etag))
     }
 
-    async fn delete(&self, table: &str, pk: &str, rk: &str, etag: Option<&ETag>) -> StoreResult<()> {
+    async fn delete(
+        &self,
+        table: &str,
+        pk: &str,
+        rk: &str,
+        etag: Option<&ETag>,
+    ) -> StoreResult<()> {
         let client = self.entity(table, pk, rk)?;
         if let Some(tag) = etag {
             check_etag(tag)?;
@@ -297,7 +378,13 @@ impl Store for AzureTableStore {
         Ok(())
     }
 
-    async fn query(&self, table: &str, pk: &str, continuation: Option<&str>, page_size: usize) -> StoreResult<Page> {
+    async fn query(
+        &self,
+        table: &str,
+        pk: &str,
+        continuation: Option<&str>,
+        page_size: usize,
+    ) -> StoreResult<Page> {
         validate_key("partition key", pk)?;
         let page_size = page_size.clamp(1, 1000);
         let mut filter = format!("PartitionKey eq '{}'", odata_quote(pk));
@@ -350,25 +437,35 @@ impl Store for AzureTableStore {
                 }
                 BatchOp::Upsert(e) => {
                     check_entity(e)?;
-                    tx.insert_or_replace(odata_quote(&e.row_key), to_json(e)?).map_err(map_err)?
+                    tx.insert_or_replace(odata_quote(&e.row_key), to_json(e)?)
+                        .map_err(map_err)?
                 }
                 BatchOp::Replace(e, tag) => {
                     check_entity(e)?;
                     check_etag(tag)?;
-                    tx.update(odata_quote(&e.row_key), to_json(e)?, Some(if_match(tag))).map_err(map_err)?
+                    tx.update(odata_quote(&e.row_key), to_json(e)?, Some(if_match(tag)))
+                        .map_err(map_err)?
                 }
-                BatchOp::Delete { row_key, if_match: tag } => {
+                BatchOp::Delete {
+                    row_key,
+                    if_match: tag,
+                } => {
                     validate_key("row key", row_key)?;
                     if let Some(tag) = tag {
                         check_etag(tag)?;
                     }
-                    tx.delete(odata_quote(row_key), tag.as_ref().map(if_match)).map_err(map_err)?
+                    tx.delete(odata_quote(row_key), tag.as_ref().map(if_match))
+                        .map_err(map_err)?
                 }
             };
         }
         // A failed transaction still comes back as `Ok`: the verdict is in each operation's status.
         let resp = tx.await.map_err(map_err)?;
-        if let Some(failed) = resp.operation_responses.iter().find(|r| !r.status_code.is_success()) {
+        if let Some(failed) = resp
+            .operation_responses
+            .iter()
+            .find(|r| !r.status_code.is_success())
+        {
             return Err(map_status(failed.status_code));
         }
         if resp.operation_responses.len() != ops.len() {
@@ -419,8 +516,14 @@ mod tests {
         assert_eq!(json["f@odata.type"], Value::String("Edm.Double".into()));
         let mut back = json.clone();
         back.insert("odata.etag".into(), Value::String("W/\"x\"".into()));
-        back.insert("Timestamp".into(), Value::String("2026-01-01T00:00:00Z".into()));
-        back.insert("Timestamp@odata.type".into(), Value::String("Edm.DateTime".into()));
+        back.insert(
+            "Timestamp".into(),
+            Value::String("2026-01-01T00:00:00Z".into()),
+        );
+        back.insert(
+            "Timestamp@odata.type".into(),
+            Value::String("Edm.DateTime".into()),
+        );
         let got = from_json(back, None).unwrap();
         assert_eq!(got.props, e.props);
         assert_eq!(got.etag, Some(ETag("W/\"x\"".into())));
@@ -428,11 +531,63 @@ mod tests {
 
     #[test]
     fn unannotated_numbers_and_reserved_names() {
-        let m: Json = serde_json::from_str(r#"{"PartitionKey":"p","RowKey":"r","i":5,"d":1.5}"#).unwrap();
+        let m: Json =
+            serde_json::from_str(r#"{"PartitionKey":"p","RowKey":"r","i":5,"d":1.5}"#).unwrap();
         let e = from_json(m, None).unwrap();
         assert_eq!(e.props["i"], Prop::Int(5));
         assert_eq!(e.props["d"], Prop::Float(1.5));
         assert!(to_json(&Entity::new("p", "r").with("Timestamp", "x")).is_err());
         assert!(to_json(&Entity::new("p", "r").with("nan", f64::NAN)).is_err());
+    }
+
+    /// Without a key, requests carry a bearer token from the managed identity endpoint.
+    #[tokio::test]
+    async fn managed_identity_token_reaches_the_table_service() {
+        use wiremock::matchers::{header, method, path, query_param};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        Mock::given(method("GET"))
+            .and(path("/msi"))
+            .and(query_param("client_id", "mi-client"))
+            .and(query_param("resource", "https://storage.azure.com/"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"access_token": "mi-token", "expires_on": expires.to_string()}),
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/school/brmappings(PartitionKey='o''c',RowKey='r')"))
+            .and(header("authorization", "Bearer mi-token"))
+            .respond_with(
+                ResponseTemplate::new(404)
+                    .insert_header("x-ms-error-code", "ResourceNotFound")
+                    .set_body_json(
+                        serde_json::json!({"odata.error": {"code": "ResourceNotFound"}}),
+                    ),
+            )
+            .expect(2)
+            .mount(&server)
+            .await;
+        let settings = AzureStorageSettings {
+            account: "school".into(),
+            key: None,
+            table_endpoint: Some(format!("{}/school/", server.uri())),
+            blob_endpoint: None,
+            managed_identity_client_id: Some("mi-client".into()),
+            table_prefix: "br".into(),
+        };
+        let source = TokenSource::AppService {
+            endpoint: format!("{}/msi", server.uri()),
+            header: "h".into(),
+        };
+        let store =
+            AzureTableStore::with_credentials(&settings, credentials_from(&settings, || source))
+                .unwrap();
+        assert!(store.get("mappings", "o'c", "r").await.unwrap().is_none());
+        // The second call reuses the cached token (the token mock expects exactly one call).
+        assert!(store.get("mappings", "o'c", "r").await.unwrap().is_none());
+        assert!(!store.describe().contains("mi-token"));
     }
 }

@@ -48,7 +48,9 @@ impl TokenSource {
         let non_empty = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         match (non_empty("IDENTITY_ENDPOINT"), non_empty("IDENTITY_HEADER")) {
             (Some(endpoint), Some(header)) => TokenSource::AppService { endpoint, header },
-            _ => TokenSource::Imds { endpoint: IMDS_ENDPOINT.to_string() },
+            _ => TokenSource::Imds {
+                endpoint: IMDS_ENDPOINT.to_string(),
+            },
         }
     }
 }
@@ -103,7 +105,12 @@ impl ManagedIdentityCredential {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        ManagedIdentityCredential { client_id, source, http, cache: Mutex::new(HashMap::new()) }
+        ManagedIdentityCredential {
+            client_id,
+            source,
+            http,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn source(&self) -> &TokenSource {
@@ -129,15 +136,16 @@ impl ManagedIdentityCredential {
                 .query(&query)
                 .header("Metadata", "true"),
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| credential_error(format!("managed identity endpoint {:?} unreachable: {e}", self.source)))?;
+        let response = request.send().await.map_err(|e| {
+            credential_error(format!(
+                "managed identity endpoint {:?} unreachable: {e}",
+                self.source
+            ))
+        })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| credential_error(format!("managed identity endpoint {:?}: {e}", self.source)))?;
+        let body = response.bytes().await.map_err(|e| {
+            credential_error(format!("managed identity endpoint {:?}: {e}", self.source))
+        })?;
         if !status.is_success() {
             // Error bodies carry no token; a short excerpt tells the operator what is wrong.
             let text = String::from_utf8_lossy(&body);
@@ -148,19 +156,28 @@ impl ManagedIdentityCredential {
             )));
         }
         // Never include the body of a success answer in an error: it holds the token.
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| credential_error(format!("managed identity answer is not a token response ({e})")))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            credential_error(format!(
+                "managed identity answer is not a token response ({e})"
+            ))
+        })?;
         let now = OffsetDateTime::now_utc();
         let expires_on = if let Some(ts) = parsed.expires_on.as_ref().and_then(as_i64) {
-            OffsetDateTime::from_unix_timestamp(ts)
-                .map_err(|_| credential_error("managed identity answer has an invalid expires_on"))?
+            OffsetDateTime::from_unix_timestamp(ts).map_err(|_| {
+                credential_error("managed identity answer has an invalid expires_on")
+            })?
         } else if let Some(secs) = parsed.expires_in.as_ref().and_then(as_i64) {
             now + time::Duration::seconds(secs)
         } else {
-            return Err(credential_error("managed identity answer has neither expires_on nor expires_in"));
+            return Err(credential_error(
+                "managed identity answer has neither expires_on nor expires_in",
+            ));
         };
         tracing::debug!(source = ?self.source, resource, %expires_on, "managed identity token obtained");
-        Ok(AccessToken::new(Secret::new(parsed.access_token), expires_on))
+        Ok(AccessToken::new(
+            Secret::new(parsed.access_token),
+            expires_on,
+        ))
     }
 }
 
@@ -173,7 +190,10 @@ pub fn resource_of(scope: &str) -> &str {
 impl TokenCredential for ManagedIdentityCredential {
     async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
         let [scope] = scopes else {
-            return Err(credential_error(format!("managed identity takes exactly one scope, got {}", scopes.len())));
+            return Err(credential_error(format!(
+                "managed identity takes exactly one scope, got {}",
+                scopes.len()
+            )));
         };
         let resource = resource_of(scope);
         // Holding the lock while fetching makes concurrent callers share one request.
@@ -219,13 +239,19 @@ mod tests {
     fn source_selection_and_scope_mapping() {
         assert_eq!(
             TokenSource::from_lookup(|_| None),
-            TokenSource::Imds { endpoint: IMDS_ENDPOINT.into() }
+            TokenSource::Imds {
+                endpoint: IMDS_ENDPOINT.into()
+            }
         );
         // One variable alone is not enough.
-        let only_endpoint = TokenSource::from_lookup(|k| (k == "IDENTITY_ENDPOINT").then(|| "http://x".into()));
+        let only_endpoint =
+            TokenSource::from_lookup(|k| (k == "IDENTITY_ENDPOINT").then(|| "http://x".into()));
         assert!(matches!(only_endpoint, TokenSource::Imds { .. }));
         assert_eq!(resource_of(SCOPE), "https://storage.azure.com/");
-        let src = TokenSource::AppService { endpoint: "http://e".into(), header: "hdr-secret".into() };
+        let src = TokenSource::AppService {
+            endpoint: "http://e".into(),
+            header: "hdr-secret".into(),
+        };
         assert!(!format!("{src:?}").contains("hdr-secret"));
     }
 
@@ -248,7 +274,8 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let cred = ManagedIdentityCredential::with_source(Some("client-123".into()), app_service(&server));
+        let cred =
+            ManagedIdentityCredential::with_source(Some("client-123".into()), app_service(&server));
         let t1 = cred.get_token(&[SCOPE]).await.unwrap();
         let t2 = cred.get_token(&[SCOPE]).await.unwrap();
         assert_eq!(t1.token.secret(), "tok-very-secret");
@@ -288,7 +315,9 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let source = TokenSource::Imds { endpoint: format!("{}/metadata/identity/oauth2/token", server.uri()) };
+        let source = TokenSource::Imds {
+            endpoint: format!("{}/metadata/identity/oauth2/token", server.uri()),
+        };
         let cred = ManagedIdentityCredential::with_source(Some("abc".into()), source);
         let t = cred.get_token(&[SCOPE]).await.unwrap();
         assert_eq!(t.token.secret(), "imds-token");
@@ -299,14 +328,19 @@ mod tests {
     async fn errors_are_credential_errors_without_secrets() {
         let server = MockServer::start().await;
         Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(400).set_body_string("{\"error\":\"invalid_request\"}"))
+            .respond_with(
+                ResponseTemplate::new(400).set_body_string("{\"error\":\"invalid_request\"}"),
+            )
             .mount(&server)
             .await;
         let cred = ManagedIdentityCredential::with_source(Some("x".into()), app_service(&server));
         let err = cred.get_token(&[SCOPE]).await.unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::Credential));
         let text = err.to_string();
-        assert!(text.contains("400") && text.contains("invalid_request"), "{text}");
+        assert!(
+            text.contains("400") && text.contains("invalid_request"),
+            "{text}"
+        );
         assert!(!text.contains("hdr-secret"));
         assert!(cred.get_token(&[]).await.is_err());
     }

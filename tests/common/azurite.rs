@@ -83,9 +83,12 @@ fn tail(path: &Path) -> String {
 
 /// One attempt; `Err` when Azurite exited early (e.g. a port taken between `free_port` and bind).
 fn start_once(bin: &Path, attempt: u32) -> Result<Azurite, String> {
-    let (blob_port, queue_port, table_port) = (super::free_port(), super::free_port(), super::free_port());
-    let log = std::env::temp_dir().join(format!("azurite-test-{}-{attempt}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+    let (blob_port, queue_port, table_port) =
+        (super::free_port(), super::free_port(), super::free_port());
+    let log =
+        std::env::temp_dir().join(format!("azurite-test-{}-{attempt}.log", std::process::id()));
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
     let child = Command::new("sh")
         .arg("-c")
@@ -93,11 +96,31 @@ fn start_once(bin: &Path, attempt: u32) -> Result<Azurite, String> {
         .arg("azurite-watchdog")
         .arg(std::process::id().to_string())
         .arg(bin)
-        .args(["--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry"])
+        .args([
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+        ])
         .args(["--extentMemoryLimit", "256"])
-        .args(["--blobHost", "127.0.0.1", "--blobPort", &blob_port.to_string()])
-        .args(["--queueHost", "127.0.0.1", "--queuePort", &queue_port.to_string()])
-        .args(["--tableHost", "127.0.0.1", "--tablePort", &table_port.to_string()])
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &blob_port.to_string(),
+        ])
+        .args([
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            &queue_port.to_string(),
+        ])
+        .args([
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            &table_port.to_string(),
+        ])
         // In-memory mode writes nothing, but keep any stray file out of the repository.
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
@@ -109,15 +132,30 @@ fn start_once(bin: &Path, attempt: u32) -> Result<Azurite, String> {
     let mut child = child;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if [table_port, blob_port, queue_port].iter().all(|p| listening(*p)) {
-            return Ok(Azurite { blob_port, queue_port, table_port, pid, log, _child: Mutex::new(child) });
+        if [table_port, blob_port, queue_port]
+            .iter()
+            .all(|p| listening(*p))
+        {
+            return Ok(Azurite {
+                blob_port,
+                queue_port,
+                table_port,
+                pid,
+                log,
+                _child: Mutex::new(child),
+            });
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("Azurite exited ({status}) during start-up; log tail:\n{}", tail(&log)));
+            return Err(format!(
+                "Azurite exited ({status}) during start-up; log tail:\n{}",
+                tail(&log)
+            ));
         }
         if Instant::now() > deadline {
             // Kill Azurite (the watchdog's only child) first, then the watchdog itself.
-            let _ = Command::new("pkill").args(["-TERM", "-P", &pid.to_string()]).status();
+            let _ = Command::new("pkill")
+                .args(["-TERM", "-P", &pid.to_string()])
+                .status();
             let _ = child.kill();
             panic!(
                 "Azurite did not listen on 127.0.0.1:{table_port}/{blob_port}/{queue_port} within {}s; log tail:\n{}",
@@ -159,7 +197,11 @@ pub fn azurite() -> &'static Azurite {
 pub fn storage_settings(prefix: &str) -> AzureStorageSettings {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let az = azurite();
-    let clean: String = prefix.chars().filter(char::is_ascii_alphanumeric).take(30).collect();
+    let clean: String = prefix
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(30)
+        .collect();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     AzureStorageSettings {
         account: ACCOUNT.into(),
