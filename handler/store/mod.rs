@@ -6,6 +6,7 @@ pub mod azure_blob;
 pub mod azure_table;
 pub mod blob;
 pub mod connection_string;
+pub mod managed_identity;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -236,6 +237,29 @@ pub(crate) fn validate_key(kind: &str, key: &str) -> StoreResult<()> {
         return Err(StoreError::Invalid(format!(
             "{kind} contains a character Azure tables forbid"
         )));
+    }
+    Ok(())
+}
+
+/// Property rules of Azure tables, enforced on every backend so a standalone store can move to Azure.
+pub(crate) fn validate_props(e: &Entity) -> StoreResult<()> {
+    for (name, prop) in &e.props {
+        let reserved = matches!(
+            name.as_str(),
+            "PartitionKey" | "RowKey" | "Timestamp" | "ETag"
+        ) || name.starts_with("odata.");
+        if reserved || name.contains('@') || name.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "property name {name:?} is reserved"
+            )));
+        }
+        if let Prop::Float(v) = prop {
+            if !v.is_finite() {
+                return Err(StoreError::Invalid(format!(
+                    "property {name}: {v} is not a finite number"
+                )));
+            }
+        }
     }
     Ok(())
 }

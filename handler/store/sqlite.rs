@@ -3,7 +3,8 @@
 //! whose WHERE clause carries the version: the database, not our code, decides the winner.
 
 use super::{
-    validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult,
+    validate_batch, validate_key, validate_props, BatchOp, ETag, Entity, Page, Prop, Store,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -196,7 +197,8 @@ fn check_table(table: &str) -> StoreResult<()> {
 fn check_entity(table: &str, e: &Entity) -> StoreResult<()> {
     check_table(table)?;
     validate_key("partition key", &e.partition_key)?;
-    validate_key("row key", &e.row_key)
+    validate_key("row key", &e.row_key)?;
+    validate_props(e)
 }
 
 #[async_trait]
