@@ -105,3 +105,37 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
     );
     assert!(!text.contains("tok-in-env-000"));
 }
+
+#[test]
+fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string() {
+    let az = common::azurite::azurite();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = az.connection_string();
+    let prefix = format!("ch{}", std::process::id());
+    let env = [
+        ("AzureWebJobsStorage", conn.as_str()),
+        ("STORE_TABLE_PREFIX", prefix.as_str()),
+    ];
+    let (code, text) = run_cli(dir.path(), &env, &["check-config"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("store: ok — azure-table"), "{text}");
+    assert!(text.contains("blobs: ok — azure-blob"), "{text}");
+    assert!(
+        !text.contains(azure_storage::EMULATOR_ACCOUNT_KEY),
+        "account key printed"
+    );
+    assert!(
+        !dir.path().join("bridge.sqlite").exists(),
+        "no SQLite file when Azure storage is configured"
+    );
+
+    let h = Handler::custom_handler(dir.path(), &env);
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/SyncTimer", h.base))
+        .body(common::fixture(
+            "azure-functions/requests/timer.schedule-status-null.json",
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
