@@ -324,6 +324,7 @@ output botEndpoint string = bot.outputs.endpoint
 output moodleWebhookUrl string = '${appUrl}/api/webhook'
 output adminUrl string = '${appUrl}/admin/sync/'
 output appId string = botAppIdEffective
+output botAppType string = botAppType
 output tenantId string = tenant().tenantId
 output botName string = bot.outputs.name
 output keyVaultName string = keyVault.outputs.name
