@@ -1,0 +1,336 @@
+// moodle-teams-bridge on Azure: one Linux Function App running the `handler` custom handler, its
+// storage (identity-only), monitoring, Key Vault and the Azure Bot with the Teams channel.
+// Deploy with infra/deploy.sh; parameters are documented in infra/README.md.
+//
+// Every app setting lives in `appSettings` / `platformSettings` below: tests/infra_bicep.rs checks
+// that each setting the code reads (`handler settings --format json`) is set here, and that
+// each one set here is read by the code or is a Functions platform setting.
+
+targetScope = 'resourceGroup'
+
+@description('Azure region of every resource except the bot (global). Must offer Flex Consumption when hostingPlan is FlexConsumption.')
+param location string = resourceGroup().location
+
+@description('Short name (letters, digits, hyphens) used to build every resource name.')
+@minLength(2)
+@maxLength(12)
+param baseName string = 'mtb'
+
+@description('Tags on every resource.')
+param tags object = {
+  app: 'moodle-teams-bridge'
+}
+
+// ---- hosting ----------------------------------------------------------------------------------
+
+@description('FlexConsumption (default: pay per use, scales to zero, runs Linux custom handlers), ElasticPremium (always warm) or Dedicated (App Service plan).')
+@allowed([
+  'FlexConsumption'
+  'ElasticPremium'
+  'Dedicated'
+])
+param hostingPlan string = 'FlexConsumption'
+
+@description('SKU for ElasticPremium (EP1, EP2, EP3) or Dedicated (B1, S1, P0v3, P1v3, ...). Ignored on FlexConsumption (always FC1).')
+param planSkuName string = 'EP1'
+
+@description('Flex Consumption: memory of one instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Flex Consumption: most instances the app scales out to (ElasticPremium: maximum elastic worker count).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption runtime version for name "custom". 1.0 is what public samples use; check with `az functionapp list-flexconsumption-runtimes`.')
+param flexRuntimeVersion string = '1.0'
+
+@description('Redundancy of the storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Days Log Analytics keeps logs.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+// ---- bot ----------------------------------------------------------------------------------------
+
+@description('SingleTenant (app registration + client secret in Key Vault) or UserAssignedMSI (the app identity is the bot; no secret). Multi-tenant bots can no longer be created.')
+@allowed([
+  'SingleTenant'
+  'UserAssignedMSI'
+])
+param botAppType string = 'SingleTenant'
+
+@description('SingleTenant: client id of the bot app registration (required). UserAssignedMSI: leave empty (the identity client id is used).')
+param botAppId string = ''
+
+@description('Name shown for the bot in Teams.')
+param botDisplayName string = 'Moodle'
+
+@description('Azure Bot pricing tier: F0 (free; Teams is a standard channel) or S1.')
+@allowed([
+  'F0'
+  'S1'
+])
+param botSku string = 'F0'
+
+// ---- app configuration (each maps to one app setting) --------------------------------------------
+
+@description('MOODLE_URL: base URL of the Moodle site. Empty: Moodle features off (MOODLE_TOKEN is not referenced).')
+param moodleUrl string = ''
+
+@description('MOODLE_MAX_FORM_FIELDS: PHP max_input_vars of the Moodle site.')
+@minValue(50)
+param moodleMaxFormFields int = 1000
+
+@description('MOODLE_TIMEOUT_SECS: timeout of one Moodle web-service call.')
+@minValue(1)
+param moodleTimeoutSecs int = 60
+
+@description('LDAP_URL: ldaps:// URL of the school directory. Empty: LDAP source off (LDAP_BIND_PASSWORD is not referenced).')
+param ldapUrl string = ''
+
+@description('LDAP_BIND_DN: DN the bridge binds as.')
+param ldapBindDn string = ''
+
+@description('SYNC_SCHEDULE: six-field NCRONTAB of the SyncTimer function (the host reads it too, as %SYNC_SCHEDULE%).')
+param syncSchedule string = '0 */15 * * * *'
+
+@description('LOG_LEVEL: tracing filter (error, warn, info, debug, trace or directives).')
+param logLevel string = 'info'
+
+@description('MAX_BODY_BYTES: largest request body accepted, in bytes.')
+@minValue(1024)
+param maxBodyBytes int = 262144
+
+@description('STORE_TABLE_PREFIX: prefix of the app table names (letters and digits).')
+param storeTablePrefix string = 'bridge'
+
+@description('PUBLIC_URL: public base URL of the app. Empty: https://<function app default host name>.')
+param publicUrl string = ''
+
+// ---- who deploys --------------------------------------------------------------------------------
+
+@description('Object id of the user or service principal running deploy.sh: gets Key Vault Secrets Officer (to set secrets) and, off Flex, upload rights on the package container. Empty: grant nothing.')
+param deployerPrincipalId string = ''
+
+@description('Type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param deployerPrincipalType string = 'User'
+
+// ---- names ---------------------------------------------------------------------------------------
+
+var suffix = uniqueString(resourceGroup().id, baseName)
+var compactBase = toLower(replace(baseName, '-', ''))
+var names = {
+  identity: '${baseName}-id'
+  storage: take('st${compactBase}${suffix}', 24)
+  workspace: '${baseName}-logs'
+  appInsights: '${baseName}-appi'
+  keyVault: take('kv-${compactBase}-${suffix}', 24)
+  plan: '${baseName}-plan'
+  functionApp: '${baseName}-${suffix}'
+  bot: '${baseName}-bot-${suffix}'
+}
+var isFlex = hostingPlan == 'FlexConsumption'
+var deploymentContainerName = 'app-package'
+// Premium/Dedicated run the package from this blob (deploy.sh uploads it); Flex manages its own blob.
+var packageBlobName = 'handler.zip'
+var queueNames = [
+  'sync-work'
+  'sync-work-poison'
+  'notify'
+  'notify-poison'
+]
+
+// ---- resources -----------------------------------------------------------------------------------
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: names.identity
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    workspaceName: names.workspace
+    appInsightsName: names.appInsights
+    retentionInDays: logRetentionDays
+    identityPrincipalId: identity.properties.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: names.storage
+    skuName: storageSku
+    deploymentContainerName: deploymentContainerName
+    queueNames: queueNames
+    identityPrincipalId: identity.properties.principalId
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+    grantDeployerPackageUpload: !isFlex
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    location: location
+    tags: tags
+    keyVaultName: names.keyVault
+    identityPrincipalId: identity.properties.principalId
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    location: location
+    tags: tags
+    planName: names.plan
+    functionAppName: names.functionApp
+    hostingPlan: hostingPlan
+    planSkuName: planSkuName
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    flexRuntimeVersion: flexRuntimeVersion
+    identityId: identity.id
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+  }
+}
+
+var hostName = functionApp.outputs.defaultHostName
+var appUrl = 'https://${hostName}'
+var botAppIdEffective = botAppType == 'UserAssignedMSI' ? identity.properties.clientId : botAppId
+
+module bot 'modules/bot.bicep' = {
+  name: 'bot'
+  params: {
+    tags: tags
+    botName: names.bot
+    displayName: botDisplayName
+    appType: botAppType
+    appId: botAppIdEffective
+    identityId: identity.id
+    messagingEndpoint: '${appUrl}/api/messages'
+    sku: botSku
+  }
+}
+
+// ---- app settings --------------------------------------------------------------------------------
+
+// Key Vault reference (latest version, re-read by the platform within 24 h or on restart).
+// deploy.sh makes sure each referenced secret exists before the package is published.
+var kv = keyVault.outputs.uri
+var secretRef = {
+  moodleToken: '@Microsoft.KeyVault(SecretUri=${kv}secrets/moodle-token/)'
+  botClientSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/bot-client-secret/)'
+  ldapBindPassword: '@Microsoft.KeyVault(SecretUri=${kv}secrets/ldap-bind-password/)'
+  webhookSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/webhook-secret/)'
+}
+
+// Settings the code reads (`handler settings`). A secret is only referenced when its feature is on:
+// an unresolved reference would reach the app as the literal `@Microsoft.KeyVault(...)` text.
+var appSettings = {
+  // storage: identity-based connection shared by the host and the app
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+  STORE_BACKEND: 'azure'
+  STORE_TABLE_PREFIX: storeTablePrefix
+  // core
+  LOG_LEVEL: logLevel
+  LOG_FORMAT: 'json'
+  MAX_BODY_BYTES: string(maxBodyBytes)
+  SYNC_SCHEDULE: syncSchedule
+  PUBLIC_URL: empty(publicUrl) ? appUrl : publicUrl
+  // Moodle
+  MOODLE_URL: moodleUrl
+  MOODLE_TOKEN: empty(moodleUrl) ? '' : secretRef.moodleToken
+  MOODLE_MAX_FORM_FIELDS: string(moodleMaxFormFields)
+  MOODLE_TIMEOUT_SECS: string(moodleTimeoutSecs)
+  // bot (single-tenant: client secret from Key Vault; managed identity: no secret)
+  BOT_APP_ID: botAppIdEffective
+  BOT_TENANT_ID: tenant().tenantId
+  BOT_CLIENT_SECRET: botAppType == 'SingleTenant' ? secretRef.botClientSecret : ''
+  // LDAP source
+  LDAP_URL: ldapUrl
+  LDAP_BIND_DN: ldapBindDn
+  LDAP_BIND_PASSWORD: empty(ldapUrl) ? '' : secretRef.ldapBindPassword
+  // Moodle -> bridge notifications
+  WEBHOOK_SECRET: secretRef.webhookSecret
+}
+
+// Settings only the Functions platform reads.
+var platformSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+}
+
+// Premium/Dedicated only (Flex takes the runtime from functionAppConfig and rejects these).
+var classicPlanSettings = {
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'custom'
+  WEBSITE_RUN_FROM_PACKAGE: '${storage.outputs.deploymentContainerUrl}/${packageBlobName}'
+  WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identity.id
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: names.functionApp
+}
+
+// The whole set is written each time: a setting removed here disappears from the app.
+resource siteSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(appSettings, platformSettings, isFlex ? {} : classicPlanSettings)
+  dependsOn: [
+    functionApp
+  ]
+}
+
+// ---- outputs -------------------------------------------------------------------------------------
+
+output functionAppName string = functionApp.outputs.name
+output functionAppUrl string = appUrl
+output botEndpoint string = bot.outputs.endpoint
+output moodleWebhookUrl string = '${appUrl}/api/webhook'
+output adminUrl string = '${appUrl}/admin/sync/'
+output appId string = botAppIdEffective
+output botAppType string = botAppType
+output tenantId string = tenant().tenantId
+output botName string = bot.outputs.name
+output keyVaultName string = keyVault.outputs.name
+output storageAccountName string = storage.outputs.name
+output identityClientId string = identity.properties.clientId
+output hostingPlan string = hostingPlan
+output packageBlobUrl string = isFlex ? '' : '${storage.outputs.deploymentContainerUrl}/${packageBlobName}'
+output moodleEnabled bool = !empty(moodleUrl)
+output ldapEnabled bool = !empty(ldapUrl)
