@@ -326,6 +326,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unresolved_key_vault_reference_is_a_named_problem() {
+        let err = load(&[
+            ("MOODLE_URL", "https://moodle.example.org"),
+            (
+                "MOODLE_TOKEN",
+                "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/moodle-token/)",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("MOODLE_TOKEN: the Key Vault reference was not resolved"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn development_storage_maps_to_azurite() {
         let s = load(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
         match s.storage {

@@ -82,11 +82,21 @@ impl Source {
 
     fn raw(&mut self, name: &str) -> Option<String> {
         self.seen.insert(name.to_string());
-        self.env
+        let v = self
+            .env
             .get(name)
             .or_else(|| self.file.get(name))
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty())?;
+        // App Service hands the literal reference text to the app when it cannot resolve it;
+        // using it as a password or token would fail later in a far less clear way.
+        if v.starts_with("@Microsoft.KeyVault(") {
+            self.problem(format!(
+                "{name}: the Key Vault reference was not resolved (check that the app's identity may read the secret)"
+            ));
+            return None;
+        }
+        Some(v)
     }
 
     /// An optional plain setting.
