@@ -29,3 +29,4 @@ pub fn fixture_json(rel: &str) -> serde_json::Value {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+pub mod bot_app;
