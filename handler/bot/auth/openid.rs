@@ -53,6 +53,7 @@ pub struct KeyCache {
     set: RwLock<Option<Arc<KeySet>>>,
     fetch: tokio::sync::Mutex<FetchState>,
     fetches: std::sync::atomic::AtomicU64,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +90,13 @@ impl KeyCache {
             set: RwLock::new(None),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
             fetches: Default::default(),
+            generation: Default::default(),
         }
+    }
+
+    /// Changes every time a key set is loaded: verifications cached under an older set are redone.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Number of key-set loads attempted (tests assert the unknown-kid rate limit with it).
@@ -143,6 +150,7 @@ impl KeyCache {
                     if let Ok(mut g) = self.set.write() {
                         *g = Some(set.clone());
                     }
+                    self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                     return set.keys.get(kid).cloned().ok_or_else(|| KeyError::UnknownKid(kid.to_string()));
                 }
                 Err(e) => {
