@@ -3,7 +3,8 @@
 //! triggers one reload at most every 5 minutes; a failed reload keeps the last good set; no
 //! token is ever accepted before a set has loaded.
 
-use jsonwebtoken::DecodingKey;
+use base64::Engine;
+use ring::signature::RsaPublicKeyComponents;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,8 @@ const UNLOADED_RETRY: Duration = Duration::from_secs(1);
 
 pub struct SigningKey {
     pub kid: String,
-    pub key: DecodingKey,
+    /// RSA public key (modulus and exponent, big-endian), checked with `ring`.
+    pub public: RsaPublicKeyComponents<Vec<u8>>,
     /// Channel ids the key is endorsed for (e.g. `msteams`).
     pub endorsements: Vec<String>,
 }
@@ -185,11 +187,13 @@ impl KeyCache {
                 continue;
             }
             let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else { continue };
-            match DecodingKey::from_rsa_components(&n, &e) {
-                Ok(key) => {
-                    keys.insert(kid.clone(), Arc::new(SigningKey { kid, key, endorsements: k.endorsements }));
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            match (b64.decode(n.trim_end_matches('=')), b64.decode(e.trim_end_matches('='))) {
+                (Ok(n), Ok(e)) if !n.is_empty() && !e.is_empty() => {
+                    let public = RsaPublicKeyComponents { n, e };
+                    keys.insert(kid.clone(), Arc::new(SigningKey { kid, public, endorsements: k.endorsements }));
                 }
-                Err(err) => tracing::warn!(kid, error = %err, "skipping unusable signing key"),
+                _ => tracing::warn!(kid, "skipping signing key with unreadable n/e"),
             }
         }
         if keys.is_empty() {
