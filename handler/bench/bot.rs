@@ -48,8 +48,10 @@ struct Doubles {
 }
 
 async fn metadata(State(d): State<Arc<Doubles>>) -> Json<Value> {
-    Json(json!({"issuer": "https://api.botframework.com", "jwks_uri": format!("{}/keys", d.base),
-                "id_token_signing_alg_values_supported": ["RS256"]}))
+    Json(
+        json!({"issuer": "https://api.botframework.com", "jwks_uri": format!("{}/keys", d.base),
+                "id_token_signing_alg_values_supported": ["RS256"]}),
+    )
 }
 
 async fn keys(State(d): State<Arc<Doubles>>) -> Json<Value> {
@@ -57,7 +59,9 @@ async fn keys(State(d): State<Arc<Doubles>>) -> Json<Value> {
 }
 
 async fn token() -> Json<Value> {
-    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "bench-token"}))
+    Json(
+        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "bench-token"}),
+    )
 }
 
 async fn reply(State(d): State<Arc<Doubles>>, _body: axum::body::Bytes) -> Json<Value> {
@@ -138,9 +142,15 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         ("MOODLE_URL", base.clone()),
         ("MOODLE_TOKEN", "TOKEN".into()),
         ("BOT_APP_ID", APP_ID.into()),
-        ("BOT_TENANT_ID", "7e570000-0000-4000-8000-000000000001".into()),
+        (
+            "BOT_TENANT_ID",
+            "7e570000-0000-4000-8000-000000000001".into(),
+        ),
         ("BOT_APP_PASSWORD", "bench-secret".into()),
-        ("BOT_OPENID_METADATA_URL", format!("{base}/v1/.well-known/openidconfiguration")),
+        (
+            "BOT_OPENID_METADATA_URL",
+            format!("{base}/v1/.well-known/openidconfiguration"),
+        ),
         ("BOT_TOKEN_ENDPOINT", format!("{base}/oauth2/v2.0/token")),
         ("BOT_TRUSTED_SERVICE_URLS", base.clone()),
         ("BOT_ANSWER_CACHE_SECS", cache_secs.to_string()),
@@ -152,8 +162,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let store: SharedStore = Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite)?);
     store.ensure_tables().await?;
     for i in 0..users {
-        let e = bridge::store::Entity::new(bridge::bot::mapping::ENTRA_USER_PARTITION, format!("aad-user-{i}"))
-            .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, 7i64);
+        let e = bridge::store::Entity::new(
+            bridge::bot::mapping::ENTRA_USER_PARTITION,
+            format!("aad-user-{i}"),
+        )
+        .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, 7i64);
         store.upsert(bridge::store::tables::MAPPINGS, &e).await?;
     }
     let blobs = Arc::new(bridge::store::blob::FsBlobStore::new(dir.join("blobs")));
@@ -180,7 +193,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .build()?;
     let url = format!("http://{app_addr}/api/messages");
     let auth = format!("Bearer {token}");
 
@@ -188,14 +203,26 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let warm: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, auth, bodies, next) = (client.clone(), url.clone(), auth.clone(), bodies.clone(), next.clone());
+            let (client, url, auth, bodies, next) = (
+                client.clone(),
+                url.clone(),
+                auth.clone(),
+                bodies.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= bodies.len() {
                         break;
                     }
-                    let r = client.post(&url).header("authorization", &auth).header("content-type", "application/json").body(bodies[i].clone()).send().await;
+                    let r = client
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .body(bodies[i].clone())
+                        .send()
+                        .await;
                     if !matches!(r, Ok(ref r) if r.status() == 200) {
                         eprintln!("warm-up request failed: {:?}", r.map(|r| r.status()));
                     }
@@ -206,7 +233,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     for w in warm {
         w.await?;
     }
-    let (calls0, replies0) = (doubles.moodle_calls.load(Ordering::Relaxed), doubles.replies.load(Ordering::Relaxed));
+    let (calls0, replies0) = (
+        doubles.moodle_calls.load(Ordering::Relaxed),
+        doubles.replies.load(Ordering::Relaxed),
+    );
 
     // Measured run.
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -214,14 +244,26 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, auth, bodies, next, errors) =
-                (client.clone(), url.clone(), auth.clone(), bodies.clone(), next.clone(), errors.clone());
+            let (client, url, auth, bodies, next, errors) = (
+                client.clone(),
+                url.clone(),
+                auth.clone(),
+                bodies.clone(),
+                next.clone(),
+                errors.clone(),
+            );
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(50_000);
                 while Instant::now() < deadline {
                     let i = next.fetch_add(1, Ordering::Relaxed) % bodies.len();
                     let t = Instant::now();
-                    let r = client.post(&url).header("authorization", &auth).header("content-type", "application/json").body(bodies[i].clone()).send().await;
+                    let r = client
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .body(bodies[i].clone())
+                        .send()
+                        .await;
                     match r {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.bytes().await;
@@ -258,13 +300,24 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         percentile(&all, 0.99).as_secs_f64() * 1e3,
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
-    println!("   Moodle calls {calls} ({:.2}/request), Connector replies {replies}", calls as f64 / n.max(1) as f64);
+    println!(
+        "   Moodle calls {calls} ({:.2}/request), Connector replies {replies}",
+        calls as f64 / n.max(1) as f64
+    );
 
     // JWT validation alone: the full check (signature + claims), then the path requests take
     // (the same Bot Connector token reused: signature checked once, times checked every call).
-    let bot = state.bot.as_ref().ok_or_else(|| anyhow::anyhow!("bot not configured"))?;
-    bot.validator.verify(&token).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let bot = state
+        .bot
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("bot not configured"))?;
+    bot.validator
+        .verify(&token)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     for cached in [false, true] {
         let count = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -277,7 +330,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                     let mut local = 0u64;
                     while Instant::now() < deadline {
                         for _ in 0..64 {
-                            let ok = if cached { v.verify(&token).await.is_ok() } else { v.verify_uncached(&token, chrono::Utc::now().timestamp()).await.is_ok() };
+                            let ok = if cached {
+                                v.verify(&token).await.is_ok()
+                            } else {
+                                v.verify_uncached(&token, chrono::Utc::now().timestamp())
+                                    .await
+                                    .is_ok()
+                            };
                             local += u64::from(ok);
                         }
                         tokio::task::yield_now().await;

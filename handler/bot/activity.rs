@@ -96,50 +96,76 @@ pub struct Activity {
 impl Activity {
     /// The user's locale: the activity's, else the `clientInfo` entity's.
     pub fn user_locale(&self) -> Option<&str> {
-        self.locale.as_deref().filter(|l| !l.is_empty()).or_else(|| {
-            self.entities
-                .iter()
-                .find(|e| e.get("type").and_then(Value::as_str) == Some("clientInfo"))
-                .and_then(|e| e.get("locale"))
-                .and_then(Value::as_str)
-        })
+        self.locale
+            .as_deref()
+            .filter(|l| !l.is_empty())
+            .or_else(|| {
+                self.entities
+                    .iter()
+                    .find(|e| e.get("type").and_then(Value::as_str) == Some("clientInfo"))
+                    .and_then(|e| e.get("locale"))
+                    .and_then(Value::as_str)
+            })
     }
 
     /// The user's UTC offset in minutes, read from `localTimestamp` (no tz database needed).
     pub fn utc_offset_minutes(&self) -> Option<i32> {
         let ts = self.local_timestamp.as_deref()?;
-        chrono::DateTime::parse_from_rfc3339(ts).ok().map(|d| d.offset().local_minus_utc() / 60)
+        chrono::DateTime::parse_from_rfc3339(ts)
+            .ok()
+            .map(|d| d.offset().local_minus_utc() / 60)
     }
 
     pub fn conversation_id(&self) -> Option<&str> {
-        self.conversation.as_ref().map(|c| c.id.as_str()).filter(|s| !s.is_empty())
+        self.conversation
+            .as_ref()
+            .map(|c| c.id.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     pub fn conversation_type(&self) -> &str {
-        self.conversation.as_ref().and_then(|c| c.conversation_type.as_deref()).unwrap_or("personal")
+        self.conversation
+            .as_ref()
+            .and_then(|c| c.conversation_type.as_deref())
+            .unwrap_or("personal")
     }
 
     pub fn tenant_id(&self) -> Option<&str> {
         self.conversation
             .as_ref()
             .and_then(|c| c.tenant_id.as_deref())
-            .or_else(|| self.channel_data.as_ref().and_then(|d| d.tenant.as_ref()).map(|t| t.id.as_str()))
+            .or_else(|| {
+                self.channel_data
+                    .as_ref()
+                    .and_then(|d| d.tenant.as_ref())
+                    .map(|t| t.id.as_str())
+            })
             .filter(|s| !s.is_empty())
     }
 
     pub fn team(&self) -> Option<&IdName> {
-        self.channel_data.as_ref().and_then(|d| d.team.as_ref()).filter(|t| !t.id.is_empty())
+        self.channel_data
+            .as_ref()
+            .and_then(|d| d.team.as_ref())
+            .filter(|t| !t.id.is_empty())
     }
 
     /// The message text with the bot's own `<at>…</at>` mentions removed.
     pub fn text_without_bot_mention(&self) -> String {
         let mut text = self.text.clone().unwrap_or_default();
-        let bot_id = self.recipient.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+        let bot_id = self
+            .recipient
+            .as_ref()
+            .map(|r| r.id.as_str())
+            .unwrap_or_default();
         for e in &self.entities {
             if e.get("type").and_then(Value::as_str) != Some("mention") {
                 continue;
             }
-            let mentioned = e.get("mentioned").and_then(|m| m.get("id")).and_then(Value::as_str);
+            let mentioned = e
+                .get("mentioned")
+                .and_then(|m| m.get("id"))
+                .and_then(Value::as_str);
             if mentioned.is_some() && mentioned != Some(bot_id) {
                 continue;
             }

@@ -38,7 +38,10 @@ pub fn subtle(text: &str) -> Value {
 }
 
 pub fn facts(pairs: Vec<(String, String)>) -> Value {
-    let facts: Vec<Value> = pairs.into_iter().map(|(title, value)| json!({"title": title, "value": value})).collect();
+    let facts: Vec<Value> = pairs
+        .into_iter()
+        .map(|(title, value)| json!({"title": title, "value": value}))
+        .collect();
     json!({"type": "FactSet", "facts": facts})
 }
 
@@ -78,10 +81,15 @@ pub fn menu_actions(lang: Lang) -> Vec<Value> {
 
 /// Suggested-action buttons under a message, so nobody has to guess the phrasing.
 fn suggested_actions(lang: Lang) -> Value {
-    let actions: Vec<Value> = [Text::BtnCourses, Text::BtnAssignments, Text::BtnGrades, Text::BtnHelp]
-        .into_iter()
-        .map(|k| json!({"type": "imBack", "title": t(lang, k), "value": t(lang, k)}))
-        .collect();
+    let actions: Vec<Value> = [
+        Text::BtnCourses,
+        Text::BtnAssignments,
+        Text::BtnGrades,
+        Text::BtnHelp,
+    ]
+    .into_iter()
+    .map(|k| json!({"type": "imBack", "title": t(lang, k), "value": t(lang, k)}))
+    .collect();
     json!({ "actions": actions })
 }
 
@@ -134,8 +142,12 @@ fn fill(m: &mut Value, reply: &Reply) {
 /// Body of the HTTP 200 answering an `adaptiveCard/action` invoke.
 pub fn invoke_response(reply: &Reply) -> Value {
     match reply {
-        Reply::Card { card, .. } => json!({"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card}),
-        Reply::Text(s) => json!({"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": s}),
+        Reply::Card { card, .. } => {
+            json!({"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card})
+        }
+        Reply::Text(s) => {
+            json!({"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": s})
+        }
     }
 }
 

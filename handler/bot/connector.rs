@@ -17,7 +17,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("service URL {0} is not a trusted Bot Connector host; not sending the bot token there")]
+    #[error(
+        "service URL {0} is not a trusted Bot Connector host; not sending the bot token there"
+    )]
     UntrustedServiceUrl(String),
     #[error("Bot Connector refused permanently (403 {code})")]
     Forbidden { code: String },
@@ -85,7 +87,9 @@ impl TokenProvider {
 
     fn cached(&self) -> Option<String> {
         let g = self.cached.lock().ok()?;
-        g.as_ref().filter(|t| Instant::now() < t.refresh_at).map(|t| t.value.clone())
+        g.as_ref()
+            .filter(|t| Instant::now() < t.refresh_at)
+            .map(|t| t.value.clone())
     }
 
     pub async fn token(&self) -> Result<String, SendError> {
@@ -100,13 +104,19 @@ impl TokenProvider {
         let lifetime = resp
             .expires_in
             .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .unwrap_or(3600);
         // Refresh five minutes early (or at half-life for very short tokens).
         let margin = if lifetime > 600 { 300 } else { lifetime / 2 };
         let refresh_at = Instant::now() + Duration::from_secs(lifetime - margin);
         if let Ok(mut g) = self.cached.lock() {
-            *g = Some(CachedToken { value: resp.access_token.clone(), refresh_at });
+            *g = Some(CachedToken {
+                value: resp.access_token.clone(),
+                refresh_at,
+            });
         }
         Ok(resp.access_token)
     }
@@ -114,10 +124,15 @@ impl TokenProvider {
     async fn request(&self) -> Result<TokenResponse, SendError> {
         let err = |e: String| SendError::Token(e);
         let req = match &self.identity {
-            BotIdentity::SingleTenant { tenant_id, password } => {
+            BotIdentity::SingleTenant {
+                tenant_id,
+                password,
+            } => {
                 let url = match &self.endpoint {
                     Some(u) => u.to_string(),
-                    None => format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
+                    None => {
+                        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token")
+                    }
                 };
                 self.http.post(url).form(&[
                     ("grant_type", "client_credentials"),
@@ -129,24 +144,39 @@ impl TokenProvider {
             BotIdentity::UserAssignedMsi { client_id } => {
                 let endpoint = match &self.endpoint {
                     Some(u) => u.to_string(),
-                    None => std::env::var("IDENTITY_ENDPOINT").map_err(|_| err("IDENTITY_ENDPOINT is not set (no managed identity here)".into()))?,
+                    None => std::env::var("IDENTITY_ENDPOINT").map_err(|_| {
+                        err("IDENTITY_ENDPOINT is not set (no managed identity here)".into())
+                    })?,
                 };
                 let header = std::env::var("IDENTITY_HEADER").unwrap_or_default();
                 self.http
                     .get(endpoint)
-                    .query(&[("api-version", "2019-08-01"), ("resource", BOT_RESOURCE), ("client_id", client_id.as_str())])
+                    .query(&[
+                        ("api-version", "2019-08-01"),
+                        ("resource", BOT_RESOURCE),
+                        ("client_id", client_id.as_str()),
+                    ])
                     .header("X-IDENTITY-HEADER", header)
             }
         };
-        let resp = req.timeout(Duration::from_secs(20)).send().await.map_err(|e| err(e.without_url().to_string()))?;
+        let resp = req
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map_err(|e| err(e.without_url().to_string()))?;
         let status = resp.status();
         if !status.is_success() {
             // The body may echo request details; keep only the status and the error code.
             let body: Value = resp.json().await.unwrap_or(Value::Null);
-            let code = body.get("error").and_then(Value::as_str).unwrap_or("unknown");
+            let code = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
             return Err(err(format!("token endpoint answered {status} ({code})")));
         }
-        resp.json::<TokenResponse>().await.map_err(|e| err(e.without_url().to_string()))
+        resp.json::<TokenResponse>()
+            .await
+            .map_err(|e| err(e.without_url().to_string()))
     }
 }
 
@@ -160,13 +190,19 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        RateLimiter::new(vec![(Duration::from_secs(1), 7), (Duration::from_secs(30), 60)])
+        RateLimiter::new(vec![
+            (Duration::from_secs(1), 7),
+            (Duration::from_secs(30), 60),
+        ])
     }
 }
 
 impl RateLimiter {
     pub fn new(windows: Vec<(Duration, usize)>) -> Self {
-        RateLimiter { windows, sent: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            windows,
+            sent: Mutex::new(HashMap::new()),
+        }
     }
 
     fn longest(&self) -> Duration {
@@ -186,7 +222,10 @@ impl RateLimiter {
         }
         let mut wait = Duration::ZERO;
         for (window, limit) in &self.windows {
-            let in_window: Vec<&Instant> = q.iter().filter(|t| now.duration_since(**t) < *window).collect();
+            let in_window: Vec<&Instant> = q
+                .iter()
+                .filter(|t| now.duration_since(**t) < *window)
+                .collect();
             if in_window.len() >= *limit {
                 // Free once the oldest send that still counts leaves the window.
                 let oldest = in_window[in_window.len() - limit];
@@ -225,9 +264,18 @@ pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -247,10 +295,20 @@ impl Connector {
 
     /// Only Teams' Bot Connector hosts (and configured test doubles) receive the bot token.
     pub fn is_trusted(&self, service_url: &str) -> bool {
-        if self.trusted_prefixes.iter().any(|p| service_url.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase())) {
+        let lower = service_url.to_ascii_lowercase();
+        let under = |prefix: &String| {
+            let p = prefix.to_ascii_lowercase();
+            // `http://127.0.0.1:80` must not also admit `http://127.0.0.1:8080`.
+            lower
+                .strip_prefix(p.trim_end_matches('/'))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if self.trusted_prefixes.iter().any(under) {
             return true;
         }
-        let Ok(u) = url::Url::parse(service_url) else { return false };
+        let Ok(u) = url::Url::parse(service_url) else {
+            return false;
+        };
         let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
         u.scheme() == "https"
             && u.port().is_none()
@@ -261,7 +319,10 @@ impl Connector {
 
     fn activities_url(service_url: &str, conversation_id: &str, reply_to: Option<&str>) -> String {
         let base = service_url.trim_end_matches('/');
-        let mut url = format!("{base}/v3/conversations/{}/activities", encode_segment(conversation_id));
+        let mut url = format!(
+            "{base}/v3/conversations/{}/activities",
+            encode_segment(conversation_id)
+        );
         if let Some(id) = reply_to {
             url.push('/');
             url.push_str(&encode_segment(id));
@@ -334,7 +395,12 @@ impl Connector {
 
     /// One member of a conversation (`GET …/members/{userId}`): gives the UPN and e-mail that
     /// activities do not carry.
-    pub async fn member(&self, service_url: &str, conversation_id: &str, user_id: &str) -> Result<TeamsMember, SendError> {
+    pub async fn member(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        user_id: &str,
+    ) -> Result<TeamsMember, SendError> {
         if !self.is_trusted(service_url) {
             return Err(SendError::UntrustedServiceUrl(service_url.to_string()));
         }
@@ -355,16 +421,25 @@ impl Connector {
             .map_err(|e| SendError::Transport(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
         if status == 403 {
-            return Err(SendError::Forbidden { code: error_code(&resp.bytes().await.unwrap_or_default()) });
+            return Err(SendError::Forbidden {
+                code: error_code(&resp.bytes().await.unwrap_or_default()),
+            });
         }
         if !(200..300).contains(&status) {
-            return Err(SendError::Status { status, code: error_code(&resp.bytes().await.unwrap_or_default()) });
+            return Err(SendError::Status {
+                status,
+                code: error_code(&resp.bytes().await.unwrap_or_default()),
+            });
         }
-        resp.json::<TeamsMember>().await.map_err(|e| SendError::Transport(e.without_url().to_string()))
+        resp.json::<TeamsMember>()
+            .await
+            .map_err(|e| SendError::Transport(e.without_url().to_string()))
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let jitter = |d: Duration| d + Duration::from_millis(rand::random::<u64>() % (d.as_millis() as u64 / 2 + 1));
+        let jitter = |d: Duration| {
+            d + Duration::from_millis(rand::random::<u64>() % (d.as_millis() as u64 / 2 + 1))
+        };
         match retry_after {
             Some(d) => jitter(d.min(MAX_RETRY_AFTER)),
             None => jitter(self.base_backoff * 2u32.pow(attempt.saturating_sub(1))),
@@ -375,7 +450,9 @@ impl Connector {
 /// The error code of both Connector error shapes: `{"error":{"code"}}` and the proactive
 /// `{"errorCode":209,"message":"{ \"subCode\": \"MessageWritesBlocked\" … }"}`.
 pub fn error_code(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return "unknown".into() };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return "unknown".into();
+    };
     if let Some(code) = v.pointer("/error/code").and_then(Value::as_str) {
         return code.to_string();
     }
@@ -386,7 +463,9 @@ pub fn error_code(body: &[u8]) -> String {
             }
         }
     }
-    v.get("errorCode").map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())
+    v.get("errorCode")
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
@@ -402,7 +481,10 @@ mod tests {
         }
         let wait = l.try_acquire("c", t0).expect("8th must wait");
         assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900));
-        assert!(l.try_acquire("other", t0).is_none(), "limits are per conversation");
+        assert!(
+            l.try_acquire("other", t0).is_none(),
+            "limits are per conversation"
+        );
     }
 
     #[test]
@@ -420,10 +502,32 @@ mod tests {
     }
 
     #[test]
+    fn only_teams_hosts_and_configured_prefixes_get_the_token() {
+        let mut settings = crate::bot::settings::tests::minimal();
+        settings.trusted_service_urls = vec!["http://127.0.0.1:80".into()];
+        let c = Connector::new(reqwest::Client::new(), &settings);
+        assert!(c.is_trusted("https://smba.trafficmanager.net/emea/"));
+        assert!(c.is_trusted("https://smba.infra.gcc.teams.microsoft.com/gcc"));
+        assert!(c.is_trusted("http://127.0.0.1:80/emea/"));
+        assert!(!c.is_trusted("http://127.0.0.1:8080/emea/"));
+        assert!(!c.is_trusted("https://attacker.example/"));
+        assert!(!c.is_trusted("https://smba.trafficmanager.net.attacker.example/"));
+        assert!(!c.is_trusted("http://smba.trafficmanager.net/emea/"));
+        assert!(!c.is_trusted("https://canary.botapi.skype.com/amer/"));
+    }
+
+    #[test]
     fn error_codes_of_both_shapes() {
-        assert_eq!(error_code(br#"{"error":{"code":"Throttled","message":"x"}}"#), "Throttled");
-        let blocked = br#"{"errorCode":209,"message":"{\r\n  \"subCode\": \"MessageWritesBlocked\"}"}"#;
+        assert_eq!(
+            error_code(br#"{"error":{"code":"Throttled","message":"x"}}"#),
+            "Throttled"
+        );
+        let blocked =
+            br#"{"errorCode":209,"message":"{\r\n  \"subCode\": \"MessageWritesBlocked\"}"}"#;
         assert_eq!(error_code(blocked), "MessageWritesBlocked");
-        assert_eq!(encode_segment("a:1;messageid=2@x"), "a%3A1%3Bmessageid%3D2%40x");
+        assert_eq!(
+            encode_segment("a:1;messageid=2@x"),
+            "a%3A1%3Bmessageid%3D2%40x"
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! - `chat` / conversation id → a group chat.
 
 use crate::bot::activity::Activity;
-use crate::store::{key_escape, Entity, SharedStore, StoreError, StoreResult};
 use crate::store::tables::CONVERSATIONS;
+use crate::store::{key_escape, Entity, SharedStore, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,21 +66,40 @@ impl ConversationRef {
             "personal" => {
                 let from = a.from.as_ref()?;
                 let aad = from.aad_object_id.as_deref().filter(|s| !s.is_empty())?;
-                let mut r = base(ConversationKind::User, aad.to_ascii_lowercase(), conversation.id.clone());
+                let mut r = base(
+                    ConversationKind::User,
+                    aad.to_ascii_lowercase(),
+                    conversation.id.clone(),
+                );
                 r.user_id = Some(from.id.clone());
                 Some(r)
             }
             "channel" => {
                 // `19:…@thread.tacv2;messageid=…` addresses a thread; the channel is the part before `;`.
-                let channel_id = conversation.id.split(';').next().unwrap_or_default().to_string();
+                let channel_id = conversation
+                    .id
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 match a.team() {
-                    Some(team) if team.id == channel_id || a.kind != "message" => {
-                        Some(base(ConversationKind::Team, team.id.clone(), team.id.clone()))
-                    }
-                    _ => Some(base(ConversationKind::Channel, channel_id.clone(), channel_id)),
+                    Some(team) if team.id == channel_id || a.kind != "message" => Some(base(
+                        ConversationKind::Team,
+                        team.id.clone(),
+                        team.id.clone(),
+                    )),
+                    _ => Some(base(
+                        ConversationKind::Channel,
+                        channel_id.clone(),
+                        channel_id,
+                    )),
                 }
             }
-            _ => Some(base(ConversationKind::Chat, conversation.id.clone(), conversation.id.clone())),
+            _ => Some(base(
+                ConversationKind::Chat,
+                conversation.id.clone(),
+                conversation.id.clone(),
+            )),
         }
     }
 
@@ -120,19 +139,31 @@ impl ConversationRef {
 }
 
 pub async fn save(store: &SharedStore, r: &ConversationRef) -> StoreResult<()> {
-    store.upsert(CONVERSATIONS, &r.to_entity()?).await.map(|_| ())
+    store
+        .upsert(CONVERSATIONS, &r.to_entity()?)
+        .await
+        .map(|_| ())
 }
 
-pub async fn load(store: &SharedStore, kind: ConversationKind, key: &str) -> StoreResult<Option<ConversationRef>> {
+pub async fn load(
+    store: &SharedStore,
+    kind: ConversationKind,
+    key: &str,
+) -> StoreResult<Option<ConversationRef>> {
     let key = normalise_key(kind, key);
-    let e = store.get(CONVERSATIONS, kind.partition(), &key_escape(&key)).await?;
+    let e = store
+        .get(CONVERSATIONS, kind.partition(), &key_escape(&key))
+        .await?;
     Ok(e.and_then(|e| ConversationRef::from_entity(kind, &key, &e)))
 }
 
 /// Deleting a reference that is already gone is fine.
 pub async fn remove(store: &SharedStore, kind: ConversationKind, key: &str) -> StoreResult<()> {
     let key = normalise_key(kind, key);
-    match store.delete(CONVERSATIONS, kind.partition(), &key_escape(&key), None).await {
+    match store
+        .delete(CONVERSATIONS, kind.partition(), &key_escape(&key), None)
+        .await
+    {
         Ok(()) | Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e),
     }

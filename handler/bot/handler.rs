@@ -35,7 +35,10 @@ pub async fn messages(State(state): State<AppState>, req: BotRequest) -> Respons
 }
 
 fn turn_for(state: &AppState, bot: &BotRuntime, a: &Activity) -> Turn {
-    let lang = a.user_locale().and_then(Lang::from_locale).unwrap_or(bot.settings.default_lang);
+    let lang = a
+        .user_locale()
+        .and_then(Lang::from_locale)
+        .unwrap_or(bot.settings.default_lang);
     let moodle_url = state
         .settings
         .moodle
@@ -52,14 +55,25 @@ fn turn_for(state: &AppState, bot: &BotRuntime, a: &Activity) -> Turn {
 }
 
 /// The answer to an action, or a polite text when Moodle or the user's account is missing.
-async fn respond(state: &AppState, bot: &BotRuntime, a: &Activity, turn: &Turn, action: &Action, fresh: bool) -> Reply {
+async fn respond(
+    state: &AppState,
+    bot: &BotRuntime,
+    a: &Activity,
+    turn: &Turn,
+    action: &Action,
+    fresh: bool,
+) -> Reply {
     if !action.needs_moodle() {
         return answers::help(turn, *action == Action::NotUnderstood);
     }
     let Some(moodle) = state.moodle.as_ref() else {
         return Reply::Text(t(turn.lang, Text::NotConfigured).into());
     };
-    let user = match bot.mapper.resolve(a, &state.store, moodle, &bot.connector).await {
+    let user = match bot
+        .mapper
+        .resolve(a, &state.store, moodle, &bot.connector)
+        .await
+    {
         Ok(Some(u)) => u,
         Ok(None) => return Reply::Text(t(turn.lang, Text::UnknownUser).into()),
         Err(e) => {
@@ -87,7 +101,10 @@ async fn respond(state: &AppState, bot: &BotRuntime, a: &Activity, turn: &Turn, 
 /// A card button's verb and data: `invoke.value.action` or an `Action.Submit` message's value.
 fn verb_of(value: &Value) -> Option<(&str, &Value)> {
     if let Some(action) = value.get("action") {
-        return Some((action.get("verb")?.as_str()?, action.get("data").unwrap_or(&Value::Null)));
+        return Some((
+            action.get("verb")?.as_str()?,
+            action.get("data").unwrap_or(&Value::Null),
+        ));
     }
     Some((value.get("verb")?.as_str()?, value))
 }
@@ -95,19 +112,33 @@ fn verb_of(value: &Value) -> Option<(&str, &Value)> {
 async fn on_message(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response {
     bot.remember_conversation(&state.store, a).await;
     let (action, fresh) = match a.value.as_ref().and_then(verb_of) {
-        Some((verb, data)) => (Action::from_verb(verb, data).unwrap_or(Action::NotUnderstood), verb.ends_with(".refresh")),
-        None => (Action::from_intent(intents::recognize(&a.text_without_bot_mention())), false),
+        Some((verb, data)) => (
+            Action::from_verb(verb, data).unwrap_or(Action::NotUnderstood),
+            verb.ends_with(".refresh"),
+        ),
+        None => (
+            Action::from_intent(intents::recognize(&a.text_without_bot_mention())),
+            false,
+        ),
     };
     let turn = turn_for(state, bot, a);
     let reply = respond(state, bot, a, &turn, &action, fresh).await;
     let message = cards::message_for(&reply, turn.lang, a);
-    let (Some(service_url), Some(conversation)) = (a.service_url.as_deref(), a.conversation_id()) else {
+    let (Some(service_url), Some(conversation)) = (a.service_url.as_deref(), a.conversation_id())
+    else {
         return StatusCode::OK.into_response();
     };
-    match bot.connector.send(service_url, conversation, a.id.as_deref(), &message).await {
+    match bot
+        .connector
+        .send(service_url, conversation, a.id.as_deref(), &message)
+        .await
+    {
         Ok(_) => {}
         Err(SendError::Forbidden { code }) => {
-            tracing::warn!(code, "reply refused permanently; forgetting the conversation");
+            tracing::warn!(
+                code,
+                "reply refused permanently; forgetting the conversation"
+            );
             if let Some(r) = ConversationRef::from_activity(a) {
                 bot.forget_conversation(&state.store, r.kind, &r.key).await;
             }
@@ -122,7 +153,11 @@ async fn on_invoke(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response
         return (StatusCode::OK, Json(json!({}))).into_response();
     }
     let turn = turn_for(state, bot, a);
-    let parsed = a.value.as_ref().and_then(verb_of).map(|(verb, data)| (verb, Action::from_verb(verb, data)));
+    let parsed = a
+        .value
+        .as_ref()
+        .and_then(verb_of)
+        .map(|(verb, data)| (verb, Action::from_verb(verb, data)));
     let body = match parsed {
         Some((verb, Some(action))) => {
             let reply = respond(state, bot, a, &turn, &action, verb.ends_with(".refresh")).await;
@@ -138,7 +173,11 @@ fn is_bot(a: &Activity, id: &str) -> bool {
 }
 
 async fn on_conversation_update(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response {
-    let event = a.channel_data.as_ref().and_then(|d| d.event_type.as_deref()).unwrap_or_default();
+    let event = a
+        .channel_data
+        .as_ref()
+        .and_then(|d| d.event_type.as_deref())
+        .unwrap_or_default();
     let store = &state.store;
     let result = if a.members_removed.iter().any(|m| is_bot(a, &m.id)) || event == "teamDeleted" {
         match ConversationRef::from_activity(a) {

@@ -11,7 +11,11 @@ pub enum Lang {
 impl Lang {
     /// `fr`, `fr-FR`, `fr-CA`… → French; `en-*` → English; anything else → None (use the fallback).
     pub fn from_locale(locale: &str) -> Option<Lang> {
-        let primary = locale.split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase();
+        let primary = locale
+            .split(['-', '_'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match primary.as_str() {
             "fr" => Some(Lang::Fr),
             "en" => Some(Lang::En),
@@ -134,7 +138,8 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
 
 /// A Unix time in the user's offset: "28/11/2026 à 18:00" / "28 Nov 2026, 18:00".
 pub fn format_time(lang: Lang, unix: i64, offset_minutes: i32) -> String {
-    let offset = FixedOffset::east_opt(offset_minutes * 60).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+    let offset = FixedOffset::east_opt(offset_minutes * 60)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
     let Some(dt) = offset.timestamp_opt(unix, 0).single() else {
         return unix.to_string();
     };

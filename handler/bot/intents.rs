@@ -9,7 +9,9 @@ pub enum Intent {
     Assignments,
     Grades,
     /// Teacher: who has not submitted an assignment; `query` is what names the assignment.
-    Missing { query: String },
+    Missing {
+        query: String,
+    },
     Unknown,
 }
 
@@ -40,32 +42,147 @@ pub fn normalize(text: &str) -> String {
 }
 
 pub fn words(text: &str) -> Vec<String> {
-    normalize(text).split_whitespace().map(str::to_string).collect()
+    normalize(text)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 const COURSES: &[&str] = &[
-    "cours", "course", "courses", "class", "classes", "matiere", "matieres", "subject", "subjects", "enrolled", "inscrit",
-    "inscrite", "inscriptions", "enrolments", "enrollments",
+    "cours",
+    "course",
+    "courses",
+    "class",
+    "classes",
+    "matiere",
+    "matieres",
+    "subject",
+    "subjects",
+    "enrolled",
+    "inscrit",
+    "inscrite",
+    "inscriptions",
+    "enrolments",
+    "enrollments",
 ];
 const ASSIGNMENTS: &[&str] = &[
-    "devoir", "devoirs", "dm", "rendre", "echeance", "echeances", "travail", "travaux", "exercice", "exercices", "deadline",
-    "deadlines", "assignment", "assignments", "homework", "homeworks", "due", "todo", "task", "tasks", "soon", "bientot",
-    "semaine", "week", "retard", "retards", "overdue", "late", "rendu", "rendus",
+    "devoir",
+    "devoirs",
+    "dm",
+    "rendre",
+    "echeance",
+    "echeances",
+    "travail",
+    "travaux",
+    "exercice",
+    "exercices",
+    "deadline",
+    "deadlines",
+    "assignment",
+    "assignments",
+    "homework",
+    "homeworks",
+    "due",
+    "todo",
+    "task",
+    "tasks",
+    "soon",
+    "bientot",
+    "semaine",
+    "week",
+    "retard",
+    "retards",
+    "overdue",
+    "late",
+    "rendu",
+    "rendus",
 ];
 const GRADES: &[&str] = &[
-    "note", "notes", "resultat", "resultats", "moyenne", "moyennes", "bulletin", "evaluation", "evaluations", "grade",
-    "grades", "mark", "marks", "score", "scores", "result", "results", "gradebook", "average",
+    "note",
+    "notes",
+    "resultat",
+    "resultats",
+    "moyenne",
+    "moyennes",
+    "bulletin",
+    "evaluation",
+    "evaluations",
+    "grade",
+    "grades",
+    "mark",
+    "marks",
+    "score",
+    "scores",
+    "result",
+    "results",
+    "gradebook",
+    "average",
 ];
 const HELP: &[&str] = &[
-    "aide", "aider", "help", "bonjour", "salut", "hello", "hi", "hey", "menu", "start", "commencer", "commandes",
-    "commands", "options", "coucou",
+    "aide",
+    "aider",
+    "help",
+    "bonjour",
+    "salut",
+    "hello",
+    "hi",
+    "hey",
+    "menu",
+    "start",
+    "commencer",
+    "commandes",
+    "commands",
+    "options",
+    "coucou",
 ];
 /// Words that only say "who" / "not submitted": removed from the assignment query.
 const MISSING_NOISE: &[&str] = &[
-    "qui", "n", "ont", "a", "pas", "non", "rendu", "rendus", "remis", "manquant", "manquants", "manque", "eleves",
-    "etudiants", "le", "la", "les", "du", "de", "des", "devoir", "who", "has", "have", "not", "hasn", "haven", "didn",
-    "t", "submitted", "submit", "handed", "in", "missing", "students", "the", "for", "assignment", "yet", "s", "pour",
-    "encore", "l", "d", "mon", "my",
+    "qui",
+    "n",
+    "ont",
+    "a",
+    "pas",
+    "non",
+    "rendu",
+    "rendus",
+    "remis",
+    "manquant",
+    "manquants",
+    "manque",
+    "eleves",
+    "etudiants",
+    "le",
+    "la",
+    "les",
+    "du",
+    "de",
+    "des",
+    "devoir",
+    "who",
+    "has",
+    "have",
+    "not",
+    "hasn",
+    "haven",
+    "didn",
+    "t",
+    "submitted",
+    "submit",
+    "handed",
+    "in",
+    "missing",
+    "students",
+    "the",
+    "for",
+    "assignment",
+    "yet",
+    "s",
+    "pour",
+    "encore",
+    "l",
+    "d",
+    "mon",
+    "my",
 ];
 
 fn distance(a: &str, b: &str) -> usize {
@@ -77,13 +194,15 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -103,17 +222,30 @@ pub fn close(word: &str, keyword: &str) -> bool {
         4..=7 => 1,
         _ => 2,
     };
-    allowed > 0 && word.chars().count().abs_diff(keyword.chars().count()) <= allowed && distance(word, keyword) <= allowed
+    allowed > 0
+        && word.chars().count().abs_diff(keyword.chars().count()) <= allowed
+        && distance(word, keyword) <= allowed
 }
 
 fn hits(words: &[String], list: &[&str]) -> usize {
-    words.iter().filter(|w| list.iter().any(|k| close(w, k))).count()
+    words
+        .iter()
+        .filter(|w| list.iter().any(|k| close(w, k)))
+        .count()
 }
 
 fn is_missing_question(w: &[String]) -> bool {
     let has = |k: &str| w.iter().any(|x| close(x, k));
-    let negated = has("pas") || has("non") || w.iter().any(|x| x == "not" || x == "hasn" || x == "haven" || x == "didn");
-    let handed = has("rendu") || has("rendus") || has("remis") || has("submitted") || has("submit") || has("handed");
+    let negated = has("pas")
+        || has("non")
+        || w.iter()
+            .any(|x| x == "not" || x == "hasn" || x == "haven" || x == "didn");
+    let handed = has("rendu")
+        || has("rendus")
+        || has("remis")
+        || has("submitted")
+        || has("submit")
+        || has("handed");
     (negated && handed) || has("manquant") || has("manquants") || has("missing")
 }
 
@@ -123,9 +255,14 @@ pub fn recognize(text: &str) -> Intent {
         return Intent::Help;
     }
     if is_missing_question(&w) {
-        let query: Vec<&str> =
-            w.iter().map(String::as_str).filter(|x| !MISSING_NOISE.iter().any(|n| n == x)).collect();
-        return Intent::Missing { query: query.join(" ") };
+        let query: Vec<&str> = w
+            .iter()
+            .map(String::as_str)
+            .filter(|x| !MISSING_NOISE.iter().any(|n| n == x))
+            .collect();
+        return Intent::Missing {
+            query: query.join(" "),
+        };
     }
     let scores = [
         (hits(&w, GRADES), Intent::Grades),
@@ -150,7 +287,10 @@ pub fn match_score(query: &str, candidate: &str) -> f64 {
         return 0.0;
     }
     let c = words(candidate);
-    let found = q.iter().filter(|qw| c.iter().any(|cw| close(qw, cw))).count();
+    let found = q
+        .iter()
+        .filter(|qw| c.iter().any(|cw| close(qw, cw)))
+        .count();
     found as f64 / q.len() as f64
 }
 
@@ -174,11 +314,15 @@ mod tests {
         assert_eq!(recognize("blorp"), Intent::Unknown);
         assert_eq!(
             recognize("Qui n'a pas rendu le devoir 1 Fonctions ?"),
-            Intent::Missing { query: "1 fonctions".into() }
+            Intent::Missing {
+                query: "1 fonctions".into()
+            }
         );
         assert_eq!(
             recognize("who has not submitted Lab report 0"),
-            Intent::Missing { query: "lab report 0".into() }
+            Intent::Missing {
+                query: "lab report 0".into()
+            }
         );
     }
 

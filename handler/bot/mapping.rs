@@ -52,13 +52,22 @@ impl UserMapper {
         moodle: &MoodleClient,
         connector: &Connector,
     ) -> Result<Option<MoodleUserId>, MoodleError> {
-        let Some(from) = activity.from.as_ref() else { return Ok(None) };
-        let aad = from.aad_object_id.as_deref().unwrap_or_default().to_ascii_lowercase();
+        let Some(from) = activity.from.as_ref() else {
+            return Ok(None);
+        };
+        let aad = from
+            .aad_object_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !aad.is_empty() {
             if let Some(v) = self.cached(&aad) {
                 return Ok(v);
             }
-            match store.get(MAPPINGS, ENTRA_USER_PARTITION, &key_escape(&aad)).await {
+            match store
+                .get(MAPPINGS, ENTRA_USER_PARTITION, &key_escape(&aad))
+                .await
+            {
                 Ok(Some(e)) => {
                     if let Some(id) = e.int(MOODLE_USER_ID_PROP) {
                         self.remember(&aad, Some(MoodleUserId(id)));
@@ -82,9 +91,11 @@ impl UserMapper {
         moodle: &MoodleClient,
         connector: &Connector,
     ) -> Result<Option<MoodleUserId>, MoodleError> {
-        let (Some(service_url), Some(conversation), Some(from)) =
-            (activity.service_url.as_deref(), activity.conversation_id(), activity.from.as_ref())
-        else {
+        let (Some(service_url), Some(conversation), Some(from)) = (
+            activity.service_url.as_deref(),
+            activity.conversation_id(),
+            activity.from.as_ref(),
+        ) else {
             return Ok(None);
         };
         let member = match connector.member(service_url, conversation, &from.id).await {
@@ -106,12 +117,17 @@ impl UserMapper {
         }
         let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
         let active = |users: Vec<crate::moodle::site::FoundUser>| {
-            users.into_iter().find(|u| u.suspended != Some(true)).map(|u| u.id)
+            users
+                .into_iter()
+                .find(|u| u.suspended != Some(true))
+                .map(|u| u.id)
         };
         if let Some(id) = active(find_users(moodle, UserLookupField::Email, &refs).await?) {
             return Ok(Some(id));
         }
         // Schools with Entra sign-in often use the UPN as Moodle username (always lower case).
-        Ok(active(find_users(moodle, UserLookupField::Username, &refs).await?))
+        Ok(active(
+            find_users(moodle, UserLookupField::Username, &refs).await?,
+        ))
     }
 }

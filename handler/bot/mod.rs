@@ -62,8 +62,13 @@ pub enum ProactiveError {
 }
 
 impl BotRuntime {
-    pub fn from_settings(settings: &Settings, http: &reqwest::Client) -> anyhow::Result<Option<Self>> {
-        let Some(bot) = settings.bot.clone() else { return Ok(None) };
+    pub fn from_settings(
+        settings: &Settings,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(bot) = settings.bot.clone() else {
+            return Ok(None);
+        };
         let keys = Arc::new(KeyCache::new(http.clone(), bot.openid_metadata_url.clone()));
         Ok(Some(BotRuntime {
             validator: TokenValidator::new(keys, &bot.app_id),
@@ -79,7 +84,12 @@ impl BotRuntime {
         Duration::from_secs(self.settings.answer_cache_secs)
     }
 
-    pub(crate) fn cached_answer(&self, user: MoodleUserId, action: &Action, lang: Lang) -> Option<Reply> {
+    pub(crate) fn cached_answer(
+        &self,
+        user: MoodleUserId,
+        action: &Action,
+        lang: Lang,
+    ) -> Option<Reply> {
         if self.settings.answer_cache_secs == 0 {
             return None;
         }
@@ -88,7 +98,13 @@ impl BotRuntime {
         (at.elapsed() < self.answer_ttl()).then(|| reply.clone())
     }
 
-    pub(crate) fn remember_answer(&self, user: MoodleUserId, action: &Action, lang: Lang, reply: &Reply) {
+    pub(crate) fn remember_answer(
+        &self,
+        user: MoodleUserId,
+        action: &Action,
+        lang: Lang,
+        reply: &Reply,
+    ) {
         if self.settings.answer_cache_secs == 0 {
             return;
         }
@@ -97,16 +113,28 @@ impl BotRuntime {
                 let ttl = self.answer_ttl();
                 g.retain(|_, (_, at)| at.elapsed() < ttl);
             }
-            g.insert((user, action.clone(), lang), (reply.clone(), Instant::now()));
+            g.insert(
+                (user, action.clone(), lang),
+                (reply.clone(), Instant::now()),
+            );
         }
     }
 
     /// Store (or refresh) the reference of the activity's conversation; failures are logged.
     pub async fn remember_conversation(&self, store: &SharedStore, a: &activity::Activity) {
-        let Some(r) = ConversationRef::from_activity(a) else { return };
+        let Some(r) = ConversationRef::from_activity(a) else {
+            return;
+        };
         let id = (r.kind, r.key.clone());
         let value = (r.conversation_id.clone(), r.service_url.clone());
-        if self.written.lock().ok().and_then(|g| g.get(&id).cloned()).as_ref() == Some(&value) {
+        if self
+            .written
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&id).cloned())
+            .as_ref()
+            == Some(&value)
+        {
             return;
         }
         if let Err(e) = self.save(store, &r).await {
@@ -120,12 +148,20 @@ impl BotRuntime {
             if g.len() > 100_000 {
                 g.clear();
             }
-            g.insert((r.kind, r.key.clone()), (r.conversation_id.clone(), r.service_url.clone()));
+            g.insert(
+                (r.kind, r.key.clone()),
+                (r.conversation_id.clone(), r.service_url.clone()),
+            );
         }
         Ok(())
     }
 
-    pub async fn forget(&self, store: &SharedStore, kind: ConversationKind, key: &str) -> StoreResult<()> {
+    pub async fn forget(
+        &self,
+        store: &SharedStore,
+        kind: ConversationKind,
+        key: &str,
+    ) -> StoreResult<()> {
         if let Ok(mut g) = self.written.lock() {
             g.remove(&(kind, key.to_string()));
         }
@@ -133,7 +169,12 @@ impl BotRuntime {
     }
 
     /// `forget`, logging instead of failing (used after a permanent 403).
-    pub async fn forget_conversation(&self, store: &SharedStore, kind: ConversationKind, key: &str) {
+    pub async fn forget_conversation(
+        &self,
+        store: &SharedStore,
+        kind: ConversationKind,
+        key: &str,
+    ) {
         if let Err(e) = self.forget(store, kind, key).await {
             tracing::warn!(error = %e, "could not delete the conversation reference");
         }
@@ -151,9 +192,17 @@ impl BotRuntime {
         let r = conversations::load(store, kind, key)
             .await?
             .ok_or_else(|| ProactiveError::NoReference(kind, key.to_string()))?;
-        match self.connector.send(&r.service_url, &r.conversation_id, None, activity).await {
+        match self
+            .connector
+            .send(&r.service_url, &r.conversation_id, None, activity)
+            .await
+        {
             Err(SendError::Forbidden { code }) => {
-                tracing::warn!(code, ?kind, "proactive send refused permanently; forgetting the conversation");
+                tracing::warn!(
+                    code,
+                    ?kind,
+                    "proactive send refused permanently; forgetting the conversation"
+                );
                 self.forget_conversation(store, kind, &r.key).await;
                 Err(SendError::Forbidden { code }.into())
             }
@@ -168,15 +217,32 @@ pub fn router() -> Router<AppState> {
 
 /// Reachability checks for `handler check-config`: signing keys and the outbound token.
 pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
-    let Some(bot) = state.bot.as_ref() else { return Vec::new() };
+    let Some(bot) = state.bot.as_ref() else {
+        return Vec::new();
+    };
     let keys = match bot.validator.keys().key("reachability-check").await {
         Ok(_) => Ok("keys loaded".to_string()),
-        Err(auth::openid::KeyError::UnknownKid(_)) => Ok(format!("keys loaded from {}", bot.settings.openid_metadata_url)),
+        Err(auth::openid::KeyError::UnknownKid(_)) => Ok(format!(
+            "keys loaded from {}",
+            bot.settings.openid_metadata_url
+        )),
         Err(e) => Err(e.to_string()),
     };
-    let token = bot.connector.tokens.token().await.map(|_| "token issued".to_string()).map_err(|e| e.to_string());
+    let token = bot
+        .connector
+        .tokens
+        .token()
+        .await
+        .map(|_| "token issued".to_string())
+        .map_err(|e| e.to_string());
     vec![
-        crate::app::Check { service: "bot signing keys".into(), outcome: keys },
-        crate::app::Check { service: "bot outbound token".into(), outcome: token },
+        crate::app::Check {
+            service: "bot signing keys".into(),
+            outcome: keys,
+        },
+        crate::app::Check {
+            service: "bot outbound token".into(),
+            outcome: token,
+        },
     ]
 }

@@ -49,9 +49,15 @@ pub struct AssignmentsResult {
 
 /// `mod_assign_get_assignments` for the given courses. `includenotenrolledcourses=1` because the
 /// service account is not enrolled (without it Moodle answers only warnings).
-pub async fn assignments(client: &MoodleClient, courses: &[MoodleCourseId]) -> Result<AssignmentsResult, MoodleError> {
+pub async fn assignments(
+    client: &MoodleClient,
+    courses: &[MoodleCourseId],
+) -> Result<AssignmentsResult, MoodleError> {
     if courses.is_empty() {
-        return Ok(AssignmentsResult { courses: Vec::new(), warnings: Vec::new() });
+        return Ok(AssignmentsResult {
+            courses: Vec::new(),
+            warnings: Vec::new(),
+        });
     }
     let mut form = Form::new();
     for (i, c) in courses.iter().enumerate() {
@@ -84,6 +90,14 @@ pub struct SubmissionsResult {
 }
 
 /// `mod_assign_get_submissions` (latest attempt of each user; status `new`, `draft`, `submitted`, `reopened`).
-pub async fn submissions(client: &MoodleClient, assignment: MoodleAssignmentId) -> Result<SubmissionsResult, MoodleError> {
-    client.call("mod_assign_get_submissions", &Form::new().field("assignmentids[0]", assignment)).await
+pub async fn submissions(
+    client: &MoodleClient,
+    assignment: MoodleAssignmentId,
+) -> Result<SubmissionsResult, MoodleError> {
+    client
+        .call(
+            "mod_assign_get_submissions",
+            &Form::new().field("assignmentids[0]", assignment),
+        )
+        .await
 }

@@ -33,7 +33,10 @@ pub struct ActionEvent {
 
 impl ActionEvent {
     pub fn title(&self) -> &str {
-        self.activityname.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.name)
+        self.activityname
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.name)
     }
 }
 
@@ -56,5 +59,7 @@ pub async fn action_events(
         .field("timesortto", to)
         .field("limitnum", limit)
         .field("userid", user);
-    client.call("core_calendar_get_action_events_by_timesort", &form).await
+    client
+        .call("core_calendar_get_action_events_by_timesort", &form)
+        .await
 }

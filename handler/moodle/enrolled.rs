@@ -22,7 +22,9 @@ pub struct EnrolledUser {
 
 impl EnrolledUser {
     pub fn has_role(&self, names: &[&str]) -> bool {
-        self.roles.iter().any(|r| names.contains(&r.shortname.as_str()))
+        self.roles
+            .iter()
+            .any(|r| names.contains(&r.shortname.as_str()))
     }
     pub fn is_teacher(&self) -> bool {
         self.has_role(&["editingteacher", "teacher"])
@@ -33,7 +35,10 @@ impl EnrolledUser {
 }
 
 /// `core_enrol_get_enrolled_users` limited to the fields the bot uses, active enrolments only.
-pub async fn enrolled_users(client: &MoodleClient, course: MoodleCourseId) -> Result<Vec<EnrolledUser>, MoodleError> {
+pub async fn enrolled_users(
+    client: &MoodleClient,
+    course: MoodleCourseId,
+) -> Result<Vec<EnrolledUser>, MoodleError> {
     let form = Form::new()
         .field("courseid", course)
         .field("options[0][name]", "userfields")

@@ -22,8 +22,16 @@ pub struct CourseGrades {
 }
 
 /// `gradereport_overview_get_course_grades` for one user.
-pub async fn course_grades(client: &MoodleClient, user: MoodleUserId) -> Result<CourseGrades, MoodleError> {
-    client.call("gradereport_overview_get_course_grades", &Form::new().field("userid", user)).await
+pub async fn course_grades(
+    client: &MoodleClient,
+    user: MoodleUserId,
+) -> Result<CourseGrades, MoodleError> {
+    client
+        .call(
+            "gradereport_overview_get_course_grades",
+            &Form::new().field("userid", user),
+        )
+        .await
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +67,11 @@ pub struct GradeItems {
 }
 
 /// `gradereport_user_get_grade_items` for one user in one course.
-pub async fn grade_items(client: &MoodleClient, course: MoodleCourseId, user: MoodleUserId) -> Result<GradeItems, MoodleError> {
+pub async fn grade_items(
+    client: &MoodleClient,
+    course: MoodleCourseId,
+    user: MoodleUserId,
+) -> Result<GradeItems, MoodleError> {
     let form = Form::new().field("courseid", course).field("userid", user);
     client.call("gradereport_user_get_grade_items", &form).await
 }

@@ -35,7 +35,11 @@ pub struct FoundUser {
 }
 
 /// `core_user_get_users_by_field`: values that match nothing are simply absent.
-pub async fn find_users(client: &MoodleClient, field: UserLookupField, values: &[&str]) -> Result<Vec<FoundUser>, MoodleError> {
+pub async fn find_users(
+    client: &MoodleClient,
+    field: UserLookupField,
+    values: &[&str],
+) -> Result<Vec<FoundUser>, MoodleError> {
     let mut form = Form::new().field("field", field.as_str());
     for (i, v) in values.iter().enumerate() {
         form.push(format!("values[{i}]"), v);
@@ -62,11 +66,22 @@ pub struct UserCourse {
 
 impl UserCourse {
     pub fn title(&self) -> &str {
-        self.displayname.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.fullname)
+        self.displayname
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.fullname)
     }
 }
 
 /// `core_enrol_get_users_courses`: an unknown user gives `[]`.
-pub async fn user_courses(client: &MoodleClient, user: MoodleUserId) -> Result<Vec<UserCourse>, MoodleError> {
-    client.call("core_enrol_get_users_courses", &Form::new().field("userid", user)).await
+pub async fn user_courses(
+    client: &MoodleClient,
+    user: MoodleUserId,
+) -> Result<Vec<UserCourse>, MoodleError> {
+    client
+        .call(
+            "core_enrol_get_users_courses",
+            &Form::new().field("userid", user),
+        )
+        .await
 }

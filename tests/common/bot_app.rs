@@ -70,8 +70,13 @@ pub fn mint_raw(header: &Value, claims: &Value, key: TestKey) -> String {
         "RS512" => jsonwebtoken::Algorithm::RS512,
         _ => jsonwebtoken::Algorithm::RS256,
     };
-    let message = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), alg).expect("sign");
+    let message = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), alg).expect("sign");
     format!("{message}.{sig}")
 }
 
@@ -86,7 +91,11 @@ pub fn base_claims(service_url: &str) -> Value {
 }
 
 pub fn valid_token(service_url: &str) -> String {
-    mint_raw(&header_for(TestKey::EndorsedMsteams), &base_claims(service_url), TestKey::EndorsedMsteams)
+    mint_raw(
+        &header_for(TestKey::EndorsedMsteams),
+        &base_claims(service_url),
+        TestKey::EndorsedMsteams,
+    )
 }
 
 /// A fixture activity with its placeholders filled and `serviceUrl` pointing at `service_url`.
@@ -131,7 +140,12 @@ pub struct BotAppOptions {
 
 impl Default for BotAppOptions {
     fn default() -> Self {
-        BotAppOptions { sqlite_path: None, with_moodle: true, keys_up: true, extra: Vec::new() }
+        BotAppOptions {
+            sqlite_path: None,
+            with_moodle: true,
+            keys_up: true,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -148,7 +162,8 @@ pub struct BotTestApp {
 }
 
 pub async fn mount_keys(keys: &MockServer, jwks: Value) {
-    let meta = fixture("botframework/openid-configuration.json").replace("http://127.0.0.1:{PORT}", &keys.uri());
+    let meta = fixture("botframework/openid-configuration.json")
+        .replace("http://127.0.0.1:{PORT}", &keys.uri());
     Mock::given(method("GET"))
         .and(path("/v1/.well-known/openidconfiguration"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(meta, "application/json"))
@@ -163,14 +178,17 @@ pub async fn mount_keys(keys: &MockServer, jwks: Value) {
 
 /// Connector double: token endpoint, replies/sends (200 with an id), roster lookups.
 pub async fn mount_connector(connector: &MockServer) {
-    let token = fixture("botframework/outbound-token.response.json").replace("{{ACCESS_TOKEN}}", ACCESS_TOKEN);
+    let token = fixture("botframework/outbound-token.response.json")
+        .replace("{{ACCESS_TOKEN}}", ACCESS_TOKEN);
     Mock::given(method("POST"))
         .and(path("/oauth2/v2.0/token"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(token, "application/json"))
         .mount(connector)
         .await;
     Mock::given(method("POST"))
-        .and(path_regex(r"^/emea/v3/conversations/[^/]+/activities(/[^/]+)?$"))
+        .and(path_regex(
+            r"^/emea/v3/conversations/[^/]+/activities(/[^/]+)?$",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "sent-1"})))
         .mount(connector)
         .await;
@@ -188,8 +206,15 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     }
     let connector = MockServer::start().await;
     mount_connector(&connector).await;
-    let moodle = if opts.with_moodle { Some(MoodleDouble::start().await) } else { None };
-    let sqlite_path = opts.sqlite_path.clone().unwrap_or_else(|| dir.path().join("bridge.sqlite"));
+    let moodle = if opts.with_moodle {
+        Some(MoodleDouble::start().await)
+    } else {
+        None
+    };
+    let sqlite_path = opts
+        .sqlite_path
+        .clone()
+        .unwrap_or_else(|| dir.path().join("bridge.sqlite"));
     let mut env: BTreeMap<String, String> = [
         ("STORE_BACKEND", "sqlite".to_string()),
         ("SQLITE_PATH", sqlite_path.display().to_string()),
@@ -198,8 +223,14 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
         ("BOT_APP_TYPE", "SingleTenant".into()),
         ("BOT_TENANT_ID", TENANT_ID.into()),
         ("BOT_APP_PASSWORD", "test-client-secret".into()),
-        ("BOT_OPENID_METADATA_URL", format!("{}/v1/.well-known/openidconfiguration", keys.uri())),
-        ("BOT_TOKEN_ENDPOINT", format!("{}/oauth2/v2.0/token", connector.uri())),
+        (
+            "BOT_OPENID_METADATA_URL",
+            format!("{}/v1/.well-known/openidconfiguration", keys.uri()),
+        ),
+        (
+            "BOT_TOKEN_ENDPOINT",
+            format!("{}/oauth2/v2.0/token", connector.uri()),
+        ),
         ("BOT_TRUSTED_SERVICE_URLS", connector.uri()),
         ("BOT_ANSWER_CACHE_SECS", "0".into()),
         ("LOG_LEVEL", "warn".into()),
@@ -214,10 +245,14 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     for (k, v) in &opts.extra {
         env.insert(k.clone(), v.clone());
     }
-    let settings = bridge::config::Settings::load(&mut bridge::config::Source::from_map(env)).expect("settings");
-    let store: SharedStore = Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite_path).unwrap());
+    let settings = bridge::config::Settings::load(&mut bridge::config::Source::from_map(env))
+        .expect("settings");
+    let store: SharedStore =
+        Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite_path).unwrap());
     store.ensure_tables().await.unwrap();
-    let blobs = Arc::new(bridge::store::blob::FsBlobStore::new(dir.path().join("blobs")));
+    let blobs = Arc::new(bridge::store::blob::FsBlobStore::new(
+        dir.path().join("blobs"),
+    ));
     let state = AppState::from_parts(settings, store.clone(), blobs, false).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -225,7 +260,17 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
-    BotTestApp { addr, state, store, keys, connector, moodle, client: reqwest::Client::new(), dir, sqlite_path }
+    BotTestApp {
+        addr,
+        state,
+        store,
+        keys,
+        connector,
+        moodle,
+        client: reqwest::Client::new(),
+        dir,
+        sqlite_path,
+    }
 }
 
 impl BotTestApp {
@@ -235,7 +280,9 @@ impl BotTestApp {
     }
 
     pub fn moodle(&self) -> &MoodleDouble {
-        self.moodle.as_ref().expect("app started with a Moodle double")
+        self.moodle
+            .as_ref()
+            .expect("app started with a Moodle double")
     }
 
     pub async fn post_raw(&self, auth: Option<&str>, body: Vec<u8>) -> reqwest::Response {
@@ -253,7 +300,11 @@ impl BotTestApp {
     /// POST an activity with a valid token for this app's service URL.
     pub async fn post(&self, activity: &Value) -> reqwest::Response {
         let token = valid_token(&self.service_url());
-        self.post_raw(Some(&format!("Bearer {token}")), activity.to_string().into_bytes()).await
+        self.post_raw(
+            Some(&format!("Bearer {token}")),
+            activity.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// Requests the Connector double received on conversation activity routes.
@@ -265,24 +316,49 @@ impl BotTestApp {
             .into_iter()
             .filter(|r| r.url.path().contains("/activities"))
             .map(|r| {
-                let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-                (r.url.path().to_string(), serde_json::from_slice(&r.body).unwrap_or(Value::Null), auth)
+                let auth = r
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    r.url.path().to_string(),
+                    serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                    auth,
+                )
             })
             .collect()
     }
 
     pub async fn key_fetches(&self) -> usize {
-        self.keys.received_requests().await.unwrap_or_default().iter().filter(|r| r.url.path() == "/keys").count()
+        self.keys
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == "/keys")
+            .count()
     }
 
     /// Map an Entra user to a Moodle user the way the sync does (`mappings` table).
     pub async fn map_user(&self, aad: &str, moodle_id: i64) {
-        let e = bridge::store::Entity::new(bridge::bot::mapping::ENTRA_USER_PARTITION, aad.to_ascii_lowercase())
-            .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, moodle_id);
-        self.store.upsert(bridge::store::tables::MAPPINGS, &e).await.unwrap();
+        let e = bridge::store::Entity::new(
+            bridge::bot::mapping::ENTRA_USER_PARTITION,
+            aad.to_ascii_lowercase(),
+        )
+        .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, moodle_id);
+        self.store
+            .upsert(bridge::store::tables::MAPPINGS, &e)
+            .await
+            .unwrap();
     }
 
     pub async fn conversation_rows(&self, partition: &str) -> Vec<bridge::store::Entity> {
-        self.store.query(bridge::store::tables::CONVERSATIONS, partition, None, 100).await.unwrap().entities
+        self.store
+            .query(bridge::store::tables::CONVERSATIONS, partition, None, 100)
+            .await
+            .unwrap()
+            .entities
     }
 }

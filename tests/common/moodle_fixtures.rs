@@ -12,12 +12,26 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 type Params = BTreeMap<String, String>;
 
 /// Parameters that change between runs and never select a case.
-const VOLATILE: &[&str] = &["wstoken", "moodlewsrestformat", "timesortfrom", "timesortto", "limitnum"];
+const VOLATILE: &[&str] = &[
+    "wstoken",
+    "moodlewsrestformat",
+    "timesortfrom",
+    "timesortto",
+    "limitnum",
+];
 
 fn is_identity(key: &str) -> bool {
-    ["userid", "courseid", "field", "values[", "courseids[", "assignmentids[", "criteria["]
-        .iter()
-        .any(|p| key.starts_with(p))
+    [
+        "userid",
+        "courseid",
+        "field",
+        "values[",
+        "courseids[",
+        "assignmentids[",
+        "criteria[",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
 }
 
 struct Case {
@@ -43,7 +57,11 @@ struct State {
 struct Responder(Arc<Mutex<State>>);
 
 fn select(params: &Params) -> Params {
-    params.iter().filter(|(k, _)| !VOLATILE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    params
+        .iter()
+        .filter(|(k, _)| !VOLATILE.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Score of a candidate: equal parameters count, a conflicting identity parameter disqualifies.
@@ -71,15 +89,18 @@ pub fn moodle_error(code: &str, message: &str) -> Value {
 
 impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+        let form: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
         let params: Params = form.into_iter().collect();
         let function = params.get("wsfunction").cloned().unwrap_or_default();
         let wanted = select(&params);
         let mut st = self.0.lock().unwrap();
         st.calls.push((function.clone(), params.clone()));
         if params.get("wstoken").map(String::as_str) != Some("TOKEN") {
-            return ResponseTemplate::new(200)
-                .set_body_json(moodle_error("invalidtoken", "Invalid token - token not found"));
+            return ResponseTemplate::new(200).set_body_json(moodle_error(
+                "invalidtoken",
+                "Invalid token - token not found",
+            ));
         }
         // Newest override first, then the best recorded case.
         let from_override = st
@@ -125,26 +146,41 @@ impl MoodleDouble {
                 if file.extension().and_then(|e| e.to_str()) != Some("json") {
                     continue;
                 }
-                let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-                let Some(form) = v.pointer("/request/form").and_then(Value::as_object) else { continue };
-                if v.pointer("/response/content_type").and_then(Value::as_str) != Some("application/json") {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                let Some(form) = v.pointer("/request/form").and_then(Value::as_object) else {
+                    continue;
+                };
+                if v.pointer("/response/content_type").and_then(Value::as_str)
+                    != Some("application/json")
+                {
                     continue;
                 }
                 if form.get("wstoken").and_then(Value::as_str) != Some("TOKEN") {
                     continue;
                 }
-                let params: Params =
-                    form.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+                let params: Params = form
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect();
                 let function = params.get("wsfunction").cloned().unwrap_or_default();
                 // Error cases are only served when a test asks for them explicitly.
                 let name = file.file_stem().unwrap().to_string_lossy().to_string();
-                if name.starts_with("error") || name.starts_with("debug") || name.contains("nocap") {
+                if name.starts_with("error") || name.starts_with("debug") || name.contains("nocap")
+                {
                     continue;
                 }
-                cases.push(Case { function, params: select(&params), body: v["response"]["body"].clone() });
+                cases.push(Case {
+                    function,
+                    params: select(&params),
+                    body: v["response"]["body"].clone(),
+                });
             }
         }
-        let state = Arc::new(Mutex::new(State { cases, ..Default::default() }));
+        let state = Arc::new(Mutex::new(State {
+            cases,
+            ..Default::default()
+        }));
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/webservice/rest/server.php"))
@@ -160,8 +196,15 @@ impl MoodleDouble {
 
     /// Answer `function` with `body` whenever the request has all of `params`.
     pub fn reply(&self, function: &str, params: &[(&str, &str)], body: Value) {
-        let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        self.state.lock().unwrap().overrides.push(Override { function: function.into(), params, body });
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state.lock().unwrap().overrides.push(Override {
+            function: function.into(),
+            params,
+            body,
+        });
     }
 
     /// The recorded response body of a fixture case, e.g. `"core_enrol_get_users_courses/student.json"`.
@@ -170,7 +213,14 @@ impl MoodleDouble {
     }
 
     pub fn calls(&self, function: &str) -> Vec<Params> {
-        self.state.lock().unwrap().calls.iter().filter(|(f, _)| f == function).map(|(_, p)| p.clone()).collect()
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(f, _)| f == function)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     pub fn total_calls(&self) -> usize {

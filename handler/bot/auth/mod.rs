@@ -37,7 +37,10 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// Body checks after a valid token: channel and service URL must match what the token vouches for.
-pub fn cross_check(activity: &Activity, token: &validate::VerifiedToken) -> Result<(), &'static str> {
+pub fn cross_check(
+    activity: &Activity,
+    token: &validate::VerifiedToken,
+) -> Result<(), &'static str> {
     if activity.channel_id.as_deref() != Some(TEAMS_CHANNEL) {
         return Err("channelId is not msteams");
     }
@@ -69,12 +72,16 @@ impl FromRequest<AppState> for BotRequest {
             Ok(v) => v,
             Err(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "cannot validate Bot Connector tokens");
-                return Err(AppError::Unavailable("signing keys unavailable".into()).into_response());
+                return Err(
+                    AppError::Unavailable("signing keys unavailable".into()).into_response()
+                );
             }
             Err(e) => return Err(unauthorized(&e.to_string())),
         };
         // The body limit layer turns an oversized body into 413 here.
-        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let activity: Activity = serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("not an activity: {e}")).into_response())?;
         cross_check(&activity, &verified).map_err(unauthorized)?;

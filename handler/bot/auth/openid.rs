@@ -135,11 +135,15 @@ impl KeyCache {
         }
         let now = Instant::now();
         let may_fetch = match &current {
-            None => state.last_attempt.is_none_or(|t| now.duration_since(t) >= UNLOADED_RETRY),
+            None => state
+                .last_attempt
+                .is_none_or(|t| now.duration_since(t) >= UNLOADED_RETRY),
             Some(set) if set.loaded_at.elapsed() >= REFRESH_EVERY => true,
             // Unknown kid with a fresh set: a rotation is possible, but an attacker can send
             // random kids, so refetch at most once per interval.
-            Some(_) => state.last_forced.is_none_or(|t| now.duration_since(t) >= UNKNOWN_KID_MIN_INTERVAL),
+            Some(_) => state
+                .last_forced
+                .is_none_or(|t| now.duration_since(t) >= UNKNOWN_KID_MIN_INTERVAL),
         };
         if may_fetch {
             state.last_attempt = Some(now);
@@ -152,8 +156,13 @@ impl KeyCache {
                     if let Ok(mut g) = self.set.write() {
                         *g = Some(set.clone());
                     }
-                    self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    return set.keys.get(kid).cloned().ok_or_else(|| KeyError::UnknownKid(kid.to_string()));
+                    self.generation
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    return set
+                        .keys
+                        .get(kid)
+                        .cloned()
+                        .ok_or_else(|| KeyError::UnknownKid(kid.to_string()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not load Bot Connector signing keys; keeping the last good set");
@@ -165,18 +174,24 @@ impl KeyCache {
         }
         match current {
             // A stale set still beats none while the metadata endpoint is down.
-            Some(set) => set.keys.get(kid).cloned().ok_or_else(|| KeyError::UnknownKid(kid.to_string())),
+            Some(set) => set
+                .keys
+                .get(kid)
+                .cloned()
+                .ok_or_else(|| KeyError::UnknownKid(kid.to_string())),
             None => Err(KeyError::Unavailable("signing keys not loaded yet".into())),
         }
     }
 
     async fn load(&self) -> Result<KeySet, String> {
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let meta: Metadata = self.get_json(self.metadata_url.clone()).await?;
         let jwks_uri = Url::parse(&meta.jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
         // The key URL must be as trustworthy as the metadata URL: https, or the same loopback host.
         let ok = jwks_uri.scheme() == "https"
-            || (jwks_uri.scheme() == self.metadata_url.scheme() && jwks_uri.host() == self.metadata_url.host());
+            || (jwks_uri.scheme() == self.metadata_url.scheme()
+                && jwks_uri.host() == self.metadata_url.host());
         if !ok {
             return Err(format!("jwks_uri {jwks_uri} is not https"));
         }
@@ -186,12 +201,24 @@ impl KeyCache {
             if k.kty != "RSA" || k.use_.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
-            let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else { continue };
+            let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else {
+                continue;
+            };
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            match (b64.decode(n.trim_end_matches('=')), b64.decode(e.trim_end_matches('='))) {
+            match (
+                b64.decode(n.trim_end_matches('=')),
+                b64.decode(e.trim_end_matches('=')),
+            ) {
                 (Ok(n), Ok(e)) if !n.is_empty() && !e.is_empty() => {
                     let public = RsaPublicKeyComponents { n, e };
-                    keys.insert(kid.clone(), Arc::new(SigningKey { kid, public, endorsements: k.endorsements }));
+                    keys.insert(
+                        kid.clone(),
+                        Arc::new(SigningKey {
+                            kid,
+                            public,
+                            endorsements: k.endorsements,
+                        }),
+                    );
                 }
                 _ => tracing::warn!(kid, "skipping signing key with unreadable n/e"),
             }
@@ -200,7 +227,10 @@ impl KeyCache {
             return Err("key set has no usable RSA signing key".into());
         }
         tracing::info!(count = keys.len(), "Bot Connector signing keys loaded");
-        Ok(KeySet { keys, loaded_at: Instant::now() })
+        Ok(KeySet {
+            keys,
+            loaded_at: Instant::now(),
+        })
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T, String> {
@@ -214,6 +244,8 @@ impl KeyCache {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status()));
         }
-        resp.json::<T>().await.map_err(|e| format!("GET {url}: {e}"))
+        resp.json::<T>()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))
     }
 }

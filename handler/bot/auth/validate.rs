@@ -8,7 +8,10 @@
 use super::openid::{KeyCache, KeyError, SigningKey};
 use base64::Engine;
 use jsonwebtoken::Algorithm;
-use ring::signature::{RsaParameters, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512};
+use ring::signature::{
+    RsaParameters, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
+    RSA_PKCS1_2048_8192_SHA512,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -70,7 +73,10 @@ struct Claims {
 fn numeric(v: &Option<Value>) -> Result<Option<i64>, TokenError> {
     match v {
         None => Ok(None),
-        Some(v) => v.as_f64().map(|f| Some(f.floor() as i64)).ok_or(TokenError::Invalid("time claim is not a number")),
+        Some(v) => v
+            .as_f64()
+            .map(|f| Some(f.floor() as i64))
+            .ok_or(TokenError::Invalid("time claim is not a number")),
     }
 }
 
@@ -109,7 +115,11 @@ pub struct TokenValidator {
 
 impl TokenValidator {
     pub fn new(keys: Arc<KeyCache>, app_id: &str) -> Self {
-        TokenValidator { keys, app_id: app_id.to_string(), verified: Mutex::new(HashMap::new()) }
+        TokenValidator {
+            keys,
+            app_id: app_id.to_string(),
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn keys(&self) -> &Arc<KeyCache> {
@@ -122,7 +132,9 @@ impl TokenValidator {
         let now = chrono::Utc::now().timestamp();
         let generation = self.keys.generation();
         let hit = self.verified.lock().ok().and_then(|g| {
-            g.get(token).filter(|v| v.generation == generation).map(|v| (v.token.clone(), v.exp, v.nbf))
+            g.get(token)
+                .filter(|v| v.generation == generation)
+                .map(|v| (v.token.clone(), v.exp, v.nbf))
         });
         if let Some((verified, exp, nbf)) = hit {
             check_times(now, exp, nbf)?;
@@ -136,30 +148,52 @@ impl TokenValidator {
                     g.clear();
                 }
             }
-            g.insert(token.to_string(), Verified { token: verified.clone(), exp, nbf, generation });
+            g.insert(
+                token.to_string(),
+                Verified {
+                    token: verified.clone(),
+                    exp,
+                    nbf,
+                    generation,
+                },
+            );
         }
         Ok(verified)
     }
 
     /// Every check, always done in full (the benchmark measures this path too).
-    pub async fn verify_uncached(&self, token: &str, now: i64) -> Result<(VerifiedToken, i64, Option<i64>), TokenError> {
+    pub async fn verify_uncached(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(VerifiedToken, i64, Option<i64>), TokenError> {
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("not a compact JWS".into()));
         };
         // `alg: none` fails here: the crate's Algorithm enum has no such variant.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let params = rsa_params(header.alg).ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let params = rsa_params(header.alg)
+            .ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
         let kid = header.kid.ok_or(TokenError::NoKid)?;
         let key = self.keys.key(&kid).await?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let signature = b64.decode(sig_b64).map_err(|_| TokenError::Malformed("signature is not base64url".into()))?;
+        let signature = b64
+            .decode(sig_b64)
+            .map_err(|_| TokenError::Malformed("signature is not base64url".into()))?;
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        key.public.verify(params, signed, &signature).map_err(|_| TokenError::Signature)?;
+        key.public
+            .verify(params, signed, &signature)
+            .map_err(|_| TokenError::Signature)?;
 
-        let payload = b64.decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url".into()))?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let payload = b64
+            .decode(payload_b64)
+            .map_err(|_| TokenError::Malformed("payload is not base64url".into()))?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if claims.iss.as_deref() != Some(BOT_CONNECTOR_ISSUER) {
             return Err(TokenError::Invalid("issuer"));
         }
@@ -175,7 +209,10 @@ impl TokenValidator {
         let exp = numeric(&claims.exp)?.ok_or(TokenError::Invalid("no exp"))?;
         let nbf = numeric(&claims.nbf)?;
         check_times(now, exp, nbf)?;
-        let service_url = claims.serviceurl.filter(|s| !s.is_empty()).ok_or(TokenError::NoServiceUrl)?;
+        let service_url = claims
+            .serviceurl
+            .filter(|s| !s.is_empty())
+            .ok_or(TokenError::NoServiceUrl)?;
         Ok((VerifiedToken { service_url, key }, exp, nbf))
     }
 }
