@@ -31,7 +31,7 @@ impl MoodleClient {
     pub fn new(settings: &MoodleSettings) -> Result<Self, MoodleError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(64)
             .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| MoodleError::Transport(e.to_string()))?;

@@ -8,3 +8,10 @@ pub mod form;
 pub use client::MoodleClient;
 pub use error::MoodleError;
 pub use form::Form;
+
+// Read families used by the Teams bot.
+pub mod assign;
+pub mod calendar;
+pub mod enrolled;
+pub mod grades;
+pub mod site;
