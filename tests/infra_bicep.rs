@@ -391,10 +391,17 @@ fn flex_app_runs_the_custom_handler() {
 
 #[test]
 fn scripts_pass_shellcheck() {
-    let scripts: Vec<PathBuf> = ["infra/deploy.sh", "infra/package.sh", "infra/testing/az"]
+    let mut scripts: Vec<PathBuf> = ["infra/deploy.sh", "infra/package.sh", "infra/testing/az", ".ci/run"]
         .iter()
         .map(|p| repo().join(p))
         .collect();
+    // Every shell script of the project, not only the infra ones.
+    for entry in std::fs::read_dir(repo().join("scripts")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "sh") {
+            scripts.push(p);
+        }
+    }
     assert!(scripts.iter().all(|p| p.exists()), "{scripts:?}");
     let out = Command::new("shellcheck")
         .args(["--severity=style", "--shell=bash"])
