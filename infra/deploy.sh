@@ -22,7 +22,7 @@
 #                        builds nothing, writes nothing
 # Secrets, read from the environment when set (never passed on a command line or printed):
 #   MOODLE_TOKEN         when moodleUrl is set
-#   BOT_CLIENT_SECRET    when botAppType is SingleTenant
+#   BOT_APP_PASSWORD    when botAppType is SingleTenant
 #   LDAP_BIND_PASSWORD   when ldapUrl is set
 #   WEBHOOK_SECRET       optional: generated once when absent from the vault
 set -euo pipefail
@@ -171,7 +171,7 @@ ensure_secret() {
 
 ensure_secret webhook-secret WEBHOOK_SECRET generate
 [ "$moodle_enabled" != "true" ] || ensure_secret moodle-token MOODLE_TOKEN required
-[ "$bot_app_type" != "SingleTenant" ] || ensure_secret bot-client-secret BOT_CLIENT_SECRET required
+[ "$bot_app_type" != "SingleTenant" ] || ensure_secret bot-client-secret BOT_APP_PASSWORD required
 [ "$ldap_enabled" != "true" ] || ensure_secret ldap-bind-password LDAP_BIND_PASSWORD required
 if [ ${#missing[@]} -gt 0 ]; then
   die "secrets missing from $vault: ${missing[*]}; export them and run again (nothing was published)"

@@ -78,6 +78,21 @@ param botAppId string = ''
 @description('Name shown for the bot in Teams.')
 param botDisplayName string = 'Moodle'
 
+@description('BOT_DEFAULT_LOCALE: language of answers when the user\'s locale is neither French nor English.')
+@allowed([
+  'fr'
+  'en'
+])
+param botDefaultLocale string = 'fr'
+
+@description('BOT_DUE_SOON_DAYS: days ahead that "due soon" covers.')
+@minValue(1)
+param botDueSoonDays int = 7
+
+@description('BOT_ANSWER_CACHE_SECS: seconds a user\'s Moodle answers are reused (0 disables).')
+@minValue(0)
+param botAnswerCacheSecs int = 30
+
 @description('Azure Bot pricing tier: F0 (free; Teams is a standard channel) or S1.')
 @allowed([
   'F0'
@@ -276,8 +291,15 @@ var appSettings = {
   MOODLE_TIMEOUT_SECS: string(moodleTimeoutSecs)
   // bot (single-tenant: client secret from Key Vault; managed identity: no secret)
   BOT_APP_ID: botAppIdEffective
+  BOT_APP_TYPE: botAppType
   BOT_TENANT_ID: tenant().tenantId
-  BOT_CLIENT_SECRET: botAppType == 'SingleTenant' ? secretRef.botClientSecret : ''
+  BOT_APP_PASSWORD: botAppType == 'SingleTenant' ? secretRef.botClientSecret : ''
+  BOT_MSI_CLIENT_ID: botAppType == 'UserAssignedMSI' ? identity.properties.clientId : ''
+  BOT_OPENID_METADATA_URL: 'https://login.botframework.com/v1/.well-known/openidconfiguration'
+  BOT_TOKEN_ENDPOINT: ''
+  BOT_DEFAULT_LOCALE: botDefaultLocale
+  BOT_DUE_SOON_DAYS: string(botDueSoonDays)
+  BOT_ANSWER_CACHE_SECS: string(botAnswerCacheSecs)
   // LDAP source
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn

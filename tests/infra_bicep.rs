@@ -18,6 +18,7 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("SERVE_ADDR", "only `handler serve` listens on it; under the host the port comes from FUNCTIONS_CUSTOMHANDLER_PORT"),
     ("SQLITE_PATH", "embedded store; on Azure STORE_BACKEND=azure uses Table storage"),
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
+    ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
     (
         "AzureWebJobsStorage",
         "connection-string form; the storage account has shared keys disabled and the template sets the identity-based AzureWebJobsStorage__* settings instead (setting both would make the host use the key)",
@@ -41,9 +42,6 @@ const PLATFORM: &[&str] = &[
 /// checked like any other; if the code picks a different name, the first check below fails and
 /// names it.
 const AHEAD_OF_CODE: &[&str] = &[
-    "BOT_APP_ID",
-    "BOT_TENANT_ID",
-    "BOT_CLIENT_SECRET",
     "LDAP_URL",
     "LDAP_BIND_DN",
     "LDAP_BIND_PASSWORD",
@@ -241,8 +239,7 @@ fn secrets_come_from_key_vault() {
         .filter(|(_, secret)| **secret)
         .map(|(n, _)| n.clone())
         .collect();
-    secret_names
-        .extend(["BOT_CLIENT_SECRET", "LDAP_BIND_PASSWORD", "WEBHOOK_SECRET"].map(String::from));
+    secret_names.extend(["LDAP_BIND_PASSWORD", "WEBHOOK_SECRET"].map(String::from));
     for name in secret_names.iter().filter(|n| template.contains_key(*n)) {
         let line = bicep
             .lines()
@@ -391,10 +388,15 @@ fn flex_app_runs_the_custom_handler() {
 
 #[test]
 fn scripts_pass_shellcheck() {
-    let mut scripts: Vec<PathBuf> = ["infra/deploy.sh", "infra/package.sh", "infra/testing/az", ".ci/run"]
-        .iter()
-        .map(|p| repo().join(p))
-        .collect();
+    let mut scripts: Vec<PathBuf> = [
+        "infra/deploy.sh",
+        "infra/package.sh",
+        "infra/testing/az",
+        ".ci/run",
+    ]
+    .iter()
+    .map(|p| repo().join(p))
+    .collect();
     // Every shell script of the project, not only the infra ones.
     for entry in std::fs::read_dir(repo().join("scripts")).unwrap() {
         let p = entry.unwrap().path();

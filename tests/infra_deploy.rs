@@ -27,7 +27,7 @@ fn deploy(state: &Path, extra: &[&str]) -> Output {
         .env("PATH", path)
         .env("FAKEAZ_STATE", state)
         .env("MOODLE_TOKEN", "moodle-token-value-1234")
-        .env("BOT_CLIENT_SECRET", "bot-secret-value-5678")
+        .env("BOT_APP_PASSWORD", "bot-secret-value-5678")
         .env_remove("WEBHOOK_SECRET")
         .env_remove("LDAP_BIND_PASSWORD")
         .output()
