@@ -1,0 +1,3 @@
+//! Doubles shared by the integration tests and the benchmark (not used by the app itself).
+
+pub mod fake_moodle;
