@@ -424,10 +424,11 @@ pub(crate) async fn ensure_cohorts(ctx: &Ctx, st: &mut PassState, report: &mut R
         let index = cohort_index(ctx, st).await?;
         for (key, c) in wanted {
             let ours = format!("{prefix}{key}");
-            if let Some(id) = index.get(&ours) {
-                found.insert(key.clone(), *id);
-            } else if let Some(id) = index.get(key).filter(|_| ctx.opts.no_cohort_lock) {
+            // Without the lock, a cohort someone else made for the same key takes precedence.
+            if let Some(id) = index.get(key).filter(|_| ctx.opts.no_cohort_lock) {
                 report.trace(|| format!("cohorts {key}: adopting the existing cohort {key:?} (cohort lock disabled)"));
+                found.insert(key.clone(), *id);
+            } else if let Some(id) = index.get(&ours) {
                 found.insert(key.clone(), *id);
             } else {
                 if index.contains_key(key) {
