@@ -15,15 +15,20 @@ pub struct Category {
     pub parent: i64,
 }
 
-pub async fn by_idnumber(client: &MoodleClient, idnumber: &str) -> Result<Vec<Category>, MoodleError> {
+pub async fn by_idnumber(
+    client: &MoodleClient,
+    idnumber: &str,
+) -> Result<Vec<Category>, MoodleError> {
     let form = Form::new()
         .field("criteria[0][key]", "idnumber")
         .field("criteria[0][value]", idnumber)
         .field("addsubcategories", 0);
     match client.call("core_course_get_categories", &form).await {
-        Err(MoodleError::InvalidParameter { code, .. }) if code == "criteriaerror" => Err(MoodleError::MissingCapability(
-            "moodle/category:manage is needed to find categories by idnumber".into(),
-        )),
+        Err(MoodleError::InvalidParameter { code, .. }) if code == "criteriaerror" => {
+            Err(MoodleError::MissingCapability(
+                "moodle/category:manage is needed to find categories by idnumber".into(),
+            ))
+        }
         other => other,
     }
 }

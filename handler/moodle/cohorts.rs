@@ -38,7 +38,10 @@ pub async fn get_all(client: &MoodleClient) -> Result<Vec<Cohort>, MoodleError> 
 }
 
 /// `core_cohort_create_cohorts` at system level: all or nothing.
-pub async fn create(client: &MoodleClient, cohorts: &[NewCohort]) -> Result<Vec<Cohort>, MoodleError> {
+pub async fn create(
+    client: &MoodleClient,
+    cohorts: &[NewCohort],
+) -> Result<Vec<Cohort>, MoodleError> {
     let mut form = Form::new();
     for (i, c) in cohorts.iter().enumerate() {
         form.push(format!("cohorts[{i}][categorytype][type]"), "system");
@@ -56,7 +59,10 @@ pub const MEMBER_FIELDS: usize = 4;
 
 /// `core_cohort_add_cohort_members` by cohort id and user id: problems come back as warnings
 /// (code "2": cohort or user missing, "3": already a member) and the good members are added.
-pub async fn add_members(client: &MoodleClient, members: &[(MoodleCohortId, MoodleUserId)]) -> Result<Vec<Warning>, MoodleError> {
+pub async fn add_members(
+    client: &MoodleClient,
+    members: &[(MoodleCohortId, MoodleUserId)],
+) -> Result<Vec<Warning>, MoodleError> {
     let mut form = Form::new();
     for (i, (c, u)) in members.iter().enumerate() {
         form.push(format!("members[{i}][cohorttype][type]"), "id");
@@ -69,17 +75,25 @@ pub async fn add_members(client: &MoodleClient, members: &[(MoodleCohortId, Mood
 }
 
 /// `core_cohort_delete_cohort_members`: removing a non-member is a silent no-op.
-pub async fn delete_members(client: &MoodleClient, members: &[(MoodleCohortId, MoodleUserId)]) -> Result<(), MoodleError> {
+pub async fn delete_members(
+    client: &MoodleClient,
+    members: &[(MoodleCohortId, MoodleUserId)],
+) -> Result<(), MoodleError> {
     let mut form = Form::new();
     for (i, (c, u)) in members.iter().enumerate() {
         form.push(format!("members[{i}][cohortid]"), c);
         form.push(format!("members[{i}][userid]"), u);
     }
-    let _: serde_json::Value = client.call("core_cohort_delete_cohort_members", &form).await?;
+    let _: serde_json::Value = client
+        .call("core_cohort_delete_cohort_members", &form)
+        .await?;
     Ok(())
 }
 
-pub async fn get_members(client: &MoodleClient, ids: &[MoodleCohortId]) -> Result<Vec<CohortMembers>, MoodleError> {
+pub async fn get_members(
+    client: &MoodleClient,
+    ids: &[MoodleCohortId],
+) -> Result<Vec<CohortMembers>, MoodleError> {
     let mut form = Form::new();
     for (i, id) in ids.iter().enumerate() {
         form.push(format!("cohortids[{i}]"), id);

@@ -31,13 +31,19 @@ pub enum CourseField {
 }
 
 /// `{courses: [], warnings: []}` when nothing matches.
-pub async fn by_field(client: &MoodleClient, field: CourseField, value: &str) -> Result<Vec<Course>, MoodleError> {
+pub async fn by_field(
+    client: &MoodleClient,
+    field: CourseField,
+    value: &str,
+) -> Result<Vec<Course>, MoodleError> {
     let name = match field {
         CourseField::Id => "id",
         CourseField::Idnumber => "idnumber",
         CourseField::Shortname => "shortname",
     };
     let form = Form::new().field("field", name).field("value", value);
-    let a: CoursesAnswer = client.call("core_course_get_courses_by_field", &form).await?;
+    let a: CoursesAnswer = client
+        .call("core_course_get_courses_by_field", &form)
+        .await?;
     Ok(a.courses)
 }

@@ -24,7 +24,10 @@ pub async fn enrol(client: &MoodleClient, items: &[Enrolment]) -> Result<(), Moo
 }
 
 /// Unenrolling a user who is not enrolled answers `null` too.
-pub async fn unenrol(client: &MoodleClient, items: &[(MoodleUserId, MoodleCourseId)]) -> Result<(), MoodleError> {
+pub async fn unenrol(
+    client: &MoodleClient,
+    items: &[(MoodleUserId, MoodleCourseId)],
+) -> Result<(), MoodleError> {
     let mut form = Form::new();
     for (i, (u, c)) in items.iter().enumerate() {
         form.push(format!("enrolments[{i}][userid]"), u);
@@ -53,7 +56,10 @@ pub struct EnrolledUser {
 }
 
 /// Participants of a course, limited to the fields the bridge uses.
-pub async fn enrolled_users(client: &MoodleClient, course: MoodleCourseId) -> Result<Vec<EnrolledUser>, MoodleError> {
+pub async fn enrolled_users(
+    client: &MoodleClient,
+    course: MoodleCourseId,
+) -> Result<Vec<EnrolledUser>, MoodleError> {
     let form = Form::new()
         .field("courseid", course)
         .field("options[0][name]", "userfields")

@@ -44,12 +44,16 @@ fn form_of(prefix: &str, items: &[Assignment]) -> Form {
 
 /// All or nothing: one non-assignable role or unknown context fails the whole call.
 pub async fn assign(client: &MoodleClient, items: &[Assignment]) -> Result<(), MoodleError> {
-    let _: serde_json::Value = client.call("core_role_assign_roles", &form_of("assignments", items)).await?;
+    let _: serde_json::Value = client
+        .call("core_role_assign_roles", &form_of("assignments", items))
+        .await?;
     Ok(())
 }
 
 /// Unassigning a role the user does not hold is a silent no-op.
 pub async fn unassign(client: &MoodleClient, items: &[Assignment]) -> Result<(), MoodleError> {
-    let _: serde_json::Value = client.call("core_role_unassign_roles", &form_of("unassignments", items)).await?;
+    let _: serde_json::Value = client
+        .call("core_role_unassign_roles", &form_of("unassignments", items))
+        .await?;
     Ok(())
 }

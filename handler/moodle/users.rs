@@ -109,7 +109,11 @@ impl UserFields {
             }
         }
         for (name, value) in &self.custom {
-            let have = current.customfields.iter().find(|c| &c.shortname == name).map(|c| c.value.as_str());
+            let have = current
+                .customfields
+                .iter()
+                .find(|c| &c.shortname == name)
+                .map(|c| c.value.as_str());
             if have.unwrap_or("") != value {
                 d.push("customfields");
                 break;
@@ -213,7 +217,11 @@ fn push_item(form: &mut Form, prefix: &str, index: usize, item: &[(String, Strin
 }
 
 /// `core_user_get_users_by_field`: unknown values are simply absent; order is the database's.
-pub async fn get_by_field(client: &MoodleClient, field: UserField, values: &[String]) -> Result<Vec<MoodleUser>, MoodleError> {
+pub async fn get_by_field(
+    client: &MoodleClient,
+    field: UserField,
+    values: &[String],
+) -> Result<Vec<MoodleUser>, MoodleError> {
     if values.is_empty() {
         return Ok(Vec::new());
     }
@@ -225,7 +233,10 @@ pub async fn get_by_field(client: &MoodleClient, field: UserField, values: &[Str
 }
 
 /// `core_user_create_users`: all or nothing (Moodle rolls the batch back on one bad item).
-pub async fn create(client: &MoodleClient, users: &[Vec<(String, String)>]) -> Result<Vec<CreatedUser>, MoodleError> {
+pub async fn create(
+    client: &MoodleClient,
+    users: &[Vec<(String, String)>],
+) -> Result<Vec<CreatedUser>, MoodleError> {
     let mut form = Form::new();
     for (i, u) in users.iter().enumerate() {
         push_item(&mut form, "users", i, u);
@@ -234,7 +245,10 @@ pub async fn create(client: &MoodleClient, users: &[Vec<(String, String)>]) -> R
 }
 
 /// `core_user_update_users`: good items are applied, bad ones come back as warnings.
-pub async fn update(client: &MoodleClient, users: &[Vec<(String, String)>]) -> Result<Vec<Warning>, MoodleError> {
+pub async fn update(
+    client: &MoodleClient,
+    users: &[Vec<(String, String)>],
+) -> Result<Vec<Warning>, MoodleError> {
     let mut form = Form::new();
     for (i, u) in users.iter().enumerate() {
         push_item(&mut form, "users", i, u);
@@ -244,9 +258,19 @@ pub async fn update(client: &MoodleClient, users: &[Vec<(String, String)>]) -> R
 }
 
 /// Suspend (not delete) users: `suspended=1` through update_users.
-pub async fn suspend(client: &MoodleClient, ids: &[MoodleUserId]) -> Result<Vec<Warning>, MoodleError> {
-    let items: Vec<Vec<(String, String)>> =
-        ids.iter().map(|id| vec![("id".to_string(), id.to_string()), ("suspended".to_string(), "1".to_string())]).collect();
+pub async fn suspend(
+    client: &MoodleClient,
+    ids: &[MoodleUserId],
+) -> Result<Vec<Warning>, MoodleError> {
+    let items: Vec<Vec<(String, String)>> = ids
+        .iter()
+        .map(|id| {
+            vec![
+                ("id".to_string(), id.to_string()),
+                ("suspended".to_string(), "1".to_string()),
+            ]
+        })
+        .collect();
     update(client, &items).await
 }
 

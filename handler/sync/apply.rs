@@ -38,13 +38,20 @@ pub struct Outcome<R> {
 /// Apply `call` to `items` (already sized to fit one call); split on item-specific failures.
 /// `call` gets a group of items and returns one result per item, in order. Fatal and
 /// non-item-specific errors (token, capability, transport after retries) stop everything.
-pub async fn bisect<I, R, F, Fut>(items: Vec<(usize, I)>, call: F) -> Result<Outcome<R>, MoodleError>
+pub async fn bisect<I, R, F, Fut>(
+    items: Vec<(usize, I)>,
+    call: F,
+) -> Result<Outcome<R>, MoodleError>
 where
     I: Clone,
     F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, MoodleError>>,
 {
-    let mut out = Outcome { ok: Vec::new(), failed: Vec::new(), calls: 0 };
+    let mut out = Outcome {
+        ok: Vec::new(),
+        failed: Vec::new(),
+        calls: 0,
+    };
     let mut stack = vec![items];
     while let Some(group) = stack.pop() {
         if group.is_empty() {
@@ -55,7 +62,11 @@ where
         match call(payload).await {
             Ok(results) => {
                 if results.len() != group.len() {
-                    return Err(MoodleError::Protocol(format!("{} results for {} items", results.len(), group.len())));
+                    return Err(MoodleError::Protocol(format!(
+                        "{} results for {} items",
+                        results.len(),
+                        group.len()
+                    )));
                 }
                 out.ok.extend(group.iter().map(|(i, _)| *i).zip(results));
             }
@@ -80,7 +91,10 @@ mod tests {
 
     #[test]
     fn chunks_respect_fields_and_items() {
-        assert_eq!(chunks(&[10, 10, 10, 10, 10], 25, 100), vec![0..2, 2..4, 4..5]);
+        assert_eq!(
+            chunks(&[10, 10, 10, 10, 10], 25, 100),
+            vec![0..2, 2..4, 4..5]
+        );
         assert_eq!(chunks(&[1, 1, 1], 100, 2), vec![0..2, 2..3]);
         assert_eq!(chunks(&[50], 10, 5), vec![0..1]);
         assert!(chunks(&[], 10, 5).is_empty());
@@ -91,7 +105,11 @@ mod tests {
         let items: Vec<(usize, u32)> = (0..10).map(|i| (i as usize, i)).collect();
         let out = bisect(items, |group: Vec<u32>| async move {
             if group.contains(&3) || group.contains(&7) {
-                Err(MoodleError::InvalidParameter { code: "invalidparameter".into(), message: "bad".into(), debuginfo: None })
+                Err(MoodleError::InvalidParameter {
+                    code: "invalidparameter".into(),
+                    message: "bad".into(),
+                    debuginfo: None,
+                })
             } else {
                 Ok(group.iter().map(|g| g * 10).collect())
             }
@@ -108,7 +126,10 @@ mod tests {
     #[tokio::test]
     async fn fatal_errors_stop() {
         let items: Vec<(usize, u32)> = (0..4).map(|i| (i as usize, i)).collect();
-        let r = bisect(items, |_g: Vec<u32>| async { Err::<Vec<()>, _>(MoodleError::InvalidToken) }).await;
+        let r = bisect(items, |_g: Vec<u32>| async {
+            Err::<Vec<()>, _>(MoodleError::InvalidToken)
+        })
+        .await;
         assert!(matches!(r, Err(MoodleError::InvalidToken)));
     }
 }

@@ -23,8 +23,19 @@ pub fn row_key(entity: &str, population: &str) -> String {
     key_escape(&format!("{entity}-{population}"))
 }
 
-pub async fn load(store: &SharedStore, entity: &str, population: &str) -> Result<Option<Checkpoint>, StoreError> {
-    let Some(e) = store.get(crate::store::tables::CHECKPOINTS, PARTITION, &row_key(entity, population)).await? else {
+pub async fn load(
+    store: &SharedStore,
+    entity: &str,
+    population: &str,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let Some(e) = store
+        .get(
+            crate::store::tables::CHECKPOINTS,
+            PARTITION,
+            &row_key(entity, population),
+        )
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some(Checkpoint {
@@ -36,7 +47,12 @@ pub async fn load(store: &SharedStore, entity: &str, population: &str) -> Result
     }))
 }
 
-pub async fn save(store: &SharedStore, entity: &str, population: &str, cp: &Checkpoint) -> Result<(), StoreError> {
+pub async fn save(
+    store: &SharedStore,
+    entity: &str,
+    population: &str,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
     let mut e = Entity::new(PARTITION, row_key(entity, population))
         .with("config_hash", cp.config_hash.as_str())
         .with("run_id", cp.run_id.as_str())
@@ -48,7 +64,10 @@ pub async fn save(store: &SharedStore, entity: &str, population: &str, cp: &Chec
     if let Some(h) = &cp.file_hash {
         e.set("file_hash", h.as_str());
     }
-    store.upsert(crate::store::tables::CHECKPOINTS, &e).await.map(|_| ())
+    store
+        .upsert(crate::store::tables::CHECKPOINTS, &e)
+        .await
+        .map(|_| ())
 }
 
 /// LDAP GeneralizedTime, whole seconds, UTC.
@@ -59,7 +78,9 @@ pub fn generalized(t: DateTime<Utc>) -> String {
 pub fn parse_generalized(s: &str) -> Option<DateTime<Utc>> {
     let digits = s.trim_end_matches('Z');
     let digits = digits.split('.').next()?;
-    chrono::NaiveDateTime::parse_from_str(digits, "%Y%m%d%H%M%S").ok().map(|n| n.and_utc())
+    chrono::NaiveDateTime::parse_from_str(digits, "%Y%m%d%H%M%S")
+        .ok()
+        .map(|n| n.and_utc())
 }
 
 /// Marker minus the overlap (clock skew, entries written during the last pass's second).

@@ -67,7 +67,10 @@ pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<
     let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {pos} entries ({per_sec}) {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed} {pos} entries ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let b = bar.clone();

@@ -63,15 +63,24 @@ pub enum PassError {
 pub const ENTITIES: [&str; 3] = ["users", "cohorts", "roles"];
 
 fn selected(opts: &SyncOptions) -> Vec<&'static str> {
-    ENTITIES.iter().copied().filter(|e| match *e {
-        "users" => opts.users,
-        "cohorts" => opts.cohorts,
-        _ => opts.roles,
-    }).collect()
+    ENTITIES
+        .iter()
+        .copied()
+        .filter(|e| match *e {
+            "users" => opts.users,
+            "cohorts" => opts.cohorts,
+            _ => opts.roles,
+        })
+        .collect()
 }
 
 /// One population: read (incrementally unless forced) and apply every selected entity.
-pub async fn run_population(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, pop: &Population) -> Result<(), PassError> {
+pub async fn run_population(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    pop: &Population,
+) -> Result<(), PassError> {
     let s = &ctx.settings;
     let entities = selected(&ctx.opts);
     let config_hash = s.config_hash();
@@ -82,19 +91,36 @@ pub async fn run_population(ctx: &Ctx, st: &mut PassState, report: &mut RunRepor
     }
     let full = ctx.opts.force
         || ctx.opts.user.is_some()
-        || cps.iter().any(|c| c.as_ref().is_none_or(|c| c.config_hash != config_hash || c.marker.is_none()));
+        || cps.iter().any(|c| {
+            c.as_ref()
+                .is_none_or(|c| c.config_hash != config_hash || c.marker.is_none())
+        });
     let since = if full {
         None
     } else {
-        cps.iter().flatten().filter_map(|c| c.marker.as_deref()).min().and_then(|m| checkpoint::since_with_overlap(m, s.overlap_secs))
+        cps.iter()
+            .flatten()
+            .filter_map(|c| c.marker.as_deref())
+            .min()
+            .and_then(|m| checkpoint::since_with_overlap(m, s.overlap_secs))
     };
     let file_hash = match &s.source {
         SourceKind::Ldif(p) | SourceKind::Csv(p) => Some(source::file_hash(p)?),
         SourceKind::Ldap => None,
     };
-    if !full && file_hash.is_some() && cps.iter().all(|c| c.as_ref().and_then(|c| c.file_hash.as_ref()) == file_hash.as_ref()) {
+    if !full
+        && file_hash.is_some()
+        && cps
+            .iter()
+            .all(|c| c.as_ref().and_then(|c| c.file_hash.as_ref()) == file_hash.as_ref())
+    {
         report.source_requests += 1;
-        report.trace(|| format!("{}: export file unchanged since the last pass: nothing to read", pop.name));
+        report.trace(|| {
+            format!(
+                "{}: export file unchanged since the last pass: nothing to read",
+                pop.name
+            )
+        });
         return Ok(());
     }
     let filter = match &ctx.opts.user {
@@ -106,8 +132,20 @@ pub async fn run_population(ctx: &Ctx, st: &mut PassState, report: &mut RunRepor
         ),
         None => pop.filter.clone(),
     };
-    report.trace(|| format!("{}: search {filter} under {} since {}", pop.name, pop.base, since.as_deref().unwrap_or("the beginning")));
-    let query = Query { base: pop.base.clone(), filter, since, attrs: s.person_attributes() };
+    report.trace(|| {
+        format!(
+            "{}: search {filter} under {} since {}",
+            pop.name,
+            pop.base,
+            since.as_deref().unwrap_or("the beginning")
+        )
+    });
+    let query = Query {
+        base: pop.base.clone(),
+        filter,
+        since,
+        attrs: s.person_attributes(),
+    };
     let (mut rx, handle) = source::spawn_read(s, query);
     let mut batch = Vec::with_capacity(s.batch_size);
     let mut applied: i64 = 0;
@@ -152,12 +190,17 @@ pub async fn run_population(ctx: &Ctx, st: &mut PassState, report: &mut RunRepor
         Ok(Ok(sum)) => sum,
         Ok(Err(e)) => {
             report.complete = false;
-            report.errors.push(format!("{}: read failed after {applied} entries: {e}", pop.name));
+            report.errors.push(format!(
+                "{}: read failed after {applied} entries: {e}",
+                pop.name
+            ));
             return Ok(());
         }
         Err(e) => {
             report.complete = false;
-            report.errors.push(format!("{}: reader crashed: {e}", pop.name));
+            report
+                .errors
+                .push(format!("{}: reader crashed: {e}", pop.name));
             return Ok(());
         }
     };
@@ -165,7 +208,13 @@ pub async fn run_population(ctx: &Ctx, st: &mut PassState, report: &mut RunRepor
     st.seen.extend(seen_here);
     if !ctx.opts.simulate && ctx.opts.user.is_none() {
         for e in &entities {
-            let cp = Checkpoint { marker: Some(pass_start.clone()), config_hash: config_hash.clone(), file_hash: file_hash.clone(), run_id: ctx.run_id.clone(), progress: applied };
+            let cp = Checkpoint {
+                marker: Some(pass_start.clone()),
+                config_hash: config_hash.clone(),
+                file_hash: file_hash.clone(),
+                run_id: ctx.run_id.clone(),
+                progress: applied,
+            };
             checkpoint::save(&ctx.store, e, &pop.name, &cp).await?;
         }
     }
@@ -181,7 +230,12 @@ enum UserPlan {
 }
 
 /// Apply one batch; returns the keys it saw (for removals).
-async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, entries: Vec<Entry>) -> Result<Vec<String>, PassError> {
+async fn process_batch(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    entries: Vec<Entry>,
+) -> Result<Vec<String>, PassError> {
     let s = &ctx.settings;
     let opts = &ctx.opts;
     let mut recs: Vec<PersonRecord> = Vec::with_capacity(entries.len());
@@ -192,12 +246,16 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
                 keys.push(r.key.clone());
                 match st.usernames.get(&r.fields.username) {
                     Some(other) if other != &r.key => {
-                        let reason = format!("duplicate login {:?}: already used by {other} in this directory", r.fields.username);
+                        let reason = format!(
+                            "duplicate login {:?}: already used by {other} in this directory",
+                            r.fields.username
+                        );
                         report.skipped("users", &r.key, reason);
                         continue;
                     }
                     _ => {
-                        st.usernames.insert(r.fields.username.clone(), r.key.clone());
+                        st.usernames
+                            .insert(r.fields.username.clone(), r.key.clone());
                     }
                 }
                 for n in &r.notes {
@@ -221,9 +279,14 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
     // ---- users
     let mut plans: Vec<UserPlan> = Vec::with_capacity(recs.len());
     for (r, row) in recs.iter().zip(&rows) {
-        let known = row.as_ref().filter(|row| !opts.force && !row.suspended && row.fields.is_some()).and_then(|row| row.moodle_id.map(|id| (row, id)));
+        let known = row
+            .as_ref()
+            .filter(|row| !opts.force && !row.suspended && row.fields.is_some())
+            .and_then(|row| row.moodle_id.map(|id| (row, id)));
         plans.push(match known {
-            Some((row, id)) if row.fingerprint == r.fingerprint() => UserPlan::Unchanged(MoodleUserId(id)),
+            Some((row, id)) if row.fingerprint == r.fingerprint() => {
+                UserPlan::Unchanged(MoodleUserId(id))
+            }
             Some((row, id)) if opts.users => {
                 let diff = r.fields.diff_fields(row.fields.as_ref().expect("filtered"));
                 UserPlan::Update(MoodleUserId(id), diff)
@@ -232,14 +295,28 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
             None => UserPlan::Lookup,
         });
     }
-    let lookup_idx: Vec<usize> = plans.iter().enumerate().filter(|(_, p)| matches!(p, UserPlan::Lookup)).map(|(i, _)| i).collect();
+    let lookup_idx: Vec<usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p, UserPlan::Lookup))
+        .map(|(i, _)| i)
+        .collect();
     if !lookup_idx.is_empty() {
-        let names: Vec<String> = lookup_idx.iter().map(|i| recs[*i].fields.username.clone()).collect();
+        let names: Vec<String> = lookup_idx
+            .iter()
+            .map(|i| recs[*i].fields.username.clone())
+            .collect();
         let by_name = lookup(&ctx.moodle, UserField::Username, &names, budget).await?;
-        let mut by_name: HashMap<String, MoodleUser> = by_name.into_iter().map(|u| (u.username.clone(), u)).collect();
+        let mut by_name: HashMap<String, MoodleUser> = by_name
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect();
         let missing: Vec<String> = lookup_idx
             .iter()
-            .filter(|i| !by_name.contains_key(&recs[**i].fields.username) && !recs[**i].fields.idnumber.is_empty())
+            .filter(|i| {
+                !by_name.contains_key(&recs[**i].fields.username)
+                    && !recs[**i].fields.idnumber.is_empty()
+            })
             .map(|i| recs[*i].fields.idnumber.clone())
             .collect();
         let found_idn = lookup(&ctx.moodle, UserField::Idnumber, &missing, budget).await?;
@@ -250,23 +327,51 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
         for i in lookup_idx {
             let r = &recs[i];
             let plan = if let Some(mu) = by_name.remove(&r.fields.username) {
-                if !mu.idnumber.is_empty() && !r.fields.idnumber.is_empty() && mu.idnumber != r.fields.idnumber {
+                if !mu.idnumber.is_empty()
+                    && !r.fields.idnumber.is_empty()
+                    && mu.idnumber != r.fields.idnumber
+                {
                     report.skipped("users", &r.key, format!("username {:?} belongs to another Moodle account (idnumber {:?}, not {:?})", mu.username, mu.idnumber, r.fields.idnumber));
                     UserPlan::Skip
                 } else {
-                    report.trace(|| format!("users {}: found in Moodle by username (id {})", r.key, mu.id));
+                    report.trace(|| {
+                        format!(
+                            "users {}: found in Moodle by username (id {})",
+                            r.key, mu.id
+                        )
+                    });
                     diff_plan(r, &mu, opts)
                 }
-            } else if let Some(list) = by_idn.get(&r.fields.idnumber).filter(|_| !r.fields.idnumber.is_empty()) {
+            } else if let Some(list) = by_idn
+                .get(&r.fields.idnumber)
+                .filter(|_| !r.fields.idnumber.is_empty())
+            {
                 if list.len() > 1 {
-                    report.skipped("users", &r.key, format!("{} Moodle accounts share idnumber {:?}", list.len(), r.fields.idnumber));
+                    report.skipped(
+                        "users",
+                        &r.key,
+                        format!(
+                            "{} Moodle accounts share idnumber {:?}",
+                            list.len(),
+                            r.fields.idnumber
+                        ),
+                    );
                     UserPlan::Skip
                 } else {
-                    report.trace(|| format!("users {}: found in Moodle by idnumber (id {}, username {:?})", r.key, list[0].id, list[0].username));
+                    report.trace(|| {
+                        format!(
+                            "users {}: found in Moodle by idnumber (id {}, username {:?})",
+                            r.key, list[0].id, list[0].username
+                        )
+                    });
                     diff_plan(r, &list[0], opts)
                 }
             } else if !opts.users {
-                report.skipped("users", &r.key, "not in Moodle yet (users were not selected)");
+                report.skipped(
+                    "users",
+                    &r.key,
+                    "not in Moodle yet (users were not selected)",
+                );
                 UserPlan::Skip
             } else if opts.update_only {
                 report.skipped("users", &r.key, "update only: no Moodle account to update");
@@ -301,7 +406,12 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
                 updates.push((i, recs[i].fields.update_item(*id, diff)));
             }
             UserPlan::Create => {
-                report.trace(|| format!("users {}: create {:?}", recs[i].key, recs[i].fields.username));
+                report.trace(|| {
+                    format!(
+                        "users {}: create {:?}",
+                        recs[i].key, recs[i].fields.username
+                    )
+                });
                 creates.push((i, recs[i].fields.create_item()));
             }
             UserPlan::Skip | UserPlan::Lookup => user_ok[i] = false,
@@ -318,14 +428,22 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
         for range in chunks(&sizes, budget, s.batch_size) {
             let part: Vec<(usize, Vec<(String, String)>)> = creates[range].to_vec();
             let client = &ctx.moodle;
-            let out = bisect(part, |items| async move { users::create(client, &items).await }).await?;
+            let out = bisect(
+                part,
+                |items| async move { users::create(client, &items).await },
+            )
+            .await?;
             for (i, created) in out.ok {
                 ids[i] = Some(created.id);
                 report.counts("users").created += 1;
             }
             for (i, why) in out.failed {
                 user_ok[i] = false;
-                report.failed("users", &recs[i].key, format!("create {:?}: {why}", recs[i].fields.username));
+                report.failed(
+                    "users",
+                    &recs[i].key,
+                    format!("create {:?}: {why}", recs[i].fields.username),
+                );
             }
         }
         let sizes: Vec<usize> = updates.iter().map(|(_, f)| f.len()).collect();
@@ -374,8 +492,18 @@ async fn process_batch(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, en
                 key: r.key.clone(),
                 moodle_id: Some(id.0),
                 username: r.fields.username.clone(),
-                fields: if users_written { Some(r.fields.clone()) } else { old.fields.clone().filter(|_| user_ok[i]) },
-                fingerprint: if users_written { r.fingerprint() } else if user_ok[i] { old.fingerprint.clone() } else { String::new() },
+                fields: if users_written {
+                    Some(r.fields.clone())
+                } else {
+                    old.fields.clone().filter(|_| user_ok[i])
+                },
+                fingerprint: if users_written {
+                    r.fingerprint()
+                } else if user_ok[i] {
+                    old.fingerprint.clone()
+                } else {
+                    String::new()
+                },
                 cohorts: cohort_sets[i].clone().unwrap_or(old.cohorts.clone()),
                 roles: role_sets[i].clone().unwrap_or(old.roles.clone()),
                 suspended: old.suspended && !users_written,
@@ -397,7 +525,12 @@ fn diff_plan(r: &PersonRecord, mu: &MoodleUser, opts: &SyncOptions) -> UserPlan 
 }
 
 /// `core_user_get_users_by_field` in chunks that fit the form budget.
-async fn lookup(client: &MoodleClient, field: UserField, values: &[String], budget: usize) -> Result<Vec<MoodleUser>, MoodleError> {
+async fn lookup(
+    client: &MoodleClient,
+    field: UserField,
+    values: &[String],
+    budget: usize,
+) -> Result<Vec<MoodleUser>, MoodleError> {
     let mut out = Vec::new();
     for chunk in values.chunks(budget.saturating_sub(1).max(1)) {
         out.extend(users::get_by_field(client, field, chunk).await?);
@@ -405,10 +538,18 @@ async fn lookup(client: &MoodleClient, field: UserField, values: &[String], budg
     Ok(out)
 }
 
-async fn cohort_index<'a>(ctx: &Ctx, st: &'a mut PassState) -> Result<&'a mut HashMap<String, MoodleCohortId>, MoodleError> {
+async fn cohort_index<'a>(
+    ctx: &Ctx,
+    st: &'a mut PassState,
+) -> Result<&'a mut HashMap<String, MoodleCohortId>, MoodleError> {
     if st.cohort_index.is_none() {
         let all = cohorts::get_all(&ctx.moodle).await?;
-        st.cohort_index = Some(all.into_iter().filter(|c| !c.idnumber.is_empty()).map(|c| (c.idnumber, c.id)).collect());
+        st.cohort_index = Some(
+            all.into_iter()
+                .filter(|c| !c.idnumber.is_empty())
+                .map(|c| (c.idnumber, c.id))
+                .collect(),
+        );
     }
     Ok(st.cohort_index.as_mut().expect("just set"))
 }
@@ -416,7 +557,12 @@ async fn cohort_index<'a>(ctx: &Ctx, st: &'a mut PassState) -> Result<&'a mut Ha
 /// Find (or create) the Moodle cohorts for `wanted`; returns key → id, and reports skips.
 /// With the cohort lock (default) only cohorts whose idnumber carries the bridge's prefix are
 /// used; without it, an existing cohort whose idnumber is the bare key is adopted.
-pub(crate) async fn ensure_cohorts(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, wanted: &BTreeMap<String, CohortRef>) -> Result<HashMap<String, MoodleCohortId>, PassError> {
+pub(crate) async fn ensure_cohorts(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    wanted: &BTreeMap<String, CohortRef>,
+) -> Result<HashMap<String, MoodleCohortId>, PassError> {
     let prefix = ctx.settings.cohorts.prefix.clone();
     let mut found = HashMap::new();
     let mut to_create = Vec::new();
@@ -434,17 +580,27 @@ pub(crate) async fn ensure_cohorts(ctx: &Ctx, st: &mut PassState, report: &mut R
                 if index.contains_key(key) {
                     report.trace(|| format!("cohorts {key}: a cohort with idnumber {key:?} exists but was not created by the bridge (locked); using {ours:?}"));
                 }
-                to_create.push((key.clone(), cohorts::NewCohort { name: c.name.clone(), idnumber: ours, description: "Synchronised from the ENT directory".into() }));
+                to_create.push((
+                    key.clone(),
+                    cohorts::NewCohort {
+                        name: c.name.clone(),
+                        idnumber: ours,
+                        description: "Synchronised from the ENT directory".into(),
+                    },
+                ));
             }
         }
     }
-    report.counts("cohorts").unchanged += found.len() as u64;
     if to_create.is_empty() {
         return Ok(found);
     }
     if ctx.opts.update_only {
         for (key, _) in &to_create {
-            report.skipped("cohorts", key, "update only: cohort does not exist in Moodle");
+            report.skipped(
+                "cohorts",
+                key,
+                "update only: cohort does not exist in Moodle",
+            );
         }
         return Ok(found);
     }
@@ -460,21 +616,39 @@ pub(crate) async fn ensure_cohorts(ctx: &Ctx, st: &mut PassState, report: &mut R
     }
     let sizes = vec![cohorts::CREATE_FIELDS; to_create.len()];
     for range in chunks(&sizes, ctx.moodle.field_budget(), ctx.settings.batch_size) {
-        let part: Vec<(usize, cohorts::NewCohort)> = range.clone().map(|i| (i, to_create[i].1.clone())).collect();
+        let part: Vec<(usize, cohorts::NewCohort)> =
+            range.clone().map(|i| (i, to_create[i].1.clone())).collect();
         let client = &ctx.moodle;
-        let out = bisect(part, |items| async move { cohorts::create(client, &items).await }).await?;
+        let out = bisect(part, |items| async move {
+            cohorts::create(client, &items).await
+        })
+        .await?;
         for (i, c) in out.ok {
             report.counts("cohorts").created += 1;
-            report.trace(|| format!("cohorts {}: created {:?} (id {})", to_create[i].0, c.idnumber, c.id));
+            report.trace(|| {
+                format!(
+                    "cohorts {}: created {:?} (id {})",
+                    to_create[i].0, c.idnumber, c.id
+                )
+            });
             found.insert(to_create[i].0.clone(), c.id);
-            cohort_index(ctx, st).await?.insert(c.idnumber.clone(), c.id);
+            cohort_index(ctx, st)
+                .await?
+                .insert(c.idnumber.clone(), c.id);
         }
         for (i, why) in out.failed {
-            report.failed("cohorts", &to_create[i].0, format!("create {:?}: {why}", to_create[i].1.idnumber));
+            report.failed(
+                "cohorts",
+                &to_create[i].0,
+                format!("create {:?}: {why}", to_create[i].1.idnumber),
+            );
         }
     }
     Ok(found)
 }
+
+/// (desired, to add, to remove) cohort keys of one person.
+type MembershipPlan = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
 
 /// Membership from the person's class values, differential against what the bridge gave before.
 async fn apply_cohort_memberships(
@@ -488,15 +662,22 @@ async fn apply_cohort_memberships(
 ) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
     let force = ctx.opts.force;
     let mut wanted: BTreeMap<String, CohortRef> = BTreeMap::new();
-    let mut plans: Vec<Option<(BTreeSet<String>, BTreeSet<String>, BTreeSet<String>)>> = Vec::with_capacity(recs.len());
+    let mut plans: Vec<Option<MembershipPlan>> = Vec::with_capacity(recs.len());
     for (i, r) in recs.iter().enumerate() {
         if ids[i].is_none() {
             plans.push(None);
             continue;
         }
         let desired: BTreeSet<String> = r.cohorts.iter().map(|c| c.key.clone()).collect();
-        let prev = rows[i].as_ref().map(|row| row.cohorts.clone()).unwrap_or_default();
-        let add: BTreeSet<String> = if force || rows[i].is_none() { desired.clone() } else { desired.difference(&prev).cloned().collect() };
+        let prev = rows[i]
+            .as_ref()
+            .map(|row| row.cohorts.clone())
+            .unwrap_or_default();
+        let add: BTreeSet<String> = if force || rows[i].is_none() {
+            desired.clone()
+        } else {
+            desired.difference(&prev).cloned().collect()
+        };
         let remove: BTreeSet<String> = prev.difference(&desired).cloned().collect();
         for c in &r.cohorts {
             if add.contains(&c.key) || remove.contains(&c.key) {
@@ -504,16 +685,25 @@ async fn apply_cohort_memberships(
             }
         }
         for k in &remove {
-            wanted.entry(k.clone()).or_insert_with(|| CohortRef { key: k.clone(), name: k.clone() });
+            wanted.entry(k.clone()).or_insert_with(|| CohortRef {
+                key: k.clone(),
+                name: k.clone(),
+            });
         }
         plans.push(Some((desired, add, remove)));
     }
-    let cohort_ids = if wanted.is_empty() { HashMap::new() } else { ensure_cohorts(ctx, st, report, &wanted).await? };
+    let cohort_ids = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        ensure_cohorts(ctx, st, report, &wanted).await?
+    };
     let mut adds: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
     let mut removes: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
     let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
     for (i, plan) in plans.iter().enumerate() {
-        let (Some((desired, add, remove)), Some(uid)) = (plan, ids[i]) else { continue };
+        let (Some((desired, add, remove)), Some(uid)) = (plan, ids[i]) else {
+            continue;
+        };
         let mut applied = desired.clone();
         if add.is_empty() && remove.is_empty() {
             report.counts("memberships").unchanged += 1;
@@ -526,7 +716,11 @@ async fn apply_cohort_memberships(
                 }
                 None => {
                     applied.remove(k);
-                    report.skipped("memberships", &recs[i].key, format!("cohort {k} is not available"));
+                    report.skipped(
+                        "memberships",
+                        &recs[i].key,
+                        format!("cohort {k} is not available"),
+                    );
                 }
             }
         }
@@ -555,16 +749,25 @@ async fn apply_cohort_memberships(
                 continue;
             }
             // Warnings carry no item index: "user id=N not exists" / "cohort … not exists".
-            let culprit = part.iter().find(|(_, _, (c, u))| w.message.contains(&format!("id={u} ")) || w.message.contains(&format!("id={c} ")));
+            let culprit = part.iter().find(|(_, _, (c, u))| {
+                w.message.contains(&format!("id={u} ")) || w.message.contains(&format!("id={c} "))
+            });
             match culprit {
                 Some((i, k, _)) => {
                     failed_users.insert(format!("{i}|{k}"));
-                    report.failed("memberships", &recs[*i].key, format!("add to {k}: {} {}", w.warningcode, w.message));
+                    report.failed(
+                        "memberships",
+                        &recs[*i].key,
+                        format!("add to {k}: {} {}", w.warningcode, w.message),
+                    );
                     if let Some(set) = result[*i].as_mut() {
                         set.remove(k);
                     }
                 }
-                None => report.errors.push(format!("add_cohort_members warning {}: {}", w.warningcode, w.message)),
+                None => report.errors.push(format!(
+                    "add_cohort_members warning {}: {}",
+                    w.warningcode, w.message
+                )),
             }
         }
         let ok = part.len() as u64 - failed_users.len() as u64;
@@ -577,7 +780,11 @@ async fn apply_cohort_memberships(
             Ok(()) => report.counts("memberships").removed += part.len() as u64,
             Err(e) if e.may_be_item_specific() => {
                 for (i, k, _) in part {
-                    report.failed("memberships", &recs[*i].key, format!("remove from {k}: {e}"));
+                    report.failed(
+                        "memberships",
+                        &recs[*i].key,
+                        format!("remove from {k}: {e}"),
+                    );
                     if let Some(set) = result[*i].as_mut() {
                         set.insert(k.clone());
                     }
@@ -590,21 +797,37 @@ async fn apply_cohort_memberships(
 }
 
 /// Resolve a context idnumber to its Moodle instance id (course or category), cached per pass.
-async fn resolve_context(ctx: &Ctx, st: &mut PassState, level: ContextLevel, idnumber: &str) -> Result<Result<i64, String>, MoodleError> {
+async fn resolve_context(
+    ctx: &Ctx,
+    st: &mut PassState,
+    level: ContextLevel,
+    idnumber: &str,
+) -> Result<Result<i64, String>, MoodleError> {
     if let Some(r) = st.contexts.get(&(level, idnumber.to_string())) {
         return Ok(r.clone());
     }
     let r = match level {
-        ContextLevel::Course => match courses::by_field(&ctx.moodle, courses::CourseField::Idnumber, idnumber).await? .as_slice() {
-            [c] => Ok(c.id.0),
-            [] => Err(format!("no course with idnumber {idnumber:?} in Moodle")),
-            many => Err(format!("{} courses share idnumber {idnumber:?}", many.len())),
-        },
+        ContextLevel::Course => {
+            match courses::by_field(&ctx.moodle, courses::CourseField::Idnumber, idnumber)
+                .await?
+                .as_slice()
+            {
+                [c] => Ok(c.id.0),
+                [] => Err(format!("no course with idnumber {idnumber:?} in Moodle")),
+                many => Err(format!(
+                    "{} courses share idnumber {idnumber:?}",
+                    many.len()
+                )),
+            }
+        }
         ContextLevel::Coursecat => match categories::by_idnumber(&ctx.moodle, idnumber).await {
             Ok(list) => match list.as_slice() {
                 [c] => Ok(c.id.0),
                 [] => Err(format!("no category with idnumber {idnumber:?} in Moodle")),
-                many => Err(format!("{} categories share idnumber {idnumber:?}", many.len())),
+                many => Err(format!(
+                    "{} categories share idnumber {idnumber:?}",
+                    many.len()
+                )),
             },
             Err(MoodleError::MissingCapability(m)) => Err(m),
             Err(e) => return Err(e),
@@ -629,8 +852,12 @@ async fn apply_roles(
     let mut unassigns: Vec<(usize, String, Assignment)> = Vec::new();
     for (i, r) in recs.iter().enumerate() {
         let Some(uid) = ids[i] else { continue };
-        let prev = rows[i].as_ref().map(|row| row.roles.clone()).unwrap_or_default();
-        let desired: BTreeMap<String, &RoleRef> = r.roles.iter().map(|rr| (rr.label(), rr)).collect();
+        let prev = rows[i]
+            .as_ref()
+            .map(|row| row.roles.clone())
+            .unwrap_or_default();
+        let desired: BTreeMap<String, &RoleRef> =
+            r.roles.iter().map(|rr| (rr.label(), rr)).collect();
         let mut applied: BTreeSet<String> = BTreeSet::new();
         let mut changed = false;
         for (label, rr) in &desired {
@@ -639,14 +866,27 @@ async fn apply_roles(
                 continue;
             }
             let Some(roleid) = s.role_id(&rr.role) else {
-                report.skipped("roles", &r.key, format!("{label}: role {:?} has no id in SYNC_ROLE_IDS", rr.role));
+                report.skipped(
+                    "roles",
+                    &r.key,
+                    format!("{label}: role {:?} has no id in SYNC_ROLE_IDS", rr.role),
+                );
                 continue;
             };
             match resolve_context(ctx, st, rr.level, &rr.context).await? {
                 Ok(instance) => {
                     changed = true;
                     report.trace(|| format!("roles {}: assign {label}", r.key));
-                    assigns.push((i, label.clone(), Assignment { roleid: MoodleRoleId(roleid), userid: uid, level: rr.level, instanceid: instance }));
+                    assigns.push((
+                        i,
+                        label.clone(),
+                        Assignment {
+                            roleid: MoodleRoleId(roleid),
+                            userid: uid,
+                            level: rr.level,
+                            instanceid: instance,
+                        },
+                    ));
                     applied.insert(label.clone());
                 }
                 Err(why) => report.skipped("roles", &r.key, format!("{label}: {why}")),
@@ -654,16 +894,37 @@ async fn apply_roles(
         }
         for label in prev.iter().filter(|l| !desired.contains_key(*l)) {
             let mut parts = label.splitn(2, '@');
-            let (Some(role), Some(rest)) = (parts.next(), parts.next()) else { continue };
-            let Some((level, context)) = rest.split_once(':') else { continue };
-            let level = if level == "coursecat" { ContextLevel::Coursecat } else { ContextLevel::Course };
-            let (Some(roleid), Ok(instance)) = (s.role_id(role), resolve_context(ctx, st, level, context).await?) else {
-                report.trace(|| format!("roles {}: {label} no longer resolvable, forgotten", r.key));
+            let (Some(role), Some(rest)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Some((level, context)) = rest.split_once(':') else {
+                continue;
+            };
+            let level = if level == "coursecat" {
+                ContextLevel::Coursecat
+            } else {
+                ContextLevel::Course
+            };
+            let (Some(roleid), Ok(instance)) = (
+                s.role_id(role),
+                resolve_context(ctx, st, level, context).await?,
+            ) else {
+                report
+                    .trace(|| format!("roles {}: {label} no longer resolvable, forgotten", r.key));
                 continue;
             };
             changed = true;
             report.trace(|| format!("roles {}: unassign {label}", r.key));
-            unassigns.push((i, label.clone(), Assignment { roleid: MoodleRoleId(roleid), userid: uid, level, instanceid: instance }));
+            unassigns.push((
+                i,
+                label.clone(),
+                Assignment {
+                    roleid: MoodleRoleId(roleid),
+                    userid: uid,
+                    level,
+                    instanceid: instance,
+                },
+            ));
         }
         if !changed && !desired.is_empty() {
             report.counts("roles").unchanged += 1;
@@ -677,9 +938,15 @@ async fn apply_roles(
     }
     let sizes = vec![roles::ASSIGN_FIELDS; assigns.len()];
     for range in chunks(&sizes, budget, s.batch_size * 4) {
-        let part: Vec<(usize, Assignment)> = range.clone().map(|j| (j, assigns[j].2.clone())).collect();
+        let part: Vec<(usize, Assignment)> =
+            range.clone().map(|j| (j, assigns[j].2.clone())).collect();
         let client = &ctx.moodle;
-        let out = bisect(part, |items| async move { roles::assign(client, &items).await.map(|()| vec![(); items.len()]) }).await?;
+        let out = bisect(part, |items| async move {
+            roles::assign(client, &items)
+                .await
+                .map(|()| vec![(); items.len()])
+        })
+        .await?;
         report.counts("roles").created += out.ok.len() as u64;
         for (j, why) in out.failed {
             let (i, label, _) = &assigns[j];
@@ -691,9 +958,15 @@ async fn apply_roles(
     }
     let sizes = vec![roles::ASSIGN_FIELDS; unassigns.len()];
     for range in chunks(&sizes, budget, s.batch_size * 4) {
-        let part: Vec<(usize, Assignment)> = range.clone().map(|j| (j, unassigns[j].2.clone())).collect();
+        let part: Vec<(usize, Assignment)> =
+            range.clone().map(|j| (j, unassigns[j].2.clone())).collect();
         let client = &ctx.moodle;
-        let out = bisect(part, |items| async move { roles::unassign(client, &items).await.map(|()| vec![(); items.len()]) }).await?;
+        let out = bisect(part, |items| async move {
+            roles::unassign(client, &items)
+                .await
+                .map(|()| vec![(); items.len()])
+        })
+        .await?;
         report.counts("roles").removed += out.ok.len() as u64;
         for (j, why) in out.failed {
             let (i, label, _) = &unassigns[j];
@@ -705,4 +978,3 @@ async fn apply_roles(
     }
     Ok(result)
 }
-

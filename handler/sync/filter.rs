@@ -61,15 +61,23 @@ impl Filter {
     /// like the usual caseIgnoreMatch of names and logins).
     pub fn matches(&self, attrs: &BTreeMap<String, Vec<String>>) -> bool {
         let values = |name: &str| -> Vec<&String> {
-            attrs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).flat_map(|(_, v)| v.iter()).collect()
+            attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .flat_map(|(_, v)| v.iter())
+                .collect()
         };
         match self {
             Filter::And(v) => v.iter().all(|f| f.matches(attrs)),
             Filter::Or(v) => v.iter().any(|f| f.matches(attrs)),
             Filter::Not(f) => !f.matches(attrs),
             Filter::Present(a) => !values(a).is_empty(),
-            Filter::Equal(a, want) => values(a).iter().any(|v| v.to_lowercase() == want.to_lowercase()),
-            Filter::GreaterOrEqual(a, want) => values(a).iter().any(|v| v.as_str() >= want.as_str()),
+            Filter::Equal(a, want) => values(a)
+                .iter()
+                .any(|v| v.to_lowercase() == want.to_lowercase()),
+            Filter::GreaterOrEqual(a, want) => {
+                values(a).iter().any(|v| v.as_str() >= want.as_str())
+            }
             Filter::LessOrEqual(a, want) => values(a).iter().any(|v| v.as_str() <= want.as_str()),
             Filter::Substring(a, initial, any, fin) => values(a).iter().any(|v| {
                 let v = v.to_lowercase();
@@ -115,7 +123,14 @@ fn parse_at(c: &[char], mut i: usize) -> Result<(Filter, usize), String> {
             if c.get(i) != Some(&')') {
                 return Err(format!("expected ')' at {i}"));
             }
-            Ok((if op == '&' { Filter::And(items) } else { Filter::Or(items) }, i + 1))
+            Ok((
+                if op == '&' {
+                    Filter::And(items)
+                } else {
+                    Filter::Or(items)
+                },
+                i + 1,
+            ))
         }
         Some('!') => {
             let (f, n) = parse_at(c, i + 1)?;
@@ -169,7 +184,11 @@ fn parse_item(item: &str) -> Result<Filter, String> {
         return Err(format!("{item:?} has no operator"));
     };
     let attr = attr.trim().to_string();
-    if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.') {
+    if attr.is_empty()
+        || !attr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.')
+    {
         return Err(format!("{attr:?} is not an attribute description"));
     }
     match op {
@@ -178,10 +197,16 @@ fn parse_item(item: &str) -> Result<Filter, String> {
         _ if value == "*" => Ok(Filter::Present(attr)),
         _ if value.contains('*') => {
             let parts: Vec<&str> = value.split('*').collect();
-            let initial = (!parts[0].is_empty()).then(|| unescape(parts[0])).transpose()?;
+            let initial = (!parts[0].is_empty())
+                .then(|| unescape(parts[0]))
+                .transpose()?;
             let last = parts[parts.len() - 1];
             let fin = (!last.is_empty()).then(|| unescape(last)).transpose()?;
-            let any = parts[1..parts.len() - 1].iter().filter(|p| !p.is_empty()).map(|p| unescape(p)).collect::<Result<_, _>>()?;
+            let any = parts[1..parts.len() - 1]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| unescape(p))
+                .collect::<Result<_, _>>()?;
             Ok(Filter::Substring(attr, initial, any, fin))
         }
         _ => Ok(Filter::Equal(attr, unescape(value)?)),
@@ -212,11 +237,29 @@ mod tests {
 
     #[test]
     fn evaluates_population_filters() {
-        let e = entry(&[("objectClass", "ENTEleve"), ("ENTEleveClasses", "ENTStructureSIREN=1,ou=s$6A"), ("modifyTimestamp", "20250102030405Z")]);
+        let e = entry(&[
+            ("objectClass", "ENTEleve"),
+            ("ENTEleveClasses", "ENTStructureSIREN=1,ou=s$6A"),
+            ("modifyTimestamp", "20250102030405Z"),
+        ]);
         assert!(Filter::parse("(objectClass=enteleve)").unwrap().matches(&e));
-        assert!(Filter::parse("(&(objectClass=ENTEleve)(ENTEleveClasses=*=1,*))").unwrap().matches(&e));
-        assert!(!Filter::parse("(!(objectClass=ENTEleve))").unwrap().matches(&e));
-        assert!(Filter::parse(&with_since("(objectClass=*)", Some("20250101000000Z"))).unwrap().matches(&e));
-        assert!(!Filter::parse(&with_since("(objectClass=*)", Some("20250201000000Z"))).unwrap().matches(&e));
+        assert!(
+            Filter::parse("(&(objectClass=ENTEleve)(ENTEleveClasses=*=1,*))")
+                .unwrap()
+                .matches(&e)
+        );
+        assert!(!Filter::parse("(!(objectClass=ENTEleve))")
+            .unwrap()
+            .matches(&e));
+        assert!(
+            Filter::parse(&with_since("(objectClass=*)", Some("20250101000000Z")))
+                .unwrap()
+                .matches(&e)
+        );
+        assert!(
+            !Filter::parse(&with_since("(objectClass=*)", Some("20250201000000Z")))
+                .unwrap()
+                .matches(&e)
+        );
     }
 }

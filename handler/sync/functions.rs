@@ -9,7 +9,11 @@ use crate::host::functions::{InvocationContext, QUEUE_SYNC_WORK};
 use crate::host::{QueueMessage, TimerInfo};
 
 /// Take the lease, plan one shard per population, enqueue them on `sync-work`.
-pub async fn on_timer(state: &AppState, ctx: &InvocationContext, _timer: TimerInfo) -> Result<FunctionOutputs, FunctionError> {
+pub async fn on_timer(
+    state: &AppState,
+    ctx: &InvocationContext,
+    _timer: TimerInfo,
+) -> Result<FunctionOutputs, FunctionError> {
     if !state.settings.sync.enabled {
         return Ok(FunctionOutputs::default().log("sync is disabled (SYNC_ENABLED=false)"));
     }
@@ -30,16 +34,26 @@ pub async fn on_timer(state: &AppState, ctx: &InvocationContext, _timer: TimerIn
             }
             Ok(out)
         }
-        Err(RunError::Busy(e)) => Ok(FunctionOutputs::default().log(format!("sync not started: {e}"))),
-        Err(e) => Err(FunctionError::Failed(anyhow::anyhow!("planning the sync run: {e}"))),
+        Err(RunError::Busy(e)) => {
+            Ok(FunctionOutputs::default().log(format!("sync not started: {e}")))
+        }
+        Err(e) => Err(FunctionError::Failed(anyhow::anyhow!(
+            "planning the sync run: {e}"
+        ))),
     }
 }
 
 /// Apply one shard; a failure answers non-2xx so the host retries the message.
-pub async fn on_shard(state: &AppState, _ctx: &InvocationContext, msg: QueueMessage) -> Result<FunctionOutputs, FunctionError> {
+pub async fn on_shard(
+    state: &AppState,
+    _ctx: &InvocationContext,
+    msg: QueueMessage,
+) -> Result<FunctionOutputs, FunctionError> {
     let shard = Shard::parse(&msg.text).map_err(FunctionError::BadInput)?;
     let env = SyncEnv::from_app(state).map_err(FunctionError::NotConfigured)?;
-    let report = apply_shard(&env, &shard).await.map_err(|e| FunctionError::Failed(anyhow::anyhow!("{e}")))?;
+    let report = apply_shard(&env, &shard)
+        .await
+        .map_err(|e| FunctionError::Failed(anyhow::anyhow!("{e}")))?;
     let t = report.total();
     Ok(FunctionOutputs::default().log(format!(
         "sync run {} shard {}: created {} updated {} unchanged {} skipped {} failed {}",

@@ -22,7 +22,9 @@ pub enum LeaseError {
 }
 
 fn entity(owner: &str, secs: i64) -> Entity {
-    Entity::new(PK, RK).with("owner", owner).with("expires_at", Utc::now().timestamp() + secs)
+    Entity::new(PK, RK)
+        .with("owner", owner)
+        .with("expires_at", Utc::now().timestamp() + secs)
 }
 
 pub async fn acquire(store: &SharedStore, owner: &str, secs: i64) -> Result<(), LeaseError> {
@@ -37,13 +39,23 @@ pub async fn acquire(store: &SharedStore, owner: &str, secs: i64) -> Result<(), 
             let holder = cur.str("owner").unwrap_or_default().to_string();
             let expires = cur.int("expires_at").unwrap_or(0);
             if expires > now && holder != owner {
-                let until = chrono::DateTime::from_timestamp(expires, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+                let until = chrono::DateTime::from_timestamp(expires, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
                 return Err(LeaseError::Busy(holder, until));
             }
-            let etag = cur.etag.clone().ok_or_else(|| StoreError::Backend("lease row without ETag".into()))?;
-            match store.replace(tables::LEASES, &entity(owner, secs), &etag).await {
+            let etag = cur
+                .etag
+                .clone()
+                .ok_or_else(|| StoreError::Backend("lease row without ETag".into()))?;
+            match store
+                .replace(tables::LEASES, &entity(owner, secs), &etag)
+                .await
+            {
                 Ok(_) => Ok(()),
-                Err(StoreError::PreconditionFailed | StoreError::NotFound) => Err(LeaseError::Busy("?".into(), "unknown".into())),
+                Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
+                    Err(LeaseError::Busy("?".into(), "unknown".into()))
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -54,7 +66,10 @@ pub async fn acquire(store: &SharedStore, owner: &str, secs: i64) -> Result<(), 
 pub async fn release(store: &SharedStore, owner: &str) -> Result<(), StoreError> {
     if let Some(cur) = store.get(tables::LEASES, PK, RK).await? {
         if cur.str("owner") == Some(owner) {
-            match store.delete(tables::LEASES, PK, RK, cur.etag.as_ref()).await {
+            match store
+                .delete(tables::LEASES, PK, RK, cur.etag.as_ref())
+                .await
+            {
                 Ok(()) | Err(StoreError::NotFound | StoreError::PreconditionFailed) => {}
                 Err(e) => return Err(e),
             }

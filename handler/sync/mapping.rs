@@ -44,12 +44,22 @@ pub fn split_composite(value: &str) -> Option<(String, String)> {
 
 /// Moodle's PARAM_USERNAME: lowercase ASCII letters, digits and `_ - . @`.
 pub fn valid_username(u: &str) -> bool {
-    !u.is_empty() && u.len() <= 100 && u.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
+    !u.is_empty()
+        && u.len() <= 100
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
 }
 
 pub fn plausible_email(e: &str) -> bool {
     match e.split_once('@') {
-        Some((l, d)) => !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !e.contains(char::is_whitespace) && !d.contains('@'),
+        Some((l, d)) => {
+            !l.is_empty()
+                && d.contains('.')
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+                && !e.contains(char::is_whitespace)
+                && !d.contains('@')
+        }
         None => false,
     }
 }
@@ -63,13 +73,18 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         .or_else(|| Entry::rdn_value(&entry.dn).map(str::to_string))
         .ok_or_else(|| format!("no {} value", m.key))?;
     let mut notes = Vec::new();
-    let username_raw = pick(entry, &m.username).ok_or_else(|| format!("no {} (username)", m.username.describe()))?;
+    let username_raw = pick(entry, &m.username)
+        .ok_or_else(|| format!("no {} (username)", m.username.describe()))?;
     let username = username_raw.to_lowercase();
     if !valid_username(&username) {
-        return Err(format!("username {username_raw:?} has characters Moodle refuses (allowed: a-z 0-9 _ - . @)"));
+        return Err(format!(
+            "username {username_raw:?} has characters Moodle refuses (allowed: a-z 0-9 _ - . @)"
+        ));
     }
-    let firstname = pick(entry, &m.firstname).ok_or_else(|| format!("no {} (first name)", m.firstname.describe()))?;
-    let lastname = pick(entry, &m.lastname).ok_or_else(|| format!("no {} (last name)", m.lastname.describe()))?;
+    let firstname = pick(entry, &m.firstname)
+        .ok_or_else(|| format!("no {} (first name)", m.firstname.describe()))?;
+    let lastname = pick(entry, &m.lastname)
+        .ok_or_else(|| format!("no {} (last name)", m.lastname.describe()))?;
     let email = match m.email.as_ref().and_then(|f| pick(entry, f)) {
         Some(e) if plausible_email(&e) => e,
         Some(e) => return Err(format!("e-mail {e:?} is not a valid address")),
@@ -89,16 +104,25 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         institution: opt(&m.institution),
         department: opt(&m.department),
         auth: m.auth.clone(),
-        custom: m.custom.iter().map(|(name, f)| (name.clone(), pick(entry, f).unwrap_or_default())).collect(),
+        custom: m
+            .custom
+            .iter()
+            .map(|(name, f)| (name.clone(), pick(entry, f).unwrap_or_default()))
+            .collect(),
     };
     let mut cohorts = BTreeSet::new();
     if let CohortSourceKind::Attribute(attr) = &s.cohorts.kind {
         for v in entry.all(attr) {
             match split_composite(v) {
                 Some((school, class)) => {
-                    cohorts.insert(CohortRef { key: format!("{school}${class}"), name: format!("{class} ({school})") });
+                    cohorts.insert(CohortRef {
+                        key: format!("{school}${class}"),
+                        name: format!("{class} ({school})"),
+                    });
                 }
-                None => notes.push(format!("{attr} value {v:?} is not <structure>$<class>: ignored")),
+                None => notes.push(format!(
+                    "{attr} value {v:?} is not <structure>$<class>: ignored"
+                )),
             }
         }
     }
@@ -106,14 +130,32 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
     for rule in &s.role_rules {
         for v in entry.all(&rule.attr) {
             let Some((school, code)) = split_composite(v) else {
-                notes.push(format!("{} value {v:?} is not <structure>$<code>: ignored", rule.attr));
+                notes.push(format!(
+                    "{} value {v:?} is not <structure>$<code>: ignored",
+                    rule.attr
+                ));
                 continue;
             };
-            let context = rule.template.replace("{school}", &school).replace("{code}", &code).replace("{value}", v);
-            roles.insert(RoleRef { role: rule.role.clone(), level: rule.level, context });
+            let context = rule
+                .template
+                .replace("{school}", &school)
+                .replace("{code}", &code)
+                .replace("{value}", v);
+            roles.insert(RoleRef {
+                role: rule.role.clone(),
+                level: rule.level,
+                context,
+            });
         }
     }
-    Ok(PersonRecord { key, dn: entry.dn.clone(), fields, cohorts, roles, notes })
+    Ok(PersonRecord {
+        key,
+        dn: entry.dn.clone(),
+        fields,
+        cohorts,
+        roles,
+        notes,
+    })
 }
 
 #[cfg(test)]
@@ -127,7 +169,10 @@ mod tests {
         e.push("givenName", "Léa");
         e.push("sn", "Martin");
         e.push("ENTPersonJointure", "AC-TEST$1234567");
-        e.push("ENTEleveClasses", "ENTStructureSIREN=99900100000016,ou=structures,dc=ent,dc=example$6A");
+        e.push(
+            "ENTEleveClasses",
+            "ENTStructureSIREN=99900100000016,ou=structures,dc=ent,dc=example$6A",
+        );
         e.push("ENTEleveClasses", "4567$ULIS-A");
         e
     }
@@ -148,7 +193,8 @@ mod tests {
     fn refuses_bad_usernames_and_missing_names() {
         let s = SyncSettings::default();
         let mut e = entry();
-        e.attrs.insert("entpersonlogin".into(), vec!["léa.martin".into()]);
+        e.attrs
+            .insert("entpersonlogin".into(), vec!["léa.martin".into()]);
         assert!(map_person(&s, &e).unwrap_err().contains("characters"));
         let mut e = entry();
         e.attrs.remove("sn");

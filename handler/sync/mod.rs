@@ -42,14 +42,27 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
         settings::SourceKind::Ldap => match source::ldap::connect(&s.ldap).await {
             Ok(mut ldap) => {
                 let _ = ldap.unbind().await;
-                Ok(format!("{} (bound{})", s.ldap.url, s.ldap.bind_dn.as_deref().map(|d| format!(" as {d}")).unwrap_or_default()))
+                Ok(format!(
+                    "{} (bound{})",
+                    s.ldap.url,
+                    s.ldap
+                        .bind_dn
+                        .as_deref()
+                        .map(|d| format!(" as {d}"))
+                        .unwrap_or_default()
+                ))
             }
             Err(e) => Err(e.to_string()),
         },
-        settings::SourceKind::Ldif(p) | settings::SourceKind::Csv(p) => match std::fs::metadata(p) {
-            Ok(m) => Ok(format!("{} ({} bytes)", p.display(), m.len())),
-            Err(e) => Err(format!("{}: {e}", p.display())),
-        },
+        settings::SourceKind::Ldif(p) | settings::SourceKind::Csv(p) => {
+            match std::fs::metadata(p) {
+                Ok(m) => Ok(format!("{} ({} bytes)", p.display(), m.len())),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            }
+        }
     };
-    vec![crate::app::Check { service: "sync source".into(), outcome }]
+    vec![crate::app::Check {
+        service: "sync source".into(),
+        outcome,
+    }]
 }

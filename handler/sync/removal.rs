@@ -10,7 +10,11 @@ use crate::ids::MoodleUserId;
 use crate::moodle::users;
 use crate::store::{key_escape, tables};
 
-pub async fn run_removals(ctx: &Ctx, st: &PassState, report: &mut RunReport) -> Result<(), PassError> {
+pub async fn run_removals(
+    ctx: &Ctx,
+    st: &PassState,
+    report: &mut RunReport,
+) -> Result<(), PassError> {
     let mode = ctx.settings.removal;
     if mode == RemovalMode::Off || !ctx.opts.users {
         return Ok(());
@@ -20,12 +24,21 @@ pub async fn run_removals(ctx: &Ctx, st: &PassState, report: &mut RunReport) -> 
         return Ok(());
     }
     if !report.complete || !report.errors.is_empty() {
-        report.errors.push("removals not done: the directory read was incomplete or failed".into());
+        report
+            .errors
+            .push("removals not done: the directory read was incomplete or failed".into());
         return Ok(());
     }
     let rows = state::all(&ctx.store).await?;
-    let active: Vec<&MappingRow> = rows.iter().filter(|r| !r.suspended && r.moodle_id.is_some()).collect();
-    let gone: Vec<&MappingRow> = active.iter().copied().filter(|r| !st.seen.contains(&r.key)).collect();
+    let active: Vec<&MappingRow> = rows
+        .iter()
+        .filter(|r| !r.suspended && r.moodle_id.is_some())
+        .collect();
+    let gone: Vec<&MappingRow> = active
+        .iter()
+        .copied()
+        .filter(|r| !st.seen.contains(&r.key))
+        .collect();
     if gone.is_empty() {
         return Ok(());
     }
@@ -41,7 +54,17 @@ pub async fn run_removals(ctx: &Ctx, st: &PassState, report: &mut RunReport) -> 
         return Ok(());
     }
     for r in &gone {
-        report.trace(|| format!("users {}: left the directory: {}", r.key, if mode == RemovalMode::Delete { "delete" } else { "suspend" }));
+        report.trace(|| {
+            format!(
+                "users {}: left the directory: {}",
+                r.key,
+                if mode == RemovalMode::Delete {
+                    "delete"
+                } else {
+                    "suspend"
+                }
+            )
+        });
     }
     if ctx.opts.simulate {
         report.counts("users").removed += gone.len() as u64;
@@ -49,14 +72,21 @@ pub async fn run_removals(ctx: &Ctx, st: &PassState, report: &mut RunReport) -> 
     }
     let per_call = (ctx.moodle.field_budget() / 2).clamp(1, ctx.settings.batch_size);
     for part in gone.chunks(per_call) {
-        let ids: Vec<MoodleUserId> = part.iter().filter_map(|r| r.moodle_id.map(MoodleUserId)).collect();
+        let ids: Vec<MoodleUserId> = part
+            .iter()
+            .filter_map(|r| r.moodle_id.map(MoodleUserId))
+            .collect();
         match mode {
             RemovalMode::Suspend => {
                 let warnings = users::suspend(&ctx.moodle, &ids).await?;
                 let mut updated = Vec::new();
                 for r in part {
                     match warnings.iter().find(|w| w.itemid == r.moodle_id) {
-                        Some(w) => report.failed("users", &r.key, format!("suspend: {} {}", w.warningcode, w.message)),
+                        Some(w) => report.failed(
+                            "users",
+                            &r.key,
+                            format!("suspend: {} {}", w.warningcode, w.message),
+                        ),
                         None => {
                             report.counts("users").removed += 1;
                             let mut r = (*r).clone();
@@ -70,10 +100,21 @@ pub async fn run_removals(ctx: &Ctx, st: &PassState, report: &mut RunReport) -> 
             RemovalMode::Delete => {
                 let items: Vec<(usize, MoodleUserId)> = ids.iter().copied().enumerate().collect();
                 let client = &ctx.moodle;
-                let out = bisect(items, |g| async move { users::delete(client, &g).await.map(|()| vec![(); g.len()]) }).await?;
+                let out = bisect(items, |g| async move {
+                    users::delete(client, &g).await.map(|()| vec![(); g.len()])
+                })
+                .await?;
                 for (i, ()) in out.ok {
                     report.counts("users").removed += 1;
-                    let _ = ctx.store.delete(tables::MAPPINGS, state::USER_PK, &key_escape(&part[i].key), None).await;
+                    let _ = ctx
+                        .store
+                        .delete(
+                            tables::MAPPINGS,
+                            state::USER_PK,
+                            &key_escape(&part[i].key),
+                            None,
+                        )
+                        .await;
                 }
                 for (i, why) in out.failed {
                     report.failed("users", &part[i].key, format!("delete: {why}"));

@@ -53,7 +53,12 @@ pub struct SyncOptions {
 impl SyncOptions {
     /// Every entity, incremental: what the timer runs.
     pub fn scheduled() -> Self {
-        SyncOptions { users: true, cohorts: true, roles: true, ..Default::default() }
+        SyncOptions {
+            users: true,
+            cohorts: true,
+            roles: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -87,7 +92,9 @@ pub struct RunReport {
 
 /// Functions that change something in Moodle.
 pub fn is_write(function: &str) -> bool {
-    !(function.contains("_get_") || function.contains("_search_") || function.ends_with("_get_site_info"))
+    !(function.contains("_get_")
+        || function.contains("_search_")
+        || function.ends_with("_get_site_info"))
 }
 
 impl RunReport {
@@ -113,7 +120,12 @@ impl RunReport {
             self.issues_dropped += 1;
             return;
         }
-        self.issues.push(Issue { entity: entity.into(), key: key.into(), outcome: outcome.into(), reason });
+        self.issues.push(Issue {
+            entity: entity.into(),
+            key: key.into(),
+            outcome: outcome.into(),
+            reason,
+        });
     }
 
     pub fn skipped(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
@@ -141,7 +153,11 @@ impl RunReport {
     }
 
     pub fn moodle_writes(&self) -> u64 {
-        self.moodle_calls.iter().filter(|(f, _)| is_write(f)).map(|(_, n)| n).sum()
+        self.moodle_calls
+            .iter()
+            .filter(|(f, _)| is_write(f))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn total(&self) -> Counts {
@@ -179,11 +195,30 @@ impl RunReport {
     /// Human-readable summary (CLI, logs).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mode = if self.options.simulate { " (simulation: nothing written)" } else { "" };
-        out.push_str(&format!("sync run {}{mode}: {} in {:.1}s\n", self.run_id, if self.complete { "complete" } else { "INCOMPLETE" }, self.duration_ms as f64 / 1000.0));
-        out.push_str(&format!("{:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n", "entity", "created", "updated", "unchanged", "skipped", "failed", "removed"));
+        let mode = if self.options.simulate {
+            " (simulation: nothing written)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "sync run {}{mode}: {} in {:.1}s\n",
+            self.run_id,
+            if self.complete {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
+            self.duration_ms as f64 / 1000.0
+        ));
+        out.push_str(&format!(
+            "{:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n",
+            "entity", "created", "updated", "unchanged", "skipped", "failed", "removed"
+        ));
         for (k, c) in &self.counts {
-            out.push_str(&format!("{k:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n", c.created, c.updated, c.unchanged, c.skipped, c.failed, c.removed));
+            out.push_str(&format!(
+                "{k:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n",
+                c.created, c.updated, c.unchanged, c.skipped, c.failed, c.removed
+            ));
         }
         out.push_str(&format!(
             "source: {} entries in {} request(s); moodle: {} call(s), {} write(s)\n",
@@ -196,7 +231,10 @@ impl RunReport {
             out.push_str(&format!("error: {e}\n"));
         }
         for i in self.issues.iter().take(50) {
-            out.push_str(&format!("{} {} {}: {}\n", i.outcome, i.entity, i.key, i.reason));
+            out.push_str(&format!(
+                "{} {} {}: {}\n",
+                i.outcome, i.entity, i.key, i.reason
+            ));
         }
         let more = self.issues.len().saturating_sub(50) as u64 + self.issues_dropped;
         if more > 0 {

@@ -25,12 +25,27 @@ pub struct SyncEnv {
 
 impl SyncEnv {
     pub fn from_app(state: &crate::app::AppState) -> Result<Self, String> {
-        let moodle = state.moodle.clone().ok_or("MOODLE_URL and MOODLE_TOKEN are not set")?;
-        Ok(SyncEnv { settings: Arc::new(state.settings.sync.clone()), store: state.store.clone(), blobs: Some(state.blobs.clone()), moodle })
+        let moodle = state
+            .moodle
+            .clone()
+            .ok_or("MOODLE_URL and MOODLE_TOKEN are not set")?;
+        Ok(SyncEnv {
+            settings: Arc::new(state.settings.sync.clone()),
+            store: state.store.clone(),
+            blobs: Some(state.blobs.clone()),
+            moodle,
+        })
     }
 
     fn ctx(&self, run_id: &str, opts: &SyncOptions, progress: Option<Progress>) -> Ctx {
-        Ctx { settings: self.settings.clone(), store: self.store.clone(), moodle: self.moodle.clone(), opts: opts.clone(), run_id: run_id.to_string(), progress }
+        Ctx {
+            settings: self.settings.clone(),
+            store: self.store.clone(),
+            moodle: self.moodle.clone(),
+            opts: opts.clone(),
+            run_id: run_id.to_string(),
+            progress,
+        }
     }
 }
 
@@ -45,7 +60,11 @@ pub enum RunError {
 }
 
 pub fn new_run_id() -> String {
-    format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>())
+    format!(
+        "{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>()
+    )
 }
 
 fn normalise(opts: &SyncOptions) -> SyncOptions {
@@ -61,20 +80,34 @@ fn normalise(opts: &SyncOptions) -> SyncOptions {
 /// Shards of a run: one per population, plus the group pass when cohorts come from groups.
 fn shard_names(s: &SyncSettings, opts: &SyncOptions) -> Vec<String> {
     let mut names: Vec<String> = s.populations.iter().map(|p| p.name.clone()).collect();
-    if opts.cohorts && opts.user.is_none() && matches!(s.cohorts.kind, CohortSourceKind::Groups { .. }) {
+    if opts.cohorts
+        && opts.user.is_none()
+        && matches!(s.cohorts.kind, CohortSourceKind::Groups { .. })
+    {
         names.push(groups::POPULATION.into());
     }
     names
 }
 
-fn calls_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after.iter().filter_map(|(k, v)| {
-        let d = v - before.get(k).copied().unwrap_or(0);
-        (d > 0).then(|| (k.clone(), d))
-    }).collect()
+fn calls_delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
 }
 
-async fn run_one(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, name: &str) -> Result<(), PassError> {
+async fn run_one(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    name: &str,
+) -> Result<(), PassError> {
     if name == groups::POPULATION {
         return run_groups(ctx, st, report).await;
     }
@@ -87,7 +120,11 @@ async fn run_one(ctx: &Ctx, st: &mut PassState, report: &mut RunReport, name: &s
 }
 
 /// Whole run in this process: lease, every population, optional removals, report.
-pub async fn run_inline(env: &SyncEnv, opts: &SyncOptions, progress: Option<Progress>) -> Result<RunReport, RunError> {
+pub async fn run_inline(
+    env: &SyncEnv,
+    opts: &SyncOptions,
+    progress: Option<Progress>,
+) -> Result<RunReport, RunError> {
     let opts = normalise(opts);
     let run_id = new_run_id();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
@@ -133,7 +170,17 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
         .with("done", 0i64)
         .with_json("report", &report)?;
     env.store.upsert(tables::RUNS, &row).await?;
-    Ok(names.into_iter().enumerate().map(|(index, population)| Shard { run_id: run_id.clone(), index, total, population, options: opts.clone() }).collect())
+    Ok(names
+        .into_iter()
+        .enumerate()
+        .map(|(index, population)| Shard {
+            run_id: run_id.clone(),
+            index,
+            total,
+            population,
+            options: opts.clone(),
+        })
+        .collect())
 }
 
 /// SyncWorker: apply one shard. A redelivered shard re-runs idempotently but is counted once;
@@ -147,7 +194,10 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
     let mut st = PassState::default();
     if let Err(e) = run_one(&ctx, &mut st, &mut report, &shard.population).await {
         // Transient or fatal Moodle/store failure: fail the invocation so the queue retries.
-        return Err(RunError::Invalid(format!("shard {} of run {}: {e}", shard.population, shard.run_id)));
+        return Err(RunError::Invalid(format!(
+            "shard {} of run {}: {e}",
+            shard.population, shard.run_id
+        )));
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.moodle_calls = calls_delta(&before, &env.moodle.call_counts());
@@ -164,23 +214,36 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
         let Some(run) = env.store.get(tables::RUNS, &shard.run_id, "run").await? else {
             return Ok(report);
         };
-        let etag = run.etag.clone().ok_or_else(|| StoreError::Backend("run row without ETag".into()))?;
+        let etag = run
+            .etag
+            .clone()
+            .ok_or_else(|| StoreError::Backend("run row without ETag".into()))?;
         let done = run.int("done").unwrap_or(0) + 1;
         let total = run.int("total").unwrap_or(shard.total as i64);
         let mut next = run.clone();
         next.set("done", done);
         if done >= total {
-            let mut summary: RunReport = run.json("report")?.unwrap_or_else(|| RunReport::new(&shard.run_id, &shard.options, 0));
+            let mut summary: RunReport = run
+                .json("report")?
+                .unwrap_or_else(|| RunReport::new(&shard.run_id, &shard.options, 0));
             summary.complete = true;
             for i in 0..total {
-                if let Some(r) = env.store.get(tables::RUNS, &shard.run_id, &format!("shard-{i}")).await? {
+                if let Some(r) = env
+                    .store
+                    .get(tables::RUNS, &shard.run_id, &format!("shard-{i}"))
+                    .await?
+                {
                     if let Some(sr) = r.json::<RunReport>("report")? {
                         summary.merge(&sr);
                     }
                 }
             }
             summary.duration_ms = chrono::DateTime::parse_from_rfc3339(&summary.started_at)
-                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as u64)
+                .map(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .num_milliseconds()
+                        .max(0) as u64
+                })
                 .unwrap_or(0);
             next.set("status", "done");
             next = next.with_json("report", &summary)?;
@@ -204,7 +267,9 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
 
 /// Run row (`<run id>/run`), an index row for listings (newest first) and the trace blob.
 async fn save_report(env: &SyncEnv, report: &RunReport, rk: &str) -> Result<(), StoreError> {
-    let row = Entity::new(&report.run_id, rk).with("status", "done").with_json("report", report)?;
+    let row = Entity::new(&report.run_id, rk)
+        .with("status", "done")
+        .with_json("report", report)?;
     env.store.upsert(tables::RUNS, &row).await?;
     index_report(env, report).await?;
     write_trace(env, report, rk).await;
@@ -228,9 +293,19 @@ async fn index_report(env: &SyncEnv, report: &RunReport) -> Result<(), StoreErro
 }
 
 async fn write_trace(env: &SyncEnv, report: &RunReport, rk: &str) {
-    let (Some(blobs), false) = (&env.blobs, report.trace.is_empty()) else { return };
+    let (Some(blobs), false) = (&env.blobs, report.trace.is_empty()) else {
+        return;
+    };
     let text = report.trace.join("\n");
-    if let Err(e) = blobs.put("sync-runs", &format!("{}/{rk}.trace.txt", report.run_id), text.into_bytes(), "text/plain; charset=utf-8").await {
+    if let Err(e) = blobs
+        .put(
+            "sync-runs",
+            &format!("{}/{rk}.trace.txt", report.run_id),
+            text.into_bytes(),
+            "text/plain; charset=utf-8",
+        )
+        .await
+    {
         tracing::warn!(error = %e, run = %report.run_id, "could not store the run trace");
     }
 }

@@ -50,16 +50,29 @@ pub enum Part {
 impl FieldSource {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let (attr, part) = match s.split_once(':') {
-            None => (s, Part::Whole),
-            Some((a, "last")) => (a, Part::Last),
-            Some((a, "after$")) => (a, Part::AfterFirst),
-            Some((a, n)) => (a, Part::Index(n.parse().map_err(|_| format!("{s:?}: use attr, attr:last, attr:after$ or attr:N"))?)),
-        };
-        if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';') {
+        let (attr, part) =
+            match s.split_once(':') {
+                None => (s, Part::Whole),
+                Some((a, "last")) => (a, Part::Last),
+                Some((a, "after$")) => (a, Part::AfterFirst),
+                Some((a, n)) => (
+                    a,
+                    Part::Index(n.parse().map_err(|_| {
+                        format!("{s:?}: use attr, attr:last, attr:after$ or attr:N")
+                    })?),
+                ),
+            };
+        if attr.is_empty()
+            || !attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
+        {
             return Err(format!("{s:?} is not an attribute name"));
         }
-        Ok(FieldSource { attr: attr.to_string(), part })
+        Ok(FieldSource {
+            attr: attr.to_string(),
+            part,
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -94,7 +107,12 @@ pub enum CohortSourceKind {
     /// Class/level values on user entries, `<structure>$<class>`.
     Attribute(String),
     /// Directory group entries with member DNs.
-    Groups { base: String, filter: String, name_attr: String, member_attr: String },
+    Groups {
+        base: String,
+        filter: String,
+        name_attr: String,
+        member_attr: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,14 +136,21 @@ impl RoleRule {
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split('|').map(str::trim).collect();
         let [attr, level, role, template] = parts.as_slice() else {
-            return Err(format!("{s:?}: expected attribute|course or coursecat|role shortname|idnumber template"));
+            return Err(format!(
+                "{s:?}: expected attribute|course or coursecat|role shortname|idnumber template"
+            ));
         };
         let level = match *level {
             "course" => ContextLevel::Course,
             "coursecat" | "category" => ContextLevel::Coursecat,
             other => return Err(format!("{other:?}: context level is course or coursecat")),
         };
-        Ok(RoleRule { attr: attr.to_string(), level, role: role.to_string(), template: template.to_string() })
+        Ok(RoleRule {
+            attr: attr.to_string(),
+            level,
+            role: role.to_string(),
+            template: template.to_string(),
+        })
     }
 }
 
@@ -163,23 +188,48 @@ impl Default for SyncSettings {
 
 fn default_populations(base: &str) -> Vec<(String, String, String)> {
     vec![
-        ("students".into(), base.into(), "(objectClass=ENTEleve)".into()),
-        ("teachers".into(), base.into(), "(objectClass=ENTAuxEnseignant)".into()),
-        ("staff".into(), base.into(), "(objectClass=ENTAuxNonEnsEtab)".into()),
+        (
+            "students".into(),
+            base.into(),
+            "(objectClass=ENTEleve)".into(),
+        ),
+        (
+            "teachers".into(),
+            base.into(),
+            "(objectClass=ENTAuxEnseignant)".into(),
+        ),
+        (
+            "staff".into(),
+            base.into(),
+            "(objectClass=ENTAuxNonEnsEtab)".into(),
+        ),
     ]
 }
 
 impl SyncSettings {
     pub fn load(src: &mut Source) -> Self {
-        let enabled = src.flag("SYNC_ENABLED", false, "run the ENT/LDAP → Moodle sync on the SyncTimer schedule");
-        let kind = src.string("SYNC_SOURCE", "ldap", "where people come from: ldap, ldif or csv (an export file)");
-        let file = src.opt("SYNC_SOURCE_FILE", "path of the LDIF or CSV export when SYNC_SOURCE is ldif or csv");
+        let enabled = src.flag(
+            "SYNC_ENABLED",
+            false,
+            "run the ENT/LDAP → Moodle sync on the SyncTimer schedule",
+        );
+        let kind = src.string(
+            "SYNC_SOURCE",
+            "ldap",
+            "where people come from: ldap, ldif or csv (an export file)",
+        );
+        let file = src.opt(
+            "SYNC_SOURCE_FILE",
+            "path of the LDIF or CSV export when SYNC_SOURCE is ldif or csv",
+        );
         let source = match (kind.as_str(), file) {
             ("ldap", _) => SourceKind::Ldap,
             ("ldif", Some(f)) => SourceKind::Ldif(f.into()),
             ("csv", Some(f)) => SourceKind::Csv(f.into()),
             ("ldif" | "csv", None) => {
-                src.problem(format!("SYNC_SOURCE_FILE: required when SYNC_SOURCE={kind}"));
+                src.problem(format!(
+                    "SYNC_SOURCE_FILE: required when SYNC_SOURCE={kind}"
+                ));
                 SourceKind::Ldap
             }
             (other, _) => {
@@ -187,74 +237,162 @@ impl SyncSettings {
                 SourceKind::Ldap
             }
         };
-        let url = src.string("LDAP_URL", "ldap://127.0.0.1:389", "ENT directory URL, ldap:// or ldaps://");
+        let url = src.string(
+            "LDAP_URL",
+            "ldap://127.0.0.1:389",
+            "ENT directory URL, ldap:// or ldaps://",
+        );
         if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
-            src.problem(format!("LDAP_URL: {url:?} must start with ldap:// or ldaps://"));
+            src.problem(format!(
+                "LDAP_URL: {url:?} must start with ldap:// or ldaps://"
+            ));
         }
-        let starttls = src.flag("LDAP_STARTTLS", false, "upgrade an ldap:// connection with StartTLS");
+        let starttls = src.flag(
+            "LDAP_STARTTLS",
+            false,
+            "upgrade an ldap:// connection with StartTLS",
+        );
         if starttls && url.starts_with("ldaps://") {
             src.problem("LDAP_STARTTLS: not with ldaps:// (already TLS)");
         }
-        let no_tls_verify = src.flag("LDAP_TLS_NO_VERIFY", false, "accept any LDAP server certificate (tests only)");
-        let bind_dn = src.opt("LDAP_BIND_DN", "DN the sync binds as (anonymous when empty)");
+        let no_tls_verify = src.flag(
+            "LDAP_TLS_NO_VERIFY",
+            false,
+            "accept any LDAP server certificate (tests only)",
+        );
+        let bind_dn = src.opt(
+            "LDAP_BIND_DN",
+            "DN the sync binds as (anonymous when empty)",
+        );
         let bind_password = src.secret("LDAP_BIND_PASSWORD", "password of LDAP_BIND_DN");
         if bind_dn.is_some() && bind_password.is_none() {
             src.problem("LDAP_BIND_PASSWORD: required when LDAP_BIND_DN is set");
         }
-        let page_size = src.parse("LDAP_PAGE_SIZE", 500i32, "entries per page of a paged search (RFC 2696)");
+        let page_size = src.parse(
+            "LDAP_PAGE_SIZE",
+            500i32,
+            "entries per page of a paged search (RFC 2696)",
+        );
         if page_size < 1 {
             src.problem("LDAP_PAGE_SIZE: at least 1");
         }
-        let timeout_secs = src.parse("LDAP_TIMEOUT_SECS", 30u64, "LDAP connect and operation timeout");
-        let base = src.string("LDAP_PEOPLE_BASE", "ou=people,dc=ent,dc=example", "base DN of person entries");
+        let timeout_secs = src.parse(
+            "LDAP_TIMEOUT_SECS",
+            30u64,
+            "LDAP connect and operation timeout",
+        );
+        let base = src.string(
+            "LDAP_PEOPLE_BASE",
+            "ou=people,dc=ent,dc=example",
+            "base DN of person entries",
+        );
         let mut populations = Vec::new();
         for (name, base, filter) in default_populations(&base) {
             let upper = name.to_uppercase();
-            let b = src.string(&format!("LDAP_{upper}_BASE"), &base, &format!("base DN of {name} (default LDAP_PEOPLE_BASE)"));
-            let f = src.string(&format!("LDAP_{upper}_FILTER"), &filter, &format!("LDAP filter selecting {name}; `-` disables the population"));
+            let b = src.string(
+                &format!("LDAP_{upper}_BASE"),
+                &base,
+                &format!("base DN of {name} (default LDAP_PEOPLE_BASE)"),
+            );
+            let f = src.string(
+                &format!("LDAP_{upper}_FILTER"),
+                &filter,
+                &format!("LDAP filter selecting {name}; `-` disables the population"),
+            );
             if f == "-" {
                 continue;
             }
             if let Err(e) = crate::sync::filter::Filter::parse(&f) {
                 src.problem(format!("LDAP_{upper}_FILTER: {e}"));
             }
-            populations.push(Population { name, base: b, filter: f });
+            populations.push(Population {
+                name,
+                base: b,
+                filter: f,
+            });
         }
-        let field = |src: &mut Source, name: &str, default: &str, what: &str| -> Option<FieldSource> {
-            let raw = src.string(name, default, &format!("{what} (attribute, attr:last, attr:after$ or attr:N; `-` for none)"));
-            if raw == "-" || raw.is_empty() {
-                return None;
-            }
-            match FieldSource::parse(&raw) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    src.problem(format!("{name}: {e}"));
-                    None
+        let field =
+            |src: &mut Source, name: &str, default: &str, what: &str| -> Option<FieldSource> {
+                let raw = src.string(
+                    name,
+                    default,
+                    &format!("{what} (attribute, attr:last, attr:after$ or attr:N; `-` for none)"),
+                );
+                if raw == "-" || raw.is_empty() {
+                    return None;
                 }
-            }
-        };
-        let key = src.string("SYNC_MAP_KEY", "uid", "stable source key of a person (RDN attribute)");
-        let username = field(src, "SYNC_MAP_USERNAME", "ENTPersonLogin", "Moodle username (lowercased)");
-        let idnumber = field(src, "SYNC_MAP_IDNUMBER", "ENTPersonJointure:after$", "Moodle idnumber");
+                match FieldSource::parse(&raw) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        src.problem(format!("{name}: {e}"));
+                        None
+                    }
+                }
+            };
+        let key = src.string(
+            "SYNC_MAP_KEY",
+            "uid",
+            "stable source key of a person (RDN attribute)",
+        );
+        let username = field(
+            src,
+            "SYNC_MAP_USERNAME",
+            "ENTPersonLogin",
+            "Moodle username (lowercased)",
+        );
+        let idnumber = field(
+            src,
+            "SYNC_MAP_IDNUMBER",
+            "ENTPersonJointure:after$",
+            "Moodle idnumber",
+        );
         let firstname = field(src, "SYNC_MAP_FIRSTNAME", "givenName", "Moodle first name");
         let lastname = field(src, "SYNC_MAP_LASTNAME", "sn", "Moodle last name");
         let email = field(src, "SYNC_MAP_EMAIL", "mail", "Moodle e-mail");
         let institution = field(src, "SYNC_MAP_INSTITUTION", "-", "Moodle institution");
-        let department = field(src, "SYNC_MAP_DEPARTMENT", "ENTPersonFonctions:last", "Moodle department");
-        let custom_raw = src.string("SYNC_MAP_CUSTOM", "", "custom profile fields: shortname=attribute[,shortname=attribute…]");
+        let department = field(
+            src,
+            "SYNC_MAP_DEPARTMENT",
+            "ENTPersonFonctions:last",
+            "Moodle department",
+        );
+        let custom_raw = src.string(
+            "SYNC_MAP_CUSTOM",
+            "",
+            "custom profile fields: shortname=attribute[,shortname=attribute…]",
+        );
         let mut custom = Vec::new();
-        for pair in custom_raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match pair.split_once('=').map(|(k, v)| (k.trim(), FieldSource::parse(v))) {
+        for pair in custom_raw
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match pair
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), FieldSource::parse(v)))
+            {
                 Some((k, Ok(f))) if !k.is_empty() => custom.push((k.to_string(), f)),
                 Some((_, Err(e))) => src.problem(format!("SYNC_MAP_CUSTOM: {e}")),
-                _ => src.problem(format!("SYNC_MAP_CUSTOM: {pair:?} is not shortname=attribute")),
+                _ => src.problem(format!(
+                    "SYNC_MAP_CUSTOM: {pair:?} is not shortname=attribute"
+                )),
             }
         }
-        let auth = src.string("SYNC_USER_AUTH", "cas", "Moodle auth plugin of created users (cas, ldap, shibboleth, manual…)");
-        let fake_email_domain =
-            src.string("SYNC_FAKE_EMAIL_DOMAIN", "no-mail.invalid", "domain of the placeholder e-mail of people without mail");
-        let (Some(username), Some(firstname), Some(lastname)) = (username, firstname, lastname) else {
-            src.problem("SYNC_MAP_USERNAME, SYNC_MAP_FIRSTNAME and SYNC_MAP_LASTNAME cannot be `-`");
+        let auth = src.string(
+            "SYNC_USER_AUTH",
+            "cas",
+            "Moodle auth plugin of created users (cas, ldap, shibboleth, manual…)",
+        );
+        let fake_email_domain = src.string(
+            "SYNC_FAKE_EMAIL_DOMAIN",
+            "no-mail.invalid",
+            "domain of the placeholder e-mail of people without mail",
+        );
+        let (Some(username), Some(firstname), Some(lastname)) = (username, firstname, lastname)
+        else {
+            src.problem(
+                "SYNC_MAP_USERNAME, SYNC_MAP_FIRSTNAME and SYNC_MAP_LASTNAME cannot be `-`",
+            );
             return Self::fallback(src);
         };
         let mapping = FieldMapping {
@@ -271,21 +409,58 @@ impl SyncSettings {
             fake_email_domain,
         };
 
-        let cohort_mode = src.string("SYNC_COHORT_SOURCE", "attribute", "cohort discriminator: attribute (class values on people) or groups (directory groups)");
-        let cohort_attr = src.string("SYNC_COHORT_ATTRIBUTE", "ENTEleveClasses", "attribute holding <structure>$<class> values");
-        let groups_base = src.string("LDAP_GROUPS_BASE", "ou=groups,dc=ent,dc=example", "base DN of group entries (groups mode)");
-        let groups_filter = src.string("LDAP_GROUPS_FILTER", "(objectClass=groupOfNames)", "filter selecting group entries (groups mode)");
-        let name_attr = src.string("LDAP_GROUP_NAME_ATTRIBUTE", "cn", "group attribute giving the cohort key and name");
-        let member_attr = src.string("LDAP_GROUP_MEMBER_ATTRIBUTE", "member", "group attribute listing member DNs");
-        let prefix = src.string("SYNC_COHORT_PREFIX", "ent_", "idnumber prefix of the cohorts the bridge creates and owns");
+        let cohort_mode = src.string(
+            "SYNC_COHORT_SOURCE",
+            "attribute",
+            "cohort discriminator: attribute (class values on people) or groups (directory groups)",
+        );
+        let cohort_attr = src.string(
+            "SYNC_COHORT_ATTRIBUTE",
+            "ENTEleveClasses",
+            "attribute holding <structure>$<class> values",
+        );
+        let groups_base = src.string(
+            "LDAP_GROUPS_BASE",
+            "ou=groups,dc=ent,dc=example",
+            "base DN of group entries (groups mode)",
+        );
+        let groups_filter = src.string(
+            "LDAP_GROUPS_FILTER",
+            "(objectClass=groupOfNames)",
+            "filter selecting group entries (groups mode)",
+        );
+        let name_attr = src.string(
+            "LDAP_GROUP_NAME_ATTRIBUTE",
+            "cn",
+            "group attribute giving the cohort key and name",
+        );
+        let member_attr = src.string(
+            "LDAP_GROUP_MEMBER_ATTRIBUTE",
+            "member",
+            "group attribute listing member DNs",
+        );
+        let prefix = src.string(
+            "SYNC_COHORT_PREFIX",
+            "ent_",
+            "idnumber prefix of the cohorts the bridge creates and owns",
+        );
         if prefix.is_empty() {
-            src.problem("SYNC_COHORT_PREFIX: cannot be empty (it is how the bridge recognises its cohorts)");
+            src.problem(
+                "SYNC_COHORT_PREFIX: cannot be empty (it is how the bridge recognises its cohorts)",
+            );
         }
         let kind = match cohort_mode.as_str() {
-            "groups" => CohortSourceKind::Groups { base: groups_base, filter: groups_filter, name_attr, member_attr },
+            "groups" => CohortSourceKind::Groups {
+                base: groups_base,
+                filter: groups_filter,
+                name_attr,
+                member_attr,
+            },
             "attribute" => CohortSourceKind::Attribute(cohort_attr),
             other => {
-                src.problem(format!("SYNC_COHORT_SOURCE: {other:?} is not attribute or groups"));
+                src.problem(format!(
+                    "SYNC_COHORT_SOURCE: {other:?} is not attribute or groups"
+                ));
                 CohortSourceKind::Attribute(cohort_attr)
             }
         };
@@ -295,7 +470,11 @@ impl SyncSettings {
             "role assignments: attribute|course or coursecat|role shortname|context idnumber template, separated by ;",
         );
         let mut role_rules = Vec::new();
-        for r in rules_raw.split(';').map(str::trim).filter(|r| !r.is_empty() && *r != "-") {
+        for r in rules_raw
+            .split(';')
+            .map(str::trim)
+            .filter(|r| !r.is_empty() && *r != "-")
+        {
             match RoleRule::parse(r) {
                 Ok(r) => role_rules.push(r),
                 Err(e) => src.problem(format!("SYNC_ROLE_RULES: {e}")),
@@ -308,38 +487,72 @@ impl SyncSettings {
         );
         let mut role_ids = Vec::new();
         for pair in ids_raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match pair.split_once('=').and_then(|(k, v)| v.trim().parse::<i64>().ok().map(|v| (k.trim().to_string(), v))) {
+            match pair.split_once('=').and_then(|(k, v)| {
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .map(|v| (k.trim().to_string(), v))
+            }) {
                 Some(p) => role_ids.push(p),
                 None => src.problem(format!("SYNC_ROLE_IDS: {pair:?} is not shortname=id")),
             }
         }
         for r in &role_rules {
             if !role_ids.iter().any(|(k, _)| k == &r.role) {
-                src.problem(format!("SYNC_ROLE_RULES: role {:?} has no id in SYNC_ROLE_IDS", r.role));
+                src.problem(format!(
+                    "SYNC_ROLE_RULES: role {:?} has no id in SYNC_ROLE_IDS",
+                    r.role
+                ));
             }
         }
-        let batch_size = src.parse("SYNC_BATCH_SIZE", 200usize, "most people per Moodle write call (also capped by MOODLE_MAX_FORM_FIELDS)");
+        let batch_size = src.parse("SYNC_BATCH_SIZE", 500usize, "people planned together: one lookup per batch, writes split further by MOODLE_MAX_FORM_FIELDS");
         let overlap_secs = src.parse("SYNC_OVERLAP_SECS", 120i64, "incremental runs re-read this many seconds before the checkpoint (clock skew, whole-second timestamps)");
-        let removal_raw = src.string("SYNC_REMOVAL", "off", "people who left the directory: off, suspend or delete (only on --force runs)");
+        let removal_raw = src.string(
+            "SYNC_REMOVAL",
+            "off",
+            "people who left the directory: off, suspend or delete (only on --force runs)",
+        );
         let removal = match removal_raw.as_str() {
             "off" => RemovalMode::Off,
             "suspend" => RemovalMode::Suspend,
             "delete" => RemovalMode::Delete,
             other => {
-                src.problem(format!("SYNC_REMOVAL: {other:?} is not off, suspend or delete"));
+                src.problem(format!(
+                    "SYNC_REMOVAL: {other:?} is not off, suspend or delete"
+                ));
                 RemovalMode::Off
             }
         };
-        let removal_max_share = src.parse("SYNC_REMOVAL_MAX_SHARE", 0.05f64, "refuse removals touching more than this share of synced users unless forced");
+        let removal_max_share = src.parse(
+            "SYNC_REMOVAL_MAX_SHARE",
+            0.05f64,
+            "refuse removals touching more than this share of synced users unless forced",
+        );
         if !(0.0..=1.0).contains(&removal_max_share) {
             src.problem("SYNC_REMOVAL_MAX_SHARE: between 0 and 1");
         }
-        let lease_secs = src.parse("SYNC_LEASE_SECS", 1800i64, "how long a sync run holds its lease before another run may take over");
-        let trace_limit = src.parse("SYNC_TRACE_LIMIT", 20000usize, "most per-entry trace lines kept for a verbose run");
+        let lease_secs = src.parse(
+            "SYNC_LEASE_SECS",
+            1800i64,
+            "how long a sync run holds its lease before another run may take over",
+        );
+        let trace_limit = src.parse(
+            "SYNC_TRACE_LIMIT",
+            20000usize,
+            "most per-entry trace lines kept for a verbose run",
+        );
         SyncSettings {
             enabled,
             source,
-            ldap: LdapSettings { url, starttls, no_tls_verify, bind_dn, bind_password, page_size, timeout_secs },
+            ldap: LdapSettings {
+                url,
+                starttls,
+                no_tls_verify,
+                bind_dn,
+                bind_password,
+                page_size,
+                timeout_secs,
+            },
             populations,
             mapping,
             cohorts: CohortSettings { kind, prefix },
@@ -373,14 +586,29 @@ impl SyncSettings {
     }
 
     pub fn role_id(&self, shortname: &str) -> Option<i64> {
-        self.role_ids.iter().find(|(k, _)| k == shortname).map(|(_, v)| *v)
+        self.role_ids
+            .iter()
+            .find(|(k, _)| k == shortname)
+            .map(|(_, v)| *v)
     }
 
     /// Every attribute the sync needs from a person entry.
     pub fn person_attributes(&self) -> Vec<String> {
         let m = &self.mapping;
-        let mut attrs = vec![m.key.clone(), "modifyTimestamp".to_string(), "objectClass".to_string()];
-        let sources = [Some(&m.username), m.idnumber.as_ref(), Some(&m.firstname), Some(&m.lastname), m.email.as_ref(), m.institution.as_ref(), m.department.as_ref()];
+        let mut attrs = vec![
+            m.key.clone(),
+            "modifyTimestamp".to_string(),
+            "objectClass".to_string(),
+        ];
+        let sources = [
+            Some(&m.username),
+            m.idnumber.as_ref(),
+            Some(&m.firstname),
+            Some(&m.lastname),
+            m.email.as_ref(),
+            m.institution.as_ref(),
+            m.department.as_ref(),
+        ];
         attrs.extend(sources.into_iter().flatten().map(|f| f.attr.clone()));
         attrs.extend(m.custom.iter().map(|(_, f)| f.attr.clone()));
         if let CohortSourceKind::Attribute(a) = &self.cohorts.kind {

@@ -54,7 +54,10 @@ impl MappingRow {
 }
 
 pub async fn load(store: &SharedStore, key: &str) -> Result<Option<MappingRow>, StoreError> {
-    match store.get(tables::MAPPINGS, USER_PK, &key_escape(key)).await? {
+    match store
+        .get(tables::MAPPINGS, USER_PK, &key_escape(key))
+        .await?
+    {
         Some(e) => MappingRow::from_entity(&e).map(Some),
         None => Ok(None),
     }
@@ -63,7 +66,10 @@ pub async fn load(store: &SharedStore, key: &str) -> Result<Option<MappingRow>, 
 /// Upsert rows in store batches (≤100 per partition batch).
 pub async fn save_all(store: &SharedStore, rows: &[MappingRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(crate::store::MAX_BATCH) {
-        let ops = chunk.iter().map(|r| r.to_entity().map(BatchOp::Upsert)).collect::<Result<Vec<_>, _>>()?;
+        let ops = chunk
+            .iter()
+            .map(|r| r.to_entity().map(BatchOp::Upsert))
+            .collect::<Result<Vec<_>, _>>()?;
         store.batch(tables::MAPPINGS, USER_PK, ops).await?;
     }
     Ok(())
@@ -74,7 +80,9 @@ pub async fn all(store: &SharedStore) -> Result<Vec<MappingRow>, StoreError> {
     let mut out = Vec::new();
     let mut next: Option<String> = None;
     loop {
-        let page = store.query(tables::MAPPINGS, USER_PK, next.as_deref(), 1000).await?;
+        let page = store
+            .query(tables::MAPPINGS, USER_PK, next.as_deref(), 1000)
+            .await?;
         for e in &page.entities {
             out.push(MappingRow::from_entity(e)?);
         }

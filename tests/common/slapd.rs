@@ -31,22 +31,41 @@ impl Drop for Slapd {
 }
 
 fn find(cands: &[&str]) -> Option<String> {
-    cands.iter().find(|p| Path::new(p).exists()).map(|s| s.to_string())
+    cands
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|s| s.to_string())
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Slapd {
     /// Start slapd with `data` (an LDIF of the `dc=ent,dc=example` tree) already loaded.
     pub fn start(data: &[u8]) -> Slapd {
-        let slapd = find(&["/usr/sbin/slapd", "/usr/local/libexec/slapd"]).expect("slapd is not installed (apt-get install slapd ldap-utils)");
+        let slapd = find(&["/usr/sbin/slapd", "/usr/local/libexec/slapd"])
+            .expect("slapd is not installed (apt-get install slapd ldap-utils)");
         let slapadd = find(&["/usr/sbin/slapadd", "/usr/local/sbin/slapadd"]).expect("slapadd");
-        let schema_dir = std::env::var("LDAP_SCHEMA_DIR").unwrap_or_else(|_| "/etc/ldap/schema".into());
-        let module_dir = ["/usr/lib/ldap", "/usr/lib/openldap", "/usr/lib64/openldap"].into_iter().find(|d| Path::new(&format!("{d}/back_mdb.la")).exists() || Path::new(&format!("{d}/back_mdb.so")).exists());
-        let dir = std::env::temp_dir().join(format!("slapd-test-{}-{}", std::process::id(), rand_suffix()));
+        let schema_dir =
+            std::env::var("LDAP_SCHEMA_DIR").unwrap_or_else(|_| "/etc/ldap/schema".into());
+        let module_dir = ["/usr/lib/ldap", "/usr/lib/openldap", "/usr/lib64/openldap"]
+            .into_iter()
+            .find(|d| {
+                Path::new(&format!("{d}/back_mdb.la")).exists()
+                    || Path::new(&format!("{d}/back_mdb.so")).exists()
+            });
+        let dir = std::env::temp_dir().join(format!(
+            "slapd-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(dir.join("slapd.d")).unwrap();
         std::fs::create_dir_all(dir.join("db")).unwrap();
         let d = dir.display();
@@ -56,11 +75,15 @@ impl Slapd {
         }
         cfg.push_str("dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n");
         for s in ["core", "cosine", "inetorgperson", "nis"] {
-            cfg.push_str(&std::fs::read_to_string(format!("{schema_dir}/{s}.ldif")).expect("system schema"));
+            cfg.push_str(
+                &std::fs::read_to_string(format!("{schema_dir}/{s}.ldif")).expect("system schema"),
+            );
             cfg.push('\n');
         }
         let sdet = super::fixtures_dir().join("ent/sdet.schema.ldif");
-        cfg.push_str(&std::fs::read_to_string(&sdet).unwrap_or_else(|e| panic!("{}: {e}", sdet.display())));
+        cfg.push_str(
+            &std::fs::read_to_string(&sdet).unwrap_or_else(|e| panic!("{}: {e}", sdet.display())),
+        );
         cfg.push('\n');
         cfg.push_str(&format!(
             "dn: olcDatabase={{-1}}frontend,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcFrontendConfig\nolcDatabase: {{-1}}frontend\n\n\
@@ -72,19 +95,40 @@ impl Slapd {
              olcAccess: to attrs=userPassword by anonymous auth by * none\nolcAccess: to * by * read\n\n"
         ));
         std::fs::write(dir.join("config.ldif"), cfg).unwrap();
-        run(Command::new(&slapadd).arg("-n0").arg("-F").arg(dir.join("slapd.d")).arg("-l").arg(dir.join("config.ldif")));
+        run(Command::new(&slapadd)
+            .arg("-n0")
+            .arg("-F")
+            .arg(dir.join("slapd.d"))
+            .arg("-l")
+            .arg(dir.join("config.ldif")));
         let mut all = data.to_vec();
         all.extend_from_slice(format!("\ndn: {READER_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: {READER_PW}\n\n").as_bytes());
         std::fs::write(dir.join("data.ldif"), all).unwrap();
-        run(Command::new(&slapadd).arg("-q").arg("-n1").arg("-F").arg(dir.join("slapd.d")).arg("-l").arg(dir.join("data.ldif")));
+        run(Command::new(&slapadd)
+            .arg("-q")
+            .arg("-n1")
+            .arg("-F")
+            .arg(dir.join("slapd.d"))
+            .arg("-l")
+            .arg(dir.join("data.ldif")));
         let port = super::free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
         // The shell waits on its stdin: when this process goes (even without Drop), it kills slapd and cleans up.
         let script = format!("{slapd} -d 0 -h '{url}' -F '{d}/slapd.d' 2>>'{d}/slapd.log' & pid=$!; read _ignored; kill $pid; wait $pid; rm -rf '{d}'");
-        let child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("start slapd");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start slapd");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "slapd did not start: {}", std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slapd did not start: {}",
+                std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default()
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Slapd { url, dir, child }
@@ -99,12 +143,24 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ldapmodify (ldap-utils)");
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "ldapmodify: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
 }

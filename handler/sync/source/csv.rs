@@ -7,8 +7,16 @@ use std::io::BufRead;
 use std::path::Path;
 use tokio::sync::mpsc;
 
-pub fn read(path: &Path, key: &str, q: &Query, tx: &mpsc::Sender<Entry>) -> Result<ReadSummary, SourceError> {
-    let ferr = |m: String| SourceError::File { path: path.display().to_string(), message: m };
+pub fn read(
+    path: &Path,
+    key: &str,
+    q: &Query,
+    tx: &mpsc::Sender<Entry>,
+) -> Result<ReadSummary, SourceError> {
+    let ferr = |m: String| SourceError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
     let filter = Filter::parse(&q.filter).map_err(SourceError::Filter)?;
     let file = std::fs::File::open(path).map_err(|e| ferr(e.to_string()))?;
     let mut lines = std::io::BufReader::new(file).lines();
@@ -32,10 +40,19 @@ pub fn read(path: &Path, key: &str, q: &Query, tx: &mpsc::Sender<Entry>) -> Resu
         }
     };
     let Some(header) = next_record()? else {
-        return Ok(ReadSummary { requests: 1, entries: 0 });
+        return Ok(ReadSummary {
+            requests: 1,
+            entries: 0,
+        });
     };
-    let header: Vec<String> = header.into_iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_string()).collect();
-    let mut summary = ReadSummary { requests: 1, entries: 0 };
+    let header: Vec<String> = header
+        .into_iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut summary = ReadSummary {
+        requests: 1,
+        entries: 0,
+    };
     while let Some(row) = next_record()? {
         if row.iter().all(|c| c.trim().is_empty()) {
             continue;
@@ -55,7 +72,8 @@ pub fn read(path: &Path, key: &str, q: &Query, tx: &mpsc::Sender<Entry>) -> Resu
         }
         if file_selects(&e, q, &filter) {
             summary.entries += 1;
-            tx.blocking_send(e).map_err(|_| ferr("read stopped by the consumer".into()))?;
+            tx.blocking_send(e)
+                .map_err(|_| ferr("read stopped by the consumer".into()))?;
         }
     }
     Ok(summary)
@@ -86,6 +104,9 @@ fn split_row(text: &str) -> Vec<String> {
 mod tests {
     #[test]
     fn quoted_cells() {
-        assert_eq!(super::split_row(r#"a,"b, c","d ""e""",f|g"#), vec!["a", "b, c", "d \"e\"", "f|g"]);
+        assert_eq!(
+            super::split_row(r#"a,"b, c","d ""e""",f|g"#),
+            vec!["a", "b, c", "d \"e\"", "f|g"]
+        );
     }
 }

@@ -17,21 +17,37 @@ pub async fn connect(s: &LdapSettings) -> Result<ldap3::Ldap, SourceError> {
         .set_conn_timeout(Duration::from_secs(s.timeout_secs))
         .set_starttls(s.starttls)
         .set_no_tls_verify(s.no_tls_verify);
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &s.url).await.map_err(err)?;
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &s.url)
+        .await
+        .map_err(err)?;
     ldap3::drive!(conn);
     ldap.with_timeout(Duration::from_secs(s.timeout_secs));
     if let (Some(dn), Some(pw)) = (&s.bind_dn, &s.bind_password) {
         // The error text of a failed bind never includes the password (ldap3 does not echo it).
-        ldap.simple_bind(dn, pw.expose()).await.map_err(err)?.success().map_err(|e| err(format!("bind as {dn}: {e}")))?;
+        ldap.simple_bind(dn, pw.expose())
+            .await
+            .map_err(err)?
+            .success()
+            .map_err(|e| err(format!("bind as {dn}: {e}")))?;
     }
     Ok(ldap)
 }
 
-pub async fn read(s: &LdapSettings, q: &Query, tx: mpsc::Sender<Entry>) -> Result<ReadSummary, SourceError> {
+pub async fn read(
+    s: &LdapSettings,
+    q: &Query,
+    tx: mpsc::Sender<Entry>,
+) -> Result<ReadSummary, SourceError> {
     let mut ldap = connect(s).await?;
     let filter = with_since(&q.filter, q.since.as_deref());
     let mut stream = ldap
-        .streaming_search_with(PagedResults::new(s.page_size), &q.base, Scope::Subtree, &filter, q.attrs.clone())
+        .streaming_search_with(
+            PagedResults::new(s.page_size),
+            &q.base,
+            Scope::Subtree,
+            &filter,
+            q.attrs.clone(),
+        )
         .await
         .map_err(err)?;
     let mut summary = ReadSummary::default();
@@ -51,7 +67,8 @@ pub async fn read(s: &LdapSettings, q: &Query, tx: mpsc::Sender<Entry>) -> Resul
         }
     }
     let res = stream.finish().await;
-    res.success().map_err(|e| err(format!("search {filter} under {}: {e}", q.base)))?;
+    res.success()
+        .map_err(|e| err(format!("search {filter} under {}: {e}", q.base)))?;
     summary.requests = summary.entries / s.page_size.max(1) as u64 + 1;
     let _ = ldap.unbind().await;
     Ok(summary)

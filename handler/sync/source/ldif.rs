@@ -9,19 +9,28 @@ use std::path::Path;
 use tokio::sync::mpsc;
 
 pub fn read(path: &Path, q: &Query, tx: &mpsc::Sender<Entry>) -> Result<ReadSummary, SourceError> {
-    let ferr = |m: String| SourceError::File { path: path.display().to_string(), message: m };
+    let ferr = |m: String| SourceError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
     let filter = Filter::parse(&q.filter).map_err(SourceError::Filter)?;
     let file = std::fs::File::open(path).map_err(|e| ferr(e.to_string()))?;
-    let mut summary = ReadSummary { requests: 1, entries: 0 };
+    let mut summary = ReadSummary {
+        requests: 1,
+        entries: 0,
+    };
     let mut emit = |e: Entry| -> Result<(), SourceError> {
         if file_selects(&e, q, &filter) {
             summary.entries += 1;
-            tx.blocking_send(e).map_err(|_| ferr("read stopped by the consumer".into()))?;
+            tx.blocking_send(e)
+                .map_err(|_| ferr("read stopped by the consumer".into()))?;
         }
         Ok(())
     };
     let mut lines: Vec<String> = Vec::new();
-    let flush = |lines: &mut Vec<String>, emit: &mut dyn FnMut(Entry) -> Result<(), SourceError>| -> Result<(), SourceError> {
+    let flush = |lines: &mut Vec<String>,
+                 emit: &mut dyn FnMut(Entry) -> Result<(), SourceError>|
+     -> Result<(), SourceError> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -93,10 +102,16 @@ mod tests {
 
     #[test]
     fn parses_base64_folded_and_comments() {
-        let lines: Vec<String> = ["dn: uid=F1,ou=people,dc=ent,dc=example", "#", "sn:: TGVmw6h2cmU=", "givenName: Hu", "objectClass: ENTEleve"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let lines: Vec<String> = [
+            "dn: uid=F1,ou=people,dc=ent,dc=example",
+            "#",
+            "sn:: TGVmw6h2cmU=",
+            "givenName: Hu",
+            "objectClass: ENTEleve",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let e = parse_record(&lines).unwrap().unwrap();
         assert_eq!(e.first("SN"), Some("Lefèvre"));
         assert_eq!(e.first("givenname"), Some("Hu"));

@@ -21,19 +21,31 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(dn: impl Into<String>) -> Self {
-        Entry { dn: dn.into(), attrs: BTreeMap::new() }
+        Entry {
+            dn: dn.into(),
+            attrs: BTreeMap::new(),
+        }
     }
 
     pub fn push(&mut self, attr: &str, value: impl Into<String>) {
-        self.attrs.entry(attr.to_ascii_lowercase()).or_default().push(value.into());
+        self.attrs
+            .entry(attr.to_ascii_lowercase())
+            .or_default()
+            .push(value.into());
     }
 
     pub fn all(&self, attr: &str) -> &[String] {
-        self.attrs.get(&attr.to_ascii_lowercase()).map(Vec::as_slice).unwrap_or(&[])
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn first(&self, attr: &str) -> Option<&str> {
-        self.all(attr).first().map(String::as_str).filter(|s| !s.trim().is_empty())
+        self.all(attr)
+            .first()
+            .map(String::as_str)
+            .filter(|s| !s.trim().is_empty())
     }
 
     /// Value of the first RDN (`uid=F0100001,ou=people,…` → `F0100001`).
@@ -99,7 +111,8 @@ pub fn spawn_read(settings: &SyncSettings, query: Query) -> (EntryStream, ReadHa
 pub(crate) fn file_selects(entry: &Entry, query: &Query, filter: &Filter) -> bool {
     let base = query.base.to_ascii_lowercase();
     // CSV rows without a dn column get a one-RDN dn: the base cannot apply to them.
-    if !base.is_empty() && entry.dn.contains(',') && !entry.dn.to_ascii_lowercase().ends_with(&base) {
+    if !base.is_empty() && entry.dn.contains(',') && !entry.dn.to_ascii_lowercase().ends_with(&base)
+    {
         return false;
     }
     if !filter.matches(&entry.attrs) {
@@ -115,7 +128,10 @@ pub(crate) fn file_selects(entry: &Entry, query: &Query, filter: &Filter) -> boo
 pub fn file_hash(path: &std::path::Path) -> Result<String, SourceError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let err = |e: std::io::Error| SourceError::File { path: path.display().to_string(), message: e.to_string() };
+    let err = |e: std::io::Error| SourceError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -5,8 +5,24 @@ use base64::Engine;
 use std::io::Write;
 
 pub const SUFFIX: &str = "dc=ent,dc=example";
-const FIRST: &[&str] = &["Léa", "Hugo", "Chloé", "Noé", "Maëlys", "Éloïse", "Jean-Baptiste", "Inès", "Lucas", "Zoé", "Théo", "Anaïs"];
-const LAST: &[&str] = &["Martin", "Lefèvre", "N'Diaye", "Le Goff", "Œillet", "Da Silva", "Château", "Dubois", "Nguyen", "Prévost", "Bernard", "Müller"];
+const FIRST: &[&str] = &[
+    "Léa",
+    "Hugo",
+    "Chloé",
+    "Noé",
+    "Maëlys",
+    "Éloïse",
+    "Jean-Baptiste",
+    "Inès",
+    "Lucas",
+    "Zoé",
+    "Théo",
+    "Anaïs",
+];
+const LAST: &[&str] = &[
+    "Martin", "Lefèvre", "N'Diaye", "Le Goff", "Œillet", "Da Silva", "Château", "Dubois", "Nguyen",
+    "Prévost", "Bernard", "Müller",
+];
 const CLASSES: &[&str] = &["6A", "6B", "6C", "5A", "5B", "5C", "4A", "4B", "3A", "3B"];
 
 #[derive(Debug, Clone)]
@@ -22,7 +38,13 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(people: usize) -> Self {
-        Spec { people, schools: 4, no_mail_every: 7, duplicate_login_every: 500, hostile: true }
+        Spec {
+            people,
+            schools: 4,
+            no_mail_every: 7,
+            duplicate_login_every: 500,
+            hostile: true,
+        }
     }
 }
 
@@ -54,7 +76,11 @@ fn line(out: &mut impl Write, attr: &str, value: &str) -> std::io::Result<()> {
     if value.is_ascii() && !value.starts_with([' ', ':', '<']) {
         writeln!(out, "{attr}: {value}")
     } else {
-        writeln!(out, "{attr}:: {}", base64::engine::general_purpose::STANDARD.encode(value))
+        writeln!(
+            out,
+            "{attr}:: {}",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
 }
 
@@ -73,7 +99,11 @@ pub fn uid(i: usize) -> String {
 
 /// Login of person `i` as the directory holds it (before duplicates are applied).
 pub fn login(i: usize) -> String {
-    format!("{}.{}{i}", ascii(FIRST[i % FIRST.len()]), ascii(LAST[(i / FIRST.len()) % LAST.len()]))
+    format!(
+        "{}.{}{i}",
+        ascii(FIRST[i % FIRST.len()]),
+        ascii(LAST[(i / FIRST.len()) % LAST.len()])
+    )
 }
 
 /// First name of person `i`.
@@ -89,7 +119,10 @@ pub fn class_of(i: usize) -> (usize, &'static str) {
 pub fn write_base(out: &mut impl Write, spec: &Spec) -> std::io::Result<()> {
     writeln!(out, "dn: {SUFFIX}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\ndc: ent\no: ENT\n")?;
     for ou in ["people", "structures", "groups"] {
-        writeln!(out, "dn: ou={ou},{SUFFIX}\nobjectClass: top\nobjectClass: organizationalUnit\nou: {ou}\n")?;
+        writeln!(
+            out,
+            "dn: ou={ou},{SUFFIX}\nobjectClass: top\nobjectClass: organizationalUnit\nou: {ou}\n"
+        )?;
     }
     for s in 0..spec.schools {
         writeln!(out, "dn: {}\nobjectClass: top\nobjectClass: ENTStructure\nobjectClass: ENTEtablissement\nENTStructureSIREN: {}\nENTStructureUAI: 999{:04}X\nENTStructureNomCourant: COLLEGE {s}\n", structure_dn(s), siren(s), s)?;
@@ -106,15 +139,23 @@ pub fn write_person(out: &mut impl Write, spec: &Spec, i: usize) -> std::io::Res
     if spec.hostile && i == 3 {
         last = "Test*)(uid=*".into();
     }
-    let login = if spec.duplicate_login_every > 0 && i > 0 && i % spec.duplicate_login_every == 0 { login(i - 1) } else { login(i) };
+    let login = if spec.duplicate_login_every > 0 && i > 0 && i % spec.duplicate_login_every == 0 {
+        login(i - 1)
+    } else {
+        login(i)
+    };
     let role = role_of(i);
     writeln!(out, "dn: uid={},ou=people,{SUFFIX}", uid(i))?;
     writeln!(out, "objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: ENTPerson")?;
-    writeln!(out, "objectClass: {}", match role {
-        "teacher" => "ENTAuxEnseignant",
-        "staff" => "ENTAuxNonEnsEtab",
-        _ => "ENTEleve",
-    })?;
+    writeln!(
+        out,
+        "objectClass: {}",
+        match role {
+            "teacher" => "ENTAuxEnseignant",
+            "staff" => "ENTAuxNonEnsEtab",
+            _ => "ENTEleve",
+        }
+    )?;
     writeln!(out, "uid: {}", uid(i))?;
     line(out, "cn", &format!("{last} {first}"))?;
     line(out, "sn", &last)?;
@@ -128,9 +169,16 @@ pub fn write_person(out: &mut impl Write, spec: &Spec, i: usize) -> std::io::Res
     match role {
         "teacher" => {
             writeln!(out, "ENTPersonProfils: National_ENS")?;
-            writeln!(out, "ENTPersonFonctions: {s}$ENS$ENSEIGNEMENT$L1600$SCIENCES")?;
+            writeln!(
+                out,
+                "ENTPersonFonctions: {s}$ENS$ENSEIGNEMENT$L1600$SCIENCES"
+            )?;
             writeln!(out, "ENTAuxEnsClasses: {s}${class}")?;
-            writeln!(out, "ENTAuxEnsClasses: {s}${}", CLASSES[(i / 7) % CLASSES.len()])?;
+            writeln!(
+                out,
+                "ENTAuxEnsClasses: {s}${}",
+                CLASSES[(i / 7) % CLASSES.len()]
+            )?;
         }
         "staff" => {
             writeln!(out, "ENTPersonProfils: National_EVS")?;
@@ -155,6 +203,12 @@ pub fn write_ldif(out: &mut impl Write, spec: &Spec) -> std::io::Result<()> {
 
 /// People the sync should create: everyone but the duplicate logins.
 pub fn expected_users(spec: &Spec) -> usize {
-    let dups = if spec.duplicate_login_every == 0 { 0 } else { (1..spec.people).filter(|i| i % spec.duplicate_login_every == 0).count() };
+    let dups = if spec.duplicate_login_every == 0 {
+        0
+    } else {
+        (1..spec.people)
+            .filter(|i| i % spec.duplicate_login_every == 0)
+            .count()
+    };
     spec.people - dups
 }

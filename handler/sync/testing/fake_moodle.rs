@@ -63,6 +63,9 @@ pub struct FailRule {
     pub times: Option<u64>,
 }
 
+/// One recorded request: function and form fields.
+pub type Recorded = (String, Vec<(String, String)>);
+
 #[derive(Debug)]
 pub struct FakeState {
     pub token: String,
@@ -83,7 +86,7 @@ pub struct FakeState {
     pub category_manage: bool,
     pub calls: BTreeMap<String, u64>,
     /// Every request's form, when recording is on (tests inspect exact fields).
-    pub recorded: Option<Vec<(String, Vec<(String, String)>)>>,
+    pub recorded: Option<Vec<Recorded>>,
     pub fail: Vec<FailRule>,
     next_id: i64,
 }
@@ -99,7 +102,11 @@ impl Default for FakeState {
             cohorts: BTreeMap::new(),
             members: HashMap::new(),
             courses: Vec::new(),
-            categories: vec![FakeCategory { id: 1, name: "Category 1".into(), idnumber: String::new() }],
+            categories: vec![FakeCategory {
+                id: 1,
+                name: "Category 1".into(),
+                idnumber: String::new(),
+            }],
             role_assignments: BTreeSet::new(),
             enrolments: BTreeSet::new(),
             assignable_roles: [3, 4, 5].into(),
@@ -109,8 +116,19 @@ impl Default for FakeState {
             fail: Vec::new(),
             next_id: 100,
         };
-        for (name, email) in [("guest", "root@localhost"), ("admin", "admin@lab.example.test"), ("bridge_ws", "bridge_ws@lab.example.test")] {
-            s.insert_user(FakeUser { username: name.into(), firstname: name.into(), lastname: "User".into(), email: email.into(), auth: "manual".into(), ..Default::default() });
+        for (name, email) in [
+            ("guest", "root@localhost"),
+            ("admin", "admin@lab.example.test"),
+            ("bridge_ws", "bridge_ws@lab.example.test"),
+        ] {
+            s.insert_user(FakeUser {
+                username: name.into(),
+                firstname: name.into(),
+                lastname: "User".into(),
+                email: email.into(),
+                auth: "manual".into(),
+                ..Default::default()
+            });
         }
         s
     }
@@ -136,18 +154,34 @@ impl FakeState {
 
     pub fn insert_cohort(&mut self, name: &str, idnumber: &str) -> i64 {
         let id = self.id();
-        self.cohorts.insert(id, FakeCohort { id, name: name.into(), idnumber: idnumber.into(), description: String::new() });
+        self.cohorts.insert(
+            id,
+            FakeCohort {
+                id,
+                name: name.into(),
+                idnumber: idnumber.into(),
+                description: String::new(),
+            },
+        );
         id
     }
 
     pub fn insert_course(&mut self, shortname: &str, idnumber: &str, category: i64) -> i64 {
         let id = self.id();
-        self.courses.push(FakeCourse { id, shortname: shortname.into(), fullname: shortname.into(), idnumber: idnumber.into(), category });
+        self.courses.push(FakeCourse {
+            id,
+            shortname: shortname.into(),
+            fullname: shortname.into(),
+            idnumber: idnumber.into(),
+            category,
+        });
         id
     }
 
     pub fn user_by_username(&self, username: &str) -> Option<&FakeUser> {
-        self.by_username.get(username).and_then(|id| self.users.get(id))
+        self.by_username
+            .get(username)
+            .and_then(|id| self.users.get(id))
     }
 
     pub fn cohort_by_idnumber(&self, idnumber: &str) -> Option<&FakeCohort> {
@@ -155,8 +189,15 @@ impl FakeState {
     }
 
     pub fn members_of(&self, idnumber: &str) -> BTreeSet<String> {
-        let Some(c) = self.cohort_by_idnumber(idnumber) else { return BTreeSet::new() };
-        self.members.get(&c.id).into_iter().flatten().filter_map(|u| self.users.get(u).map(|u| u.username.clone())).collect()
+        let Some(c) = self.cohort_by_idnumber(idnumber) else {
+            return BTreeSet::new();
+        };
+        self.members
+            .get(&c.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| self.users.get(u).map(|u| u.username.clone()))
+            .collect()
     }
 
     pub fn total_calls(&self) -> u64 {
@@ -164,7 +205,11 @@ impl FakeState {
     }
 
     pub fn write_calls(&self) -> u64 {
-        self.calls.iter().filter(|(f, _)| crate::sync::report::is_write(f)).map(|(_, n)| n).sum()
+        self.calls
+            .iter()
+            .filter(|(f, _)| crate::sync::report::is_write(f))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -187,13 +232,21 @@ impl FakeMoodle {
 
     pub async fn start_with(state: FakeState) -> FakeMoodle {
         let state = Arc::new(Mutex::new(state));
-        let app = Router::new().route("/webservice/rest/server.php", post(handle).get(handle_get)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake moodle");
+        let app = Router::new()
+            .route("/webservice/rest/server.php", post(handle).get(handle_get))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake moodle");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeMoodle { url: format!("http://{addr}/"), state, task }
+        FakeMoodle {
+            url: format!("http://{addr}/"),
+            state,
+            task,
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, FakeState> {
@@ -203,7 +256,12 @@ impl FakeMoodle {
     /// Moodle settings pointing at this double.
     pub fn settings(&self) -> crate::config::MoodleSettings {
         let max = self.lock().max_input_vars;
-        crate::config::MoodleSettings { url: self.url.parse().expect("url"), token: crate::config::Secret::new("TOKEN"), max_form_fields: max, timeout_secs: 30 }
+        crate::config::MoodleSettings {
+            url: self.url.parse().expect("url"),
+            token: crate::config::Secret::new("TOKEN"),
+            max_form_fields: max,
+            timeout_secs: 30,
+        }
     }
 
     pub fn client(&self) -> crate::moodle::MoodleClient {
@@ -211,7 +269,12 @@ impl FakeMoodle {
     }
 
     pub fn fail_after(&self, function: &str, after: u64, status: u16, times: Option<u64>) {
-        self.lock().fail.push(FailRule { function: function.into(), after, status, times });
+        self.lock().fail.push(FailRule {
+            function: function.into(),
+            after,
+            status,
+            times,
+        });
     }
 
     pub fn clear_failures(&self) {
@@ -245,7 +308,11 @@ fn exception(class: &str, code: &str, message: &str) -> Value {
 }
 
 fn invalid_parameter() -> Value {
-    exception("core\\exception\\invalid_parameter_exception", "invalidparameter", "Invalid parameter value detected")
+    exception(
+        "core\\exception\\invalid_parameter_exception",
+        "invalidparameter",
+        "Invalid parameter value detected",
+    )
 }
 
 fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
@@ -257,7 +324,11 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
     let function = get("wsfunction").unwrap_or_default();
     if get("moodlewsrestformat").as_deref() != Some("json") {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<EXCEPTION class=\"core\\exception\\moodle_exception\">\n<ERRORCODE>xmlonly</ERRORCODE>\n<MESSAGE>the double answers XML errors only</MESSAGE>\n</EXCEPTION>\n";
-        return ([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            xml,
+        )
+            .into_response();
     }
     let n = st.calls.get(&function).copied().unwrap_or(0);
     let is_write = crate::sync::report::is_write(&function);
@@ -271,7 +342,11 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
             if let Some(t) = rule.times.as_mut() {
                 *t -= 1;
             }
-            return (StatusCode::from_u16(rule.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "injected failure").into_response();
+            return (
+                StatusCode::from_u16(rule.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "injected failure",
+            )
+                .into_response();
         }
     }
     *st.calls.entry(function.clone()).or_default() += 1;
@@ -279,11 +354,17 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
         rec.push((function.clone(), fields.clone()));
     }
     if get("wstoken").as_deref() != Some(st.token.as_str()) {
-        return json_response(exception("core\\exception\\moodle_exception", "invalidtoken", "Invalid token - token not found"));
+        return json_response(exception(
+            "core\\exception\\moodle_exception",
+            "invalidtoken",
+            "Invalid token - token not found",
+        ));
     }
     let params = nest(&fields);
     let result = match function.as_str() {
-        "core_webservice_get_site_info" => Ok(json!({"sitename": "Fake Moodle", "username": "bridge_ws", "userid": 3, "release": "5.0dev (Build: 20241007)", "version": "2024100700", "functions": []})),
+        "core_webservice_get_site_info" => Ok(
+            json!({"sitename": "Fake Moodle", "username": "bridge_ws", "userid": 3, "release": "5.0dev (Build: 20241007)", "version": "2024100700", "functions": []}),
+        ),
         "core_user_create_users" => create_users(&mut st, &params),
         "core_user_update_users" => update_users(&mut st, &params),
         "core_user_get_users_by_field" => users_by_field(&st, &params),
@@ -299,7 +380,11 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
         "core_course_get_courses_by_field" => courses_by_field(&st, &params),
         "core_course_get_categories" => get_categories(&st, &params),
         "enrol_manual_enrol_users" => enrol(&mut st, &params),
-        _ => Err(exception("dml_missing_record_exception", "invalidrecord", "Can't find data record in database table external_functions.")),
+        _ => Err(exception(
+            "dml_missing_record_exception",
+            "invalidrecord",
+            "Can't find data record in database table external_functions.",
+        )),
     };
     json_response(result.unwrap_or_else(|e| e))
 }
@@ -322,7 +407,9 @@ fn nest(fields: &[(String, String)]) -> Value {
             if i + 1 == path.len() {
                 cur.insert(p.clone(), Value::String(v.clone()));
             } else {
-                let next = cur.entry(p.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let next = cur
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !next.is_object() {
                     *next = Value::Object(Map::new());
                 }
@@ -336,14 +423,22 @@ fn nest(fields: &[(String, String)]) -> Value {
 /// Items of an indexed array parameter, in index order.
 fn items(params: &Value, name: &str) -> Option<Vec<Map<String, Value>>> {
     let obj = params.get(name)?.as_object()?;
-    let mut v: Vec<(usize, Map<String, Value>)> = obj.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_object()?.clone()))).collect();
+    let mut v: Vec<(usize, Map<String, Value>)> = obj
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_object()?.clone())))
+        .collect();
     v.sort_by_key(|(i, _)| *i);
     Some(v.into_iter().map(|(_, m)| m).collect())
 }
 
 fn scalars(params: &Value, name: &str) -> Vec<String> {
-    let Some(obj) = params.get(name).and_then(Value::as_object) else { return Vec::new() };
-    let mut v: Vec<(usize, String)> = obj.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string()))).collect();
+    let Some(obj) = params.get(name).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(usize, String)> = obj
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, s)| s).collect()
 }
@@ -353,11 +448,15 @@ fn s(m: &Map<String, Value>, k: &str) -> Option<String> {
 }
 
 fn int(m: &Map<String, Value>, k: &str) -> Result<i64, Value> {
-    s(m, k).and_then(|v| v.parse().ok()).ok_or_else(invalid_parameter)
+    s(m, k)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(invalid_parameter)
 }
 
 fn valid_username(u: &str) -> bool {
-    !u.is_empty() && u.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
+    !u.is_empty()
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
 }
 
 fn valid_email(e: &str) -> bool {
@@ -397,13 +496,20 @@ fn customfields(m: &Map<String, Value>) -> BTreeMap<String, String> {
 }
 
 fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
-    let list = items(p, "users").filter(|l| !l.is_empty()).ok_or_else(invalid_parameter)?;
+    let list = items(p, "users")
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid_parameter)?;
     let mut new = Vec::new();
     let mut names = BTreeSet::new();
     let mut mails = BTreeSet::new();
     // Validate everything first: one bad item rolls the whole batch back.
     for u in &list {
-        let (Some(username), Some(firstname), Some(lastname), Some(email)) = (s(u, "username"), s(u, "firstname"), s(u, "lastname"), s(u, "email")) else {
+        let (Some(username), Some(firstname), Some(lastname), Some(email)) = (
+            s(u, "username"),
+            s(u, "firstname"),
+            s(u, "lastname"),
+            s(u, "email"),
+        ) else {
             return Err(invalid_parameter());
         };
         if !valid_username(&username) || !valid_email(&email) {
@@ -469,7 +575,14 @@ fn update_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
             }
             next.email = e;
         }
-        for (k, f) in [("firstname", &mut next.firstname), ("lastname", &mut next.lastname), ("idnumber", &mut next.idnumber), ("institution", &mut next.institution), ("department", &mut next.department), ("auth", &mut next.auth)] {
+        for (k, f) in [
+            ("firstname", &mut next.firstname),
+            ("lastname", &mut next.lastname),
+            ("idnumber", &mut next.idnumber),
+            ("institution", &mut next.institution),
+            ("department", &mut next.department),
+            ("auth", &mut next.auth),
+        ] {
             if let Some(v) = s(&u, k) {
                 *f = v;
             }
@@ -486,21 +599,46 @@ fn update_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
 }
 
 fn users_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
-    let field = p.get("field").and_then(Value::as_str).unwrap_or_default().to_string();
+    let field = p
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let values = scalars(p, "values");
     if p.get("values").is_none() {
         return Err(invalid_parameter());
     }
-    let mut out: Vec<&FakeUser> = match field.as_str() {
-        "id" => values.iter().filter_map(|v| v.parse().ok().and_then(|id: i64| st.users.get(&id))).collect(),
-        "username" => values.iter().filter_map(|v| st.user_by_username(v)).collect(),
-        "email" => values.iter().filter_map(|v| st.by_email.get(&v.to_lowercase()).and_then(|id| st.users.get(id))).collect(),
-        "idnumber" => {
-            let want: BTreeSet<&String> = values.iter().collect();
-            st.users.values().filter(|u| !u.idnumber.is_empty() && want.contains(&u.idnumber)).collect()
-        }
-        _ => return Err(exception("core\\exception\\coding_exception", "codingerror", "Coding error detected, it must be fixed by a programmer: invalid field parameter")),
-    };
+    let mut out: Vec<&FakeUser> =
+        match field.as_str() {
+            "id" => values
+                .iter()
+                .filter_map(|v| v.parse().ok().and_then(|id: i64| st.users.get(&id)))
+                .collect(),
+            "username" => values
+                .iter()
+                .filter_map(|v| st.user_by_username(v))
+                .collect(),
+            "email" => values
+                .iter()
+                .filter_map(|v| {
+                    st.by_email
+                        .get(&v.to_lowercase())
+                        .and_then(|id| st.users.get(id))
+                })
+                .collect(),
+            "idnumber" => {
+                let want: BTreeSet<&String> = values.iter().collect();
+                st.users
+                    .values()
+                    .filter(|u| !u.idnumber.is_empty() && want.contains(&u.idnumber))
+                    .collect()
+            }
+            _ => return Err(exception(
+                "core\\exception\\coding_exception",
+                "codingerror",
+                "Coding error detected, it must be fixed by a programmer: invalid field parameter",
+            )),
+        };
     // Database order, not request order.
     out.sort_by_key(|u| u.id);
     out.dedup_by_key(|u| u.id);
@@ -527,11 +665,26 @@ fn get_users(st: &FakeState, p: &Value) -> Result<Value, Value> {
 }
 
 fn delete_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
-    let ids: Vec<i64> = scalars(p, "userids").iter().filter_map(|v| v.parse().ok()).collect();
+    let ids: Vec<i64> = scalars(p, "userids")
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
     for id in &ids {
         match st.users.get(id) {
-            None => return Err(exception("dml_missing_record_exception", "invaliduser", "Invalid user")),
-            Some(u) if u.username == "admin" => return Err(exception("core\\exception\\moodle_exception", "useradminodelete", "Administrator accounts cannot be deleted.")),
+            None => {
+                return Err(exception(
+                    "dml_missing_record_exception",
+                    "invaliduser",
+                    "Invalid user",
+                ))
+            }
+            Some(u) if u.username == "admin" => {
+                return Err(exception(
+                    "core\\exception\\moodle_exception",
+                    "useradminodelete",
+                    "Administrator accounts cannot be deleted.",
+                ))
+            }
             Some(_) => {}
         }
     }
@@ -556,19 +709,33 @@ fn cohort_json(c: &FakeCohort, with_custom: bool) -> Value {
 }
 
 fn create_cohorts(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
-    let list = items(p, "cohorts").filter(|l| !l.is_empty()).ok_or_else(invalid_parameter)?;
+    let list = items(p, "cohorts")
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid_parameter)?;
     let mut seen = BTreeSet::new();
     for c in &list {
         let idn = s(c, "idnumber").unwrap_or_default();
-        let cat = c.get("categorytype").and_then(Value::as_object).and_then(|t| s(t, "type"));
-        if s(c, "name").is_none() || cat.is_none() || (!idn.is_empty() && (st.cohort_by_idnumber(&idn).is_some() || !seen.insert(idn.clone()))) {
+        let cat = c
+            .get("categorytype")
+            .and_then(Value::as_object)
+            .and_then(|t| s(t, "type"));
+        if s(c, "name").is_none()
+            || cat.is_none()
+            || (!idn.is_empty()
+                && (st.cohort_by_idnumber(&idn).is_some() || !seen.insert(idn.clone())))
+        {
             return Err(invalid_parameter());
         }
     }
     let mut out = Vec::new();
     for c in list {
         let id = st.id();
-        let cohort = FakeCohort { id, name: s(&c, "name").unwrap_or_default(), idnumber: s(&c, "idnumber").unwrap_or_default(), description: s(&c, "description").unwrap_or_default() };
+        let cohort = FakeCohort {
+            id,
+            name: s(&c, "name").unwrap_or_default(),
+            idnumber: s(&c, "idnumber").unwrap_or_default(),
+            description: s(&c, "description").unwrap_or_default(),
+        };
         out.push(cohort_json(&cohort, false));
         st.cohorts.insert(id, cohort);
     }
@@ -578,36 +745,72 @@ fn create_cohorts(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
 fn get_cohorts(st: &FakeState, p: &Value) -> Result<Value, Value> {
     let ids = scalars(p, "cohortids");
     if ids.is_empty() {
-        return Ok(Value::Array(st.cohorts.values().map(|c| cohort_json(c, true)).collect()));
+        return Ok(Value::Array(
+            st.cohorts.values().map(|c| cohort_json(c, true)).collect(),
+        ));
     }
-    let ids: Vec<i64> = ids.iter().map(|v| v.parse().map_err(|_| invalid_parameter())).collect::<Result<_, _>>()?;
-    Ok(Value::Array(ids.iter().filter_map(|id| st.cohorts.get(id)).map(|c| cohort_json(c, true)).collect()))
+    let ids: Vec<i64> = ids
+        .iter()
+        .map(|v| v.parse().map_err(|_| invalid_parameter()))
+        .collect::<Result<_, _>>()?;
+    Ok(Value::Array(
+        ids.iter()
+            .filter_map(|id| st.cohorts.get(id))
+            .map(|c| cohort_json(c, true))
+            .collect(),
+    ))
 }
 
 fn add_members(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     let list = items(p, "members").ok_or_else(invalid_parameter)?;
     let mut warnings = Vec::new();
     for m in list {
-        let ct = m.get("cohorttype").and_then(Value::as_object).cloned().unwrap_or_default();
-        let ut = m.get("usertype").and_then(Value::as_object).cloned().unwrap_or_default();
-        let (ctype, cval) = (s(&ct, "type").unwrap_or_default(), s(&ct, "value").unwrap_or_default());
-        let (utype, uval) = (s(&ut, "type").unwrap_or_default(), s(&ut, "value").unwrap_or_default());
+        let ct = m
+            .get("cohorttype")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let ut = m
+            .get("usertype")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let (ctype, cval) = (
+            s(&ct, "type").unwrap_or_default(),
+            s(&ct, "value").unwrap_or_default(),
+        );
+        let (utype, uval) = (
+            s(&ut, "type").unwrap_or_default(),
+            s(&ut, "value").unwrap_or_default(),
+        );
         let cohort = match ctype.as_str() {
-            "id" => cval.parse().ok().and_then(|id: i64| st.cohorts.get(&id)).cloned(),
+            "id" => cval
+                .parse()
+                .ok()
+                .and_then(|id: i64| st.cohorts.get(&id))
+                .cloned(),
             "idnumber" => st.cohort_by_idnumber(&cval).cloned(),
             _ => return Err(invalid_parameter()),
         };
         let Some(cohort) = cohort else {
-            warnings.push(json!({"warningcode": "2", "message": format!("cohort {ctype}={cval} not exists")}));
+            warnings.push(
+                json!({"warningcode": "2", "message": format!("cohort {ctype}={cval} not exists")}),
+            );
             continue;
         };
         let user = match utype.as_str() {
-            "id" => uval.parse().ok().and_then(|id: i64| st.users.get(&id)).cloned(),
+            "id" => uval
+                .parse()
+                .ok()
+                .and_then(|id: i64| st.users.get(&id))
+                .cloned(),
             "username" => st.user_by_username(&uval).cloned(),
             _ => return Err(invalid_parameter()),
         };
         let Some(user) = user else {
-            warnings.push(json!({"warningcode": "2", "message": format!("user {utype}={uval} not exists")}));
+            warnings.push(
+                json!({"warningcode": "2", "message": format!("user {utype}={uval} not exists")}),
+            );
             continue;
         };
         if !st.members.entry(cohort.id).or_default().insert(user.id) {
@@ -622,7 +825,11 @@ fn delete_members(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     for m in &list {
         let cid = int(m, "cohortid")?;
         if !st.cohorts.contains_key(&cid) {
-            return Err(exception("dml_missing_record_exception", "invalidrecord", "Can't find data record in database table cohort."));
+            return Err(exception(
+                "dml_missing_record_exception",
+                "invalidrecord",
+                "Can't find data record in database table cohort.",
+            ));
         }
     }
     for m in list {
@@ -639,7 +846,11 @@ fn get_members(st: &FakeState, p: &Value) -> Result<Value, Value> {
     for id in scalars(p, "cohortids") {
         let id: i64 = id.parse().map_err(|_| invalid_parameter())?;
         if !st.cohorts.contains_key(&id) {
-            return Err(exception("dml_missing_record_exception", "invalidrecord", "Can't find data record in database table cohort."));
+            return Err(exception(
+                "dml_missing_record_exception",
+                "invalidrecord",
+                "Can't find data record in database table cohort.",
+            ));
         }
         let users: Vec<i64> = st.members.get(&id).into_iter().flatten().copied().collect();
         out.push(json!({"cohortid": id, "userids": users}));
@@ -648,7 +859,15 @@ fn get_members(st: &FakeState, p: &Value) -> Result<Value, Value> {
 }
 
 fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Value> {
-    let list = items(p, if assign { "assignments" } else { "unassignments" }).ok_or_else(invalid_parameter)?;
+    let list = items(
+        p,
+        if assign {
+            "assignments"
+        } else {
+            "unassignments"
+        },
+    )
+    .ok_or_else(invalid_parameter)?;
     let mut todo = Vec::new();
     for a in &list {
         let (role, user, inst) = (int(a, "roleid")?, int(a, "userid")?, int(a, "instanceid")?);
@@ -659,7 +878,10 @@ fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Va
             _ => false,
         };
         // "Can not assign roleid=… in contextid=": the whole call fails, nothing is kept.
-        if !context_ok || !st.users.contains_key(&user) || (assign && !st.assignable_roles.contains(&role)) {
+        if !context_ok
+            || !st.users.contains_key(&user)
+            || (assign && !st.assignable_roles.contains(&role))
+        {
             return Err(invalid_parameter());
         }
         todo.push((role, user, level, inst));
@@ -683,10 +905,30 @@ fn courses_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
     let value = p.get("value").and_then(Value::as_str).unwrap_or_default();
     let list: Vec<Value> = match field {
         "" => st.courses.iter().map(course_json).collect(),
-        "id" => st.courses.iter().filter(|c| c.id.to_string() == value).map(course_json).collect(),
-        "idnumber" => st.courses.iter().filter(|c| c.idnumber == value).map(course_json).collect(),
-        "shortname" => st.courses.iter().filter(|c| c.shortname == value).map(course_json).collect(),
-        "category" => st.courses.iter().filter(|c| c.category.to_string() == value).map(course_json).collect(),
+        "id" => st
+            .courses
+            .iter()
+            .filter(|c| c.id.to_string() == value)
+            .map(course_json)
+            .collect(),
+        "idnumber" => st
+            .courses
+            .iter()
+            .filter(|c| c.idnumber == value)
+            .map(course_json)
+            .collect(),
+        "shortname" => st
+            .courses
+            .iter()
+            .filter(|c| c.shortname == value)
+            .map(course_json)
+            .collect(),
+        "category" => st
+            .courses
+            .iter()
+            .filter(|c| c.category.to_string() == value)
+            .map(course_json)
+            .collect(),
         _ => return Err(invalid_parameter()),
     };
     Ok(json!({"courses": list, "warnings": []}))
@@ -694,10 +936,17 @@ fn courses_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
 
 fn get_categories(st: &FakeState, p: &Value) -> Result<Value, Value> {
     let criteria = items(p, "criteria").unwrap_or_default();
-    let criteria_error = exception("core\\exception\\moodle_exception", "criteriaerror", "Missing permissions to search on a criterion.");
+    let criteria_error = exception(
+        "core\\exception\\moodle_exception",
+        "criteriaerror",
+        "Missing permissions to search on a criterion.",
+    );
     let mut cats: Vec<&FakeCategory> = st.categories.iter().collect();
     for c in criteria {
-        let (key, value) = (s(&c, "key").unwrap_or_default(), s(&c, "value").unwrap_or_default());
+        let (key, value) = (
+            s(&c, "key").unwrap_or_default(),
+            s(&c, "value").unwrap_or_default(),
+        );
         match key.as_str() {
             "name" => cats.retain(|c| c.name == value),
             "id" => cats.retain(|c| c.id.to_string() == value),
@@ -730,7 +979,9 @@ fn enrol(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
             return Err(exception("core\\exception\\moodle_exception", "wsusercannotassign", &format!("You don't have the permission to assign this role ({role}) to this user ({user}) in this course ({course}).")));
         }
         if !st.users.contains_key(&user) {
-            return Err(json!({"exception": "TypeError", "message": "core\\user::get_name_placeholders(): Argument #1 ($user) must be of type stdClass, bool given, called in [dirroot]/lib/enrollib.php on line 3674"}));
+            return Err(
+                json!({"exception": "TypeError", "message": "core\\user::get_name_placeholders(): Argument #1 ($user) must be of type stdClass, bool given, called in [dirroot]/lib/enrollib.php on line 3674"}),
+            );
         }
         todo.push((role, user, course));
     }
