@@ -50,26 +50,14 @@ impl AppState {
         blobs: Arc<dyn BlobStore>,
         with_local_queue: bool,
     ) -> anyhow::Result<Self> {
-        let moodle = settings
-            .moodle
-            .as_ref()
-            .map(MoodleClient::new)
-            .transpose()?;
+        let moodle = settings.moodle.as_ref().map(MoodleClient::new).transpose()?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let local_queue = with_local_queue.then(|| DurableQueue::new(store.clone()));
         let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
-        Ok(AppState(Arc::new(AppInner {
-            settings,
-            store,
-            blobs,
-            moodle,
-            http,
-            local_queue,
-            bot,
-        })))
+        Ok(AppState(Arc::new(AppInner { settings, store, blobs, moodle, http, local_queue, bot })))
     }
 }
 
@@ -111,20 +99,13 @@ async fn outbox_layer(State(state): State<AppState>, mut req: Request, next: Nex
     }
     let Some(queue) = &state.local_queue else {
         // A forwarded function has no output binding: losing the messages silently would be worse than failing.
-        tracing::error!(
-            count = messages.len(),
-            "messages queued by a route with no queue output"
-        );
+        tracing::error!(count = messages.len(), "messages queued by a route with no queue output");
         return (StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable").into_response();
     };
     for (q, body) in messages {
         if let Err(e) = queue.enqueue(&q, &body).await {
             tracing::error!(error = %e, queue = q, "could not queue message");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not queue the request; retry",
-            )
-                .into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, "could not queue the request; retry").into_response();
         }
     }
     response
@@ -149,19 +130,9 @@ pub async fn check_services(state: &AppState) -> Vec<Check> {
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    checks.push(Check {
-        service: "store".into(),
-        outcome: store,
-    });
-    let blobs = state
-        .blobs
-        .list("teams-app", "")
-        .await
-        .map(|l| format!("{} ({} blobs)", state.blobs.describe(), l.len()));
-    checks.push(Check {
-        service: "blobs".into(),
-        outcome: blobs.map_err(|e| e.to_string()),
-    });
+    checks.push(Check { service: "store".into(), outcome: store });
+    let blobs = state.blobs.list("teams-app", "").await.map(|l| format!("{} ({} blobs)", state.blobs.describe(), l.len()));
+    checks.push(Check { service: "blobs".into(), outcome: blobs.map_err(|e| e.to_string()) });
     if let Some(m) = &state.moodle {
         let outcome = m
             .call_value("core_webservice_get_site_info", &crate::moodle::Form::new())
@@ -174,10 +145,7 @@ pub async fn check_services(state: &AppState) -> Vec<Check> {
                 )
             })
             .map_err(|e| e.to_string());
-        checks.push(Check {
-            service: "moodle".into(),
-            outcome,
-        });
+        checks.push(Check { service: "moodle".into(), outcome });
     }
     checks.extend(crate::sync::reachability(state).await);
     checks.extend(crate::bot::reachability(state).await);

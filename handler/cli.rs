@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "handler",
-    version,
-    about = "moodle-teams-bridge: ENT/LDAP + Entra → Moodle → Teams"
-)]
+#[command(name = "handler", version, about = "moodle-teams-bridge: ENT/LDAP + Entra → Moodle → Teams")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

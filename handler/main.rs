@@ -113,10 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = load_settings()?;
             let state = AppState::build(settings, true).await?;
             state.store.ensure_tables().await?;
-            let q = state
-                .local_queue
-                .as_ref()
-                .expect("built with a local queue");
+            let q = state.local_queue.as_ref().expect("built with a local queue");
             let id = q.enqueue(&queue, &body).await?;
             println!("{id}");
             Ok(0)

@@ -34,10 +34,7 @@ fn now_ms() -> i64 {
 
 impl DurableQueue {
     pub fn new(store: SharedStore) -> Self {
-        DurableQueue {
-            store,
-            visibility_ms: 5 * 60 * 1000,
-        }
+        DurableQueue { store, visibility_ms: 5 * 60 * 1000 }
     }
 
     pub async fn enqueue(&self, queue: &str, body: &str) -> StoreResult<String> {
@@ -57,10 +54,7 @@ impl DurableQueue {
     pub async fn receive(&self, queue: &str) -> StoreResult<Option<Claimed>> {
         let mut cont: Option<String> = None;
         loop {
-            let page = self
-                .store
-                .query(tables::QUEUE, queue, cont.as_deref(), 200)
-                .await?;
+            let page = self.store.query(tables::QUEUE, queue, cont.as_deref(), 200).await?;
             let now = now_ms();
             for e in page.entities {
                 if e.int("visible_at").unwrap_or(0) > now {
@@ -95,11 +89,7 @@ impl DurableQueue {
     /// Done: remove the message, but only if our claim is still the current one. A worker whose
     /// claim expired must not delete the message another worker now holds.
     pub async fn complete(&self, c: &Claimed) -> StoreResult<()> {
-        match self
-            .store
-            .delete(tables::QUEUE, &c.queue, &c.row_key, Some(&c.etag))
-            .await
-        {
+        match self.store.delete(tables::QUEUE, &c.queue, &c.row_key, Some(&c.etag)).await {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(StoreError::PreconditionFailed) => {
                 tracing::warn!(queue = %c.queue, "claim expired before completion; another worker holds the message");
@@ -123,22 +113,13 @@ impl DurableQueue {
             self.complete(c).await?;
             return Ok(true);
         }
-        let backoff_ms =
-            1000i64 * 2i64.pow(c.dequeue_count.min(8)) + rand::random::<u64>() as i64 % 500;
+        let backoff_ms = 1000i64 * 2i64.pow(c.dequeue_count.min(8)) + rand::random::<u64>() as i64 % 500;
         let e = Entity::new(c.queue.clone(), c.row_key.clone())
             .with("body", c.body.as_str())
             .with("dequeue_count", c.dequeue_count as i64)
             .with("visible_at", now_ms() + backoff_ms)
             .with("last_error", truncate(error, 2000));
-        match self
-            .store
-            .batch(
-                tables::QUEUE,
-                &c.queue,
-                vec![BatchOp::Replace(e, c.etag.clone())],
-            )
-            .await
-        {
+        match self.store.batch(tables::QUEUE, &c.queue, vec![BatchOp::Replace(e, c.etag.clone())]).await {
             Ok(()) | Err(StoreError::PreconditionFailed | StoreError::NotFound) => Ok(false),
             Err(e) => Err(e),
         }
@@ -149,10 +130,7 @@ impl DurableQueue {
         let mut n = 0;
         let mut cont: Option<String> = None;
         loop {
-            let page = self
-                .store
-                .query(tables::QUEUE, queue, cont.as_deref(), 1000)
-                .await?;
+            let page = self.store.query(tables::QUEUE, queue, cont.as_deref(), 1000).await?;
             n += page.entities.len();
             match page.next {
                 Some(c) => cont = Some(c),
@@ -173,9 +151,7 @@ mod tests {
     use std::sync::Arc;
 
     fn queue(dir: &tempfile::TempDir) -> DurableQueue {
-        DurableQueue::new(Arc::new(
-            SqliteStore::open(&dir.path().join("q.sqlite")).unwrap(),
-        ))
+        DurableQueue::new(Arc::new(SqliteStore::open(&dir.path().join("q.sqlite")).unwrap()))
     }
 
     #[tokio::test]
@@ -186,10 +162,7 @@ mod tests {
         let q = queue(&dir);
         let c = q.receive("sync-work").await.unwrap().expect("message kept");
         assert_eq!((c.body.as_str(), c.dequeue_count), ("{\"n\":1}", 1));
-        assert!(
-            q.receive("sync-work").await.unwrap().is_none(),
-            "claimed message is invisible"
-        );
+        assert!(q.receive("sync-work").await.unwrap().is_none(), "claimed message is invisible");
         q.complete(&c).await.unwrap();
         assert_eq!(q.len("sync-work").await.unwrap(), 0);
     }
@@ -217,11 +190,7 @@ mod tests {
         q.enqueue("notify", "bad").await.unwrap();
         for attempt in 1..=MAX_DEQUEUE {
             // Make it visible at once instead of waiting out the backoff.
-            let page = q
-                .store
-                .query(tables::QUEUE, "notify", None, 10)
-                .await
-                .unwrap();
+            let page = q.store.query(tables::QUEUE, "notify", None, 10).await.unwrap();
             let mut e = page.entities[0].clone();
             let tag = e.etag.clone().unwrap();
             e.set("visible_at", 0i64);

@@ -24,11 +24,7 @@ fn weekday_field(field: &str) -> Result<String, String> {
             out.push_str(num);
         } else {
             let n: usize = num.parse().map_err(|_| format!("bad weekday {num}"))?;
-            out.push_str(
-                NAMES
-                    .get(n)
-                    .ok_or(format!("weekday {n} out of range 0-7"))?,
-            );
+            out.push_str(NAMES.get(n).ok_or(format!("weekday {n} out of range 0-7"))?);
         }
         num.clear();
         Ok(())
@@ -57,15 +53,9 @@ impl Schedule {
             ));
         }
         let weekday = weekday_field(fields[5])?;
-        let translated = format!(
-            "{} {} {} {} {} {}",
-            fields[0], fields[1], fields[2], fields[3], fields[4], weekday
-        );
+        let translated = format!("{} {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], fields[4], weekday);
         let inner = cron::Schedule::from_str(&translated).map_err(|e| format!("{expr:?}: {e}"))?;
-        Ok(Schedule {
-            expr: expr.to_string(),
-            inner,
-        })
+        Ok(Schedule { expr: expr.to_string(), inner })
     }
 
     /// The first firing strictly after `after`.
@@ -87,31 +77,19 @@ mod tests {
     fn every_fifteen_minutes() {
         let s = Schedule::parse("0 */15 * * * *").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 26, 1, 46, 3).unwrap();
-        assert_eq!(
-            s.next_after(t).unwrap(),
-            Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap()
-        );
+        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
     }
 
     #[test]
     fn weekdays_use_ncrontab_numbering() {
         // "1-5" is Monday to Friday in NCRONTAB; 2026-11-28 is a Saturday.
         let s = Schedule::parse("0 30 9 * * 1-5").unwrap();
-        let next = s
-            .next_after(Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap())
-            .unwrap();
+        let next = s.next_after(Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap()).unwrap();
         assert_eq!(next.weekday(), Weekday::Mon);
         assert_eq!((next.hour(), next.minute()), (9, 30));
         let sunday = Schedule::parse("0 0 3 * * 0").unwrap();
         assert_eq!(sunday.next_after(next).unwrap().weekday(), Weekday::Sun);
-        assert_eq!(
-            Schedule::parse("0 0 3 * * 7")
-                .unwrap()
-                .next_after(next)
-                .unwrap()
-                .weekday(),
-            Weekday::Sun
-        );
+        assert_eq!(Schedule::parse("0 0 3 * * 7").unwrap().next_after(next).unwrap().weekday(), Weekday::Sun);
     }
 
     #[test]

@@ -18,22 +18,13 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     state.store.ensure_tables().await?;
-    let queue = state
-        .local_queue
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("serve needs the local queue"))?;
+    let queue = state.local_queue.clone().ok_or_else(|| anyhow::anyhow!("serve needs the local queue"))?;
     for spec in FUNCTIONS {
         match spec.kind {
             FunctionKind::Timer { schedule_setting } => {
                 let expr = timer_expression(&state, schedule_setting);
-                let schedule = Schedule::parse(&expr)
-                    .map_err(|e| anyhow::anyhow!("{schedule_setting}: {e}"))?;
-                tokio::spawn(timer_loop(
-                    state.clone(),
-                    queue.clone(),
-                    spec.name,
-                    schedule,
-                ));
+                let schedule = Schedule::parse(&expr).map_err(|e| anyhow::anyhow!("{schedule_setting}: {e}"))?;
+                tokio::spawn(timer_loop(state.clone(), queue.clone(), spec.name, schedule));
             }
             FunctionKind::Queue { queue: name } => {
                 tokio::spawn(queue_worker(state.clone(), queue.clone(), spec.name, name));
@@ -42,9 +33,7 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
         }
     }
     tracing::info!(addr = %listener.local_addr()?, store = %state.store.describe(), "serving");
-    axum::serve(listener, public_router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, public_router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 
@@ -61,8 +50,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -72,10 +60,7 @@ async fn shutdown_signal() {
 }
 
 fn new_context(function: &'static str) -> InvocationContext {
-    InvocationContext {
-        invocation_id: InvocationId(uuid::Uuid::new_v4().to_string()),
-        function,
-    }
+    InvocationContext { invocation_id: InvocationId(uuid::Uuid::new_v4().to_string()), function }
 }
 
 async fn deliver(queue: &DurableQueue, out: FunctionOutputs) -> anyhow::Result<()> {
@@ -88,28 +73,17 @@ async fn deliver(queue: &DurableQueue, out: FunctionOutputs) -> anyhow::Result<(
     Ok(())
 }
 
-async fn timer_loop(
-    state: AppState,
-    queue: DurableQueue,
-    function: &'static str,
-    schedule: Schedule,
-) {
+async fn timer_loop(state: AppState, queue: DurableQueue, function: &'static str, schedule: Schedule) {
     let mut last = None;
     loop {
         let now = Utc::now();
-        let Some(next) = schedule.next_after(now) else {
-            return;
-        };
+        let Some(next) = schedule.next_after(now) else { return };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let ctx = new_context(function);
         let span = tracing::info_span!("invocation", function, invocation_id = %ctx.invocation_id);
         async {
-            let timer = TimerInfo {
-                is_past_due: Utc::now() - next > chrono::Duration::seconds(60),
-                last,
-                next: schedule.next_after(next),
-            };
+            let timer = TimerInfo { is_past_due: Utc::now() - next > chrono::Duration::seconds(60), last, next: schedule.next_after(next) };
             match functions::run_timer(&state, &ctx, timer).await {
                 Ok(out) => {
                     if let Err(e) = deliver(&queue, out).await {
@@ -125,12 +99,7 @@ async fn timer_loop(
     }
 }
 
-async fn queue_worker(
-    state: AppState,
-    queue: DurableQueue,
-    function: &'static str,
-    name: &'static str,
-) {
+async fn queue_worker(state: AppState, queue: DurableQueue, function: &'static str, name: &'static str) {
     loop {
         let claimed = match queue.receive(name).await {
             Ok(Some(c)) => c,
@@ -147,11 +116,7 @@ async fn queue_worker(
         let ctx = new_context(function);
         let span = tracing::info_span!("invocation", function, invocation_id = %ctx.invocation_id, dequeue_count = claimed.dequeue_count);
         async {
-            let msg = QueueMessage {
-                text: claimed.body.clone(),
-                dequeue_count: claimed.dequeue_count,
-                id: Some(claimed.row_key.clone()),
-            };
+            let msg = QueueMessage { text: claimed.body.clone(), dequeue_count: claimed.dequeue_count, id: Some(claimed.row_key.clone()) };
             let result = match functions::run_queue(&state, &ctx, msg).await {
                 Ok(out) => deliver(&queue, out).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -164,11 +129,7 @@ async fn queue_worker(
                 }
             };
             match outcome {
-                Ok(true) => tracing::error!(
-                    queue = name,
-                    "message moved to {}",
-                    crate::queue::poison_name(name)
-                ),
+                Ok(true) => tracing::error!(queue = name, "message moved to {}", crate::queue::poison_name(name)),
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "could not settle queue message"),
             }

@@ -17,10 +17,7 @@ impl BotSettings {
 pub struct BotRuntime {}
 
 impl BotRuntime {
-    pub fn from_settings(
-        _settings: &Settings,
-        _http: &reqwest::Client,
-    ) -> anyhow::Result<Option<Self>> {
+    pub fn from_settings(_settings: &Settings, _http: &reqwest::Client) -> anyhow::Result<Option<Self>> {
         Ok(None)
     }
 }

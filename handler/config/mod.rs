@@ -36,10 +36,7 @@ pub struct CoreSettings {
 #[derive(Debug, Clone)]
 pub enum StorageSettings {
     /// Embedded default: one SQLite file and a folder of blobs.
-    Local {
-        sqlite_path: PathBuf,
-        blob_dir: PathBuf,
-    },
+    Local { sqlite_path: PathBuf, blob_dir: PathBuf },
     /// Azure Storage (or Azurite) through a connection string or an account name + managed identity.
     Azure(AzureStorageSettings),
 }
@@ -73,8 +70,7 @@ pub struct ConfigError(pub Vec<String>);
 impl Settings {
     /// Environment over `local.settings.json` in the working directory (or `BRIDGE_SETTINGS_FILE`).
     pub fn from_process() -> Result<Self, ConfigError> {
-        let file =
-            std::env::var("BRIDGE_SETTINGS_FILE").unwrap_or_else(|_| "local.settings.json".into());
+        let file = std::env::var("BRIDGE_SETTINGS_FILE").unwrap_or_else(|_| "local.settings.json".into());
         let mut src = Source::from_process().with_local_settings(std::path::Path::new(&file));
         Self::load(&mut src)
     }
@@ -150,11 +146,7 @@ impl CoreSettings {
 
 impl StorageSettings {
     fn load(src: &mut Source) -> Self {
-        let backend = src.string(
-            "STORE_BACKEND",
-            "auto",
-            "sqlite, azure, or auto (azure when AzureWebJobsStorage is set)",
-        );
+        let backend = src.string("STORE_BACKEND", "auto", "sqlite, azure, or auto (azure when AzureWebJobsStorage is set)");
         let conn = src.secret(
             "AzureWebJobsStorage",
             "storage connection string (the host's own setting, reused for the app's tables and blobs)",
@@ -167,45 +159,25 @@ impl StorageSettings {
             "AzureWebJobsStorage__clientId",
             "client id of the user-assigned managed identity for storage",
         );
-        let table_uri = src.opt(
-            "AzureWebJobsStorage__tableServiceUri",
-            "table endpoint (identity-based)",
-        );
-        let blob_uri = src.opt(
-            "AzureWebJobsStorage__blobServiceUri",
-            "blob endpoint (identity-based)",
-        );
-        let table_prefix = src.string(
-            "STORE_TABLE_PREFIX",
-            "bridge",
-            "prefix of the app's table names (letters and digits)",
-        );
+        let table_uri = src.opt("AzureWebJobsStorage__tableServiceUri", "table endpoint (identity-based)");
+        let blob_uri = src.opt("AzureWebJobsStorage__blobServiceUri", "blob endpoint (identity-based)");
+        let table_prefix = src.string("STORE_TABLE_PREFIX", "bridge", "prefix of the app's table names (letters and digits)");
         if !table_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
             src.problem("STORE_TABLE_PREFIX: letters and digits only (Azure table names)");
         }
-        let sqlite_path =
-            PathBuf::from(src.string("SQLITE_PATH", "data/bridge.sqlite", "embedded store file"));
-        let blob_dir = PathBuf::from(src.string(
-            "BLOB_DIR",
-            "data/blobs",
-            "folder for blobs when running standalone",
-        ));
+        let sqlite_path = PathBuf::from(src.string("SQLITE_PATH", "data/bridge.sqlite", "embedded store file"));
+        let blob_dir = PathBuf::from(src.string("BLOB_DIR", "data/blobs", "folder for blobs when running standalone"));
         let azure_wanted = match backend.as_str() {
             "sqlite" => false,
             "azure" => true,
             "auto" => conn.is_some() || account_name.is_some(),
             other => {
-                src.problem(format!(
-                    "STORE_BACKEND: {other:?} is not sqlite, azure or auto"
-                ));
+                src.problem(format!("STORE_BACKEND: {other:?} is not sqlite, azure or auto"));
                 false
             }
         };
         if !azure_wanted {
-            return StorageSettings::Local {
-                sqlite_path,
-                blob_dir,
-            };
+            return StorageSettings::Local { sqlite_path, blob_dir };
         }
         if let Some(conn) = conn {
             match crate::store::connection_string::parse(conn.expose()) {
@@ -217,58 +189,35 @@ impl StorageSettings {
             }
         } else if let Some(account) = account_name {
             return StorageSettings::Azure(AzureStorageSettings {
-                table_endpoint: table_uri
-                    .or_else(|| Some(format!("https://{account}.table.core.windows.net"))),
-                blob_endpoint: blob_uri
-                    .or_else(|| Some(format!("https://{account}.blob.core.windows.net"))),
+                table_endpoint: table_uri.or_else(|| Some(format!("https://{account}.table.core.windows.net"))),
+                blob_endpoint: blob_uri.or_else(|| Some(format!("https://{account}.blob.core.windows.net"))),
                 account,
                 key: None,
                 managed_identity_client_id: client_id,
                 table_prefix,
             });
         } else {
-            src.problem(
-                "STORE_BACKEND=azure needs AzureWebJobsStorage or AzureWebJobsStorage__accountName",
-            );
+            src.problem("STORE_BACKEND=azure needs AzureWebJobsStorage or AzureWebJobsStorage__accountName");
         }
-        StorageSettings::Local {
-            sqlite_path,
-            blob_dir,
-        }
+        StorageSettings::Local { sqlite_path, blob_dir }
     }
 }
 
 impl MoodleSettings {
     fn load(src: &mut Source) -> Option<Self> {
-        let url = src.url(
-            "MOODLE_URL",
-            &["https", "http"],
-            "base URL of the Moodle site, e.g. https://moodle.example.org",
-        );
-        let token = src.secret(
-            "MOODLE_TOKEN",
-            "web-service token of the bridge's Moodle service account",
-        );
+        let url = src.url("MOODLE_URL", &["https", "http"], "base URL of the Moodle site, e.g. https://moodle.example.org");
+        let token = src.secret("MOODLE_TOKEN", "web-service token of the bridge's Moodle service account");
         let max_form_fields = src.parse(
             "MOODLE_MAX_FORM_FIELDS",
             1000usize,
             "PHP max_input_vars of the Moodle site; write batches stay under it",
         );
-        let timeout_secs = src.parse(
-            "MOODLE_TIMEOUT_SECS",
-            60u64,
-            "timeout of one Moodle web-service call",
-        );
+        let timeout_secs = src.parse("MOODLE_TIMEOUT_SECS", 60u64, "timeout of one Moodle web-service call");
         if max_form_fields < 50 {
             src.problem("MOODLE_MAX_FORM_FIELDS: at least 50 (one user needs about 10 fields)");
         }
         match (url, token) {
-            (Some(url), Some(token)) => Some(MoodleSettings {
-                url,
-                token,
-                max_form_fields,
-                timeout_secs,
-            }),
+            (Some(url), Some(token)) => Some(MoodleSettings { url, token, max_form_fields, timeout_secs }),
             (None, None) => None,
             (Some(_), None) => {
                 src.problem("MOODLE_TOKEN: required when MOODLE_URL is set");
@@ -288,10 +237,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::load(&mut Source::from_map(map))
     }
 
@@ -325,10 +271,7 @@ mod tests {
         match s.storage {
             StorageSettings::Azure(az) => {
                 assert_eq!(az.account, "devstoreaccount1");
-                assert_eq!(
-                    az.table_endpoint.as_deref(),
-                    Some("http://127.0.0.1:10002/devstoreaccount1")
-                );
+                assert_eq!(az.table_endpoint.as_deref(), Some("http://127.0.0.1:10002/devstoreaccount1"));
             }
             other => panic!("expected azure, got {other:?}"),
         }

@@ -16,10 +16,7 @@ pub enum FunctionKind {
     /// Queue trigger named `msg`.
     Queue { queue: &'static str },
     /// HTTP trigger named `req`, HTTP output `res`. Forwarded as-is when it has no other output.
-    Http {
-        route: &'static str,
-        methods: &'static [&'static str],
-    },
+    Http { route: &'static str, methods: &'static [&'static str] },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,65 +35,28 @@ impl FunctionSpec {
 }
 
 pub const FUNCTIONS: &[FunctionSpec] = &[
-    FunctionSpec {
-        name: "SyncTimer",
-        kind: FunctionKind::Timer {
-            schedule_setting: "SYNC_SCHEDULE",
-        },
-        outputs: &[QUEUE_SYNC_WORK],
-    },
-    FunctionSpec {
-        name: "SyncWorker",
-        kind: FunctionKind::Queue {
-            queue: QUEUE_SYNC_WORK,
-        },
-        outputs: &[QUEUE_SYNC_WORK],
-    },
+    FunctionSpec { name: "SyncTimer", kind: FunctionKind::Timer { schedule_setting: "SYNC_SCHEDULE" }, outputs: &[QUEUE_SYNC_WORK] },
+    FunctionSpec { name: "SyncWorker", kind: FunctionKind::Queue { queue: QUEUE_SYNC_WORK }, outputs: &[QUEUE_SYNC_WORK] },
     FunctionSpec {
         name: "AdminSync",
-        kind: FunctionKind::Http {
-            route: "admin/sync/{*rest}",
-            methods: &["get", "post"],
-        },
+        kind: FunctionKind::Http { route: "admin/sync/{*rest}", methods: &["get", "post"] },
         outputs: &[QUEUE_SYNC_WORK],
     },
-    FunctionSpec {
-        name: "BotMessages",
-        kind: FunctionKind::Http {
-            route: "api/messages",
-            methods: &["post"],
-        },
-        outputs: &[],
-    },
+    FunctionSpec { name: "BotMessages", kind: FunctionKind::Http { route: "api/messages", methods: &["post"] }, outputs: &[] },
     FunctionSpec {
         name: "MoodleWebhook",
-        kind: FunctionKind::Http {
-            route: "api/webhook",
-            methods: &["post"],
-        },
+        kind: FunctionKind::Http { route: "api/webhook", methods: &["post"] },
         outputs: &[QUEUE_NOTIFY],
     },
-    FunctionSpec {
-        name: "NotifyFanout",
-        kind: FunctionKind::Queue {
-            queue: QUEUE_NOTIFY,
-        },
-        outputs: &[],
-    },
+    FunctionSpec { name: "NotifyFanout", kind: FunctionKind::Queue { queue: QUEUE_NOTIFY }, outputs: &[] },
     FunctionSpec {
         name: "ConnectorConfig",
-        kind: FunctionKind::Http {
-            route: "connector/{*rest}",
-            methods: &["get", "post", "delete"],
-        },
+        kind: FunctionKind::Http { route: "connector/{*rest}", methods: &["get", "post", "delete"] },
         outputs: &[],
     },
     FunctionSpec {
         name: "ManifestPublish",
-        kind: FunctionKind::Http {
-            route: "teams-app/{*rest}",
-            methods: &["get", "post"],
-        },
+        kind: FunctionKind::Http { route: "teams-app/{*rest}", methods: &["get", "post"] },
         outputs: &[],
     },
 ];
@@ -136,9 +96,7 @@ pub async fn run_timer(
 ) -> Result<FunctionOutputs, FunctionError> {
     match ctx.function {
         "SyncTimer" => crate::sync::functions::on_timer(state, ctx, timer).await,
-        other => Err(FunctionError::BadInput(format!(
-            "{other} is not a timer function"
-        ))),
+        other => Err(FunctionError::BadInput(format!("{other} is not a timer function"))),
     }
 }
 
@@ -152,9 +110,7 @@ pub async fn run_queue(
         "NotifyFanout" => Err(FunctionError::NotConfigured(
             "notification fan-out is not part of this build yet; the message stays queued".into(),
         )),
-        other => Err(FunctionError::BadInput(format!(
-            "{other} is not a queue function"
-        ))),
+        other => Err(FunctionError::BadInput(format!("{other} is not a queue function"))),
     }
 }
 

@@ -30,9 +30,7 @@ impl InvocationRequest {
     }
 
     fn binding(&self, name: &str) -> Result<&Value, PayloadError> {
-        self.data
-            .get(name)
-            .ok_or_else(|| PayloadError::MissingBinding(name.to_string()))
+        self.data.get(name).ok_or_else(|| PayloadError::MissingBinding(name.to_string()))
     }
 
     /// `sys.MethodName`, or the name given in the URL.
@@ -41,34 +39,22 @@ impl InvocationRequest {
     }
 
     pub fn timer(&self, binding: &str) -> Result<TimerInfo, PayloadError> {
-        TimerInfo::from_value(self.binding(binding)?).map_err(|problem| PayloadError::Shape {
-            binding: binding.into(),
-            problem,
-        })
+        TimerInfo::from_value(self.binding(binding)?).map_err(|problem| PayloadError::Shape { binding: binding.into(), problem })
     }
 
     pub fn queue(&self, binding: &str) -> Result<QueueMessage, PayloadError> {
-        let text =
-            decode_string_value(self.binding(binding)?).ok_or_else(|| PayloadError::Shape {
-                binding: binding.into(),
-                problem: "queue message is not a string".into(),
-            })?;
+        let text = decode_string_value(self.binding(binding)?)
+            .ok_or_else(|| PayloadError::Shape { binding: binding.into(), problem: "queue message is not a string".into() })?;
         Ok(QueueMessage {
             text,
-            dequeue_count: self
-                .metadata
-                .get("DequeueCount")
-                .and_then(lenient_u32)
-                .unwrap_or(1),
+            dequeue_count: self.metadata.get("DequeueCount").and_then(lenient_u32).unwrap_or(1),
             id: self.metadata.get("Id").and_then(decode_string_value),
         })
     }
 
     pub fn http(&self, binding: &str) -> Result<HttpRequestData, PayloadError> {
-        serde_json::from_value(self.binding(binding)?.clone()).map_err(|e| PayloadError::Shape {
-            binding: binding.into(),
-            problem: e.to_string(),
-        })
+        serde_json::from_value(self.binding(binding)?.clone())
+            .map_err(|e| PayloadError::Shape { binding: binding.into(), problem: e.to_string() })
     }
 }
 
@@ -100,11 +86,7 @@ pub fn lenient_time(v: &Value) -> Option<DateTime<Utc>> {
     let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|n| n.and_utc())
-        })?;
+        .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))?;
     (t.timestamp() > 0).then_some(t)
 }
 

@@ -17,9 +17,6 @@ impl Outbox {
     }
 
     pub fn take(&self) -> Vec<(String, String)> {
-        self.inner
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+        self.inner.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }

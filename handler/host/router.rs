@@ -25,15 +25,7 @@ fn invocation_id(headers: &HeaderMap, req: Option<&InvocationRequest>) -> Invoca
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| {
-            req.and_then(|r| {
-                r.metadata
-                    .get("sys")?
-                    .get("RandGuid")?
-                    .as_str()
-                    .map(str::to_string)
-            })
-        })
+        .or_else(|| req.and_then(|r| r.metadata.get("sys")?.get("RandGuid")?.as_str().map(str::to_string)))
         .map(InvocationId)
         .unwrap_or_else(|| InvocationId(uuid::Uuid::new_v4().to_string()))
 }
@@ -48,20 +40,13 @@ fn success(outputs: Map<String, Value>, logs: Vec<String>) -> Response {
 }
 
 /// Group queue messages by output binding; several messages to one binding become an array.
-fn queue_outputs(
-    spec_outputs: &[&str],
-    messages: Vec<(String, String)>,
-) -> Result<Map<String, Value>, String> {
+fn queue_outputs(spec_outputs: &[&str], messages: Vec<(String, String)>) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for (queue, body) in messages {
         if !spec_outputs.contains(&queue.as_str()) {
-            return Err(format!(
-                "function has no output binding for queue {queue:?}"
-            ));
+            return Err(format!("function has no output binding for queue {queue:?}"));
         }
-        let slot = out
-            .entry(binding_for_queue(&queue))
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let slot = out.entry(binding_for_queue(&queue)).or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(a) = slot {
             a.push(Value::String(body));
         }
@@ -69,17 +54,9 @@ fn queue_outputs(
     Ok(out)
 }
 
-async fn invoke(
-    State(state): State<AppState>,
-    Path(function): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn invoke(State(state): State<AppState>, Path(function): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(spec) = functions::find(&function) else {
-        return failure(
-            StatusCode::NOT_FOUND,
-            format!("no function named {function:?}"),
-        );
+        return failure(StatusCode::NOT_FOUND, format!("no function named {function:?}"));
     };
     let parsed = InvocationRequest::parse(&body);
     let id = invocation_id(&headers, parsed.as_ref().ok());
@@ -92,10 +69,7 @@ async fn invoke(
                 return failure(StatusCode::BAD_REQUEST, e.to_string());
             }
         };
-        let ctx = InvocationContext {
-            invocation_id: id,
-            function: spec.name,
-        };
+        let ctx = InvocationContext { invocation_id: id, function: spec.name };
         let result: Result<FunctionOutputs, FunctionError> = match spec.kind {
             FunctionKind::Timer { .. } => match req.timer("timer") {
                 Ok(t) => functions::run_timer(&state, &ctx, t).await,
@@ -142,18 +116,11 @@ async fn invoke_http(state: &AppState, outputs: &[&str], req: &InvocationRequest
     };
     let method = match Method::from_bytes(data.method.to_ascii_uppercase().as_bytes()) {
         Ok(m) => m,
-        Err(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                format!("bad method {:?}", data.method),
-            )
-        }
+        Err(_) => return failure(StatusCode::BAD_REQUEST, format!("bad method {:?}", data.method)),
     };
     let mut builder = Request::builder().method(method).uri(path);
     for (name, values) in &data.headers {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-            continue;
-        };
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
         for v in values.values() {
             if let Ok(v) = HeaderValue::from_str(v) {
                 builder = builder.header(name.clone(), v);
@@ -161,18 +128,14 @@ async fn invoke_http(state: &AppState, outputs: &[&str], req: &InvocationRequest
         }
     }
     let outbox = Outbox::default();
-    let request = match builder
-        .extension(outbox.clone())
-        .body(Body::from(data.body_bytes()))
-    {
+    let request = match builder.extension(outbox.clone()).body(Body::from(data.body_bytes())) {
         Ok(r) => r,
         Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let response =
-        match tower::ServiceExt::oneshot(crate::app::public_router(state.clone()), request).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
+    let response = match tower::ServiceExt::oneshot(crate::app::public_router(state.clone()), request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
     let status = response.status();
     let mut headers = Map::new();
     for (k, v) in response.headers() {
@@ -185,18 +148,11 @@ async fn invoke_http(state: &AppState, outputs: &[&str], req: &InvocationRequest
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     // Queue outputs only ride along on success: a failed request must not enqueue anything.
-    let messages = if status.is_success() {
-        outbox.take()
-    } else {
-        Vec::new()
-    };
+    let messages = if status.is_success() { outbox.take() } else { Vec::new() };
     let mut out = match queue_outputs(outputs, messages) {
         Ok(o) => o,
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    out.insert(
-        "res".into(),
-        json!({ "statusCode": status.as_u16(), "headers": headers, "body": body }),
-    );
+    out.insert("res".into(), json!({ "statusCode": status.as_u16(), "headers": headers, "body": body }));
     success(out, vec![format!("HTTP {}", status.as_u16())])
 }

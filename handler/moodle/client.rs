@@ -21,9 +21,7 @@ pub struct MoodleClient {
 
 impl std::fmt::Debug for MoodleClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MoodleClient")
-            .field("endpoint", &self.endpoint.as_str())
-            .finish_non_exhaustive()
+        f.debug_struct("MoodleClient").field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -54,9 +52,7 @@ impl MoodleClient {
 
     /// Largest number of form fields one call may carry (PHP `max_input_vars` minus our own 3, minus margin).
     pub fn field_budget(&self) -> usize {
-        self.max_form_fields
-            .saturating_sub(3 + self.max_form_fields / 20)
-            .max(10)
+        self.max_form_fields.saturating_sub(3 + self.max_form_fields / 20).max(10)
     }
 
     /// Calls made so far, per web-service function (benchmarks and the simulation proof use it).
@@ -69,28 +65,18 @@ impl MoodleClient {
     }
 
     /// Call `function` and decode its JSON answer into `T`.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        function: &str,
-        form: &Form,
-    ) -> Result<T, MoodleError> {
+    pub async fn call<T: DeserializeOwned>(&self, function: &str, form: &Form) -> Result<T, MoodleError> {
         let value = self.call_value(function, form).await?;
         serde_json::from_value(value).map_err(|e| MoodleError::Protocol(format!("{function}: {e}")))
     }
 
-    pub async fn call_value(
-        &self,
-        function: &str,
-        form: &Form,
-    ) -> Result<serde_json::Value, MoodleError> {
+    pub async fn call_value(&self, function: &str, form: &Form) -> Result<serde_json::Value, MoodleError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.call_once(function, form).await {
                 Err(e) if e.is_transient() && attempt <= self.retries => {
-                    let wait = Duration::from_millis(
-                        200 * 2u64.pow(attempt - 1) + rand::random::<u64>() % 100,
-                    );
+                    let wait = Duration::from_millis(200 * 2u64.pow(attempt - 1) + rand::random::<u64>() % 100);
                     tracing::warn!(function, attempt, error = %e, "transient Moodle failure, retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -99,11 +85,7 @@ impl MoodleClient {
         }
     }
 
-    async fn call_once(
-        &self,
-        function: &str,
-        form: &Form,
-    ) -> Result<serde_json::Value, MoodleError> {
+    async fn call_once(&self, function: &str, form: &Form) -> Result<serde_json::Value, MoodleError> {
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(function.to_string()).or_default() += 1;
         }
@@ -124,19 +106,14 @@ impl MoodleClient {
         if !status.is_success() {
             return Err(MoodleError::HttpStatus(status.as_u16()));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| MoodleError::Transport(e.without_url().to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| MoodleError::Transport(e.without_url().to_string()))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
             let head: String = String::from_utf8_lossy(&bytes).chars().take(80).collect();
-            MoodleError::Protocol(format!(
-                "{function}: body is not JSON (starts with {head:?})"
-            ))
+            MoodleError::Protocol(format!("{function}: body is not JSON (starts with {head:?})"))
         })?;
         if value.get("exception").is_some() {
-            let ex: MoodleException = serde_json::from_value(value)
-                .map_err(|e| MoodleError::Protocol(format!("{function}: {e}")))?;
+            let ex: MoodleException =
+                serde_json::from_value(value).map_err(|e| MoodleError::Protocol(format!("{function}: {e}")))?;
             return Err(MoodleError::from_exception(function, ex));
         }
         Ok(value)

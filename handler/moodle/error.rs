@@ -26,21 +26,13 @@ pub enum MoodleError {
     #[error("web-service function {0} does not exist on this Moodle (invalidrecord)")]
     UnknownFunction(String),
     #[error("Moodle refused the parameters ({code}): {message}")]
-    InvalidParameter {
-        code: String,
-        message: String,
-        debuginfo: Option<String>,
-    },
+    InvalidParameter { code: String, message: String, debuginfo: Option<String> },
     #[error("record already exists: {0}")]
     Duplicate(String),
     #[error("record not found in Moodle ({code}): {message}")]
     NotFound { code: String, message: String },
     #[error("Moodle error {code}: {message}")]
-    Other {
-        code: String,
-        exception: String,
-        message: String,
-    },
+    Other { code: String, exception: String, message: String },
     #[error("Moodle answered something that is not the expected JSON: {0}")]
     Protocol(String),
     #[error("cannot reach Moodle: {0}")]
@@ -61,12 +53,7 @@ impl MoodleError {
 
     /// Failures that make every further call pointless (stop the run, tell the admin).
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            MoodleError::InvalidToken
-                | MoodleError::FunctionNotEnabled(_)
-                | MoodleError::UnknownFunction(_)
-        )
+        matches!(self, MoodleError::InvalidToken | MoodleError::FunctionNotEnabled(_) | MoodleError::UnknownFunction(_))
     }
 
     pub fn from_exception(function: &str, ex: MoodleException) -> Self {
@@ -75,33 +62,19 @@ impl MoodleError {
         let debug = ex.debuginfo.clone().unwrap_or_default();
         match code.as_str() {
             "invalidtoken" => MoodleError::InvalidToken,
-            "nopermissions"
-            | "nopermission"
-            | "requireloginerror"
-            | "errorcoursecontextnotvalid"
-            | "wsusercannotassign" => MoodleError::MissingCapability(message),
-            "accessexception" => MoodleError::FunctionNotEnabled(function.to_string()),
-            "invalidrecord" if message.contains("external_functions") => {
-                MoodleError::UnknownFunction(function.to_string())
+            "nopermissions" | "nopermission" | "requireloginerror" | "errorcoursecontextnotvalid" | "wsusercannotassign" => {
+                MoodleError::MissingCapability(message)
             }
+            "accessexception" => MoodleError::FunctionNotEnabled(function.to_string()),
+            "invalidrecord" if message.contains("external_functions") => MoodleError::UnknownFunction(function.to_string()),
             "invalidrecord" | "invaliduser" => MoodleError::NotFound { code, message },
             "invalidparameter" if debug.contains("already exists") => MoodleError::Duplicate(debug),
-            "invalidparameter" | "codingerror" | "criteriaerror" => MoodleError::InvalidParameter {
-                code,
-                message,
-                debuginfo: ex.debuginfo,
-            },
+            "invalidparameter" | "codingerror" | "criteriaerror" => {
+                MoodleError::InvalidParameter { code, message, debuginfo: ex.debuginfo }
+            }
             _ if debug.starts_with("record already exists") => MoodleError::Duplicate(debug),
-            "" => MoodleError::Other {
-                code: "(none)".into(),
-                exception: ex.exception,
-                message: first_line(&message),
-            },
-            _ => MoodleError::Other {
-                code,
-                exception: ex.exception,
-                message,
-            },
+            "" => MoodleError::Other { code: "(none)".into(), exception: ex.exception, message: first_line(&message) },
+            _ => MoodleError::Other { code, exception: ex.exception, message },
         }
     }
 
@@ -119,10 +92,5 @@ impl MoodleError {
 
 /// PHP TypeError messages carry the server's install path; keep only the first line.
 fn first_line(s: &str) -> String {
-    s.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
+    s.lines().next().unwrap_or_default().chars().take(300).collect()
 }

@@ -23,8 +23,7 @@ impl Form {
     /// Append every field of `item` under `prefix[index]`.
     pub fn item(&mut self, prefix: &str, index: usize, item: &[(&str, String)]) {
         for (k, v) in item {
-            self.fields
-                .push((format!("{prefix}[{index}][{k}]"), v.clone()));
+            self.fields.push((format!("{prefix}[{index}][{k}]"), v.clone()));
         }
     }
 
@@ -48,16 +47,9 @@ mod tests {
     #[test]
     fn flattens_like_php() {
         let mut f = Form::new().field("criteria[0][key]", "idnumber");
-        f.item(
-            "users",
-            1,
-            &[("username", "léa".into()), ("auth", "manual".into())],
-        );
+        f.item("users", 1, &[("username", "léa".into()), ("auth", "manual".into())]);
         let keys: Vec<&str> = f.fields().iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["criteria[0][key]", "users[1][username]", "users[1][auth]"]
-        );
+        assert_eq!(keys, ["criteria[0][key]", "users[1][username]", "users[1][auth]"]);
         assert_eq!(f.len(), 3);
     }
 }

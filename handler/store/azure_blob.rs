@@ -11,9 +11,7 @@ pub struct AzureBlobStore {
 
 impl AzureBlobStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        Ok(AzureBlobStore {
-            settings: settings.clone(),
-        })
+        Ok(AzureBlobStore { settings: settings.clone() })
     }
 }
 
@@ -23,19 +21,9 @@ fn todo_err() -> StoreError {
 
 #[async_trait]
 impl BlobStore for AzureBlobStore {
-    async fn put(&self, _: &str, _: &str, _: Vec<u8>, _: &str) -> StoreResult<()> {
-        Err(todo_err())
-    }
-    async fn get(&self, _: &str, _: &str) -> StoreResult<Option<Vec<u8>>> {
-        Err(todo_err())
-    }
-    async fn list(&self, _: &str, _: &str) -> StoreResult<Vec<String>> {
-        Err(todo_err())
-    }
-    async fn delete(&self, _: &str, _: &str) -> StoreResult<()> {
-        Err(todo_err())
-    }
-    fn describe(&self) -> String {
-        format!("azure-blob:{}", self.settings.account)
-    }
+    async fn put(&self, _: &str, _: &str, _: Vec<u8>, _: &str) -> StoreResult<()> { Err(todo_err()) }
+    async fn get(&self, _: &str, _: &str) -> StoreResult<Option<Vec<u8>>> { Err(todo_err()) }
+    async fn list(&self, _: &str, _: &str) -> StoreResult<Vec<String>> { Err(todo_err()) }
+    async fn delete(&self, _: &str, _: &str) -> StoreResult<()> { Err(todo_err()) }
+    fn describe(&self) -> String { format!("azure-blob:{}", self.settings.account) }
 }

@@ -7,13 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    async fn put(
-        &self,
-        container: &str,
-        name: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> StoreResult<()>;
+    async fn put(&self, container: &str, name: &str, bytes: Vec<u8>, content_type: &str) -> StoreResult<()>;
     async fn get(&self, container: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn list(&self, container: &str, prefix: &str) -> StoreResult<Vec<String>>;
     async fn delete(&self, container: &str, name: &str) -> StoreResult<()>;
@@ -23,21 +17,15 @@ pub trait BlobStore: Send + Sync + 'static {
 /// Container and blob names as Azure accepts them; checked on both backends so data can move.
 pub(crate) fn check_names(container: &str, name: &str) -> StoreResult<()> {
     let container_ok = (3..=63).contains(&container.len())
-        && container
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !container.starts_with('-')
         && !container.contains("--");
     if !container_ok {
-        return Err(StoreError::Invalid(format!(
-            "bad container name {container:?}"
-        )));
+        return Err(StoreError::Invalid(format!("bad container name {container:?}")));
     }
     let path_ok = !name.is_empty()
         && name.len() <= 1024
-        && Path::new(name)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
+        && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
         && !name.contains('\\');
     if !path_ok {
         return Err(StoreError::Invalid(format!("bad blob name {name:?}")));
@@ -66,13 +54,7 @@ fn io(e: std::io::Error) -> StoreError {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
-    async fn put(
-        &self,
-        container: &str,
-        name: &str,
-        bytes: Vec<u8>,
-        _content_type: &str,
-    ) -> StoreResult<()> {
+    async fn put(&self, container: &str, name: &str, bytes: Vec<u8>, _content_type: &str) -> StoreResult<()> {
         let path = self.path(container, name)?;
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io)?;

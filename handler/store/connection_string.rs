@@ -42,15 +42,10 @@ pub fn parse(conn: &str) -> Result<AzureStorageSettings, String> {
         });
     }
     let account = account.ok_or("AccountName missing")?;
-    let key = key
-        .ok_or("AccountKey missing (use AzureWebJobsStorage__accountName for managed identity)")?;
+    let key = key.ok_or("AccountKey missing (use AzureWebJobsStorage__accountName for managed identity)")?;
     Ok(AzureStorageSettings {
-        table_endpoint: Some(
-            table.unwrap_or_else(|| format!("{protocol}://{account}.table.{suffix}")),
-        ),
-        blob_endpoint: Some(
-            blob.unwrap_or_else(|| format!("{protocol}://{account}.blob.{suffix}")),
-        ),
+        table_endpoint: Some(table.unwrap_or_else(|| format!("{protocol}://{account}.table.{suffix}"))),
+        blob_endpoint: Some(blob.unwrap_or_else(|| format!("{protocol}://{account}.blob.{suffix}"))),
         account,
         key: Some(Secret::new(key)),
         managed_identity_client_id: None,
@@ -65,27 +60,16 @@ mod tests {
     #[test]
     fn explicit_endpoints_win_and_key_stays_secret() {
         let s = parse("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=abc==;TableEndpoint=http://127.0.0.1:5555/devstoreaccount1/;BlobEndpoint=http://127.0.0.1:5554/devstoreaccount1").unwrap();
-        assert_eq!(
-            s.table_endpoint.as_deref(),
-            Some("http://127.0.0.1:5555/devstoreaccount1")
-        );
-        assert_eq!(
-            s.blob_endpoint.as_deref(),
-            Some("http://127.0.0.1:5554/devstoreaccount1")
-        );
+        assert_eq!(s.table_endpoint.as_deref(), Some("http://127.0.0.1:5555/devstoreaccount1"));
+        assert_eq!(s.blob_endpoint.as_deref(), Some("http://127.0.0.1:5554/devstoreaccount1"));
         assert!(!format!("{s:?}").contains("abc=="));
     }
 
     #[test]
     fn cloud_defaults_and_errors() {
         let s = parse("AccountName=school;AccountKey=k;EndpointSuffix=core.windows.net").unwrap();
-        assert_eq!(
-            s.table_endpoint.as_deref(),
-            Some("https://school.table.core.windows.net")
-        );
-        assert!(parse("AccountName=school")
-            .unwrap_err()
-            .contains("AccountKey"));
+        assert_eq!(s.table_endpoint.as_deref(), Some("https://school.table.core.windows.net"));
+        assert!(parse("AccountName=school").unwrap_err().contains("AccountKey"));
         assert!(parse("garbage").is_err());
     }
 }

@@ -26,16 +26,7 @@ pub mod tables {
     pub const LEASES: &str = "leases";
     /// The standalone server's durable queue (one partition per queue name).
     pub const QUEUE: &str = "queue";
-    pub const ALL: &[&str] = &[
-        CHECKPOINTS,
-        MAPPINGS,
-        RUNS,
-        CONVERSATIONS,
-        WEBHOOKS,
-        DELIVERIES,
-        LEASES,
-        QUEUE,
-    ];
+    pub const ALL: &[&str] = &[CHECKPOINTS, MAPPINGS, RUNS, CONVERSATIONS, WEBHOOKS, DELIVERIES, LEASES, QUEUE];
 }
 
 /// A property value. Integers are kept exact on every backend (Azure gets `Edm.Int64` strings).
@@ -158,10 +149,7 @@ pub enum BatchOp {
     Upsert(Entity),
     /// Replace only if the stored ETag still matches.
     Replace(Entity, ETag),
-    Delete {
-        row_key: String,
-        if_match: Option<ETag>,
-    },
+    Delete { row_key: String, if_match: Option<ETag> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,21 +185,9 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with `PreconditionFailed` when the stored ETag differs, `NotFound` when the row is gone.
     async fn replace(&self, table: &str, entity: &Entity, if_match: &ETag) -> StoreResult<ETag>;
     /// `if_match: None` deletes unconditionally; deleting a missing row is `NotFound`.
-    async fn delete(
-        &self,
-        table: &str,
-        pk: &str,
-        rk: &str,
-        if_match: Option<&ETag>,
-    ) -> StoreResult<()>;
+    async fn delete(&self, table: &str, pk: &str, rk: &str, if_match: Option<&ETag>) -> StoreResult<()>;
     /// One partition in row-key order, `page_size` at most per call.
-    async fn query(
-        &self,
-        table: &str,
-        pk: &str,
-        continuation: Option<&str>,
-        page_size: usize,
-    ) -> StoreResult<Page>;
+    async fn query(&self, table: &str, pk: &str, continuation: Option<&str>, page_size: usize) -> StoreResult<Page>;
     /// Atomic: all operations (same partition, at most 100) apply or none do.
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> StoreResult<()>;
     /// Short name for logs and `check-config`.
@@ -229,23 +205,15 @@ pub(crate) fn validate_key(kind: &str, key: &str) -> StoreResult<()> {
     if key.len() > 1024 {
         return Err(StoreError::Invalid(format!("{kind} longer than 1 KiB")));
     }
-    if key
-        .chars()
-        .any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
-    {
-        return Err(StoreError::Invalid(format!(
-            "{kind} contains a character Azure tables forbid"
-        )));
+    if key.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control()) {
+        return Err(StoreError::Invalid(format!("{kind} contains a character Azure tables forbid")));
     }
     Ok(())
 }
 
 pub(crate) fn validate_batch(pk: &str, ops: &[BatchOp]) -> StoreResult<()> {
     if ops.len() > MAX_BATCH {
-        return Err(StoreError::Invalid(format!(
-            "batch of {} operations (max {MAX_BATCH})",
-            ops.len()
-        )));
+        return Err(StoreError::Invalid(format!("batch of {} operations (max {MAX_BATCH})", ops.len())));
     }
     for op in ops {
         let epk = match op {
@@ -273,15 +241,10 @@ pub fn key_escape(raw: &str) -> String {
 }
 
 /// Open the configured store and blob store.
-pub async fn open(
-    settings: &crate::config::StorageSettings,
-) -> anyhow::Result<(SharedStore, Arc<dyn BlobStore>)> {
+pub async fn open(settings: &crate::config::StorageSettings) -> anyhow::Result<(SharedStore, Arc<dyn BlobStore>)> {
     use crate::config::StorageSettings;
     let pair: (SharedStore, Arc<dyn BlobStore>) = match settings {
-        StorageSettings::Local {
-            sqlite_path,
-            blob_dir,
-        } => (
+        StorageSettings::Local { sqlite_path, blob_dir } => (
             Arc::new(sqlite::SqliteStore::open(sqlite_path)?),
             Arc::new(blob::FsBlobStore::new(blob_dir.clone())),
         ),

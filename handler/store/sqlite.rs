@@ -2,9 +2,7 @@
 //! (table, pk, rk); ETags are per-row version counters, so replace-if-match is one UPDATE
 //! whose WHERE clause carries the version: the database, not our code, decides the winner.
 
-use super::{
-    validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult,
-};
+use super::{validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -33,14 +31,9 @@ fn encode(props: &BTreeMap<String, Prop>) -> StoreResult<String> {
 }
 
 fn decode(pk: String, rk: String, props: &str, version: i64) -> StoreResult<Entity> {
-    let props: BTreeMap<String, Prop> = serde_json::from_str(props)
-        .map_err(|e| StoreError::Backend(format!("corrupt row {pk}/{rk}: {e}")))?;
-    Ok(Entity {
-        partition_key: pk,
-        row_key: rk,
-        props,
-        etag: Some(etag_of(version)),
-    })
+    let props: BTreeMap<String, Prop> =
+        serde_json::from_str(props).map_err(|e| StoreError::Backend(format!("corrupt row {pk}/{rk}: {e}")))?;
+    Ok(Entity { partition_key: pk, row_key: rk, props, etag: Some(etag_of(version)) })
 }
 
 impl SqliteStore {
@@ -61,10 +54,7 @@ impl SqliteStore {
                PRIMARY KEY (tbl, pk, rk)
              ) WITHOUT ROWID;",
         )?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
-        })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -73,9 +63,7 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("sqlite connection poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Backend("sqlite connection poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -103,9 +91,7 @@ fn insert_row(tx: &Connection, table: &str, e: &Entity) -> StoreResult<ETag> {
         params![table, e.partition_key, e.row_key, props, v],
     ) {
         Ok(_) => Ok(etag_of(v)),
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
             Err(StoreError::Conflict)
         }
         Err(e) => Err(db_err(e)),
@@ -135,26 +121,13 @@ fn replace_row(tx: &Connection, table: &str, e: &Entity, if_match: &ETag) -> Sto
     if n == 1 {
         return Ok(etag_of(v));
     }
-    Err(if exists(tx, table, &e.partition_key, &e.row_key)? {
-        StoreError::PreconditionFailed
-    } else {
-        StoreError::NotFound
-    })
+    Err(if exists(tx, table, &e.partition_key, &e.row_key)? { StoreError::PreconditionFailed } else { StoreError::NotFound })
 }
 
-fn delete_row(
-    tx: &Connection,
-    table: &str,
-    pk: &str,
-    rk: &str,
-    if_match: Option<&ETag>,
-) -> StoreResult<()> {
+fn delete_row(tx: &Connection, table: &str, pk: &str, rk: &str, if_match: Option<&ETag>) -> StoreResult<()> {
     let n = match if_match {
         None => tx
-            .execute(
-                "DELETE FROM entities WHERE tbl = ?1 AND pk = ?2 AND rk = ?3",
-                params![table, pk, rk],
-            )
+            .execute("DELETE FROM entities WHERE tbl = ?1 AND pk = ?2 AND rk = ?3", params![table, pk, rk])
             .map_err(db_err)?,
         Some(tag) => {
             let expected = version_of(tag).ok_or(StoreError::PreconditionFailed)?;
@@ -168,11 +141,7 @@ fn delete_row(
     if n == 1 {
         return Ok(());
     }
-    Err(if exists(tx, table, pk, rk)? {
-        StoreError::PreconditionFailed
-    } else {
-        StoreError::NotFound
-    })
+    Err(if exists(tx, table, pk, rk)? { StoreError::PreconditionFailed } else { StoreError::NotFound })
 }
 
 fn exists(tx: &Connection, table: &str, pk: &str, rk: &str) -> StoreResult<bool> {
@@ -258,38 +227,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete(
-        &self,
-        table: &str,
-        pk: &str,
-        rk: &str,
-        if_match: Option<&ETag>,
-    ) -> StoreResult<()> {
+    async fn delete(&self, table: &str, pk: &str, rk: &str, if_match: Option<&ETag>) -> StoreResult<()> {
         check_table(table)?;
-        let (table, pk, rk, tag) = (
-            table.to_string(),
-            pk.to_string(),
-            rk.to_string(),
-            if_match.cloned(),
-        );
-        self.with_conn(move |c| delete_row(c, &table, &pk, &rk, tag.as_ref()))
-            .await
+        let (table, pk, rk, tag) = (table.to_string(), pk.to_string(), rk.to_string(), if_match.cloned());
+        self.with_conn(move |c| delete_row(c, &table, &pk, &rk, tag.as_ref())).await
     }
 
-    async fn query(
-        &self,
-        table: &str,
-        pk: &str,
-        continuation: Option<&str>,
-        page_size: usize,
-    ) -> StoreResult<Page> {
+    async fn query(&self, table: &str, pk: &str, continuation: Option<&str>, page_size: usize) -> StoreResult<Page> {
         check_table(table)?;
         let page_size = page_size.clamp(1, 1000);
-        let (table, pk, after) = (
-            table.to_string(),
-            pk.to_string(),
-            continuation.map(str::to_string),
-        );
+        let (table, pk, after) = (table.to_string(), pk.to_string(), continuation.map(str::to_string));
         self.with_conn(move |c| {
             let mut stmt = c
                 .prepare_cached(
@@ -323,9 +270,7 @@ impl Store for SqliteStore {
         validate_batch(pk, &ops)?;
         for op in &ops {
             match op {
-                BatchOp::Insert(e) | BatchOp::Upsert(e) | BatchOp::Replace(e, _) => {
-                    check_entity(table, e)?
-                }
+                BatchOp::Insert(e) | BatchOp::Upsert(e) | BatchOp::Replace(e, _) => check_entity(table, e)?,
                 BatchOp::Delete { row_key, .. } => validate_key("row key", row_key)?,
             }
         }
@@ -337,9 +282,7 @@ impl Store for SqliteStore {
                     BatchOp::Insert(e) => insert_row(&tx, &table, e).map(drop)?,
                     BatchOp::Upsert(e) => upsert_row(&tx, &table, e).map(drop)?,
                     BatchOp::Replace(e, tag) => replace_row(&tx, &table, e, tag).map(drop)?,
-                    BatchOp::Delete { row_key, if_match } => {
-                        delete_row(&tx, &table, &pk, row_key, if_match.as_ref())?
-                    }
+                    BatchOp::Delete { row_key, if_match } => delete_row(&tx, &table, &pk, row_key, if_match.as_ref())?,
                 }
             }
             // Dropping `tx` on an early `?` rolls back: all or nothing.

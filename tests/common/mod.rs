@@ -27,9 +27,5 @@ pub fn fixture_json(rel: &str) -> serde_json::Value {
 
 /// A free TCP port on loopback (bind to 0, read it, release it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
