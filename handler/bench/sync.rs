@@ -1,3 +1,108 @@
-pub async fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+//! `bench sync --users 50000`: initial sync of generated ENT people from an LDIF export file
+//! into the in-process Moodle double over loopback HTTP, then a run with no change.
+//! Prints wall time, web-service calls, source requests and peak RSS (VmHWM).
+
+use bridge::config::Source;
+use bridge::store::sqlite::SqliteStore;
+use bridge::store::SharedStore;
+use bridge::sync::run::{run_inline, SyncEnv};
+use bridge::sync::testing::ent_data::{self, Spec};
+use bridge::sync::testing::fake_moodle::FakeMoodle;
+use bridge::sync::{SyncOptions, SyncSettings};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut users = 50_000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--users" {
+            users = it
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("--users N"))?
+                .parse()?;
+        }
+    }
+    let dir = tempfile_dir()?;
+    let ldif = dir.join("people.ldif");
+    let spec = Spec::new(users);
+    let t = Instant::now();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&ldif)?);
+        ent_data::write_ldif(&mut f, &spec)?;
+    }
+    println!(
+        "generated {users} people as LDIF ({} MB) in {:.1}s",
+        std::fs::metadata(&ldif)?.len() / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+    let fake = FakeMoodle::start().await;
+    let map: BTreeMap<String, String> = [
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap_or_default()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut src = Source::from_map(map);
+    let settings = SyncSettings::load(&mut src);
+    anyhow::ensure!(src.problems().is_empty(), "{:?}", src.problems());
+    let store: SharedStore = Arc::new(SqliteStore::open(&dir.join("bench.sqlite"))?);
+    store.ensure_tables().await?;
+    let env = SyncEnv {
+        settings: Arc::new(settings),
+        store,
+        blobs: None,
+        moodle: fake.client(),
+    };
+    let opts = SyncOptions::scheduled();
+
+    let t = Instant::now();
+    let r = run_inline(&env, &opts, None).await?;
+    let wall = t.elapsed();
+    let calls = fake.lock().total_calls();
+    println!("\n== initial sync ({users} people, LDIF source, Moodle double over loopback HTTP, MOODLE_MAX_FORM_FIELDS=1000)");
+    print!("{}", r.render());
+    println!("wall time: {:.1}s", wall.as_secs_f64());
+    println!("web-service calls: {calls} ({:?})", fake.calls());
+    println!("moodle users now: {}", fake.lock().users.len());
+    println!(
+        "peak RSS (VmHWM, whole process incl. the double and SQLite): {:.1} MiB",
+        vm_hwm_kib() as f64 / 1024.0
+    );
+
+    fake.reset_calls();
+    let t = Instant::now();
+    let r2 = run_inline(&env, &opts, None).await?;
+    let wall2 = t.elapsed();
+    println!("\n== second run, no change");
+    print!("{}", r2.render());
+    println!("wall time: {:.2}s", wall2.as_secs_f64());
+    println!("source requests: {}", r2.source_requests);
+    let (total, writes) = {
+        let st = fake.lock();
+        (st.total_calls(), st.write_calls())
+    };
+    println!("moodle calls: {total}, writes: {writes}");
+    println!("peak RSS (VmHWM): {:.1} MiB", vm_hwm_kib() as f64 / 1024.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("bench-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }

@@ -1,9 +1,15 @@
 //! Typed Moodle web-service client (REST, `moodlewsrestformat=json`, PHP-style form arrays).
 //! Function families live in their own files; `client` holds the transport and error mapping.
 
+pub mod categories;
 pub mod client;
+pub mod cohorts;
+pub mod courses;
+pub mod enrol;
 pub mod error;
 pub mod form;
+pub mod roles;
+pub mod users;
 
 pub use client::MoodleClient;
 pub use error::MoodleError;

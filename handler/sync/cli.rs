@@ -1,10 +1,102 @@
-//! `handler sync` arguments. Placeholder until issue 4 lands.
+//! `handler sync`: the ENT manual-sync page's options on the command line, with a progress bar
+//! and the report at the end.
 
+use super::engine::Progress;
+use super::report::SyncOptions;
+use super::run::{run_inline, SyncEnv};
 use clap::Args;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Args)]
-pub struct SyncArgs {}
+pub struct SyncArgs {
+    /// Sync user accounts (no entity flag = all entities).
+    #[arg(long)]
+    pub users: bool,
+    /// Sync cohorts (class/level values or directory groups).
+    #[arg(long)]
+    pub cohorts: bool,
+    /// Sync role assignments in course/category contexts.
+    #[arg(long)]
+    pub roles: bool,
+    /// Only this person (login or uid): push a changed entry now.
+    #[arg(long, value_name = "LOGIN_OR_UID")]
+    pub user: Option<String>,
+    /// Re-examine every entry, not only those changed since the checkpoint.
+    #[arg(long)]
+    pub force: bool,
+    /// Refresh records that exist in Moodle; create nothing.
+    #[arg(long)]
+    pub update_only: bool,
+    /// Compute and report every change; write nothing.
+    #[arg(long, alias = "simulation", alias = "dry-run")]
+    pub simulate: bool,
+    /// Per-entry trace of what was compared and decided.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Disable the automatic cohort lock: manage cohorts the bridge did not create too.
+    #[arg(long)]
+    pub no_cohort_lock: bool,
+    /// Allow removing more users than SYNC_REMOVAL_MAX_SHARE.
+    #[arg(long)]
+    pub allow_mass_removal: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub async fn run(_state: crate::app::AppState, _args: SyncArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("sync is not built yet")
+impl SyncArgs {
+    pub fn options(&self) -> SyncOptions {
+        SyncOptions {
+            users: self.users,
+            cohorts: self.cohorts,
+            roles: self.roles,
+            user: self.user.clone(),
+            force: self.force,
+            update_only: self.update_only,
+            simulate: self.simulate,
+            verbose: self.verbose,
+            no_cohort_lock: self.no_cohort_lock,
+            allow_mass_removal: self.allow_mass_removal,
+        }
+    }
+}
+
+/// Exit codes: 0 done, 1 run incomplete or refused, 3 done with failed entries.
+pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<i32> {
+    state.store.ensure_tables().await?;
+    let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed} {pos} entries ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let b = bar.clone();
+    let progress: Progress = Arc::new(move |n| b.inc(n));
+    let result = run_inline(&env, &args.options(), Some(progress)).await;
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync not run: {e}");
+            return Ok(1);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for line in &report.trace {
+            println!("{line}");
+        }
+        print!("{}", report.render());
+    }
+    Ok(if !report.complete || !report.errors.is_empty() {
+        1
+    } else if report.total().failed > 0 {
+        3
+    } else {
+        0
+    })
 }

@@ -1,26 +1,68 @@
-//! ENT/LDAP (and later Entra) → Moodle sync. Placeholder until issue 4 lands.
+//! ENT/LDAP → Moodle sync: typed records → plan → batched writes, checkpoint after each
+//! applied batch (kanidm sync-tool style). Entities and options of the ENT manual-sync page.
 
+pub mod apply;
+pub mod checkpoint;
 pub mod cli;
+pub mod engine;
+pub mod filter;
 pub mod functions;
+pub mod groups;
+pub mod lease;
+pub mod mapping;
+pub mod record;
+pub mod removal;
+pub mod report;
+pub mod run;
+pub mod settings;
+pub mod shard;
+pub mod source;
+pub mod state;
+pub mod testing;
+
+pub use report::{RunReport, SyncOptions};
+pub use run::SyncEnv;
+pub use settings::SyncSettings;
 
 use crate::app::AppState;
-use crate::config::Source;
 use axum::Router;
 
-#[derive(Debug, Clone, Default)]
-pub struct SyncSettings {}
-
-impl SyncSettings {
-    pub fn load(_src: &mut Source) -> Self {
-        SyncSettings {}
-    }
-}
-
+/// The admin page (`/admin/sync`) is a later issue; the sync adds no public route yet.
 pub fn router() -> Router<AppState> {
     Router::new()
 }
 
 /// Reachability checks of the sync's sources for `handler check-config`.
-pub async fn reachability(_state: &AppState) -> Vec<crate::app::Check> {
-    Vec::new()
+pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
+    let s = &state.settings.sync;
+    if !s.enabled {
+        return Vec::new();
+    }
+    let outcome = match &s.source {
+        settings::SourceKind::Ldap => match source::ldap::connect(&s.ldap).await {
+            Ok(mut ldap) => {
+                let _ = ldap.unbind().await;
+                Ok(format!(
+                    "{} (bound{})",
+                    s.ldap.url,
+                    s.ldap
+                        .bind_dn
+                        .as_deref()
+                        .map(|d| format!(" as {d}"))
+                        .unwrap_or_default()
+                ))
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        settings::SourceKind::Ldif(p) | settings::SourceKind::Csv(p) => {
+            match std::fs::metadata(p) {
+                Ok(m) => Ok(format!("{} ({} bytes)", p.display(), m.len())),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            }
+        }
+    };
+    vec![crate::app::Check {
+        service: "sync source".into(),
+        outcome,
+    }]
 }

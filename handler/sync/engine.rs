@@ -1,0 +1,980 @@
+//! The pass over one population: entries → typed records → plan (create / update / unchanged /
+//! skip, with a reason) → batched writes → mapping rows and checkpoint. Simulation is the same
+//! plan with the writes left out.
+
+use super::apply::{bisect, chunks};
+use super::checkpoint::{self, Checkpoint};
+use super::mapping::map_person;
+use super::record::{CohortRef, PersonRecord, RoleRef};
+use super::report::{RunReport, SyncOptions};
+use super::settings::{CohortSourceKind, Population, SourceKind, SyncSettings};
+use super::source::{self, Entry, Query};
+use super::state::{self, MappingRow};
+use crate::ids::{MoodleCohortId, MoodleRoleId, MoodleUserId};
+use crate::moodle::roles::{Assignment, ContextLevel};
+use crate::moodle::users::{MoodleUser, UserField};
+use crate::moodle::{categories, cohorts, courses, roles, users, MoodleClient, MoodleError};
+use crate::store::SharedStore;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Everything a pass needs; the clients come in as parameters so tests pass doubles.
+#[derive(Clone)]
+pub struct Ctx {
+    pub settings: Arc<SyncSettings>,
+    pub store: SharedStore,
+    pub moodle: MoodleClient,
+    pub opts: SyncOptions,
+    pub run_id: String,
+    pub progress: Option<Progress>,
+}
+
+/// State carried across batches (and populations, in an in-process run).
+#[derive(Default)]
+pub struct PassState {
+    /// Source keys seen by complete reads (removals compare against it).
+    pub seen: HashSet<String>,
+    usernames: HashMap<String, String>,
+    cohort_index: Option<HashMap<String, MoodleCohortId>>,
+    contexts: HashMap<(ContextLevel, String), Result<i64, String>>,
+    fake_id: i64,
+}
+
+impl PassState {
+    fn fake_id(&mut self) -> i64 {
+        self.fake_id -= 1;
+        self.fake_id
+    }
+}
+
+/// Stop the shard (the queue retries it; a CLI run reports it).
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Moodle(#[from] MoodleError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+}
+
+pub const ENTITIES: [&str; 3] = ["users", "cohorts", "roles"];
+
+fn selected(opts: &SyncOptions) -> Vec<&'static str> {
+    ENTITIES
+        .iter()
+        .copied()
+        .filter(|e| match *e {
+            "users" => opts.users,
+            "cohorts" => opts.cohorts,
+            _ => opts.roles,
+        })
+        .collect()
+}
+
+/// One population: read (incrementally unless forced) and apply every selected entity.
+pub async fn run_population(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    pop: &Population,
+) -> Result<(), PassError> {
+    let s = &ctx.settings;
+    let entities = selected(&ctx.opts);
+    let config_hash = s.config_hash();
+    let pass_start = checkpoint::generalized(chrono::Utc::now());
+    let mut cps = Vec::new();
+    for e in &entities {
+        cps.push(checkpoint::load(&ctx.store, e, &pop.name).await?);
+    }
+    let full = ctx.opts.force
+        || ctx.opts.user.is_some()
+        || cps.iter().any(|c| {
+            c.as_ref()
+                .is_none_or(|c| c.config_hash != config_hash || c.marker.is_none())
+        });
+    let since = if full {
+        None
+    } else {
+        cps.iter()
+            .flatten()
+            .filter_map(|c| c.marker.as_deref())
+            .min()
+            .and_then(|m| checkpoint::since_with_overlap(m, s.overlap_secs))
+    };
+    let file_hash = match &s.source {
+        SourceKind::Ldif(p) | SourceKind::Csv(p) => Some(source::file_hash(p)?),
+        SourceKind::Ldap => None,
+    };
+    if !full
+        && file_hash.is_some()
+        && cps
+            .iter()
+            .all(|c| c.as_ref().and_then(|c| c.file_hash.as_ref()) == file_hash.as_ref())
+    {
+        report.source_requests += 1;
+        report.trace(|| {
+            format!(
+                "{}: export file unchanged since the last pass: nothing to read",
+                pop.name
+            )
+        });
+        return Ok(());
+    }
+    let filter = match &ctx.opts.user {
+        Some(u) => format!(
+            "(&{}(|{}{}))",
+            pop.filter,
+            super::filter::equals(&s.mapping.key, u),
+            super::filter::equals(&s.mapping.username.attr, u)
+        ),
+        None => pop.filter.clone(),
+    };
+    report.trace(|| {
+        format!(
+            "{}: search {filter} under {} since {}",
+            pop.name,
+            pop.base,
+            since.as_deref().unwrap_or("the beginning")
+        )
+    });
+    let query = Query {
+        base: pop.base.clone(),
+        filter,
+        since,
+        attrs: s.person_attributes(),
+    };
+    let (mut rx, handle) = source::spawn_read(s, query);
+    let mut batch = Vec::with_capacity(s.batch_size);
+    let mut applied: i64 = 0;
+    let mut seen_here = Vec::new();
+    loop {
+        let next = rx.recv().await;
+        let done = next.is_none();
+        if let Some(e) = next {
+            batch.push(e);
+        }
+        if batch.len() >= s.batch_size || (done && !batch.is_empty()) {
+            let n = batch.len() as u64;
+            report.entries_read += n;
+            let keys = process_batch(ctx, st, report, std::mem::take(&mut batch)).await;
+            let keys = match keys {
+                Ok(k) => k,
+                Err(e) => {
+                    drop(rx);
+                    let _ = handle.await;
+                    return Err(e);
+                }
+            };
+            seen_here.extend(keys);
+            applied += n as i64;
+            if let Some(p) = &ctx.progress {
+                p(n);
+            }
+            if !ctx.opts.simulate && ctx.opts.user.is_none() {
+                for (e, cp) in entities.iter().zip(&cps) {
+                    let mut cp = cp.clone().unwrap_or_default();
+                    cp.run_id = ctx.run_id.clone();
+                    cp.progress = applied;
+                    checkpoint::save(&ctx.store, e, &pop.name, &cp).await?;
+                }
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    let summary = match handle.await {
+        Ok(Ok(sum)) => sum,
+        Ok(Err(e)) => {
+            report.complete = false;
+            report.errors.push(format!(
+                "{}: read failed after {applied} entries: {e}",
+                pop.name
+            ));
+            return Ok(());
+        }
+        Err(e) => {
+            report.complete = false;
+            report
+                .errors
+                .push(format!("{}: reader crashed: {e}", pop.name));
+            return Ok(());
+        }
+    };
+    report.source_requests += summary.requests;
+    st.seen.extend(seen_here);
+    if !ctx.opts.simulate && ctx.opts.user.is_none() {
+        for e in &entities {
+            let cp = Checkpoint {
+                marker: Some(pass_start.clone()),
+                config_hash: config_hash.clone(),
+                file_hash: file_hash.clone(),
+                run_id: ctx.run_id.clone(),
+                progress: applied,
+            };
+            checkpoint::save(&ctx.store, e, &pop.name, &cp).await?;
+        }
+    }
+    Ok(())
+}
+
+enum UserPlan {
+    Unchanged(MoodleUserId),
+    Update(MoodleUserId, Vec<&'static str>),
+    Create,
+    Lookup,
+    Skip,
+}
+
+/// Apply one batch; returns the keys it saw (for removals).
+async fn process_batch(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    entries: Vec<Entry>,
+) -> Result<Vec<String>, PassError> {
+    let s = &ctx.settings;
+    let opts = &ctx.opts;
+    let mut recs: Vec<PersonRecord> = Vec::with_capacity(entries.len());
+    let mut keys = Vec::with_capacity(entries.len());
+    for e in entries {
+        match map_person(s, &e) {
+            Ok(r) => {
+                keys.push(r.key.clone());
+                match st.usernames.get(&r.fields.username) {
+                    Some(other) if other != &r.key => {
+                        let reason = format!(
+                            "duplicate login {:?}: already used by {other} in this directory",
+                            r.fields.username
+                        );
+                        report.skipped("users", &r.key, reason);
+                        continue;
+                    }
+                    _ => {
+                        st.usernames
+                            .insert(r.fields.username.clone(), r.key.clone());
+                    }
+                }
+                for n in &r.notes {
+                    report.trace(|| format!("users {}: {n}", r.key));
+                }
+                recs.push(r);
+            }
+            Err(reason) => {
+                let key = Entry::rdn_value(&e.dn).unwrap_or(&e.dn).to_string();
+                keys.push(key.clone());
+                report.skipped("users", &key, reason);
+            }
+        }
+    }
+    let mut rows: Vec<Option<MappingRow>> = Vec::with_capacity(recs.len());
+    for r in &recs {
+        rows.push(state::load(&ctx.store, &r.key).await?);
+    }
+    let budget = ctx.moodle.field_budget();
+
+    // ---- users
+    let mut plans: Vec<UserPlan> = Vec::with_capacity(recs.len());
+    for (r, row) in recs.iter().zip(&rows) {
+        let known = row
+            .as_ref()
+            .filter(|row| !opts.force && !row.suspended && row.fields.is_some())
+            .and_then(|row| row.moodle_id.map(|id| (row, id)));
+        plans.push(match known {
+            Some((row, id)) if row.fingerprint == r.fingerprint() => {
+                UserPlan::Unchanged(MoodleUserId(id))
+            }
+            Some((row, id)) if opts.users => {
+                let diff = r.fields.diff_fields(row.fields.as_ref().expect("filtered"));
+                UserPlan::Update(MoodleUserId(id), diff)
+            }
+            Some((_, id)) => UserPlan::Unchanged(MoodleUserId(id)),
+            None => UserPlan::Lookup,
+        });
+    }
+    let lookup_idx: Vec<usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p, UserPlan::Lookup))
+        .map(|(i, _)| i)
+        .collect();
+    if !lookup_idx.is_empty() {
+        let names: Vec<String> = lookup_idx
+            .iter()
+            .map(|i| recs[*i].fields.username.clone())
+            .collect();
+        let by_name = lookup(&ctx.moodle, UserField::Username, &names, budget).await?;
+        let mut by_name: HashMap<String, MoodleUser> = by_name
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect();
+        let missing: Vec<String> = lookup_idx
+            .iter()
+            .filter(|i| {
+                !by_name.contains_key(&recs[**i].fields.username)
+                    && !recs[**i].fields.idnumber.is_empty()
+            })
+            .map(|i| recs[*i].fields.idnumber.clone())
+            .collect();
+        let found_idn = lookup(&ctx.moodle, UserField::Idnumber, &missing, budget).await?;
+        let mut by_idn: HashMap<String, Vec<MoodleUser>> = HashMap::new();
+        for u in found_idn {
+            by_idn.entry(u.idnumber.clone()).or_default().push(u);
+        }
+        for i in lookup_idx {
+            let r = &recs[i];
+            let plan = if let Some(mu) = by_name.remove(&r.fields.username) {
+                if !mu.idnumber.is_empty()
+                    && !r.fields.idnumber.is_empty()
+                    && mu.idnumber != r.fields.idnumber
+                {
+                    report.skipped("users", &r.key, format!("username {:?} belongs to another Moodle account (idnumber {:?}, not {:?})", mu.username, mu.idnumber, r.fields.idnumber));
+                    UserPlan::Skip
+                } else {
+                    report.trace(|| {
+                        format!(
+                            "users {}: found in Moodle by username (id {})",
+                            r.key, mu.id
+                        )
+                    });
+                    diff_plan(r, &mu, opts)
+                }
+            } else if let Some(list) = by_idn
+                .get(&r.fields.idnumber)
+                .filter(|_| !r.fields.idnumber.is_empty())
+            {
+                if list.len() > 1 {
+                    report.skipped(
+                        "users",
+                        &r.key,
+                        format!(
+                            "{} Moodle accounts share idnumber {:?}",
+                            list.len(),
+                            r.fields.idnumber
+                        ),
+                    );
+                    UserPlan::Skip
+                } else {
+                    report.trace(|| {
+                        format!(
+                            "users {}: found in Moodle by idnumber (id {}, username {:?})",
+                            r.key, list[0].id, list[0].username
+                        )
+                    });
+                    diff_plan(r, &list[0], opts)
+                }
+            } else if !opts.users {
+                report.skipped(
+                    "users",
+                    &r.key,
+                    "not in Moodle yet (users were not selected)",
+                );
+                UserPlan::Skip
+            } else if opts.update_only {
+                report.skipped("users", &r.key, "update only: no Moodle account to update");
+                UserPlan::Skip
+            } else {
+                UserPlan::Create
+            };
+            plans[i] = plan;
+        }
+    }
+    let mut ids: Vec<Option<MoodleUserId>> = vec![None; recs.len()];
+    let mut user_ok: Vec<bool> = vec![true; recs.len()];
+    let mut creates = Vec::new();
+    let mut updates = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        match p {
+            UserPlan::Unchanged(id) => {
+                ids[i] = Some(*id);
+                if opts.users {
+                    report.counts("users").unchanged += 1;
+                    report.trace(|| format!("users {}: unchanged", recs[i].key));
+                }
+            }
+            UserPlan::Update(id, diff) if diff.is_empty() => {
+                ids[i] = Some(*id);
+                report.counts("users").unchanged += 1;
+                report.trace(|| format!("users {}: unchanged", recs[i].key));
+            }
+            UserPlan::Update(id, diff) => {
+                ids[i] = Some(*id);
+                report.trace(|| format!("users {}: update {}", recs[i].key, diff.join(", ")));
+                updates.push((i, recs[i].fields.update_item(*id, diff)));
+            }
+            UserPlan::Create => {
+                report.trace(|| {
+                    format!(
+                        "users {}: create {:?}",
+                        recs[i].key, recs[i].fields.username
+                    )
+                });
+                creates.push((i, recs[i].fields.create_item()));
+            }
+            UserPlan::Skip | UserPlan::Lookup => user_ok[i] = false,
+        }
+    }
+    if opts.simulate {
+        report.counts("users").created += creates.len() as u64;
+        report.counts("users").updated += updates.len() as u64;
+        for (i, _) in &creates {
+            ids[*i] = Some(MoodleUserId(st.fake_id()));
+        }
+    } else {
+        let sizes: Vec<usize> = creates.iter().map(|(_, f)| f.len()).collect();
+        for range in chunks(&sizes, budget, s.batch_size) {
+            let part: Vec<(usize, Vec<(String, String)>)> = creates[range].to_vec();
+            let client = &ctx.moodle;
+            let out = bisect(
+                part,
+                |items| async move { users::create(client, &items).await },
+            )
+            .await?;
+            for (i, created) in out.ok {
+                ids[i] = Some(created.id);
+                report.counts("users").created += 1;
+            }
+            for (i, why) in out.failed {
+                user_ok[i] = false;
+                report.failed(
+                    "users",
+                    &recs[i].key,
+                    format!("create {:?}: {why}", recs[i].fields.username),
+                );
+            }
+        }
+        let sizes: Vec<usize> = updates.iter().map(|(_, f)| f.len()).collect();
+        for range in chunks(&sizes, budget, s.batch_size) {
+            let part = &updates[range];
+            let items: Vec<Vec<(String, String)>> = part.iter().map(|(_, f)| f.clone()).collect();
+            let warnings = users::update(&ctx.moodle, &items).await?;
+            let mut bad: HashMap<i64, String> = HashMap::new();
+            for w in warnings {
+                if let Some(id) = w.itemid {
+                    bad.insert(id, format!("{}: {}", w.warningcode, w.message));
+                }
+            }
+            for (i, _) in part {
+                let id = ids[*i].map(|m| m.0).unwrap_or_default();
+                match bad.get(&id) {
+                    Some(why) => {
+                        user_ok[*i] = false;
+                        report.failed("users", &recs[*i].key, format!("update (id {id}): {why}"));
+                    }
+                    None => report.counts("users").updated += 1,
+                }
+            }
+        }
+    }
+
+    // ---- cohorts (class values on the person)
+    let mut cohort_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
+    if opts.cohorts && matches!(s.cohorts.kind, CohortSourceKind::Attribute(_)) {
+        cohort_sets = apply_cohort_memberships(ctx, st, report, &recs, &rows, &ids, budget).await?;
+    }
+    // ---- role assignments
+    let mut role_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
+    if opts.roles && !s.role_rules.is_empty() {
+        role_sets = apply_roles(ctx, st, report, &recs, &rows, &ids, budget).await?;
+    }
+
+    // ---- remember what was applied
+    if !opts.simulate {
+        let mut out = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            let Some(id) = ids[i] else { continue };
+            let old = rows[i].clone().unwrap_or_default();
+            let users_written = opts.users && user_ok[i];
+            let row = MappingRow {
+                key: r.key.clone(),
+                moodle_id: Some(id.0),
+                username: r.fields.username.clone(),
+                fields: if users_written {
+                    Some(r.fields.clone())
+                } else {
+                    old.fields.clone().filter(|_| user_ok[i])
+                },
+                fingerprint: if users_written {
+                    r.fingerprint()
+                } else if user_ok[i] {
+                    old.fingerprint.clone()
+                } else {
+                    String::new()
+                },
+                cohorts: cohort_sets[i].clone().unwrap_or(old.cohorts.clone()),
+                roles: role_sets[i].clone().unwrap_or(old.roles.clone()),
+                suspended: old.suspended && !users_written,
+            };
+            if rows[i].as_ref() != Some(&row) {
+                out.push(row);
+            }
+        }
+        state::save_all(&ctx.store, &out).await?;
+    }
+    Ok(keys)
+}
+
+fn diff_plan(r: &PersonRecord, mu: &MoodleUser, opts: &SyncOptions) -> UserPlan {
+    if !opts.users {
+        return UserPlan::Unchanged(mu.id);
+    }
+    UserPlan::Update(mu.id, r.fields.diff(mu))
+}
+
+/// `core_user_get_users_by_field` in chunks that fit the form budget.
+async fn lookup(
+    client: &MoodleClient,
+    field: UserField,
+    values: &[String],
+    budget: usize,
+) -> Result<Vec<MoodleUser>, MoodleError> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(budget.saturating_sub(1).max(1)) {
+        out.extend(users::get_by_field(client, field, chunk).await?);
+    }
+    Ok(out)
+}
+
+async fn cohort_index<'a>(
+    ctx: &Ctx,
+    st: &'a mut PassState,
+) -> Result<&'a mut HashMap<String, MoodleCohortId>, MoodleError> {
+    if st.cohort_index.is_none() {
+        let all = cohorts::get_all(&ctx.moodle).await?;
+        st.cohort_index = Some(
+            all.into_iter()
+                .filter(|c| !c.idnumber.is_empty())
+                .map(|c| (c.idnumber, c.id))
+                .collect(),
+        );
+    }
+    Ok(st.cohort_index.as_mut().expect("just set"))
+}
+
+/// Find (or create) the Moodle cohorts for `wanted`; returns key → id, and reports skips.
+/// With the cohort lock (default) only cohorts whose idnumber carries the bridge's prefix are
+/// used; without it, an existing cohort whose idnumber is the bare key is adopted.
+pub(crate) async fn ensure_cohorts(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    wanted: &BTreeMap<String, CohortRef>,
+) -> Result<HashMap<String, MoodleCohortId>, PassError> {
+    let prefix = ctx.settings.cohorts.prefix.clone();
+    let mut found = HashMap::new();
+    let mut to_create = Vec::new();
+    {
+        let index = cohort_index(ctx, st).await?;
+        for (key, c) in wanted {
+            let ours = format!("{prefix}{key}");
+            // Without the lock, a cohort someone else made for the same key takes precedence.
+            if let Some(id) = index.get(key).filter(|_| ctx.opts.no_cohort_lock) {
+                report.trace(|| format!("cohorts {key}: adopting the existing cohort {key:?} (cohort lock disabled)"));
+                found.insert(key.clone(), *id);
+            } else if let Some(id) = index.get(&ours) {
+                found.insert(key.clone(), *id);
+            } else {
+                if index.contains_key(key) {
+                    report.trace(|| format!("cohorts {key}: a cohort with idnumber {key:?} exists but was not created by the bridge (locked); using {ours:?}"));
+                }
+                to_create.push((
+                    key.clone(),
+                    cohorts::NewCohort {
+                        name: c.name.clone(),
+                        idnumber: ours,
+                        description: "Synchronised from the ENT directory".into(),
+                    },
+                ));
+            }
+        }
+    }
+    if to_create.is_empty() {
+        return Ok(found);
+    }
+    if ctx.opts.update_only {
+        for (key, _) in &to_create {
+            report.skipped(
+                "cohorts",
+                key,
+                "update only: cohort does not exist in Moodle",
+            );
+        }
+        return Ok(found);
+    }
+    if ctx.opts.simulate {
+        for (key, c) in to_create {
+            report.counts("cohorts").created += 1;
+            report.trace(|| format!("cohorts {key}: create {:?}", c.idnumber));
+            let id = MoodleCohortId(st.fake_id());
+            found.insert(key.clone(), id);
+            cohort_index(ctx, st).await?.insert(c.idnumber, id);
+        }
+        return Ok(found);
+    }
+    let sizes = vec![cohorts::CREATE_FIELDS; to_create.len()];
+    for range in chunks(&sizes, ctx.moodle.field_budget(), ctx.settings.batch_size) {
+        let part: Vec<(usize, cohorts::NewCohort)> =
+            range.clone().map(|i| (i, to_create[i].1.clone())).collect();
+        let client = &ctx.moodle;
+        let out = bisect(part, |items| async move {
+            cohorts::create(client, &items).await
+        })
+        .await?;
+        for (i, c) in out.ok {
+            report.counts("cohorts").created += 1;
+            report.trace(|| {
+                format!(
+                    "cohorts {}: created {:?} (id {})",
+                    to_create[i].0, c.idnumber, c.id
+                )
+            });
+            found.insert(to_create[i].0.clone(), c.id);
+            cohort_index(ctx, st)
+                .await?
+                .insert(c.idnumber.clone(), c.id);
+        }
+        for (i, why) in out.failed {
+            report.failed(
+                "cohorts",
+                &to_create[i].0,
+                format!("create {:?}: {why}", to_create[i].1.idnumber),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// (desired, to add, to remove) cohort keys of one person.
+type MembershipPlan = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
+
+/// Membership from the person's class values, differential against what the bridge gave before.
+async fn apply_cohort_memberships(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    recs: &[PersonRecord],
+    rows: &[Option<MappingRow>],
+    ids: &[Option<MoodleUserId>],
+    budget: usize,
+) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
+    let force = ctx.opts.force;
+    let mut wanted: BTreeMap<String, CohortRef> = BTreeMap::new();
+    let mut plans: Vec<Option<MembershipPlan>> = Vec::with_capacity(recs.len());
+    for (i, r) in recs.iter().enumerate() {
+        if ids[i].is_none() {
+            plans.push(None);
+            continue;
+        }
+        let desired: BTreeSet<String> = r.cohorts.iter().map(|c| c.key.clone()).collect();
+        let prev = rows[i]
+            .as_ref()
+            .map(|row| row.cohorts.clone())
+            .unwrap_or_default();
+        let add: BTreeSet<String> = if force || rows[i].is_none() {
+            desired.clone()
+        } else {
+            desired.difference(&prev).cloned().collect()
+        };
+        let remove: BTreeSet<String> = prev.difference(&desired).cloned().collect();
+        for c in &r.cohorts {
+            if add.contains(&c.key) || remove.contains(&c.key) {
+                wanted.insert(c.key.clone(), c.clone());
+            }
+        }
+        for k in &remove {
+            wanted.entry(k.clone()).or_insert_with(|| CohortRef {
+                key: k.clone(),
+                name: k.clone(),
+            });
+        }
+        plans.push(Some((desired, add, remove)));
+    }
+    let cohort_ids = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        ensure_cohorts(ctx, st, report, &wanted).await?
+    };
+    let mut adds: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
+    let mut removes: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
+    let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
+    for (i, plan) in plans.iter().enumerate() {
+        let (Some((desired, add, remove)), Some(uid)) = (plan, ids[i]) else {
+            continue;
+        };
+        let mut applied = desired.clone();
+        if add.is_empty() && remove.is_empty() {
+            report.counts("memberships").unchanged += 1;
+        }
+        for k in add {
+            match cohort_ids.get(k) {
+                Some(cid) => {
+                    report.trace(|| format!("memberships {}: add to {k}", recs[i].key));
+                    adds.push((i, k.clone(), (*cid, uid)));
+                }
+                None => {
+                    applied.remove(k);
+                    report.skipped(
+                        "memberships",
+                        &recs[i].key,
+                        format!("cohort {k} is not available"),
+                    );
+                }
+            }
+        }
+        for k in remove {
+            if let Some(cid) = cohort_ids.get(k) {
+                report.trace(|| format!("memberships {}: remove from {k}", recs[i].key));
+                removes.push((i, k.clone(), (*cid, uid)));
+            }
+        }
+        result[i] = Some(applied);
+    }
+    if ctx.opts.simulate {
+        report.counts("memberships").created += adds.len() as u64;
+        report.counts("memberships").removed += removes.len() as u64;
+        return Ok(result);
+    }
+    let per_call = (budget / cohorts::MEMBER_FIELDS).clamp(1, 1000);
+    for part in adds.chunks(per_call) {
+        let pairs: Vec<(MoodleCohortId, MoodleUserId)> = part.iter().map(|(_, _, p)| *p).collect();
+        let warnings = cohorts::add_members(&ctx.moodle, &pairs).await?;
+        let mut failed_users: HashSet<String> = HashSet::new();
+        let mut already = 0u64;
+        for w in &warnings {
+            if w.warningcode == "3" {
+                already += 1;
+                continue;
+            }
+            // Warnings carry no item index: "user id=N not exists" / "cohort … not exists".
+            let culprit = part.iter().find(|(_, _, (c, u))| {
+                w.message.contains(&format!("id={u} ")) || w.message.contains(&format!("id={c} "))
+            });
+            match culprit {
+                Some((i, k, _)) => {
+                    failed_users.insert(format!("{i}|{k}"));
+                    report.failed(
+                        "memberships",
+                        &recs[*i].key,
+                        format!("add to {k}: {} {}", w.warningcode, w.message),
+                    );
+                    if let Some(set) = result[*i].as_mut() {
+                        set.remove(k);
+                    }
+                }
+                None => report.errors.push(format!(
+                    "add_cohort_members warning {}: {}",
+                    w.warningcode, w.message
+                )),
+            }
+        }
+        let ok = part.len() as u64 - failed_users.len() as u64;
+        report.counts("memberships").created += ok.saturating_sub(already);
+        report.counts("memberships").unchanged += already;
+    }
+    for part in removes.chunks(per_call) {
+        let pairs: Vec<(MoodleCohortId, MoodleUserId)> = part.iter().map(|(_, _, p)| *p).collect();
+        match cohorts::delete_members(&ctx.moodle, &pairs).await {
+            Ok(()) => report.counts("memberships").removed += part.len() as u64,
+            Err(e) if e.may_be_item_specific() => {
+                for (i, k, _) in part {
+                    report.failed(
+                        "memberships",
+                        &recs[*i].key,
+                        format!("remove from {k}: {e}"),
+                    );
+                    if let Some(set) = result[*i].as_mut() {
+                        set.insert(k.clone());
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(result)
+}
+
+/// Resolve a context idnumber to its Moodle instance id (course or category), cached per pass.
+async fn resolve_context(
+    ctx: &Ctx,
+    st: &mut PassState,
+    level: ContextLevel,
+    idnumber: &str,
+) -> Result<Result<i64, String>, MoodleError> {
+    if let Some(r) = st.contexts.get(&(level, idnumber.to_string())) {
+        return Ok(r.clone());
+    }
+    let r = match level {
+        ContextLevel::Course => {
+            match courses::by_field(&ctx.moodle, courses::CourseField::Idnumber, idnumber)
+                .await?
+                .as_slice()
+            {
+                [c] => Ok(c.id.0),
+                [] => Err(format!("no course with idnumber {idnumber:?} in Moodle")),
+                many => Err(format!(
+                    "{} courses share idnumber {idnumber:?}",
+                    many.len()
+                )),
+            }
+        }
+        ContextLevel::Coursecat => match categories::by_idnumber(&ctx.moodle, idnumber).await {
+            Ok(list) => match list.as_slice() {
+                [c] => Ok(c.id.0),
+                [] => Err(format!("no category with idnumber {idnumber:?} in Moodle")),
+                many => Err(format!(
+                    "{} categories share idnumber {idnumber:?}",
+                    many.len()
+                )),
+            },
+            Err(MoodleError::MissingCapability(m)) => Err(m),
+            Err(e) => return Err(e),
+        },
+    };
+    st.contexts.insert((level, idnumber.to_string()), r.clone());
+    Ok(r)
+}
+
+async fn apply_roles(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    recs: &[PersonRecord],
+    rows: &[Option<MappingRow>],
+    ids: &[Option<MoodleUserId>],
+    budget: usize,
+) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
+    let s = &ctx.settings;
+    let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
+    let mut assigns: Vec<(usize, String, Assignment)> = Vec::new();
+    let mut unassigns: Vec<(usize, String, Assignment)> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let Some(uid) = ids[i] else { continue };
+        let prev = rows[i]
+            .as_ref()
+            .map(|row| row.roles.clone())
+            .unwrap_or_default();
+        let desired: BTreeMap<String, &RoleRef> =
+            r.roles.iter().map(|rr| (rr.label(), rr)).collect();
+        let mut applied: BTreeSet<String> = BTreeSet::new();
+        let mut changed = false;
+        for (label, rr) in &desired {
+            if prev.contains(label) && !ctx.opts.force {
+                applied.insert(label.clone());
+                continue;
+            }
+            let Some(roleid) = s.role_id(&rr.role) else {
+                report.skipped(
+                    "roles",
+                    &r.key,
+                    format!("{label}: role {:?} has no id in SYNC_ROLE_IDS", rr.role),
+                );
+                continue;
+            };
+            match resolve_context(ctx, st, rr.level, &rr.context).await? {
+                Ok(instance) => {
+                    changed = true;
+                    report.trace(|| format!("roles {}: assign {label}", r.key));
+                    assigns.push((
+                        i,
+                        label.clone(),
+                        Assignment {
+                            roleid: MoodleRoleId(roleid),
+                            userid: uid,
+                            level: rr.level,
+                            instanceid: instance,
+                        },
+                    ));
+                    applied.insert(label.clone());
+                }
+                Err(why) => report.skipped("roles", &r.key, format!("{label}: {why}")),
+            }
+        }
+        for label in prev.iter().filter(|l| !desired.contains_key(*l)) {
+            let mut parts = label.splitn(2, '@');
+            let (Some(role), Some(rest)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Some((level, context)) = rest.split_once(':') else {
+                continue;
+            };
+            let level = if level == "coursecat" {
+                ContextLevel::Coursecat
+            } else {
+                ContextLevel::Course
+            };
+            let (Some(roleid), Ok(instance)) = (
+                s.role_id(role),
+                resolve_context(ctx, st, level, context).await?,
+            ) else {
+                report
+                    .trace(|| format!("roles {}: {label} no longer resolvable, forgotten", r.key));
+                continue;
+            };
+            changed = true;
+            report.trace(|| format!("roles {}: unassign {label}", r.key));
+            unassigns.push((
+                i,
+                label.clone(),
+                Assignment {
+                    roleid: MoodleRoleId(roleid),
+                    userid: uid,
+                    level,
+                    instanceid: instance,
+                },
+            ));
+        }
+        if !changed && !desired.is_empty() {
+            report.counts("roles").unchanged += 1;
+        }
+        result[i] = Some(applied);
+    }
+    if ctx.opts.simulate {
+        report.counts("roles").created += assigns.len() as u64;
+        report.counts("roles").removed += unassigns.len() as u64;
+        return Ok(result);
+    }
+    let sizes = vec![roles::ASSIGN_FIELDS; assigns.len()];
+    for range in chunks(&sizes, budget, s.batch_size * 4) {
+        let part: Vec<(usize, Assignment)> =
+            range.clone().map(|j| (j, assigns[j].2.clone())).collect();
+        let client = &ctx.moodle;
+        let out = bisect(part, |items| async move {
+            roles::assign(client, &items)
+                .await
+                .map(|()| vec![(); items.len()])
+        })
+        .await?;
+        report.counts("roles").created += out.ok.len() as u64;
+        for (j, why) in out.failed {
+            let (i, label, _) = &assigns[j];
+            report.failed("roles", &recs[*i].key, format!("assign {label}: {why}"));
+            if let Some(set) = result[*i].as_mut() {
+                set.remove(label);
+            }
+        }
+    }
+    let sizes = vec![roles::ASSIGN_FIELDS; unassigns.len()];
+    for range in chunks(&sizes, budget, s.batch_size * 4) {
+        let part: Vec<(usize, Assignment)> =
+            range.clone().map(|j| (j, unassigns[j].2.clone())).collect();
+        let client = &ctx.moodle;
+        let out = bisect(part, |items| async move {
+            roles::unassign(client, &items)
+                .await
+                .map(|()| vec![(); items.len()])
+        })
+        .await?;
+        report.counts("roles").removed += out.ok.len() as u64;
+        for (j, why) in out.failed {
+            let (i, label, _) = &unassigns[j];
+            report.failed("roles", &recs[*i].key, format!("unassign {label}: {why}"));
+            if let Some(set) = result[*i].as_mut() {
+                set.insert(label.clone());
+            }
+        }
+    }
+    Ok(result)
+}

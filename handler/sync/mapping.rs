@@ -1,0 +1,203 @@
+//! Directory entry → typed record, following the configured attribute mapping. Values are
+//! trimmed; composite SDET values (`<structure>$<code>$…`) are split on `$`.
+
+use super::record::{CohortRef, PersonRecord, RoleRef};
+use super::settings::{CohortSourceKind, FieldSource, Part, SyncSettings};
+use super::source::Entry;
+use crate::moodle::users::UserFields;
+use std::collections::BTreeSet;
+
+fn pick(entry: &Entry, f: &FieldSource) -> Option<String> {
+    let v = entry.first(&f.attr)?.trim();
+    let out = match &f.part {
+        Part::Whole => v.to_string(),
+        Part::Last => v.rsplit('$').next().unwrap_or(v).to_string(),
+        Part::Index(n) => v.split('$').nth(*n)?.to_string(),
+        Part::AfterFirst => match v.split_once('$') {
+            // local_ent_installer keeps the part after the first `$` (and drops a third part)
+            Some((_, rest)) => rest.split('$').next().unwrap_or(rest).to_string(),
+            None => v.to_string(),
+        },
+    };
+    let out = out.trim().to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+/// Structure part of a composite value: the first RDN's value of a DN, else the raw id.
+pub fn structure_id(s: &str) -> String {
+    if s.contains('=') {
+        Entry::rdn_value(s).unwrap_or(s).to_string()
+    } else {
+        s.trim().to_string()
+    }
+}
+
+/// `<structure>$<code>[$…]` → (structure id, code). The structure part is opaque (DN or id).
+pub fn split_composite(value: &str) -> Option<(String, String)> {
+    let (s, rest) = value.split_once('$')?;
+    let code = rest.split('$').next().unwrap_or(rest).trim();
+    if s.trim().is_empty() || code.is_empty() {
+        return None;
+    }
+    Some((structure_id(s), code.to_string()))
+}
+
+/// Moodle's PARAM_USERNAME: lowercase ASCII letters, digits and `_ - . @`.
+pub fn valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 100
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
+}
+
+pub fn plausible_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((l, d)) => {
+            !l.is_empty()
+                && d.contains('.')
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+                && !e.contains(char::is_whitespace)
+                && !d.contains('@')
+        }
+        None => false,
+    }
+}
+
+/// Map one entry; `Err(reason)` means skip it.
+pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, String> {
+    let m = &s.mapping;
+    let key = entry
+        .first(&m.key)
+        .map(str::to_string)
+        .or_else(|| Entry::rdn_value(&entry.dn).map(str::to_string))
+        .ok_or_else(|| format!("no {} value", m.key))?;
+    let mut notes = Vec::new();
+    let username_raw = pick(entry, &m.username)
+        .ok_or_else(|| format!("no {} (username)", m.username.describe()))?;
+    let username = username_raw.to_lowercase();
+    if !valid_username(&username) {
+        return Err(format!(
+            "username {username_raw:?} has characters Moodle refuses (allowed: a-z 0-9 _ - . @)"
+        ));
+    }
+    let firstname = pick(entry, &m.firstname)
+        .ok_or_else(|| format!("no {} (first name)", m.firstname.describe()))?;
+    let lastname = pick(entry, &m.lastname)
+        .ok_or_else(|| format!("no {} (last name)", m.lastname.describe()))?;
+    let email = match m.email.as_ref().and_then(|f| pick(entry, f)) {
+        Some(e) if plausible_email(&e) => e,
+        Some(e) => return Err(format!("e-mail {e:?} is not a valid address")),
+        None => {
+            let e = format!("{username}@{}", m.fake_email_domain);
+            notes.push(format!("no mail: placeholder {e}"));
+            e
+        }
+    };
+    let opt = |f: &Option<FieldSource>| f.as_ref().and_then(|f| pick(entry, f)).unwrap_or_default();
+    let fields = UserFields {
+        username,
+        firstname,
+        lastname,
+        email,
+        idnumber: opt(&m.idnumber),
+        institution: opt(&m.institution),
+        department: opt(&m.department),
+        auth: m.auth.clone(),
+        custom: m
+            .custom
+            .iter()
+            .map(|(name, f)| (name.clone(), pick(entry, f).unwrap_or_default()))
+            .collect(),
+    };
+    let mut cohorts = BTreeSet::new();
+    if let CohortSourceKind::Attribute(attr) = &s.cohorts.kind {
+        for v in entry.all(attr) {
+            match split_composite(v) {
+                Some((school, class)) => {
+                    cohorts.insert(CohortRef {
+                        key: format!("{school}${class}"),
+                        name: format!("{class} ({school})"),
+                    });
+                }
+                None => notes.push(format!(
+                    "{attr} value {v:?} is not <structure>$<class>: ignored"
+                )),
+            }
+        }
+    }
+    let mut roles = BTreeSet::new();
+    for rule in &s.role_rules {
+        for v in entry.all(&rule.attr) {
+            let Some((school, code)) = split_composite(v) else {
+                notes.push(format!(
+                    "{} value {v:?} is not <structure>$<code>: ignored",
+                    rule.attr
+                ));
+                continue;
+            };
+            let context = rule
+                .template
+                .replace("{school}", &school)
+                .replace("{code}", &code)
+                .replace("{value}", v);
+            roles.insert(RoleRef {
+                role: rule.role.clone(),
+                level: rule.level,
+                context,
+            });
+        }
+    }
+    Ok(PersonRecord {
+        key,
+        dn: entry.dn.clone(),
+        fields,
+        cohorts,
+        roles,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        let mut e = Entry::new("uid=F0100001,ou=people,dc=ent,dc=example");
+        e.push("uid", "F0100001");
+        e.push("ENTPersonLogin", "Lea.Martin");
+        e.push("givenName", "Léa");
+        e.push("sn", "Martin");
+        e.push("ENTPersonJointure", "AC-TEST$1234567");
+        e.push(
+            "ENTEleveClasses",
+            "ENTStructureSIREN=99900100000016,ou=structures,dc=ent,dc=example$6A",
+        );
+        e.push("ENTEleveClasses", "4567$ULIS-A");
+        e
+    }
+
+    #[test]
+    fn maps_sdet_values() {
+        let s = SyncSettings::default();
+        let r = map_person(&s, &entry()).unwrap();
+        assert_eq!(r.key, "F0100001");
+        assert_eq!(r.fields.username, "lea.martin");
+        assert_eq!(r.fields.idnumber, "1234567");
+        assert_eq!(r.fields.email, "lea.martin@no-mail.invalid");
+        let keys: Vec<_> = r.cohorts.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["4567$ULIS-A", "99900100000016$6A"]);
+    }
+
+    #[test]
+    fn refuses_bad_usernames_and_missing_names() {
+        let s = SyncSettings::default();
+        let mut e = entry();
+        e.attrs
+            .insert("entpersonlogin".into(), vec!["léa.martin".into()]);
+        assert!(map_person(&s, &e).unwrap_err().contains("characters"));
+        let mut e = entry();
+        e.attrs.remove("sn");
+        assert!(map_person(&s, &e).unwrap_err().contains("last name"));
+    }
+}

@@ -1,0 +1,127 @@
+//! People who left the directory: optional (off by default), only after a complete, forced
+//! read of every population, and refused above a configured share unless explicitly allowed.
+
+use super::apply::bisect;
+use super::engine::{Ctx, PassError, PassState};
+use super::report::RunReport;
+use super::settings::RemovalMode;
+use super::state::{self, MappingRow};
+use crate::ids::MoodleUserId;
+use crate::moodle::users;
+use crate::store::{key_escape, tables};
+
+pub async fn run_removals(
+    ctx: &Ctx,
+    st: &PassState,
+    report: &mut RunReport,
+) -> Result<(), PassError> {
+    let mode = ctx.settings.removal;
+    if mode == RemovalMode::Off || !ctx.opts.users {
+        return Ok(());
+    }
+    if !ctx.opts.force || ctx.opts.user.is_some() {
+        report.trace(|| "removals: only on a --force run of every user (an incremental read cannot see who left)".into());
+        return Ok(());
+    }
+    if !report.complete || !report.errors.is_empty() {
+        report
+            .errors
+            .push("removals not done: the directory read was incomplete or failed".into());
+        return Ok(());
+    }
+    let rows = state::all(&ctx.store).await?;
+    let active: Vec<&MappingRow> = rows
+        .iter()
+        .filter(|r| !r.suspended && r.moodle_id.is_some())
+        .collect();
+    let gone: Vec<&MappingRow> = active
+        .iter()
+        .copied()
+        .filter(|r| !st.seen.contains(&r.key))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let share = gone.len() as f64 / active.len().max(1) as f64;
+    if share > ctx.settings.removal_max_share && !ctx.opts.allow_mass_removal {
+        report.errors.push(format!(
+            "removals refused: {} of {} synced users ({:.1}%) are no longer in the directory, above SYNC_REMOVAL_MAX_SHARE ({:.1}%); rerun with --allow-mass-removal if that is right",
+            gone.len(),
+            active.len(),
+            share * 100.0,
+            ctx.settings.removal_max_share * 100.0
+        ));
+        return Ok(());
+    }
+    for r in &gone {
+        report.trace(|| {
+            format!(
+                "users {}: left the directory: {}",
+                r.key,
+                if mode == RemovalMode::Delete {
+                    "delete"
+                } else {
+                    "suspend"
+                }
+            )
+        });
+    }
+    if ctx.opts.simulate {
+        report.counts("users").removed += gone.len() as u64;
+        return Ok(());
+    }
+    let per_call = (ctx.moodle.field_budget() / 2).clamp(1, ctx.settings.batch_size);
+    for part in gone.chunks(per_call) {
+        let ids: Vec<MoodleUserId> = part
+            .iter()
+            .filter_map(|r| r.moodle_id.map(MoodleUserId))
+            .collect();
+        match mode {
+            RemovalMode::Suspend => {
+                let warnings = users::suspend(&ctx.moodle, &ids).await?;
+                let mut updated = Vec::new();
+                for r in part {
+                    match warnings.iter().find(|w| w.itemid == r.moodle_id) {
+                        Some(w) => report.failed(
+                            "users",
+                            &r.key,
+                            format!("suspend: {} {}", w.warningcode, w.message),
+                        ),
+                        None => {
+                            report.counts("users").removed += 1;
+                            let mut r = (*r).clone();
+                            r.suspended = true;
+                            updated.push(r);
+                        }
+                    }
+                }
+                state::save_all(&ctx.store, &updated).await?;
+            }
+            RemovalMode::Delete => {
+                let items: Vec<(usize, MoodleUserId)> = ids.iter().copied().enumerate().collect();
+                let client = &ctx.moodle;
+                let out = bisect(items, |g| async move {
+                    users::delete(client, &g).await.map(|()| vec![(); g.len()])
+                })
+                .await?;
+                for (i, ()) in out.ok {
+                    report.counts("users").removed += 1;
+                    let _ = ctx
+                        .store
+                        .delete(
+                            tables::MAPPINGS,
+                            state::USER_PK,
+                            &key_escape(&part[i].key),
+                            None,
+                        )
+                        .await;
+                }
+                for (i, why) in out.failed {
+                    report.failed("users", &part[i].key, format!("delete: {why}"));
+                }
+            }
+            RemovalMode::Off => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! A run's report: the plan plus outcomes, per entity, with reasons; stored in `runs`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Memberships/assignments taken away, users suspended or deleted.
+    pub removed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
+        self.removed += o.removed;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub entity: String,
+    pub key: String,
+    pub outcome: String,
+    pub reason: String,
+}
+
+/// Options of the ENT manual-sync page, as the CLI, the admin page and the timer give them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    pub users: bool,
+    pub cohorts: bool,
+    pub roles: bool,
+    /// One person by login or uid, to push a changed entry now.
+    pub user: Option<String>,
+    pub force: bool,
+    pub update_only: bool,
+    pub simulate: bool,
+    pub verbose: bool,
+    pub no_cohort_lock: bool,
+    /// Allow removals above SYNC_REMOVAL_MAX_SHARE.
+    pub allow_mass_removal: bool,
+}
+
+impl SyncOptions {
+    /// Every entity, incremental: what the timer runs.
+    pub fn scheduled() -> Self {
+        SyncOptions {
+            users: true,
+            cohorts: true,
+            roles: true,
+            ..Default::default()
+        }
+    }
+}
+
+const MAX_ISSUES: usize = 1000;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub shard: Option<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub options: SyncOptions,
+    pub counts: BTreeMap<String, Counts>,
+    pub issues: Vec<Issue>,
+    #[serde(default)]
+    pub issues_dropped: u64,
+    /// Search pages / file reads.
+    pub source_requests: u64,
+    pub entries_read: u64,
+    pub moodle_calls: BTreeMap<String, u64>,
+    /// Whether every source read finished (removals and checkpoints depend on it).
+    pub complete: bool,
+    pub errors: Vec<String>,
+    #[serde(skip)]
+    pub trace: Vec<String>,
+    #[serde(default)]
+    pub trace_dropped: u64,
+    #[serde(skip)]
+    pub trace_limit: usize,
+}
+
+/// Functions that change something in Moodle.
+pub fn is_write(function: &str) -> bool {
+    !(function.contains("_get_")
+        || function.contains("_search_")
+        || function.ends_with("_get_site_info"))
+}
+
+impl RunReport {
+    pub fn new(run_id: &str, options: &SyncOptions, trace_limit: usize) -> Self {
+        RunReport {
+            run_id: run_id.to_string(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            options: options.clone(),
+            complete: true,
+            trace_limit,
+            ..Default::default()
+        }
+    }
+
+    pub fn counts(&mut self, entity: &str) -> &mut Counts {
+        self.counts.entry(entity.to_string()).or_default()
+    }
+
+    pub fn issue(&mut self, entity: &str, key: &str, outcome: &str, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.trace(|| format!("{entity} {key}: {outcome}: {reason}"));
+        if self.issues.len() >= MAX_ISSUES {
+            self.issues_dropped += 1;
+            return;
+        }
+        self.issues.push(Issue {
+            entity: entity.into(),
+            key: key.into(),
+            outcome: outcome.into(),
+            reason,
+        });
+    }
+
+    pub fn skipped(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+        self.counts(entity).skipped += 1;
+        self.issue(entity, key, "skipped", reason);
+    }
+
+    pub fn failed(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+        self.counts(entity).failed += 1;
+        self.issue(entity, key, "failed", reason);
+    }
+
+    /// Per-entry trace line, built only for verbose runs.
+    pub fn trace(&mut self, line: impl FnOnce() -> String) {
+        if !self.options.verbose {
+            return;
+        }
+        if self.trace.len() >= self.trace_limit.max(1) {
+            self.trace_dropped += 1;
+            return;
+        }
+        let l = line();
+        tracing::debug!(run = %self.run_id, "{l}");
+        self.trace.push(l);
+    }
+
+    pub fn moodle_writes(&self) -> u64 {
+        self.moodle_calls
+            .iter()
+            .filter(|(f, _)| is_write(f))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn total(&self) -> Counts {
+        let mut t = Counts::default();
+        for c in self.counts.values() {
+            t.add(c);
+        }
+        t
+    }
+
+    /// Fold a shard's report into the run's.
+    pub fn merge(&mut self, o: &RunReport) {
+        for (k, c) in &o.counts {
+            self.counts(k).add(c);
+        }
+        for i in &o.issues {
+            if self.issues.len() < MAX_ISSUES {
+                self.issues.push(i.clone());
+            } else {
+                self.issues_dropped += 1;
+            }
+        }
+        self.issues_dropped += o.issues_dropped;
+        self.source_requests += o.source_requests;
+        self.entries_read += o.entries_read;
+        for (f, n) in &o.moodle_calls {
+            *self.moodle_calls.entry(f.clone()).or_default() += n;
+        }
+        self.complete &= o.complete;
+        self.errors.extend(o.errors.iter().cloned());
+        self.trace.extend(o.trace.iter().cloned());
+        self.trace_dropped += o.trace_dropped;
+    }
+
+    /// Human-readable summary (CLI, logs).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mode = if self.options.simulate {
+            " (simulation: nothing written)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "sync run {}{mode}: {} in {:.1}s\n",
+            self.run_id,
+            if self.complete {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
+            self.duration_ms as f64 / 1000.0
+        ));
+        out.push_str(&format!(
+            "{:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n",
+            "entity", "created", "updated", "unchanged", "skipped", "failed", "removed"
+        ));
+        for (k, c) in &self.counts {
+            out.push_str(&format!(
+                "{k:<12} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8}\n",
+                c.created, c.updated, c.unchanged, c.skipped, c.failed, c.removed
+            ));
+        }
+        out.push_str(&format!(
+            "source: {} entries in {} request(s); moodle: {} call(s), {} write(s)\n",
+            self.entries_read,
+            self.source_requests,
+            self.moodle_calls.values().sum::<u64>(),
+            self.moodle_writes()
+        ));
+        for e in &self.errors {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        for i in self.issues.iter().take(50) {
+            out.push_str(&format!(
+                "{} {} {}: {}\n",
+                i.outcome, i.entity, i.key, i.reason
+            ));
+        }
+        let more = self.issues.len().saturating_sub(50) as u64 + self.issues_dropped;
+        if more > 0 {
+            out.push_str(&format!("… {more} more issue(s) in the stored report\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,31 @@
+//! The message SyncTimer puts on `sync-work`: one population (or the groups pass) of one run.
+
+use super::report::SyncOptions;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    pub run_id: String,
+    pub index: usize,
+    pub total: usize,
+    /// A population name, or `groups` for the directory-group cohort pass.
+    pub population: String,
+    pub options: SyncOptions,
+}
+
+impl Shard {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("shard serialises")
+    }
+
+    /// Hosts may deliver the JSON text encoded once more as a JSON string: accept both.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        match serde_json::from_str::<Shard>(text) {
+            Ok(s) => Ok(s),
+            Err(first) => match serde_json::from_str::<String>(text) {
+                Ok(inner) => serde_json::from_str(&inner).map_err(|e| format!("shard: {e}")),
+                Err(_) => Err(format!("shard: {first}")),
+            },
+        }
+    }
+}

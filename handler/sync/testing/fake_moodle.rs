@@ -1,0 +1,990 @@
+//! A stateful Moodle double over real HTTP: users, cohorts, members, courses, categories and
+//! role assignments in memory, answering with the shapes recorded in `shared/fixtures/moodle`
+//! (errors as HTTP 200 `{exception, errorcode, message}`, whole-batch rollback for create/delete/
+//! cohort create/role assign/enrol, per-item warnings for update_users and add_cohort_members,
+//! `max_input_vars` truncation). It counts calls per function and can inject failures.
+//! Used by the integration tests and by `bench sync`.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FakeUser {
+    pub id: i64,
+    pub username: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub email: String,
+    pub idnumber: String,
+    pub institution: String,
+    pub department: String,
+    pub auth: String,
+    pub suspended: bool,
+    pub custom: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCohort {
+    pub id: i64,
+    pub name: String,
+    pub idnumber: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCourse {
+    pub id: i64,
+    pub shortname: String,
+    pub fullname: String,
+    pub idnumber: String,
+    pub category: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCategory {
+    pub id: i64,
+    pub name: String,
+    pub idnumber: String,
+}
+
+/// An injected failure: after `after` answered calls of `function` (or of any write when
+/// `function` is `*write`), answer HTTP `status` `times` times (None = forever).
+#[derive(Debug, Clone)]
+pub struct FailRule {
+    pub function: String,
+    pub after: u64,
+    pub status: u16,
+    pub times: Option<u64>,
+}
+
+/// One recorded request: function and form fields.
+pub type Recorded = (String, Vec<(String, String)>);
+
+#[derive(Debug)]
+pub struct FakeState {
+    pub token: String,
+    pub max_input_vars: usize,
+    pub users: BTreeMap<i64, FakeUser>,
+    by_username: HashMap<String, i64>,
+    by_email: HashMap<String, i64>,
+    pub cohorts: BTreeMap<i64, FakeCohort>,
+    pub members: HashMap<i64, BTreeSet<i64>>,
+    pub courses: Vec<FakeCourse>,
+    pub categories: Vec<FakeCategory>,
+    /// (roleid, userid, contextlevel, instanceid)
+    pub role_assignments: BTreeSet<(i64, i64, String, i64)>,
+    pub enrolments: BTreeSet<(i64, i64, i64)>,
+    /// Roles the service account may assign (the fixtures: editingteacher 3, teacher 4, student 5).
+    pub assignable_roles: BTreeSet<i64>,
+    /// `moodle/category:manage` granted (the fixtures' service role does not have it).
+    pub category_manage: bool,
+    pub calls: BTreeMap<String, u64>,
+    /// Every request's form, when recording is on (tests inspect exact fields).
+    pub recorded: Option<Vec<Recorded>>,
+    pub fail: Vec<FailRule>,
+    next_id: i64,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        let mut s = FakeState {
+            token: "TOKEN".into(),
+            max_input_vars: 1000,
+            users: BTreeMap::new(),
+            by_username: HashMap::new(),
+            by_email: HashMap::new(),
+            cohorts: BTreeMap::new(),
+            members: HashMap::new(),
+            courses: Vec::new(),
+            categories: vec![FakeCategory {
+                id: 1,
+                name: "Category 1".into(),
+                idnumber: String::new(),
+            }],
+            role_assignments: BTreeSet::new(),
+            enrolments: BTreeSet::new(),
+            assignable_roles: [3, 4, 5].into(),
+            category_manage: false,
+            calls: BTreeMap::new(),
+            recorded: None,
+            fail: Vec::new(),
+            next_id: 100,
+        };
+        for (name, email) in [
+            ("guest", "root@localhost"),
+            ("admin", "admin@lab.example.test"),
+            ("bridge_ws", "bridge_ws@lab.example.test"),
+        ] {
+            s.insert_user(FakeUser {
+                username: name.into(),
+                firstname: name.into(),
+                lastname: "User".into(),
+                email: email.into(),
+                auth: "manual".into(),
+                ..Default::default()
+            });
+        }
+        s
+    }
+}
+
+impl FakeState {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Seed a user (tests); returns its id.
+    pub fn insert_user(&mut self, mut u: FakeUser) -> i64 {
+        if u.id == 0 {
+            u.id = self.id();
+        }
+        self.by_username.insert(u.username.clone(), u.id);
+        self.by_email.insert(u.email.to_lowercase(), u.id);
+        let id = u.id;
+        self.users.insert(id, u);
+        id
+    }
+
+    pub fn insert_cohort(&mut self, name: &str, idnumber: &str) -> i64 {
+        let id = self.id();
+        self.cohorts.insert(
+            id,
+            FakeCohort {
+                id,
+                name: name.into(),
+                idnumber: idnumber.into(),
+                description: String::new(),
+            },
+        );
+        id
+    }
+
+    pub fn insert_course(&mut self, shortname: &str, idnumber: &str, category: i64) -> i64 {
+        let id = self.id();
+        self.courses.push(FakeCourse {
+            id,
+            shortname: shortname.into(),
+            fullname: shortname.into(),
+            idnumber: idnumber.into(),
+            category,
+        });
+        id
+    }
+
+    pub fn user_by_username(&self, username: &str) -> Option<&FakeUser> {
+        self.by_username
+            .get(username)
+            .and_then(|id| self.users.get(id))
+    }
+
+    pub fn cohort_by_idnumber(&self, idnumber: &str) -> Option<&FakeCohort> {
+        self.cohorts.values().find(|c| c.idnumber == idnumber)
+    }
+
+    pub fn members_of(&self, idnumber: &str) -> BTreeSet<String> {
+        let Some(c) = self.cohort_by_idnumber(idnumber) else {
+            return BTreeSet::new();
+        };
+        self.members
+            .get(&c.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| self.users.get(u).map(|u| u.username.clone()))
+            .collect()
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.calls.values().sum()
+    }
+
+    pub fn write_calls(&self) -> u64 {
+        self.calls
+            .iter()
+            .filter(|(f, _)| crate::sync::report::is_write(f))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+pub struct FakeMoodle {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeMoodle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeMoodle {
+    pub async fn start() -> FakeMoodle {
+        Self::start_with(FakeState::default()).await
+    }
+
+    pub async fn start_with(state: FakeState) -> FakeMoodle {
+        let state = Arc::new(Mutex::new(state));
+        let app = Router::new()
+            .route("/webservice/rest/server.php", post(handle).get(handle_get))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake moodle");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeMoodle {
+            url: format!("http://{addr}/"),
+            state,
+            task,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moodle settings pointing at this double.
+    pub fn settings(&self) -> crate::config::MoodleSettings {
+        let max = self.lock().max_input_vars;
+        crate::config::MoodleSettings {
+            url: self.url.parse().expect("url"),
+            token: crate::config::Secret::new("TOKEN"),
+            max_form_fields: max,
+            timeout_secs: 30,
+        }
+    }
+
+    pub fn client(&self) -> crate::moodle::MoodleClient {
+        crate::moodle::MoodleClient::new(&self.settings()).expect("client")
+    }
+
+    pub fn fail_after(&self, function: &str, after: u64, status: u16, times: Option<u64>) {
+        self.lock().fail.push(FailRule {
+            function: function.into(),
+            after,
+            status,
+            times,
+        });
+    }
+
+    pub fn clear_failures(&self) {
+        self.lock().fail.clear();
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    pub fn reset_calls(&self) {
+        self.lock().calls.clear();
+    }
+}
+
+async fn handle_get(State(state): State<Arc<Mutex<FakeState>>>, uri: axum::http::Uri) -> Response {
+    let body = uri.query().unwrap_or_default().as_bytes().to_vec();
+    answer(&state, &body)
+}
+
+async fn handle(State(state): State<Arc<Mutex<FakeState>>>, body: axum::body::Bytes) -> Response {
+    answer(&state, &body)
+}
+
+fn json_response(v: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn exception(class: &str, code: &str, message: &str) -> Value {
+    json!({"exception": class, "errorcode": code, "message": message})
+}
+
+fn invalid_parameter() -> Value {
+    exception(
+        "core\\exception\\invalid_parameter_exception",
+        "invalidparameter",
+        "Invalid parameter value detected",
+    )
+}
+
+fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
+    let mut fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    // PHP drops every variable after max_input_vars (and only logs a warning).
+    fields.truncate(st.max_input_vars);
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let function = get("wsfunction").unwrap_or_default();
+    if get("moodlewsrestformat").as_deref() != Some("json") {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<EXCEPTION class=\"core\\exception\\moodle_exception\">\n<ERRORCODE>xmlonly</ERRORCODE>\n<MESSAGE>the double answers XML errors only</MESSAGE>\n</EXCEPTION>\n";
+        return (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            xml,
+        )
+            .into_response();
+    }
+    let n = st.calls.get(&function).copied().unwrap_or(0);
+    let is_write = crate::sync::report::is_write(&function);
+    let writes = st.write_calls();
+    for rule in st.fail.iter_mut() {
+        let (hit, count) = match rule.function.as_str() {
+            "*write" => (is_write, writes),
+            f => (f == function, n),
+        };
+        if hit && count >= rule.after && rule.times != Some(0) {
+            if let Some(t) = rule.times.as_mut() {
+                *t -= 1;
+            }
+            return (
+                StatusCode::from_u16(rule.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "injected failure",
+            )
+                .into_response();
+        }
+    }
+    *st.calls.entry(function.clone()).or_default() += 1;
+    if let Some(rec) = st.recorded.as_mut() {
+        rec.push((function.clone(), fields.clone()));
+    }
+    if get("wstoken").as_deref() != Some(st.token.as_str()) {
+        return json_response(exception(
+            "core\\exception\\moodle_exception",
+            "invalidtoken",
+            "Invalid token - token not found",
+        ));
+    }
+    let params = nest(&fields);
+    let result = match function.as_str() {
+        "core_webservice_get_site_info" => Ok(
+            json!({"sitename": "Fake Moodle", "username": "bridge_ws", "userid": 3, "release": "5.0dev (Build: 20241007)", "version": "2024100700", "functions": []}),
+        ),
+        "core_user_create_users" => create_users(&mut st, &params),
+        "core_user_update_users" => update_users(&mut st, &params),
+        "core_user_get_users_by_field" => users_by_field(&st, &params),
+        "core_user_get_users" => get_users(&st, &params),
+        "core_user_delete_users" => delete_users(&mut st, &params),
+        "core_cohort_create_cohorts" => create_cohorts(&mut st, &params),
+        "core_cohort_get_cohorts" => get_cohorts(&st, &params),
+        "core_cohort_add_cohort_members" => add_members(&mut st, &params),
+        "core_cohort_delete_cohort_members" => delete_members(&mut st, &params),
+        "core_cohort_get_cohort_members" => get_members(&st, &params),
+        "core_role_assign_roles" => assign_roles(&mut st, &params, true),
+        "core_role_unassign_roles" => assign_roles(&mut st, &params, false),
+        "core_course_get_courses_by_field" => courses_by_field(&st, &params),
+        "core_course_get_categories" => get_categories(&st, &params),
+        "enrol_manual_enrol_users" => enrol(&mut st, &params),
+        _ => Err(exception(
+            "dml_missing_record_exception",
+            "invalidrecord",
+            "Can't find data record in database table external_functions.",
+        )),
+    };
+    json_response(result.unwrap_or_else(|e| e))
+}
+
+/// PHP-style `a[0][b]=v` fields → nested JSON objects (numeric keys stay object keys).
+fn nest(fields: &[(String, String)]) -> Value {
+    let mut root = Map::new();
+    for (k, v) in fields {
+        let mut path: Vec<String> = Vec::new();
+        let (head, rest) = match k.find('[') {
+            Some(p) => (&k[..p], &k[p..]),
+            None => (k.as_str(), ""),
+        };
+        path.push(head.to_string());
+        for seg in rest.split('[').skip(1) {
+            path.push(seg.trim_end_matches(']').to_string());
+        }
+        let mut cur = &mut root;
+        for (i, p) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                cur.insert(p.clone(), Value::String(v.clone()));
+            } else {
+                let next = cur
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !next.is_object() {
+                    *next = Value::Object(Map::new());
+                }
+                cur = next.as_object_mut().expect("object");
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// Items of an indexed array parameter, in index order.
+fn items(params: &Value, name: &str) -> Option<Vec<Map<String, Value>>> {
+    let obj = params.get(name)?.as_object()?;
+    let mut v: Vec<(usize, Map<String, Value>)> = obj
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_object()?.clone())))
+        .collect();
+    v.sort_by_key(|(i, _)| *i);
+    Some(v.into_iter().map(|(_, m)| m).collect())
+}
+
+fn scalars(params: &Value, name: &str) -> Vec<String> {
+    let Some(obj) = params.get(name).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(usize, String)> = obj
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, s)| s).collect()
+}
+
+fn s(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+fn int(m: &Map<String, Value>, k: &str) -> Result<i64, Value> {
+    s(m, k)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(invalid_parameter)
+}
+
+fn valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c))
+}
+
+fn valid_email(e: &str) -> bool {
+    crate::sync::mapping::plausible_email(e)
+}
+
+fn user_json(u: &FakeUser) -> Value {
+    let mut m = json!({
+        "id": u.id, "username": u.username, "firstname": u.firstname, "lastname": u.lastname,
+        "fullname": format!("{} {}", u.firstname, u.lastname), "email": u.email, "department": u.department,
+        "firstaccess": 0, "lastaccess": 0, "auth": u.auth, "suspended": u.suspended, "confirmed": true,
+        "lang": "en", "theme": "", "timezone": "99", "mailformat": 1, "trackforums": 0,
+        "profileimageurlsmall": "http://127.0.0.1/theme/image.php/boost/core/1/u/f2",
+        "profileimageurl": "http://127.0.0.1/theme/image.php/boost/core/1/u/f1"
+    });
+    let o = m.as_object_mut().expect("object");
+    // Moodle omits empty optional fields in JSON.
+    if !u.idnumber.is_empty() {
+        o.insert("idnumber".into(), json!(u.idnumber));
+    }
+    if !u.institution.is_empty() {
+        o.insert("institution".into(), json!(u.institution));
+    }
+    if !u.custom.is_empty() {
+        let cf: Vec<Value> = u.custom.iter().map(|(k, v)| json!({"type": "text", "value": v, "displayvalue": v, "name": k, "shortname": k})).collect();
+        o.insert("customfields".into(), Value::Array(cf));
+    }
+    m
+}
+
+fn customfields(m: &Map<String, Value>) -> BTreeMap<String, String> {
+    items(&Value::Object(m.clone()), "customfields")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| Some((s(c, "type")?, s(c, "value").unwrap_or_default())))
+        .collect()
+}
+
+fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "users")
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid_parameter)?;
+    let mut new = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut mails = BTreeSet::new();
+    // Validate everything first: one bad item rolls the whole batch back.
+    for u in &list {
+        let (Some(username), Some(firstname), Some(lastname), Some(email)) = (
+            s(u, "username"),
+            s(u, "firstname"),
+            s(u, "lastname"),
+            s(u, "email"),
+        ) else {
+            return Err(invalid_parameter());
+        };
+        if !valid_username(&username) || !valid_email(&email) {
+            return Err(invalid_parameter());
+        }
+        if s(u, "password").is_none() && s(u, "createpassword").as_deref() != Some("1") {
+            return Err(invalid_parameter());
+        }
+        if st.by_username.contains_key(&username) || !names.insert(username.clone()) {
+            return Err(invalid_parameter());
+        }
+        let lower = email.to_lowercase();
+        if st.by_email.contains_key(&lower) || !mails.insert(lower) {
+            return Err(invalid_parameter());
+        }
+        new.push(FakeUser {
+            id: 0,
+            username,
+            firstname,
+            lastname,
+            email,
+            idnumber: s(u, "idnumber").unwrap_or_default(),
+            institution: s(u, "institution").unwrap_or_default(),
+            department: s(u, "department").unwrap_or_default(),
+            auth: s(u, "auth").unwrap_or_else(|| "manual".into()),
+            suspended: false,
+            custom: customfields(u),
+        });
+    }
+    let out: Vec<Value> = new
+        .into_iter()
+        .map(|u| {
+            let name = u.username.clone();
+            let id = st.insert_user(u);
+            json!({"id": id, "username": name})
+        })
+        .collect();
+    Ok(Value::Array(out))
+}
+
+fn update_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "users").ok_or_else(invalid_parameter)?;
+    let mut warnings = Vec::new();
+    for u in list {
+        let id = int(&u, "id")?;
+        let warn = |code: &str, msg: &str| json!({"item": "user", "itemid": id, "warningcode": code, "message": msg});
+        let Some(cur) = st.users.get(&id).cloned() else {
+            warnings.push(warn("invaliduserid", "Invalid user ID"));
+            continue;
+        };
+        let mut next = cur.clone();
+        if let Some(n) = s(&u, "username") {
+            if st.by_username.get(&n).is_some_and(|o| *o != id) || !valid_username(&n) {
+                warnings.push(warn("dmlwriteexception", "Error writing to database"));
+                continue;
+            }
+            next.username = n;
+        }
+        if let Some(e) = s(&u, "email") {
+            if !valid_email(&e) {
+                warnings.push(warn("useremailinvalid", "error/useremailinvalid"));
+                continue;
+            }
+            next.email = e;
+        }
+        for (k, f) in [
+            ("firstname", &mut next.firstname),
+            ("lastname", &mut next.lastname),
+            ("idnumber", &mut next.idnumber),
+            ("institution", &mut next.institution),
+            ("department", &mut next.department),
+            ("auth", &mut next.auth),
+        ] {
+            if let Some(v) = s(&u, k) {
+                *f = v;
+            }
+        }
+        if let Some(v) = s(&u, "suspended") {
+            next.suspended = v == "1";
+        }
+        next.custom.extend(customfields(&u));
+        st.by_username.remove(&cur.username);
+        st.by_email.remove(&cur.email.to_lowercase());
+        st.insert_user(next);
+    }
+    Ok(json!({"warnings": warnings}))
+}
+
+fn users_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let field = p
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let values = scalars(p, "values");
+    if p.get("values").is_none() {
+        return Err(invalid_parameter());
+    }
+    let mut out: Vec<&FakeUser> =
+        match field.as_str() {
+            "id" => values
+                .iter()
+                .filter_map(|v| v.parse().ok().and_then(|id: i64| st.users.get(&id)))
+                .collect(),
+            "username" => values
+                .iter()
+                .filter_map(|v| st.user_by_username(v))
+                .collect(),
+            "email" => values
+                .iter()
+                .filter_map(|v| {
+                    st.by_email
+                        .get(&v.to_lowercase())
+                        .and_then(|id| st.users.get(id))
+                })
+                .collect(),
+            "idnumber" => {
+                let want: BTreeSet<&String> = values.iter().collect();
+                st.users
+                    .values()
+                    .filter(|u| !u.idnumber.is_empty() && want.contains(&u.idnumber))
+                    .collect()
+            }
+            _ => return Err(exception(
+                "core\\exception\\coding_exception",
+                "codingerror",
+                "Coding error detected, it must be fixed by a programmer: invalid field parameter",
+            )),
+        };
+    // Database order, not request order.
+    out.sort_by_key(|u| u.id);
+    out.dedup_by_key(|u| u.id);
+    Ok(Value::Array(out.into_iter().map(user_json).collect()))
+}
+
+fn get_users(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let criteria = items(p, "criteria").ok_or_else(invalid_parameter)?;
+    let mut warnings = Vec::new();
+    let mut users: Vec<&FakeUser> = st.users.values().collect();
+    for c in criteria {
+        let key = s(&c, "key").unwrap_or_default();
+        let value = s(&c, "value").unwrap_or_default();
+        match key.as_str() {
+            "username" => users.retain(|u| u.username == value),
+            "idnumber" => users.retain(|u| u.idnumber == value),
+            "email" => users.retain(|u| u.email == value),
+            "id" => users.retain(|u| u.id.to_string() == value),
+            // An unknown key is dropped with a warning: the call returns every user.
+            _ => warnings.push(json!({"item": key, "warningcode": "invalidfieldparameter", "message": format!("The search key '{key}' is not supported, look at the web service documentation")})),
+        }
+    }
+    Ok(json!({"users": users.into_iter().map(user_json).collect::<Vec<_>>(), "warnings": warnings}))
+}
+
+fn delete_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let ids: Vec<i64> = scalars(p, "userids")
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    for id in &ids {
+        match st.users.get(id) {
+            None => {
+                return Err(exception(
+                    "dml_missing_record_exception",
+                    "invaliduser",
+                    "Invalid user",
+                ))
+            }
+            Some(u) if u.username == "admin" => {
+                return Err(exception(
+                    "core\\exception\\moodle_exception",
+                    "useradminodelete",
+                    "Administrator accounts cannot be deleted.",
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for id in ids {
+        if let Some(u) = st.users.remove(&id) {
+            st.by_username.remove(&u.username);
+            st.by_email.remove(&u.email.to_lowercase());
+        }
+        for m in st.members.values_mut() {
+            m.remove(&id);
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn cohort_json(c: &FakeCohort, with_custom: bool) -> Value {
+    let mut v = json!({"id": c.id, "name": c.name, "idnumber": c.idnumber, "description": c.description, "descriptionformat": 1, "visible": true, "theme": ""});
+    if with_custom {
+        v["customfields"] = json!([]);
+    }
+    v
+}
+
+fn create_cohorts(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "cohorts")
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid_parameter)?;
+    let mut seen = BTreeSet::new();
+    for c in &list {
+        let idn = s(c, "idnumber").unwrap_or_default();
+        let cat = c
+            .get("categorytype")
+            .and_then(Value::as_object)
+            .and_then(|t| s(t, "type"));
+        if s(c, "name").is_none()
+            || cat.is_none()
+            || (!idn.is_empty()
+                && (st.cohort_by_idnumber(&idn).is_some() || !seen.insert(idn.clone())))
+        {
+            return Err(invalid_parameter());
+        }
+    }
+    let mut out = Vec::new();
+    for c in list {
+        let id = st.id();
+        let cohort = FakeCohort {
+            id,
+            name: s(&c, "name").unwrap_or_default(),
+            idnumber: s(&c, "idnumber").unwrap_or_default(),
+            description: s(&c, "description").unwrap_or_default(),
+        };
+        out.push(cohort_json(&cohort, false));
+        st.cohorts.insert(id, cohort);
+    }
+    Ok(Value::Array(out))
+}
+
+fn get_cohorts(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let ids = scalars(p, "cohortids");
+    if ids.is_empty() {
+        return Ok(Value::Array(
+            st.cohorts.values().map(|c| cohort_json(c, true)).collect(),
+        ));
+    }
+    let ids: Vec<i64> = ids
+        .iter()
+        .map(|v| v.parse().map_err(|_| invalid_parameter()))
+        .collect::<Result<_, _>>()?;
+    Ok(Value::Array(
+        ids.iter()
+            .filter_map(|id| st.cohorts.get(id))
+            .map(|c| cohort_json(c, true))
+            .collect(),
+    ))
+}
+
+fn add_members(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "members").ok_or_else(invalid_parameter)?;
+    let mut warnings = Vec::new();
+    for m in list {
+        let ct = m
+            .get("cohorttype")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let ut = m
+            .get("usertype")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let (ctype, cval) = (
+            s(&ct, "type").unwrap_or_default(),
+            s(&ct, "value").unwrap_or_default(),
+        );
+        let (utype, uval) = (
+            s(&ut, "type").unwrap_or_default(),
+            s(&ut, "value").unwrap_or_default(),
+        );
+        let cohort = match ctype.as_str() {
+            "id" => cval
+                .parse()
+                .ok()
+                .and_then(|id: i64| st.cohorts.get(&id))
+                .cloned(),
+            "idnumber" => st.cohort_by_idnumber(&cval).cloned(),
+            _ => return Err(invalid_parameter()),
+        };
+        let Some(cohort) = cohort else {
+            warnings.push(
+                json!({"warningcode": "2", "message": format!("cohort {ctype}={cval} not exists")}),
+            );
+            continue;
+        };
+        let user = match utype.as_str() {
+            "id" => uval
+                .parse()
+                .ok()
+                .and_then(|id: i64| st.users.get(&id))
+                .cloned(),
+            "username" => st.user_by_username(&uval).cloned(),
+            _ => return Err(invalid_parameter()),
+        };
+        let Some(user) = user else {
+            warnings.push(
+                json!({"warningcode": "2", "message": format!("user {utype}={uval} not exists")}),
+            );
+            continue;
+        };
+        if !st.members.entry(cohort.id).or_default().insert(user.id) {
+            warnings.push(json!({"warningcode": "3", "message": format!("record already exists: cohort(idnumber={} username={})", cohort.idnumber, user.username)}));
+        }
+    }
+    Ok(json!({"warnings": warnings}))
+}
+
+fn delete_members(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "members").ok_or_else(invalid_parameter)?;
+    for m in &list {
+        let cid = int(m, "cohortid")?;
+        if !st.cohorts.contains_key(&cid) {
+            return Err(exception(
+                "dml_missing_record_exception",
+                "invalidrecord",
+                "Can't find data record in database table cohort.",
+            ));
+        }
+    }
+    for m in list {
+        let (cid, uid) = (int(&m, "cohortid")?, int(&m, "userid")?);
+        if let Some(set) = st.members.get_mut(&cid) {
+            set.remove(&uid);
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn get_members(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let mut out = Vec::new();
+    for id in scalars(p, "cohortids") {
+        let id: i64 = id.parse().map_err(|_| invalid_parameter())?;
+        if !st.cohorts.contains_key(&id) {
+            return Err(exception(
+                "dml_missing_record_exception",
+                "invalidrecord",
+                "Can't find data record in database table cohort.",
+            ));
+        }
+        let users: Vec<i64> = st.members.get(&id).into_iter().flatten().copied().collect();
+        out.push(json!({"cohortid": id, "userids": users}));
+    }
+    Ok(Value::Array(out))
+}
+
+fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Value> {
+    let list = items(
+        p,
+        if assign {
+            "assignments"
+        } else {
+            "unassignments"
+        },
+    )
+    .ok_or_else(invalid_parameter)?;
+    let mut todo = Vec::new();
+    for a in &list {
+        let (role, user, inst) = (int(a, "roleid")?, int(a, "userid")?, int(a, "instanceid")?);
+        let level = s(a, "contextlevel").unwrap_or_default();
+        let context_ok = match level.as_str() {
+            "course" => st.courses.iter().any(|c| c.id == inst),
+            "coursecat" => st.categories.iter().any(|c| c.id == inst),
+            _ => false,
+        };
+        // "Can not assign roleid=… in contextid=": the whole call fails, nothing is kept.
+        if !context_ok
+            || !st.users.contains_key(&user)
+            || (assign && !st.assignable_roles.contains(&role))
+        {
+            return Err(invalid_parameter());
+        }
+        todo.push((role, user, level, inst));
+    }
+    for t in todo {
+        if assign {
+            st.role_assignments.insert(t);
+        } else {
+            st.role_assignments.remove(&t);
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn course_json(c: &FakeCourse) -> Value {
+    json!({"id": c.id, "fullname": c.fullname, "displayname": c.fullname, "shortname": c.shortname, "categoryid": c.category, "idnumber": c.idnumber, "format": "topics", "visible": 1})
+}
+
+fn courses_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let field = p.get("field").and_then(Value::as_str).unwrap_or_default();
+    let value = p.get("value").and_then(Value::as_str).unwrap_or_default();
+    let list: Vec<Value> = match field {
+        "" => st.courses.iter().map(course_json).collect(),
+        "id" => st
+            .courses
+            .iter()
+            .filter(|c| c.id.to_string() == value)
+            .map(course_json)
+            .collect(),
+        "idnumber" => st
+            .courses
+            .iter()
+            .filter(|c| c.idnumber == value)
+            .map(course_json)
+            .collect(),
+        "shortname" => st
+            .courses
+            .iter()
+            .filter(|c| c.shortname == value)
+            .map(course_json)
+            .collect(),
+        "category" => st
+            .courses
+            .iter()
+            .filter(|c| c.category.to_string() == value)
+            .map(course_json)
+            .collect(),
+        _ => return Err(invalid_parameter()),
+    };
+    Ok(json!({"courses": list, "warnings": []}))
+}
+
+fn get_categories(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let criteria = items(p, "criteria").unwrap_or_default();
+    let criteria_error = exception(
+        "core\\exception\\moodle_exception",
+        "criteriaerror",
+        "Missing permissions to search on a criterion.",
+    );
+    let mut cats: Vec<&FakeCategory> = st.categories.iter().collect();
+    for c in criteria {
+        let (key, value) = (
+            s(&c, "key").unwrap_or_default(),
+            s(&c, "value").unwrap_or_default(),
+        );
+        match key.as_str() {
+            "name" => cats.retain(|c| c.name == value),
+            "id" => cats.retain(|c| c.id.to_string() == value),
+            "idnumber" if st.category_manage => cats.retain(|c| c.idnumber == value),
+            _ => return Err(criteria_error),
+        }
+    }
+    Ok(Value::Array(
+        cats.into_iter()
+            .map(|c| {
+                let mut v = json!({"id": c.id, "name": c.name, "description": "", "descriptionformat": 1, "parent": 0, "sortorder": 10000, "coursecount": 0, "depth": 1, "path": format!("/{}", c.id)});
+                if st.category_manage {
+                    v["idnumber"] = json!(c.idnumber);
+                }
+                v
+            })
+            .collect(),
+    ))
+}
+
+fn enrol(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let list = items(p, "enrolments").ok_or_else(invalid_parameter)?;
+    let mut todo = Vec::new();
+    for e in &list {
+        let (role, user, course) = (int(e, "roleid")?, int(e, "userid")?, int(e, "courseid")?);
+        if !st.courses.iter().any(|c| c.id == course) {
+            return Err(invalid_parameter());
+        }
+        if !st.assignable_roles.contains(&role) {
+            return Err(exception("core\\exception\\moodle_exception", "wsusercannotassign", &format!("You don't have the permission to assign this role ({role}) to this user ({user}) in this course ({course}).")));
+        }
+        if !st.users.contains_key(&user) {
+            return Err(
+                json!({"exception": "TypeError", "message": "core\\user::get_name_placeholders(): Argument #1 ($user) must be of type stdClass, bool given, called in [dirroot]/lib/enrollib.php on line 3674"}),
+            );
+        }
+        todo.push((role, user, course));
+    }
+    st.enrolments.extend(todo);
+    Ok(Value::Null)
+}
