@@ -119,6 +119,12 @@ param ldapUrl string = ''
 @description('LDAP_BIND_DN: DN the bridge binds as.')
 param ldapBindDn string = ''
 
+@description('SYNC_ENABLED: run the ENT/LDAP → Moodle sync on the SyncTimer schedule.')
+param syncEnabled bool = false
+
+@description('Overrides of the sync and LDAP settings (name → string value), e.g. {"LDAP_PEOPLE_BASE": "ou=people,dc=ent,dc=fr", "SYNC_REMOVAL": "suspend"}. Unset names keep the defaults below, which are the code\'s own defaults (see the README settings table).')
+param syncSettings object = {}
+
 @description('SYNC_SCHEDULE: six-field NCRONTAB of the SyncTimer function (the host reads it too, as %SYNC_SCHEDULE%).')
 param syncSchedule string = '0 */15 * * * *'
 
@@ -268,6 +274,49 @@ var secretRef = {
   webhookSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/webhook-secret/)'
 }
 
+// The code's defaults for the sync and LDAP settings; `syncSettings` overrides any of them.
+var syncDefaults = {
+  LDAP_GROUPS_BASE: 'ou=groups,dc=ent,dc=example'
+  LDAP_GROUPS_FILTER: '(objectClass=groupOfNames)'
+  LDAP_GROUP_MEMBER_ATTRIBUTE: 'member'
+  LDAP_GROUP_NAME_ATTRIBUTE: 'cn'
+  LDAP_PAGE_SIZE: '500'
+  LDAP_PEOPLE_BASE: 'ou=people,dc=ent,dc=example'
+  LDAP_STAFF_BASE: 'ou=people,dc=ent,dc=example'
+  LDAP_STAFF_FILTER: '(objectClass=ENTAuxNonEnsEtab)'
+  LDAP_STARTTLS: 'false'
+  LDAP_STUDENTS_BASE: 'ou=people,dc=ent,dc=example'
+  LDAP_STUDENTS_FILTER: '(objectClass=ENTEleve)'
+  LDAP_TEACHERS_BASE: 'ou=people,dc=ent,dc=example'
+  LDAP_TEACHERS_FILTER: '(objectClass=ENTAuxEnseignant)'
+  LDAP_TIMEOUT_SECS: '30'
+  SYNC_BATCH_SIZE: '500'
+  SYNC_COHORT_ATTRIBUTE: 'ENTEleveClasses'
+  SYNC_COHORT_PREFIX: 'ent_'
+  SYNC_COHORT_SOURCE: 'attribute'
+  SYNC_FAKE_EMAIL_DOMAIN: 'no-mail.invalid'
+  SYNC_LEASE_SECS: '1800'
+  SYNC_MAP_CUSTOM: ''
+  SYNC_MAP_DEPARTMENT: 'ENTPersonFonctions:last'
+  SYNC_MAP_EMAIL: 'mail'
+  SYNC_MAP_FIRSTNAME: 'givenName'
+  SYNC_MAP_IDNUMBER: 'ENTPersonJointure:after$'
+  SYNC_MAP_INSTITUTION: '-'
+  SYNC_MAP_KEY: 'uid'
+  SYNC_MAP_LASTNAME: 'sn'
+  SYNC_MAP_USERNAME: 'ENTPersonLogin'
+  SYNC_OVERLAP_SECS: '120'
+  SYNC_REMOVAL: 'off'
+  SYNC_REMOVAL_MAX_SHARE: '0.05'
+  SYNC_ROLE_IDS: 'manager=1,coursecreator=2,editingteacher=3,teacher=4,student=5'
+  SYNC_ROLE_RULES: 'ENTAuxEnsClasses|course|editingteacher|{school}${code}'
+  SYNC_SOURCE: 'ldap'
+  SYNC_SOURCE_FILE: ''
+  SYNC_TRACE_LIMIT: '20000'
+  SYNC_USER_AUTH: 'cas'
+}
+var sync = union(syncDefaults, syncSettings)
+
 // Settings the code reads (`handler settings`). A secret is only referenced when its feature is on:
 // an unresolved reference would reach the app as the literal `@Microsoft.KeyVault(...)` text.
 var appSettings = {
@@ -304,6 +353,45 @@ var appSettings = {
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn
   LDAP_BIND_PASSWORD: empty(ldapUrl) ? '' : secretRef.ldapBindPassword
+  SYNC_ENABLED: string(syncEnabled)
+  LDAP_GROUPS_BASE: string(sync.LDAP_GROUPS_BASE)
+  LDAP_GROUPS_FILTER: string(sync.LDAP_GROUPS_FILTER)
+  LDAP_GROUP_MEMBER_ATTRIBUTE: string(sync.LDAP_GROUP_MEMBER_ATTRIBUTE)
+  LDAP_GROUP_NAME_ATTRIBUTE: string(sync.LDAP_GROUP_NAME_ATTRIBUTE)
+  LDAP_PAGE_SIZE: string(sync.LDAP_PAGE_SIZE)
+  LDAP_PEOPLE_BASE: string(sync.LDAP_PEOPLE_BASE)
+  LDAP_STAFF_BASE: string(sync.LDAP_STAFF_BASE)
+  LDAP_STAFF_FILTER: string(sync.LDAP_STAFF_FILTER)
+  LDAP_STARTTLS: string(sync.LDAP_STARTTLS)
+  LDAP_STUDENTS_BASE: string(sync.LDAP_STUDENTS_BASE)
+  LDAP_STUDENTS_FILTER: string(sync.LDAP_STUDENTS_FILTER)
+  LDAP_TEACHERS_BASE: string(sync.LDAP_TEACHERS_BASE)
+  LDAP_TEACHERS_FILTER: string(sync.LDAP_TEACHERS_FILTER)
+  LDAP_TIMEOUT_SECS: string(sync.LDAP_TIMEOUT_SECS)
+  SYNC_BATCH_SIZE: string(sync.SYNC_BATCH_SIZE)
+  SYNC_COHORT_ATTRIBUTE: string(sync.SYNC_COHORT_ATTRIBUTE)
+  SYNC_COHORT_PREFIX: string(sync.SYNC_COHORT_PREFIX)
+  SYNC_COHORT_SOURCE: string(sync.SYNC_COHORT_SOURCE)
+  SYNC_FAKE_EMAIL_DOMAIN: string(sync.SYNC_FAKE_EMAIL_DOMAIN)
+  SYNC_LEASE_SECS: string(sync.SYNC_LEASE_SECS)
+  SYNC_MAP_CUSTOM: string(sync.SYNC_MAP_CUSTOM)
+  SYNC_MAP_DEPARTMENT: string(sync.SYNC_MAP_DEPARTMENT)
+  SYNC_MAP_EMAIL: string(sync.SYNC_MAP_EMAIL)
+  SYNC_MAP_FIRSTNAME: string(sync.SYNC_MAP_FIRSTNAME)
+  SYNC_MAP_IDNUMBER: string(sync.SYNC_MAP_IDNUMBER)
+  SYNC_MAP_INSTITUTION: string(sync.SYNC_MAP_INSTITUTION)
+  SYNC_MAP_KEY: string(sync.SYNC_MAP_KEY)
+  SYNC_MAP_LASTNAME: string(sync.SYNC_MAP_LASTNAME)
+  SYNC_MAP_USERNAME: string(sync.SYNC_MAP_USERNAME)
+  SYNC_OVERLAP_SECS: string(sync.SYNC_OVERLAP_SECS)
+  SYNC_REMOVAL: string(sync.SYNC_REMOVAL)
+  SYNC_REMOVAL_MAX_SHARE: string(sync.SYNC_REMOVAL_MAX_SHARE)
+  SYNC_ROLE_IDS: string(sync.SYNC_ROLE_IDS)
+  SYNC_ROLE_RULES: string(sync.SYNC_ROLE_RULES)
+  SYNC_SOURCE: string(sync.SYNC_SOURCE)
+  SYNC_SOURCE_FILE: string(sync.SYNC_SOURCE_FILE)
+  SYNC_TRACE_LIMIT: string(sync.SYNC_TRACE_LIMIT)
+  SYNC_USER_AUTH: string(sync.SYNC_USER_AUTH)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret
 }

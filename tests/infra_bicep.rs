@@ -18,6 +18,7 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("SERVE_ADDR", "only `handler serve` listens on it; under the host the port comes from FUNCTIONS_CUSTOMHANDLER_PORT"),
     ("SQLITE_PATH", "embedded store; on Azure STORE_BACKEND=azure uses Table storage"),
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
+    ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
     (
         "AzureWebJobsStorage",
@@ -41,12 +42,7 @@ const PLATFORM: &[&str] = &[
 /// Vault plumbing now; the bot and LDAP work lands separately). Once the code reads one, it is
 /// checked like any other; if the code picks a different name, the first check below fails and
 /// names it.
-const AHEAD_OF_CODE: &[&str] = &[
-    "LDAP_URL",
-    "LDAP_BIND_DN",
-    "LDAP_BIND_PASSWORD",
-    "WEBHOOK_SECRET",
-];
+const AHEAD_OF_CODE: &[&str] = &["WEBHOOK_SECRET"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
