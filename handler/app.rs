@@ -59,7 +59,9 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let local_queue = with_local_queue.then(|| DurableQueue::new(store.clone()));
+        let visibility_ms = settings.core.queue_visibility_secs.saturating_mul(1000) as i64;
+        let local_queue = with_local_queue
+            .then(|| DurableQueue::new(store.clone()).with_visibility_ms(visibility_ms));
         let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
         Ok(AppState(Arc::new(AppInner {
             settings,

@@ -40,6 +40,11 @@ impl DurableQueue {
         }
     }
 
+    pub fn with_visibility_ms(mut self, ms: i64) -> Self {
+        self.visibility_ms = ms;
+        self
+    }
+
     pub async fn enqueue(&self, queue: &str, body: &str) -> StoreResult<String> {
         // Time-ordered keys give FIFO-ish order within a partition scan.
         let rk = format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple());

@@ -16,6 +16,7 @@ const INSTALL_HINT: &str =
 /// Settings the code reads that the Azure template deliberately leaves unset.
 const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("SERVE_ADDR", "only `handler serve` listens on it; under the host the port comes from FUNCTIONS_CUSTOMHANDLER_PORT"),
+    ("SERVE_QUEUE_VISIBILITY_SECS", "`serve`'s own queue; under the host, host.json sets the queue behaviour"),
     ("SQLITE_PATH", "embedded store; on Azure STORE_BACKEND=azure uses Table storage"),
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
     ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),

@@ -31,6 +31,8 @@ pub struct CoreSettings {
     pub sync_schedule: String,
     /// Public base URL of this app (links in pages and cards), e.g. https://bridge.example.org
     pub public_url: Option<url::Url>,
+    /// `serve` only: how long a claimed queue message stays invisible before another try.
+    pub queue_visibility_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +145,16 @@ impl CoreSettings {
             &["https", "http"],
             "public base URL of this app, used in links",
         );
+        let queue_visibility_secs = src.parse(
+            "SERVE_QUEUE_VISIBILITY_SECS",
+            300u64,
+            "`serve` only: seconds a claimed queue message stays invisible; a crashed worker's message comes back after this",
+        );
+        if queue_visibility_secs == 0 {
+            src.problem("SERVE_QUEUE_VISIBILITY_SECS: at least 1");
+        }
         CoreSettings {
+            queue_visibility_secs,
             log_level,
             log_json,
             serve_addr,
