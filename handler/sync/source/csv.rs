@@ -19,27 +19,40 @@ pub fn read(
     };
     let filter = Filter::parse(&q.filter).map_err(SourceError::Filter)?;
     let file = std::fs::File::open(path).map_err(|e| ferr(e.to_string()))?;
-    let mut lines = std::io::BufReader::new(file).lines();
-    let mut next_record = || -> Result<Option<Vec<String>>, SourceError> {
+    let mut reader = std::io::BufReader::new(file);
+    let mut line_no = 0usize;
+    let mut next_record = || -> Result<Option<(usize, Vec<String>)>, SourceError> {
         let mut text = String::new();
+        let mut raw = String::new();
         loop {
-            match lines.next() {
-                None if text.is_empty() => return Ok(None),
-                None => return Err(ferr("unterminated quoted field".into())),
-                Some(l) => {
-                    let l = l.map_err(|e| ferr(e.to_string()))?;
+            raw.clear();
+            let got = reader
+                .read_line(&mut raw)
+                .map_err(|e| ferr(format!("line {}: {e}", line_no + 1)))?;
+            match got {
+                0 if text.is_empty() => return Ok(None),
+                0 => return Err(ferr("unterminated quoted field".into())),
+                _ => {
+                    line_no += 1;
+                    // A copy cut short ends inside a row: refuse it rather than read a partial
+                    // directory as complete (everyone after the cut would look like they left).
+                    let Some(l) = raw.strip_suffix('\n') else {
+                        return Err(ferr(format!(
+                            "line {line_no}: the file ends in the middle of a row (truncated export?)"
+                        )));
+                    };
                     if !text.is_empty() {
                         text.push('\n');
                     }
-                    text.push_str(l.strip_suffix('\r').unwrap_or(&l));
+                    text.push_str(l.strip_suffix('\r').unwrap_or(l));
                     if text.matches('"').count() % 2 == 0 {
-                        return Ok(Some(split_row(&text)));
+                        return Ok(Some((line_no, split_row(&text))));
                     }
                 }
             }
         }
     };
-    let Some(header) = next_record()? else {
+    let Some((_, header)) = next_record()? else {
         return Ok(ReadSummary {
             requests: 1,
             entries: 0,
@@ -53,9 +66,16 @@ pub fn read(
         requests: 1,
         entries: 0,
     };
-    while let Some(row) = next_record()? {
+    while let Some((n, row)) = next_record()? {
         if row.iter().all(|c| c.trim().is_empty()) {
             continue;
+        }
+        if row.len() != header.len() {
+            return Err(ferr(format!(
+                "line {n}: {} field(s) where the header has {} (truncated or malformed row)",
+                row.len(),
+                header.len()
+            )));
         }
         let mut e = Entry::default();
         for (name, cell) in header.iter().zip(row) {

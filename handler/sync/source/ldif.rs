@@ -41,9 +41,27 @@ pub fn read(path: &Path, q: &Query, tx: &mpsc::Sender<Entry>) -> Result<ReadSumm
         }
         Ok(())
     };
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| ferr(format!("line {}: {e}", n + 1)))?;
-        let line = line.strip_suffix('\r').unwrap_or(&line).to_string();
+    let mut reader = std::io::BufReader::new(file);
+    let mut raw = String::new();
+    let mut n = 0usize;
+    loop {
+        raw.clear();
+        let got = reader
+            .read_line(&mut raw)
+            .map_err(|e| ferr(format!("line {}: {e}", n + 1)))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        // A copy cut short ends inside a line: its last record cannot be trusted, and reading
+        // it as complete would make everyone after the cut look like they left.
+        let Some(line) = raw.strip_suffix('\n') else {
+            return Err(ferr(format!(
+                "line {n}: the file ends in the middle of a line (truncated export?)"
+            )));
+        };
+        let line = line.strip_suffix('\r').unwrap_or(line).to_string();
+        let n = n - 1;
         if line.is_empty() {
             flush(&mut lines, &mut emit)?;
         } else if let Some(cont) = line.strip_prefix(' ') {

@@ -116,12 +116,14 @@ impl Default for FakeState {
             fail: Vec::new(),
             next_id: 100,
         };
-        for (name, email) in [
-            ("guest", "root@localhost"),
-            ("admin", "admin@lab.example.test"),
-            ("bridge_ws", "bridge_ws@lab.example.test"),
+        // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
+        for (id, name, email) in [
+            (1, "guest", "root@localhost"),
+            (2, "admin", "admin@lab.example.test"),
+            (3, "bridge_ws", "bridge_ws@lab.example.test"),
         ] {
             s.insert_user(FakeUser {
+                id,
                 username: name.into(),
                 firstname: name.into(),
                 lastname: "User".into(),
@@ -362,9 +364,7 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
     }
     let params = nest(&fields);
     let result = match function.as_str() {
-        "core_webservice_get_site_info" => Ok(
-            json!({"sitename": "Fake Moodle", "username": "bridge_ws", "userid": 3, "release": "5.0dev (Build: 20241007)", "version": "2024100700", "functions": []}),
-        ),
+        "core_webservice_get_site_info" => Ok(site_info()),
         "core_user_create_users" => create_users(&mut st, &params),
         "core_user_update_users" => update_users(&mut st, &params),
         "core_user_get_users_by_field" => users_by_field(&st, &params),
@@ -715,12 +715,23 @@ fn create_cohorts(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     let mut seen = BTreeSet::new();
     for c in &list {
         let idn = s(c, "idnumber").unwrap_or_default();
-        let cat = c
-            .get("categorytype")
-            .and_then(Value::as_object)
-            .and_then(|t| s(t, "type"));
+        let cat = c.get("categorytype").and_then(Value::as_object);
+        let (ctype, cval) = (
+            cat.and_then(|t| s(t, "type")),
+            cat.and_then(|t| s(t, "value")).unwrap_or_default(),
+        );
+        // The context must exist: "system", or a category found by id / idnumber.
+        let context_ok = match ctype.as_deref() {
+            Some("system") => true,
+            Some("id") => st.categories.iter().any(|k| k.id.to_string() == cval),
+            Some("idnumber") => st
+                .categories
+                .iter()
+                .any(|k| !k.idnumber.is_empty() && k.idnumber == cval),
+            _ => false,
+        };
         if s(c, "name").is_none()
-            || cat.is_none()
+            || !context_ok
             || (!idn.is_empty()
                 && (st.cohort_by_idnumber(&idn).is_some() || !seen.insert(idn.clone())))
         {
@@ -896,38 +907,103 @@ fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Va
     Ok(Value::Null)
 }
 
-fn course_json(c: &FakeCourse) -> Value {
-    json!({"id": c.id, "fullname": c.fullname, "displayname": c.fullname, "shortname": c.shortname, "categoryid": c.category, "idnumber": c.idnumber, "format": "topics", "visible": 1})
+/// Every key the recorded answer has (`core_webservice_get_site_info/success`).
+fn site_info() -> Value {
+    let functions: Vec<Value> = [
+        "core_user_create_users",
+        "core_user_update_users",
+        "core_user_get_users_by_field",
+        "core_user_delete_users",
+        "core_cohort_create_cohorts",
+        "core_cohort_get_cohorts",
+        "core_cohort_add_cohort_members",
+        "core_cohort_delete_cohort_members",
+        "core_cohort_get_cohort_members",
+        "core_role_assign_roles",
+        "core_role_unassign_roles",
+        "core_course_get_courses_by_field",
+        "core_course_get_categories",
+        "enrol_manual_enrol_users",
+    ]
+    .iter()
+    .map(|f| json!({"name": f, "version": "2024100700"}))
+    .collect();
+    json!({
+        "sitename": "Fake Moodle", "username": "bridge_ws", "firstname": "Bridge", "lastname": "Service",
+        "fullname": "Bridge Service", "lang": "en", "userid": 3, "siteurl": "http://127.0.0.1/moodle",
+        "userpictureurl": "http://127.0.0.1/moodle/theme/image.php/boost/core/1/u/f1", "functions": functions,
+        "downloadfiles": 0, "uploadfiles": 0, "release": "5.0dev (Build: 20241007)", "version": "2024100700",
+        "mobilecssurl": "", "advancedfeatures": [{"name": "usecomments", "value": 1}],
+        "usercanmanageownfiles": true, "userquota": 104857600, "usermaxuploadfilesize": 67108864,
+        "userhomepage": 1, "userprivateaccesskey": "PRIVATE_ACCESS_KEY", "siteid": 1,
+        "sitecalendartype": "gregorian", "usercalendartype": "gregorian", "userissiteadmin": false,
+        "theme": "boost", "limitconcurrentlogins": 0, "policyagreed": 0,
+    })
+}
+
+/// Every key of a recorded course (`core_course_get_courses_by_field/by_shortname`).
+fn course_json(c: &FakeCourse, categories: &[FakeCategory]) -> Value {
+    let categoryname = categories
+        .iter()
+        .find(|k| k.id == c.category)
+        .map(|k| k.name.clone())
+        .unwrap_or_default();
+    let mut v = json!({
+        "id": c.id, "fullname": c.fullname, "displayname": c.fullname, "shortname": c.shortname,
+        "courseimage": format!("http://127.0.0.1/moodle/pluginfile.php/{}/course/generated/course.svg", c.id),
+        "categoryid": c.category, "categoryname": categoryname, "sortorder": 10000 + c.id,
+        "summary": "", "summaryformat": 1, "summaryfiles": [], "overviewfiles": [],
+        "showactivitydates": false, "showcompletionconditions": true, "contacts": [],
+        "enrollmentmethods": ["manual"], "idnumber": c.idnumber,
+    });
+    // Two halves: one `json!` this large exceeds the macro recursion limit.
+    let rest = json!({
+        "format": "topics", "showgrades": 1,
+        "newsitems": 1, "startdate": 0, "enddate": 0, "maxbytes": 0, "showreports": 0, "visible": 1,
+        "groupmode": 0, "groupmodeforce": 0, "defaultgroupingid": 0, "enablecompletion": 1,
+        "completionnotify": 0, "lang": "", "theme": "", "marker": 0, "legacyfiles": 0,
+        "calendartype": "", "timecreated": 0, "timemodified": 0, "requested": 0, "cacherev": 0,
+        "filters": [{"filter": "activitynames", "localstate": 0, "inheritedstate": 1}],
+        "courseformatoptions": [{"name": "hiddensections", "value": 1}],
+    });
+    if let (Some(a), Value::Object(b)) = (v.as_object_mut(), rest) {
+        a.extend(b);
+    }
+    v
 }
 
 fn courses_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
     let field = p.get("field").and_then(Value::as_str).unwrap_or_default();
     let value = p.get("value").and_then(Value::as_str).unwrap_or_default();
     let list: Vec<Value> = match field {
-        "" => st.courses.iter().map(course_json).collect(),
+        "" => st
+            .courses
+            .iter()
+            .map(|c| course_json(c, &st.categories))
+            .collect(),
         "id" => st
             .courses
             .iter()
             .filter(|c| c.id.to_string() == value)
-            .map(course_json)
+            .map(|c| course_json(c, &st.categories))
             .collect(),
         "idnumber" => st
             .courses
             .iter()
             .filter(|c| c.idnumber == value)
-            .map(course_json)
+            .map(|c| course_json(c, &st.categories))
             .collect(),
         "shortname" => st
             .courses
             .iter()
             .filter(|c| c.shortname == value)
-            .map(course_json)
+            .map(|c| course_json(c, &st.categories))
             .collect(),
         "category" => st
             .courses
             .iter()
             .filter(|c| c.category.to_string() == value)
-            .map(course_json)
+            .map(|c| course_json(c, &st.categories))
             .collect(),
         _ => return Err(invalid_parameter()),
     };

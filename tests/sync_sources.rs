@@ -1,0 +1,480 @@
+//! The other ways people come in: CSV and LDIF exports through `handler sync`'s entry point,
+//! cohorts from directory groups (slapd), and the sharded SyncTimer → SyncWorker path.
+
+mod common;
+
+use bridge::app::AppState;
+use bridge::config::{Settings, Source};
+use bridge::host::functions::{InvocationContext, QUEUE_SYNC_WORK};
+use bridge::host::{QueueMessage, TimerInfo};
+use bridge::ids::InvocationId;
+use bridge::store::blob::FsBlobStore;
+use bridge::store::sqlite::SqliteStore;
+use bridge::store::{tables, SharedStore};
+use bridge::sync::run::{latest_reports, run_inline, SyncEnv};
+use bridge::sync::testing::ent_data::{self, Spec};
+use bridge::sync::{functions, lease, RunReport, SyncOptions, SyncSettings};
+use common::fake_moodle::FakeMoodle;
+use common::slapd::{Slapd, READER_DN, READER_PW};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The whole app's settings (as `handler` loads them) with a sqlite store in `dir`.
+fn app(dir: &Path, fake: &FakeMoodle, extra: &[(&str, &str)]) -> AppState {
+    let sqlite = dir.join("s.sqlite");
+    let blobs = dir.join("blobs");
+    let mut m = map(&[
+        ("STORE_BACKEND", "sqlite"),
+        ("SQLITE_PATH", sqlite.to_str().unwrap()),
+        ("BLOB_DIR", blobs.to_str().unwrap()),
+        ("MOODLE_URL", fake.url.as_str()),
+        ("MOODLE_TOKEN", "TOKEN"),
+        ("SYNC_OVERLAP_SECS", "0"),
+    ]);
+    m.extend(map(extra));
+    let settings = Settings::load(&mut Source::from_map(m)).expect("settings");
+    let store: SharedStore = Arc::new(SqliteStore::open(&sqlite).unwrap());
+    AppState::from_parts(settings, store, Arc::new(FsBlobStore::new(blobs)), false).unwrap()
+}
+
+async fn cli_sync(state: &AppState, args: &[&str]) -> (i32, RunReport) {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: bridge::sync::cli::SyncArgs,
+    }
+    let mut argv = vec!["sync"];
+    argv.extend_from_slice(args);
+    let args = Cli::parse_from(argv).args;
+    let code = bridge::sync::cli::run(state.clone(), args).await.unwrap();
+    let report = latest_reports(&state.store, 1)
+        .await
+        .unwrap()
+        .pop()
+        .expect("a stored report");
+    (code, report)
+}
+
+fn usernames(fake: &FakeMoodle) -> Vec<String> {
+    fake.lock()
+        .users
+        .values()
+        .map(|u| u.username.clone())
+        .collect()
+}
+
+fn assert_each_once(fake: &FakeMoodle) {
+    let names = usernames(fake);
+    let set: BTreeSet<&String> = names.iter().collect();
+    assert_eq!(names.len(), set.len(), "a user landed twice: {names:?}");
+}
+
+#[tokio::test]
+async fn csv_export_with_bom_crlf_quotes_accents_and_traps() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    let rows = [
+        "\u{feff}uid,ENTPersonLogin,givenName,sn,mail,ENTPersonJointure,objectClass",
+        "C001,Lea.Martin,Léa,\"Martin, dite \"\"Lou\"\"\",lea.martin@ent.example,AC-TEST$5000001,ENTPerson|ENTEleve",
+        "C002,hugo.lefevre,Hugo,Lefèvre,,AC-TEST$5000002,ENTPerson|ENTEleve",
+        "C003,lea.martin,Léa,Martin,other.lea@ent.example,AC-TEST$5000003,ENTPerson|ENTEleve",
+        "C004,noe.test,Noé,Test*)(uid=*,noe.test@ent.example,AC-TEST$5000004,ENTPerson|ENTEleve",
+        "C005,*)(uid=*,Evil,Login,evil@ent.example,AC-TEST$5000005,ENTPerson|ENTEleve",
+        "C006,maelys.oeillet,Maëlys,Œillet,\"maelys.oeillet@ent.example\",AC-TEST$5000006,ENTPerson|ENTAuxEnseignant",
+    ];
+    std::fs::write(&csv, rows.join("\r\n") + "\r\n").unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_SOURCE", "csv"),
+            ("SYNC_SOURCE_FILE", csv.to_str().unwrap()),
+        ],
+    );
+    let (code, r) = cli_sync(&state, &["--verbose"]).await;
+    assert_eq!(code, 0, "{}", r.render());
+    assert!(r.complete, "{}", r.render());
+    let u = &r.counts["users"];
+    assert_eq!(u.created, 4, "{}", r.render());
+    assert_eq!(
+        u.skipped,
+        2,
+        "duplicate login + unusable login: {}",
+        r.render()
+    );
+    assert!(r
+        .issues
+        .iter()
+        .any(|i| i.key == "C003" && i.reason.contains("duplicate login")));
+    assert!(r
+        .issues
+        .iter()
+        .any(|i| i.key == "C005" && i.reason.contains("characters Moodle refuses")));
+    assert_each_once(&fake);
+    {
+        let st = fake.lock();
+        assert_eq!(st.users.len(), 3 + 4);
+        let lea = st.user_by_username("lea.martin").expect("lowercased login");
+        assert_eq!(lea.lastname, "Martin, dite \"Lou\"");
+        assert_eq!(lea.firstname, "Léa");
+        assert_eq!(lea.idnumber, "5000001");
+        let hugo = st.user_by_username("hugo.lefevre").unwrap();
+        assert_eq!(hugo.email, "hugo.lefevre@no-mail.invalid");
+        assert_eq!(hugo.lastname, "Lefèvre");
+        let noe = st.user_by_username("noe.test").unwrap();
+        assert_eq!(noe.lastname, "Test*)(uid=*");
+        let m = st.user_by_username("maelys.oeillet").unwrap();
+        assert_eq!(
+            (m.firstname.as_str(), m.lastname.as_str()),
+            ("Maëlys", "Œillet")
+        );
+    }
+
+    // Same file again: not even a Moodle lookup.
+    fake.reset_calls();
+    let (code, again) = cli_sync(&state, &[]).await;
+    assert_eq!(code, 0);
+    assert_ne!(again.run_id, r.run_id);
+    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
+    assert!(again.moodle_calls.is_empty());
+    assert_eq!(again.entries_read, 0);
+
+    // A changed file is read again; only the changed person is written.
+    let mut changed = rows.to_vec();
+    changed[2] = "C002,hugo.lefevre,Hugo,Lefèvre-Dupont,,AC-TEST$5000002,ENTPerson|ENTEleve";
+    std::fs::write(&csv, changed.join("\r\n") + "\r\n").unwrap();
+    let (_, third) = cli_sync(&state, &[]).await;
+    assert_eq!(third.counts["users"].updated, 1, "{}", third.render());
+    assert_eq!(third.counts["users"].created, 0);
+    assert_eq!(
+        fake.lock()
+            .user_by_username("hugo.lefevre")
+            .unwrap()
+            .lastname,
+        "Lefèvre-Dupont"
+    );
+    assert_each_once(&fake);
+}
+
+#[tokio::test]
+async fn ldif_export_of_the_sample_school() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    let mut text = common::fixture("ent/sample-school.ldif");
+    // One more person reusing a login already taken (a merged/duplicate account), CRLF-ended.
+    text.push_str(
+        "\r\ndn: uid=F0100099,ou=people,dc=ent,dc=example\r\nobjectClass: top\r\nobjectClass: person\r\n\
+         objectClass: organizationalPerson\r\nobjectClass: inetOrgPerson\r\nobjectClass: ENTPerson\r\n\
+         objectClass: ENTEleve\r\nuid: F0100099\r\ncn: Martin Lea\r\nsn: Martin\r\ngivenName: Lea\r\n\
+         ENTPersonLogin: lea.martin\r\nENTPersonJointure: AC-TEST$9999999\r\n\r\n",
+    );
+    std::fs::write(&ldif, &text).unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+            (
+                "LDAP_STAFF_FILTER",
+                "(|(objectClass=ENTAuxNonEnsEtab)(objectClass=ENTAuxNonEnsCollLoc))",
+            ),
+        ],
+    );
+    let (code, r) = cli_sync(&state, &["--users", "--verbose"]).await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(code, 0, "{}", r.render());
+    assert!(r
+        .issues
+        .iter()
+        .any(|i| i.key == "F0100099" && i.reason.contains("duplicate login")));
+    assert_each_once(&fake);
+    {
+        let st = fake.lock();
+        // Everyone but the parent (no parent population) and the duplicate: 29 people.
+        assert_eq!(r.counts["users"].created, 29, "{}", r.render());
+        assert_eq!(st.users.len(), 3 + 29);
+        let lea = st.user_by_username("lea.martin").unwrap();
+        let lea1 = st.user_by_username("lea.martin1").unwrap();
+        assert_eq!(
+            (lea.firstname.as_str(), lea1.firstname.as_str()),
+            ("Léa", "Léa")
+        );
+        assert_ne!(lea.idnumber, lea1.idnumber, "homonyms stay two accounts");
+        assert!(
+            st.users.values().any(|u| u.lastname == "Test*)(uid=*"),
+            "hostile value synced as plain data"
+        );
+        let no_mail = st
+            .users
+            .values()
+            .find(|u| u.lastname == "Lefèvre")
+            .expect("F0100002");
+        assert!(
+            no_mail.email.ends_with("@no-mail.invalid"),
+            "{}",
+            no_mail.email
+        );
+        for odd in ["Œillet", "N'Diaye", "Le Goff"] {
+            assert!(
+                st.users.values().any(|u| u.lastname == odd),
+                "{odd} missing"
+            );
+        }
+    }
+    fake.reset_calls();
+    let (_, again) = cli_sync(&state, &["--users"]).await;
+    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
+    assert_eq!(again.moodle_writes(), 0);
+}
+
+// ---------------------------------------------------------------- groups
+
+fn group(cn: &str, members: &[String]) -> String {
+    let mut s =
+        format!("dn: cn={cn},ou=groups,dc=ent,dc=example\nobjectClass: groupOfNames\ncn: {cn}\n");
+    for m in members {
+        s.push_str(&format!("member: {m}\n"));
+    }
+    s.push('\n');
+    s
+}
+
+fn person_dn(i: usize) -> String {
+    format!("uid={},ou=people,dc=ent,dc=example", ent_data::uid(i))
+}
+
+#[tokio::test]
+async fn cohorts_from_ldap_groups_follow_membership_changes() {
+    let spec = Spec::new(40);
+    let mut data = Vec::new();
+    ent_data::write_ldif(&mut data, &spec).unwrap();
+    data.extend(
+        group(
+            "club-echecs",
+            &[
+                person_dn(4),
+                person_dn(5),
+                "uid=NOBODY,ou=people,dc=ent,dc=example".into(),
+            ],
+        )
+        .as_bytes(),
+    );
+    data.extend(group("chorale", &[person_dn(6), person_dn(7)]).as_bytes());
+    let slapd = Slapd::start(&data);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let fake = FakeMoodle::start().await;
+    let mut src = Source::from_map(map(&[
+        ("LDAP_URL", slapd.url.as_str()),
+        ("LDAP_BIND_DN", READER_DN),
+        ("LDAP_BIND_PASSWORD", READER_PW),
+        ("SYNC_OVERLAP_SECS", "0"),
+        ("SYNC_COHORT_SOURCE", "groups"),
+        ("SYNC_COHORT_PREFIX", "grp_"),
+        ("SYNC_ROLE_RULES", "-"),
+    ]));
+    let settings = SyncSettings::load(&mut src);
+    assert!(src.problems().is_empty(), "{:?}", src.problems());
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+    store.ensure_tables().await.unwrap();
+    let env = SyncEnv {
+        settings: Arc::new(settings),
+        store,
+        blobs: None,
+        moodle: fake.client(),
+    };
+    let r = run_inline(&env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(r.counts["cohorts"].created, 2, "{}", r.render());
+    let set = |v: &[usize]| -> BTreeSet<String> { v.iter().map(|i| ent_data::login(*i)).collect() };
+    {
+        let st = fake.lock();
+        let c = st
+            .cohort_by_idnumber("grp_club-echecs")
+            .expect("prefixed idnumber");
+        assert_eq!(c.name, "club-echecs");
+        assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 5]));
+        assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+        // Class values on people are not used in groups mode.
+        assert!(st.cohorts.values().all(|c| c.idnumber.starts_with("grp_")));
+    }
+    assert!(r
+        .issues
+        .iter()
+        .any(|i| i.key == "NOBODY" && i.reason.contains("not synced")));
+
+    // 5 leaves the club, 8 joins; the choir does not change.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    slapd.modify(&format!(
+        "dn: cn=club-echecs,ou=groups,dc=ent,dc=example\nchangetype: modify\ndelete: member\nmember: {}\n-\nadd: member\nmember: {}\n",
+        person_dn(5),
+        person_dn(8)
+    ));
+    fake.reset_calls();
+    let r = run_inline(&env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(
+        r.entries_read,
+        1,
+        "only the changed group is read: {}",
+        r.render()
+    );
+    assert_eq!(r.counts["memberships"].created, 1, "{}", r.render());
+    assert_eq!(r.counts["memberships"].removed, 1, "{}", r.render());
+    assert_eq!(fake.calls().get("core_cohort_create_cohorts"), None);
+    let st = fake.lock();
+    assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 8]));
+    assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+}
+
+// ---------------------------------------------------------------- sharded path
+
+fn ctx(function: &'static str) -> InvocationContext {
+    InvocationContext {
+        invocation_id: InvocationId(format!("test-{function}")),
+        function,
+    }
+}
+
+fn timer() -> TimerInfo {
+    TimerInfo {
+        is_past_due: false,
+        last: None,
+        next: None,
+    }
+}
+
+#[tokio::test]
+async fn timer_plans_shards_workers_apply_them_and_the_run_is_reported_once() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    let spec = Spec::new(60);
+    let mut data = Vec::new();
+    ent_data::write_ldif(&mut data, &spec).unwrap();
+    std::fs::write(&ldif, &data).unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_ENABLED", "true"),
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+    );
+    state.store.ensure_tables().await.unwrap();
+
+    let out = functions::on_timer(&state, &ctx("SyncTimer"), timer())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.queue.len(),
+        3,
+        "one shard per population: {:?}",
+        out.logs
+    );
+    assert!(out.queue.iter().all(|(q, _)| q == QUEUE_SYNC_WORK));
+    let held = lease::current(&state.store)
+        .await
+        .unwrap()
+        .expect("lease held");
+
+    // A second timer while the run is going: refused politely, no shards.
+    let busy = functions::on_timer(&state, &ctx("SyncTimer"), timer())
+        .await
+        .unwrap();
+    assert!(busy.queue.is_empty());
+    assert!(
+        busy.logs.iter().any(|l| l.contains("sync not started")),
+        "{:?}",
+        busy.logs
+    );
+    assert_eq!(fake.lock().total_calls(), 0, "planning calls no Moodle");
+
+    let msgs: Vec<String> = out.queue.iter().map(|(_, m)| m.clone()).collect();
+    let deliver = |text: String, n: u32| QueueMessage {
+        // Hosts may encode the text once more as a JSON string.
+        text: if n > 1 {
+            serde_json::to_string(&text).unwrap()
+        } else {
+            text
+        },
+        dequeue_count: n,
+        id: None,
+    };
+    functions::on_shard(&state, &ctx("SyncWorker"), deliver(msgs[0].clone(), 1))
+        .await
+        .unwrap();
+    // Redelivery of the same shard (the host retried it).
+    functions::on_shard(&state, &ctx("SyncWorker"), deliver(msgs[0].clone(), 2))
+        .await
+        .unwrap();
+    assert!(
+        lease::current(&state.store).await.unwrap().is_some(),
+        "run not finished: lease still held"
+    );
+    for m in &msgs[1..] {
+        functions::on_shard(&state, &ctx("SyncWorker"), deliver(m.clone(), 1))
+            .await
+            .unwrap();
+    }
+    // Late redelivery after the run finished: still counted once.
+    functions::on_shard(&state, &ctx("SyncWorker"), deliver(msgs[2].clone(), 3))
+        .await
+        .unwrap();
+
+    assert!(
+        lease::current(&state.store).await.unwrap().is_none(),
+        "lease released"
+    );
+    let index = state
+        .store
+        .query(tables::RUNS, "index", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(index.entities.len(), 1, "the run is reported once");
+    let reports = latest_reports(&state.store, 5).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.run_id, held.owner);
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(
+        r.counts["users"].created as usize,
+        ent_data::expected_users(&spec),
+        "{}",
+        r.render()
+    );
+    assert_eq!(r.entries_read, 60, "{}", r.render());
+    assert_eq!(fake.lock().users.len(), 3 + ent_data::expected_users(&spec));
+    let run = state
+        .store
+        .get(tables::RUNS, &r.run_id, "run")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.int("done"), Some(3));
+    assert_eq!(run.str("status"), Some("done"));
+
+    // The next timer starts a new run.
+    let next = functions::on_timer(&state, &ctx("SyncTimer"), timer())
+        .await
+        .unwrap();
+    assert_eq!(next.queue.len(), 3);
+}
