@@ -306,7 +306,11 @@ async fn every_recorded_case_of_every_implemented_function_has_the_recorded_shap
             }
         }
     }
-    assert!(checked.len() >= 70, "{} recorded cases checked", checked.len());
+    assert!(
+        checked.len() >= 70,
+        "{} recorded cases checked",
+        checked.len()
+    );
     for must in [
         "core_user_create_users/success_batch3",
         "core_user_create_users/error_batch_duplicate_username",

@@ -2,7 +2,6 @@
 
 use super::{Form, MoodleClient, MoodleError};
 use crate::ids::{MoodleCourseId, MoodleRoleId, MoodleUserId};
-use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrolment {
@@ -35,34 +34,4 @@ pub async fn unenrol(
     }
     let _: serde_json::Value = client.call("enrol_manual_unenrol_users", &form).await?;
     Ok(())
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EnrolledRole {
-    pub roleid: MoodleRoleId,
-    #[serde(default)]
-    pub shortname: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EnrolledUser {
-    pub id: MoodleUserId,
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub idnumber: String,
-    #[serde(default)]
-    pub roles: Vec<EnrolledRole>,
-}
-
-/// Participants of a course, limited to the fields the bridge uses.
-pub async fn enrolled_users(
-    client: &MoodleClient,
-    course: MoodleCourseId,
-) -> Result<Vec<EnrolledUser>, MoodleError> {
-    let form = Form::new()
-        .field("courseid", course)
-        .field("options[0][name]", "userfields")
-        .field("options[0][value]", "id,username,idnumber,roles");
-    client.call("core_enrol_get_enrolled_users", &form).await
 }

@@ -1,12 +1,14 @@
-//! Who is enrolled in a course, with roles: the bot checks that a user teaches the course and
-//! lists its students.
+//! Who is enrolled in a course, with roles (`core_enrol_get_enrolled_users`): the bot checks that
+//! a user teaches the course and lists its students. One type for every caller.
 
 use super::{Form, MoodleClient, MoodleError};
-use crate::ids::{MoodleCourseId, MoodleUserId};
+use crate::ids::{MoodleCourseId, MoodleRoleId, MoodleUserId};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct EnrolledRole {
+    #[serde(default)]
+    pub roleid: Option<MoodleRoleId>,
     #[serde(default)]
     pub shortname: String,
 }
@@ -16,6 +18,10 @@ pub struct EnrolledUser {
     pub id: MoodleUserId,
     #[serde(default)]
     pub fullname: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub idnumber: String,
     #[serde(default)]
     pub roles: Vec<EnrolledRole>,
 }
@@ -34,7 +40,7 @@ impl EnrolledUser {
     }
 }
 
-/// `core_enrol_get_enrolled_users` limited to the fields the bot uses, active enrolments only.
+/// `core_enrol_get_enrolled_users` limited to the fields the bridge uses, active enrolments only.
 pub async fn enrolled_users(
     client: &MoodleClient,
     course: MoodleCourseId,
@@ -42,7 +48,7 @@ pub async fn enrolled_users(
     let form = Form::new()
         .field("courseid", course)
         .field("options[0][name]", "userfields")
-        .field("options[0][value]", "id,fullname,roles")
+        .field("options[0][value]", "id,fullname,username,idnumber,roles")
         .field("options[1][name]", "onlyactive")
         .field("options[1][value]", 1);
     client.call("core_enrol_get_enrolled_users", &form).await
