@@ -338,6 +338,33 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
     assert_eq!(r.counts["memberships"].created, 1, "{}", r.render());
     assert_eq!(r.counts["memberships"].removed, 1, "{}", r.render());
     assert_eq!(fake.calls().get("core_cohort_create_cohorts"), None);
+    {
+        let st = fake.lock();
+        assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 8]));
+        assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+    }
+
+    // Someone else added the members between our read and our write: Moodle answers
+    // "already a member" (warning 3), which is not a new membership.
+    fake.lock().stale_member_reads = true;
+    let r = run_inline(
+        &env,
+        &SyncOptions {
+            force: true,
+            ..SyncOptions::scheduled()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(r.complete, "{}", r.render());
+    let m = &r.counts["memberships"];
+    assert_eq!(
+        (m.created, m.unchanged, m.failed),
+        (0, 4, 0),
+        "{}",
+        r.render()
+    );
     let st = fake.lock();
     assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 8]));
     assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
