@@ -25,8 +25,9 @@ pub const POPULATION: &str = "groups";
 
 /// Partition of `checkpoints` holding the pending groups (row key: the escaped group name).
 pub const PENDING_PK: &str = "groups-pending";
-/// Missing member keys remembered per pending group (the row stays well under 64 KiB).
-const PENDING_SAMPLE: usize = 500;
+/// Missing member keys remembered per pending group: bounds the row size and the store reads
+/// an incremental run spends checking whether a pending group is due.
+const PENDING_SAMPLE: usize = 100;
 
 /// Pending groups: name → member keys that were not synced yet.
 pub async fn load_pending(
