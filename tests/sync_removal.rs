@@ -394,3 +394,213 @@ async fn a_truncated_or_missing_export_file_removes_nobody() {
     assert_eq!(removed(&r), 1);
     assert_eq!(suspended(&w.fake), vec![ent_data::login(9)]);
 }
+
+// ---------------------------------------------------------------- Moodle's own accounts
+
+const CSV_HEADER: &str =
+    "uid,ENTPersonLogin,givenName,sn,mail,ENTPersonJointure,ENTEleveClasses,objectClass";
+
+fn csv_row(uid: &str, login: &str, last: &str) -> String {
+    format!("{uid},{login},Test,{last},{login}@ent.example,AC-TEST${uid},0750001A$6A,ENTPerson|ENTEleve")
+}
+
+fn csv_settings(file: &std::path::Path, extra: &[(&str, &str)]) -> SyncSettings {
+    let mut all = vec![
+        ("SYNC_SOURCE", "csv"),
+        ("SYNC_SOURCE_FILE", file.to_str().unwrap()),
+    ];
+    all.extend_from_slice(extra);
+    settings("ldap://127.0.0.1:1", &all)
+}
+
+fn protected_snapshot(fake: &FakeMoodle) -> Vec<FakeUser> {
+    let st = fake.lock();
+    [1, 2, 3].iter().map(|id| st.users[id].clone()).collect()
+}
+
+/// Every `users[i][id]` sent to core_user_update_users.
+fn updated_ids(fake: &FakeMoodle) -> Vec<String> {
+    fake.lock()
+        .recorded
+        .iter()
+        .flatten()
+        .filter(|(f, _)| f == "core_user_update_users")
+        .flat_map(|(_, form)| form.iter())
+        .filter(|(k, _)| k.ends_with("][id]"))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn directory_logins_of_moodle_own_accounts_are_never_managed() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    let rows = [
+        CSV_HEADER.to_string(),
+        csv_row("C001", "lea.martin", "Martin"),
+        csv_row("C002", "Admin", "Intrus"),
+        csv_row("C003", "guest", "Intrus"),
+        csv_row("C004", "bridge_ws", "Intrus"),
+        csv_row("C005", "hugo.petit", "Petit"),
+    ];
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    let w = world(csv_settings(&csv, &[("SYNC_REMOVAL", "suspend")])).await;
+    let before = protected_snapshot(&w.fake);
+    w.fake.lock().recorded = Some(Vec::new());
+    let all = SyncOptions {
+        users: true,
+        cohorts: true,
+        roles: true,
+        verbose: true,
+        ..Default::default()
+    };
+    let r = run_inline(&w.env, &all, None).await.unwrap();
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(r.counts["users"].created, 2, "{}", r.render());
+    assert_eq!(r.counts["users"].skipped, 3, "{}", r.render());
+    let reason = |key: &str| {
+        r.issues
+            .iter()
+            .find(|i| i.key == key)
+            .map(|i| i.reason.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        reason("C002"),
+        "matches a protected Moodle account (admin): not managed"
+    );
+    assert_eq!(
+        reason("C003"),
+        "matches a protected Moodle account (guest): not managed"
+    );
+    assert!(
+        reason("C004").starts_with("matches a protected Moodle account (bridge_ws"),
+        "{}",
+        reason("C004")
+    );
+    assert_eq!(
+        r.moodle_calls.get("core_webservice_get_site_info"),
+        Some(&1),
+        "site info is read once per run: {:?}",
+        r.moodle_calls
+    );
+    assert_eq!(protected_snapshot(&w.fake), before, "fields unchanged");
+    assert!(updated_ids(&w.fake).is_empty());
+    {
+        let st = w.fake.lock();
+        assert!(
+            st.members
+                .values()
+                .all(|m| !m.contains(&1) && !m.contains(&2) && !m.contains(&3)),
+            "no protected account in a cohort: {:?}",
+            st.members
+        );
+        assert_eq!(st.members.values().map(|m| m.len()).sum::<usize>(), 2);
+    }
+    for key in ["C002", "C003", "C004"] {
+        assert!(
+            bridge::sync::state::load(&w.env.store, key)
+                .await
+                .unwrap()
+                .is_none(),
+            "{key} recorded in mappings"
+        );
+    }
+
+    // A forced run with removals on, once the intruders left: nobody protected is touched.
+    let rows = [
+        CSV_HEADER.to_string(),
+        csv_row("C001", "lea.martin", "Martin"),
+        csv_row("C005", "hugo.petit", "Petit"),
+    ];
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    let r = run_inline(
+        &w.env,
+        &SyncOptions {
+            force: true,
+            allow_mass_removal: true,
+            ..all.clone()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(r.complete && r.errors.is_empty(), "{}", r.render());
+    assert_eq!(removed(&r), 0, "{}", r.render());
+    assert_eq!(protected_snapshot(&w.fake), before);
+    assert!(updated_ids(&w.fake).is_empty());
+    assert_unmanaged_untouched(&w.fake);
+}
+
+#[tokio::test]
+async fn a_stale_mapping_to_a_protected_account_is_never_updated_suspended_or_deleted() {
+    use bridge::moodle::users::UserFields;
+    use bridge::sync::state::{self, MappingRow};
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    let rows = [
+        CSV_HEADER.to_string(),
+        csv_row("C001", "lea.martin", "Martin"),
+        csv_row("C005", "hugo.petit", "Petit"),
+        csv_row("C007", "old.admin", "Old"),
+    ];
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    for mode in ["suspend", "delete"] {
+        let w = world(csv_settings(&csv, &[("SYNC_REMOVAL", mode)])).await;
+        let before = protected_snapshot(&w.fake);
+        w.fake.lock().recorded = Some(Vec::new());
+        // Rows an older version (or a hand edit) left behind, pointing at admin (2) and the
+        // service account (3): one person still in the directory, one gone.
+        let stale = |key: &str, id: i64, login: &str| MappingRow {
+            key: key.into(),
+            moodle_id: Some(id),
+            username: login.into(),
+            fields: Some(UserFields {
+                username: login.into(),
+                firstname: "Stale".into(),
+                ..Default::default()
+            }),
+            fingerprint: "stale".into(),
+            ..Default::default()
+        };
+        state::save_all(
+            &w.env.store,
+            &[
+                stale("C007", 2, "old.admin"),
+                stale("C099", 3, "gone.person"),
+            ],
+        )
+        .await
+        .unwrap();
+        let r = run_inline(
+            &w.env,
+            &SyncOptions {
+                allow_mass_removal: true,
+                ..forced()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(r.complete && r.errors.is_empty(), "{mode}: {}", r.render());
+        assert_eq!(removed(&r), 0, "{mode}: {}", r.render());
+        assert_eq!(r.counts["users"].created, 2, "{mode}: {}", r.render());
+        for key in ["C007", "C099"] {
+            assert!(
+                r.issues.iter().any(
+                    |i| i.key == key && i.reason.contains("matches a protected Moodle account")
+                ),
+                "{mode} {key}: {}",
+                r.render()
+            );
+            assert!(
+                state::load(&w.env.store, key).await.unwrap().is_none(),
+                "{mode} {key}: the stale row is forgotten"
+            );
+        }
+        assert_eq!(protected_snapshot(&w.fake), before, "{mode}");
+        assert!(updated_ids(&w.fake).is_empty(), "{mode}");
+        assert_eq!(w.fake.calls().get("core_user_delete_users"), None, "{mode}");
+        assert_unmanaged_untouched(&w.fake);
+    }
+}

@@ -338,9 +338,129 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
     assert_eq!(r.counts["memberships"].created, 1, "{}", r.render());
     assert_eq!(r.counts["memberships"].removed, 1, "{}", r.render());
     assert_eq!(fake.calls().get("core_cohort_create_cohorts"), None);
+    {
+        let st = fake.lock();
+        assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 8]));
+        assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+    }
+
+    // Someone else added the members between our read and our write: Moodle answers
+    // "already a member" (warning 3), which is not a new membership.
+    fake.lock().stale_member_reads = true;
+    let r = run_inline(
+        &env,
+        &SyncOptions {
+            force: true,
+            ..SyncOptions::scheduled()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(r.complete, "{}", r.render());
+    let m = &r.counts["memberships"];
+    assert_eq!(
+        (m.created, m.unchanged, m.failed),
+        (0, 4, 0),
+        "{}",
+        r.render()
+    );
     let st = fake.lock();
     assert_eq!(st.members_of("grp_club-echecs"), set(&[4, 8]));
     assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+}
+
+#[tokio::test]
+async fn a_groups_shard_applied_before_the_user_shards_adds_the_members_on_the_next_run() {
+    use bridge::sync::run::{apply_shard, plan_run};
+    let spec = Spec::new(20);
+    let mut data = Vec::new();
+    ent_data::write_ldif(&mut data, &spec).unwrap();
+    data.extend(group("club", &[person_dn(4), person_dn(5)]).as_bytes());
+    data.extend(group("chorale", &[person_dn(6), person_dn(7)]).as_bytes());
+    let slapd = Slapd::start(&data);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let fake = FakeMoodle::start().await;
+    let mut src = Source::from_map(map(&[
+        ("LDAP_URL", slapd.url.as_str()),
+        ("LDAP_BIND_DN", READER_DN),
+        ("LDAP_BIND_PASSWORD", READER_PW),
+        ("SYNC_OVERLAP_SECS", "0"),
+        ("SYNC_COHORT_SOURCE", "groups"),
+        ("SYNC_COHORT_PREFIX", "grp_"),
+        ("SYNC_ROLE_RULES", "-"),
+    ]));
+    let settings = SyncSettings::load(&mut src);
+    assert!(src.problems().is_empty(), "{:?}", src.problems());
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+    store.ensure_tables().await.unwrap();
+    let env = SyncEnv {
+        settings: Arc::new(settings),
+        store,
+        blobs: None,
+        moodle: fake.client(),
+    };
+    let set = |v: &[usize]| -> BTreeSet<String> { v.iter().map(|i| ent_data::login(*i)).collect() };
+    // The groups shard first, then the user shards (queues do not keep order).
+    let run = |first_groups: bool| {
+        let env = env.clone();
+        async move {
+            let mut shards = plan_run(&env, &SyncOptions::scheduled()).await.unwrap();
+            assert_eq!(shards.last().unwrap().population, "groups");
+            if first_groups {
+                shards.rotate_right(1);
+            }
+            let mut groups_report = None;
+            for sh in &shards {
+                let r = apply_shard(&env, sh).await.unwrap();
+                if sh.population == "groups" {
+                    groups_report = Some(r);
+                }
+            }
+            groups_report.unwrap()
+        }
+    };
+    let g = run(true).await;
+    assert!(g.complete, "{}", g.render());
+    {
+        let st = fake.lock();
+        assert_eq!(st.users.len(), 3 + ent_data::expected_users(&spec));
+        assert!(st.members_of("grp_club").is_empty());
+        assert!(st.members_of("grp_chorale").is_empty());
+    }
+    assert!(
+        g.issues
+            .iter()
+            .any(|i| i.key == "club" && i.outcome == "pending" && i.reason.contains("re-examined")),
+        "{}",
+        g.render()
+    );
+
+    // Next run: the directory did not change; the pending groups are re-read and completed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let g = run(true).await;
+    assert!(g.complete, "{}", g.render());
+    assert_eq!(g.entries_read, 2, "the two pending groups: {}", g.render());
+    assert_eq!(g.counts["memberships"].created, 4, "{}", g.render());
+    assert!(
+        !g.issues.iter().any(|i| i.outcome == "pending"),
+        "{}",
+        g.render()
+    );
+    {
+        let st = fake.lock();
+        assert_eq!(st.members_of("grp_club"), set(&[4, 5]));
+        assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
+    }
+
+    // And then nothing is pending any more: no read, no Moodle call for the groups.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fake.reset_calls();
+    let g = run(false).await;
+    assert_eq!(g.entries_read, 0, "{}", g.render());
+    assert!(g.moodle_calls.is_empty(), "{:?}", g.moodle_calls);
+    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
 }
 
 // ---------------------------------------------------------------- sharded path

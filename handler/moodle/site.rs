@@ -85,3 +85,23 @@ pub async fn user_courses(
         )
         .await
 }
+
+/// The parts of `core_webservice_get_site_info` the sync needs: who the token's user is.
+/// The call needs no capability (`success_nocap`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SiteInfo {
+    pub userid: MoodleUserId,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub userissiteadmin: bool,
+    #[serde(default)]
+    pub siteid: Option<i64>,
+}
+
+/// `core_webservice_get_site_info`.
+pub async fn site_info(client: &MoodleClient) -> Result<SiteInfo, MoodleError> {
+    client
+        .call("core_webservice_get_site_info", &Form::new())
+        .await
+}

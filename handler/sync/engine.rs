@@ -5,6 +5,7 @@
 use super::apply::{bisect, chunks};
 use super::checkpoint::{self, Checkpoint};
 use super::mapping::map_person;
+use super::protect::{self, Protected};
 use super::record::{CohortRef, PersonRecord, RoleRef};
 use super::report::{RunReport, SyncOptions};
 use super::settings::{CohortSourceKind, Population, SourceKind, SyncSettings};
@@ -14,7 +15,7 @@ use crate::ids::{MoodleCohortId, MoodleRoleId, MoodleUserId};
 use crate::moodle::roles::{Assignment, ContextLevel};
 use crate::moodle::users::{MoodleUser, UserField};
 use crate::moodle::{categories, cohorts, courses, roles, users, MoodleClient, MoodleError};
-use crate::store::SharedStore;
+use crate::store::{key_escape, tables, SharedStore, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ pub struct PassState {
     cohort_index: Option<HashMap<String, MoodleCohortId>>,
     contexts: HashMap<(ContextLevel, String), Result<i64, String>>,
     fake_id: i64,
+    /// Moodle's own accounts (read once per pass, on first need).
+    pub(crate) protected: Option<Protected>,
 }
 
 impl PassState {
@@ -274,6 +277,41 @@ async fn process_batch(
     for r in &recs {
         rows.push(state::load(&ctx.store, &r.key).await?);
     }
+    // ---- Moodle's own accounts (guest, admin, the service account) are never managed.
+    let protected = if recs.is_empty() {
+        Protected::default()
+    } else {
+        protect::load(ctx, st).await?.clone()
+    };
+    let mut kept_recs = Vec::with_capacity(recs.len());
+    let mut kept_rows = Vec::with_capacity(rows.len());
+    for (r, row) in recs.into_iter().zip(rows) {
+        let label = protected
+            .matches(None, &r.fields.username)
+            .or_else(|| {
+                row.as_ref()
+                    .and_then(|row| protected.matches(row.moodle_id, &row.username))
+            })
+            .map(str::to_string);
+        let Some(label) = label else {
+            kept_recs.push(r);
+            kept_rows.push(row);
+            continue;
+        };
+        report.skipped("users", &r.key, protect::reason(&label));
+        if row.is_some() && !opts.simulate {
+            // A stale row (older version, hand edit) must not keep pointing at the account.
+            report.trace(|| {
+                format!(
+                    "users {}: stale mapping to a protected account forgotten",
+                    r.key
+                )
+            });
+            forget(&ctx.store, &r.key).await?;
+        }
+    }
+    let recs = kept_recs;
+    let rows = kept_rows;
     let budget = ctx.moodle.field_budget();
 
     // ---- users
@@ -327,7 +365,10 @@ async fn process_batch(
         for i in lookup_idx {
             let r = &recs[i];
             let plan = if let Some(mu) = by_name.remove(&r.fields.username) {
-                if !mu.idnumber.is_empty()
+                if let Some(label) = protected.matches(Some(mu.id.0), &mu.username) {
+                    report.skipped("users", &r.key, protect::reason(label));
+                    UserPlan::Skip
+                } else if !mu.idnumber.is_empty()
                     && !r.fields.idnumber.is_empty()
                     && mu.idnumber != r.fields.idnumber
                 {
@@ -346,7 +387,21 @@ async fn process_batch(
                 .get(&r.fields.idnumber)
                 .filter(|_| !r.fields.idnumber.is_empty())
             {
-                if list.len() > 1 {
+                if let Some(label) = list
+                    .iter()
+                    .find_map(|mu| protected.matches(Some(mu.id.0), &mu.username))
+                {
+                    report.skipped(
+                        "users",
+                        &r.key,
+                        format!(
+                            "{} (found by idnumber {:?})",
+                            protect::reason(label),
+                            r.fields.idnumber
+                        ),
+                    );
+                    UserPlan::Skip
+                } else if list.len() > 1 {
                     report.skipped(
                         "users",
                         &r.key,
@@ -515,6 +570,17 @@ async fn process_batch(
         state::save_all(&ctx.store, &out).await?;
     }
     Ok(keys)
+}
+
+/// Drop a person's mapping row (it pointed at an account the bridge must not manage).
+pub(crate) async fn forget(store: &SharedStore, key: &str) -> Result<(), StoreError> {
+    match store
+        .delete(tables::MAPPINGS, state::USER_PK, &key_escape(key), None)
+        .await
+    {
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn diff_plan(r: &PersonRecord, mu: &MoodleUser, opts: &SyncOptions) -> UserPlan {

@@ -10,6 +10,7 @@ pub mod functions;
 pub mod groups;
 pub mod lease;
 pub mod mapping;
+pub mod protect;
 pub mod record;
 pub mod removal;
 pub mod report;

@@ -2,7 +2,8 @@
 //! read of every population, and refused above a configured share unless explicitly allowed.
 
 use super::apply::bisect;
-use super::engine::{Ctx, PassError, PassState};
+use super::engine::{forget, Ctx, PassError, PassState};
+use super::protect;
 use super::report::RunReport;
 use super::settings::RemovalMode;
 use super::state::{self, MappingRow};
@@ -12,7 +13,7 @@ use crate::store::{key_escape, tables};
 
 pub async fn run_removals(
     ctx: &Ctx,
-    st: &PassState,
+    st: &mut PassState,
     report: &mut RunReport,
 ) -> Result<(), PassError> {
     let mode = ctx.settings.removal;
@@ -30,10 +31,36 @@ pub async fn run_removals(
         return Ok(());
     }
     let rows = state::all(&ctx.store).await?;
-    let active: Vec<&MappingRow> = rows
+    let mut active: Vec<&MappingRow> = rows
         .iter()
         .filter(|r| !r.suspended && r.moodle_id.is_some())
         .collect();
+    if !active.iter().any(|r| !st.seen.contains(&r.key)) {
+        return Ok(());
+    }
+    // Never suspend or delete Moodle's own accounts, even if a stale row points at one.
+    let protected = protect::load(ctx, st).await?.clone();
+    let mut stale = Vec::new();
+    active.retain(|r| match protected.matches(r.moodle_id, &r.username) {
+        Some(label) => {
+            report.skipped(
+                "users",
+                &r.key,
+                format!(
+                    "{}: stale mapping row ignored, never suspended or deleted",
+                    protect::reason(label)
+                ),
+            );
+            stale.push(r.key.clone());
+            false
+        }
+        None => true,
+    });
+    if !ctx.opts.simulate {
+        for key in &stale {
+            forget(&ctx.store, key).await?;
+        }
+    }
     let gone: Vec<&MappingRow> = active
         .iter()
         .copied()
@@ -76,6 +103,10 @@ pub async fn run_removals(
             .iter()
             .filter_map(|r| r.moodle_id.map(MoodleUserId))
             .collect();
+        debug_assert!(
+            ids.iter().all(|id| !protected.is_protected_id(id.0)),
+            "protected accounts were filtered out above"
+        );
         match mode {
             RemovalMode::Suspend => {
                 let warnings = users::suspend(&ctx.moodle, &ids).await?;

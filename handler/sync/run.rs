@@ -143,7 +143,7 @@ pub async fn run_inline(
         }
     }
     if !failed {
-        if let Err(e) = run_removals(&ctx, &st, &mut report).await {
+        if let Err(e) = run_removals(&ctx, &mut st, &mut report).await {
             report.errors.push(format!("removals: {e}"));
         }
     }

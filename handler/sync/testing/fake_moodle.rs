@@ -88,6 +88,9 @@ pub struct FakeState {
     /// Every request's form, when recording is on (tests inspect exact fields).
     pub recorded: Option<Vec<Recorded>>,
     pub fail: Vec<FailRule>,
+    /// `core_cohort_get_cohort_members` answers as if read before someone else added the
+    /// members (a concurrent writer): empty member lists.
+    pub stale_member_reads: bool,
     next_id: i64,
 }
 
@@ -114,6 +117,7 @@ impl Default for FakeState {
             calls: BTreeMap::new(),
             recorded: None,
             fail: Vec::new(),
+            stale_member_reads: false,
             next_id: 100,
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
@@ -863,7 +867,14 @@ fn get_members(st: &FakeState, p: &Value) -> Result<Value, Value> {
                 "Can't find data record in database table cohort.",
             ));
         }
-        let users: Vec<i64> = st.members.get(&id).into_iter().flatten().copied().collect();
+        let users: Vec<i64> = st
+            .members
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|_| !st.stale_member_reads)
+            .collect();
         out.push(json!({"cohortid": id, "userids": users}));
     }
     Ok(Value::Array(out))
