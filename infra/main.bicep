@@ -313,6 +313,7 @@ var syncDefaults = {
   SYNC_SOURCE: 'ldap'
   SYNC_SOURCE_FILE: ''
   SYNC_TRACE_LIMIT: '20000'
+  SYNC_PROTECTED_USERS: ''
   SYNC_USER_AUTH: 'cas'
 }
 var sync = union(syncDefaults, syncSettings)
@@ -391,6 +392,7 @@ var appSettings = {
   SYNC_SOURCE: string(sync.SYNC_SOURCE)
   SYNC_SOURCE_FILE: string(sync.SYNC_SOURCE_FILE)
   SYNC_TRACE_LIMIT: string(sync.SYNC_TRACE_LIMIT)
+  SYNC_PROTECTED_USERS: string(sync.SYNC_PROTECTED_USERS)
   SYNC_USER_AUTH: string(sync.SYNC_USER_AUTH)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret

@@ -26,7 +26,18 @@ pub struct Protected {
 
 impl Protected {
     pub fn new(info: &site::SiteInfo) -> Self {
+        Self::with_extra(info, &[])
+    }
+
+    /// Also protect `extra` usernames (`SYNC_PROTECTED_USERS`: other site administrators).
+    pub fn with_extra(info: &site::SiteInfo, extra: &[String]) -> Self {
         let mut p = Protected::default();
+        for name in extra {
+            p.names.insert(
+                name.to_lowercase(),
+                format!("{name}, listed in SYNC_PROTECTED_USERS"),
+            );
+        }
         p.ids.insert(GUEST_ID, "guest".into());
         p.ids.insert(INSTALL_ADMIN_ID, "admin".into());
         p.names.insert("guest".into(), "guest".into());
@@ -66,7 +77,7 @@ pub fn reason(label: &str) -> String {
 pub async fn load<'a>(ctx: &Ctx, st: &'a mut PassState) -> Result<&'a Protected, MoodleError> {
     if st.protected.is_none() {
         let info = site::site_info(&ctx.moodle).await?;
-        st.protected = Some(Protected::new(&info));
+        st.protected = Some(Protected::with_extra(&info, &ctx.settings.protected_users));
     }
     Ok(st.protected.as_ref().expect("just set"))
 }
@@ -75,6 +86,22 @@ pub async fn load<'a>(ctx: &Ctx, st: &'a mut PassState) -> Result<&'a Protected,
 mod tests {
     use super::*;
     use crate::ids::MoodleUserId;
+
+    #[test]
+    fn extra_protected_usernames_from_settings() {
+        let info = site::SiteInfo {
+            userid: MoodleUserId(7),
+            username: "bridge_ws".into(),
+            userissiteadmin: false,
+            siteid: None,
+        };
+        let p = Protected::with_extra(&info, &["principal".to_string()]);
+        assert!(p
+            .matches(Some(42), "Principal")
+            .unwrap()
+            .contains("SYNC_PROTECTED_USERS"));
+        assert!(p.matches(Some(43), "teacher.durand").is_none());
+    }
 
     #[test]
     fn guest_admin_and_service_account() {

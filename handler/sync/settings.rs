@@ -178,6 +178,9 @@ pub struct SyncSettings {
     pub removal_max_share: f64,
     pub lease_secs: i64,
     pub trace_limit: usize,
+    /// Moodle usernames the sync must never manage, beyond guest, admin and its own account
+    /// (other site administrators: web services cannot list them).
+    pub protected_users: Vec<String>,
 }
 
 impl Default for SyncSettings {
@@ -541,7 +544,18 @@ impl SyncSettings {
             20000usize,
             "most per-entry trace lines kept for a verbose run",
         );
+        let protected_users: Vec<String> = src
+            .string(
+                "SYNC_PROTECTED_USERS",
+                "",
+                "extra Moodle usernames the sync never manages (other site administrators), comma-separated",
+            )
+            .split(',')
+            .map(|u| u.trim().to_lowercase())
+            .filter(|u| !u.is_empty())
+            .collect();
         SyncSettings {
+            protected_users,
             enabled,
             source,
             ldap: LdapSettings {
