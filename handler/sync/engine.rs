@@ -1002,45 +1002,82 @@ async fn apply_roles(
         report.counts("roles").removed += unassigns.len() as u64;
         return Ok(result);
     }
-    let sizes = vec![roles::ASSIGN_FIELDS; assigns.len()];
-    for range in chunks(&sizes, budget, s.batch_size * 4) {
-        let part: Vec<(usize, Assignment)> =
-            range.clone().map(|j| (j, assigns[j].2.clone())).collect();
-        let client = &ctx.moodle;
-        let out = bisect(part, |items| async move {
-            roles::assign(client, &items)
-                .await
-                .map(|()| vec![(); items.len()])
-        })
-        .await?;
-        report.counts("roles").created += out.ok.len() as u64;
-        for (j, why) in out.failed {
-            let (i, label, _) = &assigns[j];
-            report.failed("roles", &recs[*i].key, format!("assign {label}: {why}"));
-            if let Some(set) = result[*i].as_mut() {
-                set.remove(label);
-            }
-        }
-    }
-    let sizes = vec![roles::ASSIGN_FIELDS; unassigns.len()];
-    for range in chunks(&sizes, budget, s.batch_size * 4) {
-        let part: Vec<(usize, Assignment)> =
-            range.clone().map(|j| (j, unassigns[j].2.clone())).collect();
-        let client = &ctx.moodle;
-        let out = bisect(part, |items| async move {
-            roles::unassign(client, &items)
-                .await
-                .map(|()| vec![(); items.len()])
-        })
-        .await?;
-        report.counts("roles").removed += out.ok.len() as u64;
-        for (j, why) in out.failed {
-            let (i, label, _) = &unassigns[j];
-            report.failed("roles", &recs[*i].key, format!("unassign {label}: {why}"));
-            if let Some(set) = result[*i].as_mut() {
-                set.insert(label.clone());
-            }
-        }
-    }
+    write_roles(
+        ctx,
+        report,
+        recs,
+        &mut result,
+        &assigns,
+        budget,
+        RoleWrite::Assign,
+    )
+    .await?;
+    write_roles(
+        ctx,
+        report,
+        recs,
+        &mut result,
+        &unassigns,
+        budget,
+        RoleWrite::Unassign,
+    )
+    .await?;
     Ok(result)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum RoleWrite {
+    Assign,
+    Unassign,
+}
+
+/// Assign or unassign in batches sized by form fields; a batch Moodle rejects is bisected so the
+/// bad items are reported and the rest land. `result` keeps each person's applied role set true
+/// to what Moodle now holds.
+async fn write_roles(
+    ctx: &Ctx,
+    report: &mut RunReport,
+    recs: &[PersonRecord],
+    result: &mut [Option<BTreeSet<String>>],
+    items: &[(usize, String, Assignment)],
+    budget: usize,
+    op: RoleWrite,
+) -> Result<(), PassError> {
+    let sizes = vec![roles::ASSIGN_FIELDS; items.len()];
+    for range in chunks(&sizes, budget, ctx.settings.batch_size * 4) {
+        let part: Vec<(usize, Assignment)> =
+            range.clone().map(|j| (j, items[j].2.clone())).collect();
+        let client = &ctx.moodle;
+        let out = bisect(part, |batch| async move {
+            match op {
+                RoleWrite::Assign => roles::assign(client, &batch).await,
+                RoleWrite::Unassign => roles::unassign(client, &batch).await,
+            }
+            .map(|()| vec![(); batch.len()])
+        })
+        .await?;
+        let counts = report.counts("roles");
+        match op {
+            RoleWrite::Assign => counts.created += out.ok.len() as u64,
+            RoleWrite::Unassign => counts.removed += out.ok.len() as u64,
+        }
+        for (j, why) in out.failed {
+            let (i, label, _) = &items[j];
+            let verb = if op == RoleWrite::Assign {
+                "assign"
+            } else {
+                "unassign"
+            };
+            report.failed("roles", &recs[*i].key, format!("{verb} {label}: {why}"));
+            if let Some(set) = result[*i].as_mut() {
+                // The write failed, so Moodle still holds the previous state for this role.
+                if op == RoleWrite::Assign {
+                    set.remove(label);
+                } else {
+                    set.insert(label.clone());
+                }
+            }
+        }
+    }
+    Ok(())
 }
