@@ -2,16 +2,14 @@
 
 mod common;
 
-use bridge::config::Source;
-use bridge::store::sqlite::SqliteStore;
-use bridge::store::SharedStore;
-use bridge::sync::run::{run_inline, RunError, SyncEnv};
+use bridge::sync::run::{run_inline, RunError};
 use bridge::sync::testing::ent_data::{self, Spec};
 use bridge::sync::{lease, SyncOptions, SyncSettings};
 use common::fake_moodle::FakeMoodle;
 use common::slapd::{Slapd, READER_DN, READER_PW, SIZE_LIMIT};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use common::sync_env::{self, sync_settings, World};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 const PEOPLE: usize = 2100;
 
@@ -32,30 +30,17 @@ fn start_slapd(spec: &Spec) -> Slapd {
 }
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> SyncSettings {
-    let mut map: BTreeMap<String, String> = [
-        ("LDAP_URL", url),
-        ("LDAP_BIND_DN", READER_DN),
-        ("LDAP_BIND_PASSWORD", READER_PW),
-        ("LDAP_PAGE_SIZE", "200"),
-        ("SYNC_OVERLAP_SECS", "0"),
-        ("SYNC_BATCH_SIZE", "150"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let mut src = Source::from_map(map);
-    let s = SyncSettings::load(&mut src);
-    assert!(src.problems().is_empty(), "{:?}", src.problems());
-    s
-}
-
-struct World {
-    env: SyncEnv,
-    fake: FakeMoodle,
-    _dir: tempfile::TempDir,
+    sync_settings(
+        &[
+            ("LDAP_URL", url),
+            ("LDAP_BIND_DN", READER_DN),
+            ("LDAP_BIND_PASSWORD", READER_PW),
+            ("LDAP_PAGE_SIZE", "200"),
+            ("SYNC_OVERLAP_SECS", "0"),
+            ("SYNC_BATCH_SIZE", "150"),
+        ],
+        extra,
+    )
 }
 
 async fn world(settings: SyncSettings) -> World {
@@ -74,20 +59,7 @@ async fn world_with(settings: SyncSettings, fake: FakeMoodle) -> World {
             );
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    store.ensure_tables().await.unwrap();
-    let env = SyncEnv {
-        settings: Arc::new(settings),
-        store,
-        blobs: None,
-        moodle: fake.client(),
-    };
-    World {
-        env,
-        fake,
-        _dir: dir,
-    }
+    sync_env::world_with(settings, fake).await
 }
 
 fn all() -> SyncOptions {

@@ -4,16 +4,13 @@
 
 mod common;
 
-use bridge::config::Source;
-use bridge::store::sqlite::SqliteStore;
-use bridge::store::SharedStore;
 use bridge::sync::engine::Progress;
-use bridge::sync::run::{run_inline, SyncEnv};
+use bridge::sync::run::run_inline;
 use bridge::sync::testing::ent_data::{self, Spec};
 use bridge::sync::{RunReport, SyncOptions, SyncSettings};
 use common::fake_moodle::{FakeMoodle, FakeUser};
 use common::slapd::{Slapd, READER_DN, READER_PW};
-use std::collections::BTreeMap;
+use common::sync_env::{sync_settings, world_with, World};
 use std::sync::{Arc, Mutex};
 
 const PEOPLE: usize = 60;
@@ -25,31 +22,18 @@ fn start_slapd(spec: &Spec) -> Slapd {
 }
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> SyncSettings {
-    let mut map: BTreeMap<String, String> = [
-        ("LDAP_URL", url),
-        ("LDAP_BIND_DN", READER_DN),
-        ("LDAP_BIND_PASSWORD", READER_PW),
-        ("LDAP_PAGE_SIZE", "50"),
-        ("SYNC_OVERLAP_SECS", "0"),
-        ("SYNC_BATCH_SIZE", "40"),
-        ("SYNC_ROLE_RULES", "-"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let mut src = Source::from_map(map);
-    let s = SyncSettings::load(&mut src);
-    assert!(src.problems().is_empty(), "{:?}", src.problems());
-    s
-}
-
-struct World {
-    env: SyncEnv,
-    fake: FakeMoodle,
-    _dir: tempfile::TempDir,
+    sync_settings(
+        &[
+            ("LDAP_URL", url),
+            ("LDAP_BIND_DN", READER_DN),
+            ("LDAP_BIND_PASSWORD", READER_PW),
+            ("LDAP_PAGE_SIZE", "50"),
+            ("SYNC_OVERLAP_SECS", "0"),
+            ("SYNC_BATCH_SIZE", "40"),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+        extra,
+    )
 }
 
 /// A Moodle that also holds an account the bridge never created (a teacher made by hand).
@@ -63,20 +47,7 @@ async fn world(settings: SyncSettings) -> World {
         auth: "manual".into(),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    store.ensure_tables().await.unwrap();
-    let env = SyncEnv {
-        settings: Arc::new(settings),
-        store,
-        blobs: None,
-        moodle: fake.client(),
-    };
-    World {
-        env,
-        fake,
-        _dir: dir,
-    }
+    world_with(settings, fake).await
 }
 
 fn users() -> SyncOptions {

@@ -11,27 +11,37 @@ use bridge::ids::InvocationId;
 use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};
-use bridge::sync::run::{latest_reports, run_inline, SyncEnv};
+use bridge::sync::run::{latest_reports, run_inline};
 use bridge::sync::testing::ent_data::{self, Spec};
-use bridge::sync::{functions, lease, RunReport, SyncOptions, SyncSettings};
+use bridge::sync::{functions, lease, RunReport, SyncOptions};
 use common::fake_moodle::FakeMoodle;
 use common::slapd::{Slapd, READER_DN, READER_PW};
-use std::collections::{BTreeMap, BTreeSet};
+use common::sync_env::{pairs, sync_settings, world_with};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// Cohorts from directory groups with the `grp_` prefix, no role rules.
+fn groups_settings(url: &str) -> bridge::sync::SyncSettings {
+    sync_settings(
+        &[
+            ("LDAP_URL", url),
+            ("LDAP_BIND_DN", READER_DN),
+            ("LDAP_BIND_PASSWORD", READER_PW),
+            ("SYNC_OVERLAP_SECS", "0"),
+            ("SYNC_COHORT_SOURCE", "groups"),
+            ("SYNC_COHORT_PREFIX", "grp_"),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+        &[],
+    )
 }
 
 /// The whole app's settings (as `handler` loads them) with a sqlite store in `dir`.
 fn app(dir: &Path, fake: &FakeMoodle, extra: &[(&str, &str)]) -> AppState {
     let sqlite = dir.join("s.sqlite");
     let blobs = dir.join("blobs");
-    let mut m = map(&[
+    let mut m = pairs(&[
         ("STORE_BACKEND", "sqlite"),
         ("SQLITE_PATH", sqlite.to_str().unwrap()),
         ("BLOB_DIR", blobs.to_str().unwrap()),
@@ -39,7 +49,7 @@ fn app(dir: &Path, fake: &FakeMoodle, extra: &[(&str, &str)]) -> AppState {
         ("MOODLE_TOKEN", "TOKEN"),
         ("SYNC_OVERLAP_SECS", "0"),
     ]);
-    m.extend(map(extra));
+    m.extend(pairs(extra));
     let settings = Settings::load(&mut Source::from_map(m)).expect("settings");
     let store: SharedStore = Arc::new(SqliteStore::open(&sqlite).unwrap());
     AppState::from_parts(settings, store, Arc::new(FsBlobStore::new(blobs)), false).unwrap()
@@ -275,27 +285,9 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
     let slapd = Slapd::start(&data);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let fake = FakeMoodle::start().await;
-    let mut src = Source::from_map(map(&[
-        ("LDAP_URL", slapd.url.as_str()),
-        ("LDAP_BIND_DN", READER_DN),
-        ("LDAP_BIND_PASSWORD", READER_PW),
-        ("SYNC_OVERLAP_SECS", "0"),
-        ("SYNC_COHORT_SOURCE", "groups"),
-        ("SYNC_COHORT_PREFIX", "grp_"),
-        ("SYNC_ROLE_RULES", "-"),
-    ]));
-    let settings = SyncSettings::load(&mut src);
-    assert!(src.problems().is_empty(), "{:?}", src.problems());
-    let dir = tempfile::tempdir().unwrap();
-    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    store.ensure_tables().await.unwrap();
-    let env = SyncEnv {
-        settings: Arc::new(settings),
-        store,
-        blobs: None,
-        moodle: fake.client(),
-    };
-    let r = run_inline(&env, &SyncOptions::scheduled(), None)
+    let w = world_with(groups_settings(&slapd.url), fake).await;
+    let (env, fake) = (&w.env, &w.fake);
+    let r = run_inline(env, &SyncOptions::scheduled(), None)
         .await
         .unwrap();
     assert!(r.complete, "{}", r.render());
@@ -325,7 +317,7 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
         person_dn(8)
     ));
     fake.reset_calls();
-    let r = run_inline(&env, &SyncOptions::scheduled(), None)
+    let r = run_inline(env, &SyncOptions::scheduled(), None)
         .await
         .unwrap();
     assert!(r.complete, "{}", r.render());
@@ -348,7 +340,7 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
     // "already a member" (warning 3), which is not a new membership.
     fake.lock().stale_member_reads = true;
     let r = run_inline(
-        &env,
+        env,
         &SyncOptions {
             force: true,
             ..SyncOptions::scheduled()
@@ -381,26 +373,8 @@ async fn a_groups_shard_applied_before_the_user_shards_adds_the_members_on_the_n
     let slapd = Slapd::start(&data);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let fake = FakeMoodle::start().await;
-    let mut src = Source::from_map(map(&[
-        ("LDAP_URL", slapd.url.as_str()),
-        ("LDAP_BIND_DN", READER_DN),
-        ("LDAP_BIND_PASSWORD", READER_PW),
-        ("SYNC_OVERLAP_SECS", "0"),
-        ("SYNC_COHORT_SOURCE", "groups"),
-        ("SYNC_COHORT_PREFIX", "grp_"),
-        ("SYNC_ROLE_RULES", "-"),
-    ]));
-    let settings = SyncSettings::load(&mut src);
-    assert!(src.problems().is_empty(), "{:?}", src.problems());
-    let dir = tempfile::tempdir().unwrap();
-    let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    store.ensure_tables().await.unwrap();
-    let env = SyncEnv {
-        settings: Arc::new(settings),
-        store,
-        blobs: None,
-        moodle: fake.client(),
-    };
+    let w = world_with(groups_settings(&slapd.url), fake).await;
+    let (env, fake) = (&w.env, &w.fake);
     let set = |v: &[usize]| -> BTreeSet<String> { v.iter().map(|i| ent_data::login(*i)).collect() };
     // The groups shard first, then the user shards (queues do not keep order).
     let run = |first_groups: bool| {

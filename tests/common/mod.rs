@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod fake_moodle;
 pub mod moodle_fixtures;
 pub mod slapd;
+pub mod sync_env;
 
 /// `../shared/fixtures` beside the clone (CI lays it there), or FIXTURES_DIR.
 pub fn fixtures_dir() -> std::path::PathBuf {
