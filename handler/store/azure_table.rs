@@ -8,7 +8,8 @@
 
 use super::managed_identity::{ManagedIdentityCredential, TokenSource};
 use super::{
-    validate_batch, validate_key, BatchOp, ETag, Entity, Page, Prop, Store, StoreError, StoreResult,
+    is_reserved_property, validate_batch, validate_key, validate_props, BatchOp, ETag, Entity,
+    Page, Prop, Store, StoreError, StoreResult,
 };
 use crate::config::AzureStorageSettings;
 use async_trait::async_trait;
@@ -201,11 +202,6 @@ fn to_json(e: &Entity) -> StoreResult<Json> {
     );
     m.insert("RowKey".into(), Value::String(e.row_key.clone()));
     for (name, prop) in &e.props {
-        if is_reserved(name) || name.contains('@') || name.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "property name {name:?} is reserved"
-            )));
-        }
         let annotation = format!("{name}@odata.type");
         match prop {
             Prop::Bool(b) => {
@@ -230,10 +226,6 @@ fn to_json(e: &Entity) -> StoreResult<Json> {
     Ok(m)
 }
 
-fn is_reserved(name: &str) -> bool {
-    matches!(name, "PartitionKey" | "RowKey" | "Timestamp" | "ETag") || name.starts_with("odata.")
-}
-
 /// JSON entity (full metadata) → Entity. The ETag comes from `odata.etag` or the response header.
 fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
     let take_str = |m: &mut Json, k: &str| match m.remove(k) {
@@ -251,7 +243,7 @@ fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
     };
     let mut props = BTreeMap::new();
     for (name, value) in &m {
-        if is_reserved(name) || name.contains('@') {
+        if is_reserved_property(name) || name.contains('@') {
             continue;
         }
         let annotation = m.get(&format!("{name}@odata.type")).and_then(Value::as_str);
@@ -291,7 +283,8 @@ fn from_json(mut m: Json, header_etag: Option<&Etag>) -> StoreResult<Entity> {
 
 fn check_entity(e: &Entity) -> StoreResult<()> {
     validate_key("partition key", &e.partition_key)?;
-    validate_key("row key", &e.row_key)
+    validate_key("row key", &e.row_key)?;
+    validate_props(e)
 }
 
 #[async_trait]
@@ -536,7 +529,7 @@ mod tests {
         let e = from_json(m, None).unwrap();
         assert_eq!(e.props["i"], Prop::Int(5));
         assert_eq!(e.props["d"], Prop::Float(1.5));
-        assert!(to_json(&Entity::new("p", "r").with("Timestamp", "x")).is_err());
+        assert!(check_entity(&Entity::new("p", "r").with("Timestamp", "x")).is_err());
         assert!(to_json(&Entity::new("p", "r").with("nan", f64::NAN)).is_err());
     }
 

@@ -241,14 +241,15 @@ pub(crate) fn validate_key(kind: &str, key: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Names Azure tables keep for themselves (system properties and OData metadata).
+pub(crate) fn is_reserved_property(name: &str) -> bool {
+    matches!(name, "PartitionKey" | "RowKey" | "Timestamp" | "ETag") || name.starts_with("odata.")
+}
+
 /// Property rules of Azure tables, enforced on every backend so a standalone store can move to Azure.
 pub(crate) fn validate_props(e: &Entity) -> StoreResult<()> {
     for (name, prop) in &e.props {
-        let reserved = matches!(
-            name.as_str(),
-            "PartitionKey" | "RowKey" | "Timestamp" | "ETag"
-        ) || name.starts_with("odata.");
-        if reserved || name.contains('@') || name.is_empty() {
+        if is_reserved_property(name) || name.contains('@') || name.is_empty() {
             return Err(StoreError::Invalid(format!(
                 "property name {name:?} is reserved"
             )));
