@@ -4,6 +4,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+enum Mode {
+    CustomHandler,
+    Serve,
+}
+
 pub struct Handler {
     pub child: Child,
     pub port: u16,
@@ -13,10 +18,7 @@ pub struct Handler {
 impl Handler {
     /// Custom-handler mode: the host sets FUNCTIONS_CUSTOMHANDLER_PORT and runs `handler` bare.
     pub fn custom_handler(data_dir: &Path, extra_env: &[(&str, &str)]) -> Handler {
-        let port = super::free_port();
-        let mut cmd = base_command(data_dir, extra_env);
-        cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
-        Handler::start(cmd, port)
+        Handler::spawn(Mode::CustomHandler, data_dir, extra_env, None)
     }
 
     /// Custom-handler mode with stderr (the JSON logs) written to `log_file`.
@@ -25,27 +27,34 @@ impl Handler {
         extra_env: &[(&str, &str)],
         log_file: &Path,
     ) -> Handler {
-        let port = super::free_port();
-        let mut cmd = base_command(data_dir, extra_env);
-        cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
-        cmd.stderr(std::fs::File::create(log_file).expect("log file"));
-        Handler::start(cmd, port)
+        Handler::spawn(Mode::CustomHandler, data_dir, extra_env, Some(log_file))
     }
 
     /// `handler serve` on a free port.
     pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Handler {
-        let port = super::free_port();
-        let mut cmd = base_command(data_dir, extra_env);
-        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
-        Handler::start(cmd, port)
+        Handler::spawn(Mode::Serve, data_dir, extra_env, None)
     }
 
     /// `handler serve` with stderr (the JSON logs) written to `log_file`.
     pub fn serve_logged(data_dir: &Path, extra_env: &[(&str, &str)], log_file: &Path) -> Handler {
+        Handler::spawn(Mode::Serve, data_dir, extra_env, Some(log_file))
+    }
+
+    fn spawn(
+        mode: Mode,
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        log_file: Option<&Path>,
+    ) -> Handler {
         let port = super::free_port();
         let mut cmd = base_command(data_dir, extra_env);
-        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
-        cmd.stderr(std::fs::File::create(log_file).expect("log file"));
+        match mode {
+            Mode::CustomHandler => cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string()),
+            Mode::Serve => cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}")]),
+        };
+        if let Some(path) = log_file {
+            cmd.stderr(std::fs::File::create(path).expect("log file"));
+        }
         Handler::start(cmd, port)
     }
 
