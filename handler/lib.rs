@@ -10,6 +10,7 @@ pub mod host;
 pub mod ids;
 pub mod moodle;
 pub mod queue;
+pub mod redact;
 pub mod schedule;
 pub mod serve;
 pub mod store;

@@ -139,3 +139,141 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Every byte the run left behind: the SQLite file with its journal files, and every blob.
+fn stored_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                pending.push(p);
+            } else if p.extension().is_none_or(|e| e != "log" && e != "ldif") {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Every SQLite text value (queue `last_error`, runs, reports, blobs), read through SQL so
+/// compressed or split storage cannot hide a row from the raw-byte check.
+fn store_rows(db: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut rows = Vec::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut q = stmt.query([]).unwrap();
+        while let Some(row) = q.next().unwrap() {
+            let mut line = format!("{t}:");
+            for i in 0..n {
+                match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                        line.push(' ');
+                        line.push_str(&String::from_utf8_lossy(b));
+                    }
+                    _ => {}
+                }
+            }
+            rows.push(line);
+        }
+    }
+    rows
+}
+
+const ECHOED_TOKEN: &str = "tokECHO0123456789secret";
+
+/// The paths where the token IS sent, to a Moodle whose answer reflects the request: the token
+/// appears in no output, log line, report or store row, yet the failure itself is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
+    use bridge::sync::testing::ent_data::{self, Spec};
+    let echo = common::echo_moodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("people.ldif");
+    ent_data::write_ldif(&mut std::fs::File::create(&ldif).unwrap(), &Spec::new(5)).unwrap();
+    let uri = echo.uri();
+    let env = [
+        ("MOODLE_URL", uri.as_str()),
+        ("MOODLE_TOKEN", ECHOED_TOKEN),
+        ("MOODLE_TIMEOUT_SECS", "5"),
+        ("SYNC_ENABLED", "true"),
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+        ("SYNC_SCHEDULE", "* * * * * *"),
+        ("SERVE_QUEUE_VISIBILITY_SECS", "1"),
+        ("LOG_LEVEL", "info"),
+    ];
+
+    let mut outputs = Vec::new();
+    for args in [
+        &["check-config"][..],
+        &["sync", "--users"][..],
+        &["sync", "--users", "--json"][..],
+    ] {
+        // The double answers from its own thread; a blocking wait here is fine.
+        let (_, text) = run_cli(dir.path(), &env, args);
+        outputs.push((args.join(" "), text));
+    }
+    let check = &outputs[0].1;
+    assert!(
+        check.contains("moodle: FAILED") && check.contains("not JSON"),
+        "the echoed answer is reported as such:\n{check}"
+    );
+
+    let log = dir.path().join("serve.log");
+    let mut serve = Handler::serve_logged(dir.path(), &env, &log);
+    // Until the echoed failure has reached both the log and the store.
+    let start = std::time::Instant::now();
+    loop {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        let stored = stored_bytes(dir.path())
+            .iter()
+            .any(|(_, b)| contains(b, "not JSON"));
+        if logged.contains("not JSON") && stored {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "the echoed failure never reached the log and the store:\n{logged}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    serve.kill9();
+    let received = echo.received_requests().await.unwrap_or_default();
+    assert!(
+        received
+            .iter()
+            .any(|r| contains(&r.body, &format!("wstoken={ECHOED_TOKEN}"))),
+        "the token was sent, so the echo carried it back"
+    );
+
+    outputs.push(("serve log".into(), std::fs::read_to_string(&log).unwrap()));
+    for (what, text) in &outputs {
+        assert!(
+            !text.contains(ECHOED_TOKEN),
+            "token leaked in `{what}`:\n{text}"
+        );
+    }
+    for (file, bytes) in stored_bytes(dir.path()) {
+        assert!(!contains(&bytes, ECHOED_TOKEN), "token stored in {file}");
+    }
+    for row in store_rows(&dir.path().join("bridge.sqlite")) {
+        assert!(!row.contains(ECHOED_TOKEN), "token stored in row {row}");
+    }
+}

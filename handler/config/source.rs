@@ -115,7 +115,10 @@ impl Source {
     /// An optional secret: recorded as secret so docs and dumps never show it.
     pub fn secret(&mut self, name: &str, description: &str) -> Option<Secret> {
         self.record(name, true, description);
-        self.raw(name).map(Secret::new)
+        let value = self.raw(name)?;
+        // Known from the start, so any remote text echoing it is scrubbed (`crate::redact`).
+        crate::redact::register(&value);
+        Some(Secret::new(value))
     }
 
     /// A parsed setting with a default; a value that does not parse is a problem, named.

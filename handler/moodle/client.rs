@@ -4,10 +4,14 @@
 use super::error::{MoodleError, MoodleException};
 use super::form::Form;
 use crate::config::{MoodleSettings, Secret};
+use crate::redact;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Enough of a non-JSON answer to recognise it (an HTML error page, a proxy banner).
+const BODY_EXCERPT_CHARS: usize = 60;
 
 #[derive(Clone)]
 pub struct MoodleClient {
@@ -75,7 +79,9 @@ impl MoodleClient {
         form: &Form,
     ) -> Result<T, MoodleError> {
         let value = self.call_value(function, form).await?;
-        serde_json::from_value(value).map_err(|e| MoodleError::Protocol(format!("{function}: {e}")))
+        // serde quotes the offending value, which came from Moodle.
+        serde_json::from_value(value)
+            .map_err(|e| MoodleError::Protocol(redact::redact(&format!("{function}: {e}"))))
     }
 
     pub async fn call_value(
@@ -107,19 +113,22 @@ impl MoodleClient {
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(function.to_string()).or_default() += 1;
         }
+        // The token goes last: an answer that echoes the request (proxy, WAF, debug page) shows
+        // its start first, and any excerpt we keep is short and redacted anyway. `field_budget`
+        // leaves room for these three fields under `max_input_vars`.
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(form.len() + 3);
-        fields.push(("wstoken", self.token.expose()));
         fields.push(("wsfunction", function));
         fields.push(("moodlewsrestformat", "json"));
         fields.extend(form.fields().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        fields.push(("wstoken", self.token.expose()));
         let resp = self
             .http
             .post(self.endpoint.clone())
             .form(&fields)
             .send()
             .await
-            // reqwest errors include the URL, which carries no token here: the token is in the body.
-            .map_err(|e| MoodleError::Transport(e.without_url().to_string()))?;
+            // The URL carries no token (it is in the body); the cause chain says why it failed.
+            .map_err(|e| MoodleError::Transport(redact::error_chain(&e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(MoodleError::HttpStatus(status.as_u16()));
@@ -127,16 +136,19 @@ impl MoodleClient {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| MoodleError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| MoodleError::Transport(redact::error_chain(&e.without_url())))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-            let head: String = String::from_utf8_lossy(&bytes).chars().take(80).collect();
+            let head = redact::excerpt(&String::from_utf8_lossy(&bytes), BODY_EXCERPT_CHARS);
             MoodleError::Protocol(format!(
                 "{function}: body is not JSON (starts with {head:?})"
             ))
         })?;
         if value.get("exception").is_some() {
-            let ex: MoodleException = serde_json::from_value(value)
-                .map_err(|e| MoodleError::Protocol(format!("{function}: {e}")))?;
+            let mut ex: MoodleException = serde_json::from_value(value)
+                .map_err(|e| MoodleError::Protocol(redact::redact(&format!("{function}: {e}"))))?;
+            // Debug-mode Moodle quotes parameter values back in `message` / `debuginfo`.
+            ex.message = ex.message.as_deref().map(redact::redact);
+            ex.debuginfo = ex.debuginfo.as_deref().map(redact::redact);
             return Err(MoodleError::from_exception(function, ex));
         }
         Ok(value)

@@ -44,6 +44,8 @@ pub fn parse(conn: &str) -> Result<AzureStorageSettings, String> {
     let account = account.ok_or("AccountName missing")?;
     let key = key
         .ok_or("AccountKey missing (use AzureWebJobsStorage__accountName for managed identity)")?;
+    // The whole string is registered by the settings loader; the key alone must be too.
+    crate::redact::register(&key);
     Ok(AzureStorageSettings {
         table_endpoint: Some(
             table.unwrap_or_else(|| format!("{protocol}://{account}.table.{suffix}")),

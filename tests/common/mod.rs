@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod echo_moodle;
 pub mod fake_moodle;
 pub mod moodle_fixtures;
 pub mod slapd;
