@@ -40,3 +40,37 @@ pub enum Command {
     /// Run a sync now (same options as the manual-sync page).
     Sync(crate::sync::cli::SyncArgs),
 }
+
+/// Exit status after stdout was closed early: what a shell reports for a process ended by
+/// SIGPIPE (128 + 13), so `set -o pipefail` scripts see the same as with any other tool.
+pub const CLOSED_STDOUT_EXIT: i32 = 141;
+
+/// Command output: a closed stdout (`handler settings | head`) ends the process quietly instead
+/// of panicking as `println!` does; any other write failure is reported and exits non-zero.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(CLOSED_STDOUT_EXIT);
+        }
+        let _ = writeln!(std::io::stderr(), "cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for command output, through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, through [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}

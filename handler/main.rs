@@ -3,6 +3,8 @@
 use bridge::app::{self, AppState};
 use bridge::cli::{Cli, Command};
 use bridge::config::Settings;
+use bridge::outln;
+use bridge::redact::redact;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -19,7 +21,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The last guard: an error may quote a remote answer.
+            eprintln!("error: {}", redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -109,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(1);
                 }
             };
-            println!("settings: ok");
+            outln!("settings: ok");
             if offline {
                 return Ok(0);
             }
@@ -117,10 +120,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut failed = false;
             for check in app::check_services(&state).await {
                 match check.outcome {
-                    Ok(detail) => println!("{}: ok — {detail}", check.service),
+                    Ok(detail) => outln!("{}: ok — {detail}", check.service),
                     Err(e) => {
                         failed = true;
-                        println!("{}: FAILED — {e}", check.service);
+                        outln!("{}: FAILED — {}", check.service, redact(&e));
                     }
                 }
             }
@@ -134,18 +137,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         .iter()
                         .map(|d| serde_json::json!({"name": d.name, "secret": d.secret, "default": d.default, "description": d.description}))
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    outln!("{}", serde_json::to_string_pretty(&rows)?);
                 }
-                "example" => println!("{}", settings_example(&docs)?),
+                "example" => outln!("{}", settings_example(&docs)?),
                 "markdown" => {
-                    println!("| setting | secret | default | what it is |\n|---|---|---|---|");
+                    outln!("| setting | secret | default | what it is |\n|---|---|---|---|");
                     for d in &docs {
                         let default = d
                             .default
                             .as_deref()
                             .map(|v| format!("`{v}`"))
                             .unwrap_or_default();
-                        println!(
+                        outln!(
                             "| `{}` | {} | {} | {} |",
                             d.name,
                             if d.secret { "yes" } else { "" },
@@ -156,7 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 _ => {
                     for d in &docs {
-                        println!(
+                        outln!(
                             "{:<40} {:<7} {}",
                             d.name,
                             if d.secret { "secret" } else { "" },
@@ -176,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .as_ref()
                 .expect("built with a local queue");
             let id = q.enqueue(&queue, &body).await?;
-            println!("{id}");
+            outln!("{id}");
             Ok(0)
         }
         Some(Command::Sync(args)) => {

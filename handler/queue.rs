@@ -167,8 +167,9 @@ impl DurableQueue {
     }
 }
 
+/// A stored error may quote a remote answer: bounded and scrubbed (`crate::redact`) before it is kept.
 fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+    crate::redact::excerpt(s, max)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Structured logs (JSON by default) through `tracing`; one span per invocation carries its id.
 
+use std::io::Write;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(level: &str, json: bool) {
@@ -7,7 +9,7 @@ pub fn init(level: &str, json: bool) {
     // Logs go to stderr: stdout is for command output (reports, settings lists).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr);
     let _ = if json {
         builder
             .json()
@@ -18,4 +20,30 @@ pub fn init(level: &str, json: bool) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// Stderr behind the redactor: remote text is scrubbed where it enters an error, and this last
+/// net catches whatever a log field quotes without going through one.
+struct RedactingStderr;
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter
+    }
+}
+
+struct LineWriter;
+
+impl Write for LineWriter {
+    /// The formatter hands over one whole event per call, so a secret is never split across two.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let clean = crate::redact::redact(&String::from_utf8_lossy(buf));
+        std::io::stderr().lock().write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

@@ -65,6 +65,12 @@ fn check_config_reports_an_unreachable_moodle_without_its_token() {
     let (code, text) = run_cli(dir.path(), &env, &["check-config"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("moodle: FAILED"), "{text}");
+    // The cause, not only reqwest's "error sending request".
+    assert!(
+        text.contains("cannot reach Moodle: error sending request")
+            && text.contains("Connection refused"),
+        "{text}"
+    );
     assert!(!text.contains("tok-very-secret-789"));
 }
 
@@ -275,5 +281,37 @@ async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
     }
     for row in store_rows(&dir.path().join("bridge.sqlite")) {
         assert!(!row.contains(ECHOED_TOKEN), "token stored in row {row}");
+    }
+}
+
+/// `handler settings | head`: the reader goes away before the command writes. Every printing
+/// command ends quietly with the SIGPIPE status instead of panicking.
+#[test]
+fn printing_commands_end_quietly_when_stdout_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["settings"][..],
+        &["settings", "--format", "json"][..],
+        &["settings", "--format", "markdown"][..],
+        &["settings", "--format", "example"][..],
+        &["check-config", "--offline"][..],
+        &["check-config"][..],
+        &["enqueue", "replay", "{}"][..],
+    ] {
+        let mut child = common::app::base_command(dir.path(), &[])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the child can write: spawn returns once the program is exec'd.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && stderr.trim().is_empty(),
+            "handler {args:?} wrote to stderr:\n{stderr}"
+        );
+        assert_eq!(out.status.code(), Some(141), "handler {args:?}: {stderr}");
     }
 }

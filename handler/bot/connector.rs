@@ -4,6 +4,7 @@
 //! `Retry-After`; 403 is permanent. The token only ever goes to a trusted service URL.
 
 use crate::bot::settings::{BotIdentity, BotSettings};
+use crate::redact;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -163,7 +164,7 @@ impl TokenProvider {
             .timeout(Duration::from_secs(20))
             .send()
             .await
-            .map_err(|e| err(e.without_url().to_string()))?;
+            .map_err(|e| err(redact::error_chain(&e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             // The body may echo request details; keep only the status and the error code.
@@ -171,12 +172,13 @@ impl TokenProvider {
             let code = body
                 .get("error")
                 .and_then(Value::as_str)
-                .unwrap_or("unknown");
+                .map_or_else(|| "unknown".into(), |c| redact::excerpt(c, CODE_CHARS));
             return Err(err(format!("token endpoint answered {status} ({code})")));
         }
+        // A decoding error never quotes the body here (it would hold the token).
         resp.json::<TokenResponse>()
             .await
-            .map_err(|e| err(e.without_url().to_string()))
+            .map_err(|e| err(redact::error_chain(&e.without_url())))
     }
 }
 
@@ -363,7 +365,7 @@ impl Connector {
                     tokio::time::sleep(self.backoff(attempt, None)).await;
                     continue;
                 }
-                Err(e) => return Err(SendError::Transport(e.without_url().to_string())),
+                Err(e) => return Err(SendError::Transport(redact::error_chain(&e.without_url()))),
             };
             let status = resp.status().as_u16();
             if (200..300).contains(&status) {
@@ -418,7 +420,7 @@ impl Connector {
             .bearer_auth(&token)
             .send()
             .await
-            .map_err(|e| SendError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| SendError::Transport(redact::error_chain(&e.without_url())))?;
         let status = resp.status().as_u16();
         if status == 403 {
             return Err(SendError::Forbidden {
@@ -433,7 +435,7 @@ impl Connector {
         }
         resp.json::<TeamsMember>()
             .await
-            .map_err(|e| SendError::Transport(e.without_url().to_string()))
+            .map_err(|e| SendError::Transport(redact::error_chain(&e.without_url())))
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -450,6 +452,14 @@ impl Connector {
 /// The error code of both Connector error shapes: `{"error":{"code"}}` and the proactive
 /// `{"errorCode":209,"message":"{ \"subCode\": \"MessageWritesBlocked\" … }"}`.
 pub fn error_code(body: &[u8]) -> String {
+    // The code is remote text that lands in logs and errors: short and scrubbed.
+    redact::excerpt(&raw_error_code(body), CODE_CHARS)
+}
+
+/// Longest error code kept from a remote answer.
+const CODE_CHARS: usize = 64;
+
+fn raw_error_code(body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return "unknown".into();
     };

@@ -138,18 +138,22 @@ impl ManagedIdentityCredential {
         };
         let response = request.send().await.map_err(|e| {
             credential_error(format!(
-                "managed identity endpoint {:?} unreachable: {e}",
-                self.source
+                "managed identity endpoint {:?} unreachable: {}",
+                self.source,
+                crate::redact::error_chain(&e.without_url())
             ))
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
-            credential_error(format!("managed identity endpoint {:?}: {e}", self.source))
+            credential_error(format!(
+                "managed identity endpoint {:?}: {}",
+                self.source,
+                crate::redact::error_chain(&e.without_url())
+            ))
         })?;
         if !status.is_success() {
-            // Error bodies carry no token; a short excerpt tells the operator what is wrong.
-            let text = String::from_utf8_lossy(&body);
-            let excerpt: String = text.chars().take(300).collect();
+            // A short excerpt tells the operator what is wrong; scrubbed in case it echoes the request.
+            let excerpt = crate::redact::excerpt(&String::from_utf8_lossy(&body), 200);
             return Err(credential_error(format!(
                 "managed identity endpoint {:?} answered {status}: {excerpt}",
                 self.source

@@ -80,17 +80,17 @@ pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sync not run: {e}");
+            eprintln!("sync not run: {}", crate::redact::redact(&e.to_string()));
             return Ok(1);
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for line in &report.trace {
-            println!("{line}");
+            crate::outln!("{line}");
         }
-        print!("{}", report.render());
+        crate::out!("{}", report.render());
     }
     Ok(if !report.complete || !report.errors.is_empty() {
         1

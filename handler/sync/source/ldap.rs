@@ -8,8 +8,9 @@ use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Server diagnostics are remote text: scrubbed like every other (`crate::redact`).
 fn err(e: impl std::fmt::Display) -> SourceError {
-    SourceError::Ldap(e.to_string())
+    SourceError::Ldap(crate::redact::redact(&e.to_string()))
 }
 
 pub async fn connect(s: &LdapSettings) -> Result<ldap3::Ldap, SourceError> {
