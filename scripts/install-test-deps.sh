@@ -33,4 +33,23 @@ if [ -f tools/requirements.txt ]; then
     exit 1
   fi
 fi
+# The real Moodle of tests/moodle_real.rs: ../shared/moodle-lab (read-only, beside the clone) installs
+# PostgreSQL + Moodle on first use (~2 min on 2 cores, ~5 s afterwards); its state lives in
+# MOODLE_LAB_DIR. Moodle's mail goes to MOODLE_LAB_SMTP, where the test binary runs its SMTP sink.
+export MOODLE_LAB_DIR=${MOODLE_LAB_DIR:-/tmp/moodle-lab}
+export MOODLE_LAB_SMTP=${MOODLE_LAB_SMTP:-127.0.0.1:2526}
+lab_src=${MOODLE_LAB_SRC:-../shared/moodle-lab}
+if [ ! -f "$lab_src/setup.sh" ]; then
+  echo "$lab_src/setup.sh not found: the Moodle lab (../shared/moodle-lab) must sit beside the clone" >&2
+  exit 1
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo -E"
+echo "starting the Moodle lab in $MOODLE_LAB_DIR (log: $MOODLE_LAB_DIR.setup.log)"
+if ! MOODLE_LAB_PHP_SCRIPTS="$PWD/tests/moodle-lab/courses.php" $SUDO bash "$lab_src/setup.sh" \
+  >"$MOODLE_LAB_DIR.setup.log" 2>&1; then
+  tail -30 "$MOODLE_LAB_DIR.setup.log" >&2
+  echo "the Moodle lab did not start" >&2
+  exit 1
+fi
 echo "test dependencies ready"

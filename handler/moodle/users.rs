@@ -76,18 +76,22 @@ impl UserFields {
         }
     }
 
-    /// Form fields of one `core_user_create_users` item. `createpassword=1`: Moodle makes a
-    /// password for internal auth; SSO auths (cas, shibboleth…) ignore it.
-    pub fn create_item(&self) -> Vec<(String, String)> {
+    /// Form fields of one `core_user_create_users` item. `createpassword=1` makes Moodle e-mail
+    /// a temporary password and force a change at first login, whatever the auth plugin, so it is
+    /// only sent for an internal auth (`manual`…) when `password_mail` allows it. An internal
+    /// account without that mail gets a random password nobody knows (Moodle requires one; the
+    /// person uses "forgotten password" or an admin sets it); SSO accounts get none.
+    pub fn create_item(&self, password_mail: bool) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(12);
         self.push_common(&mut out, false);
-        out.push(("createpassword".into(), "1".into()));
+        if is_internal_auth(&self.auth) {
+            if password_mail {
+                out.push(("createpassword".into(), "1".into()));
+            } else {
+                out.push(("password".into(), unknown_password()));
+            }
+        }
         out
-    }
-
-    /// Number of form fields `create_item` produces (for batch sizing).
-    pub fn create_field_count(&self) -> usize {
-        self.create_item().len()
     }
 
     /// Compare with what Moodle holds: the names of the fields that differ.
@@ -165,6 +169,19 @@ impl UserFields {
         }
         out
     }
+}
+
+/// Auth plugins whose passwords live in Moodle (`is_internal()` in Moodle core): a created
+/// account must come with a password or `createpassword`.
+pub fn is_internal_auth(auth: &str) -> bool {
+    matches!(auth, "manual" | "email" | "nologin" | "webservice")
+}
+
+/// A random password meeting Moodle's default policy (upper, lower, digit, symbol, ≥ 8), never
+/// stored or shown: the account is usable only once someone sets a known password.
+fn unknown_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("Aa1!{}", Alphanumeric.sample_string(&mut rand::rng(), 28))
 }
 
 /// A per-item problem of `core_user_update_users` (the other items were applied).
@@ -282,4 +299,43 @@ pub async fn delete(client: &MoodleClient, ids: &[MoodleUserId]) -> Result<(), M
     }
     let _: serde_json::Value = client.call("core_user_delete_users", &form).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(auth: &str) -> UserFields {
+        UserFields {
+            username: "lea.martin".into(),
+            firstname: "Léa".into(),
+            lastname: "Martin".into(),
+            email: "lea.martin@ent.example".into(),
+            auth: auth.into(),
+            ..Default::default()
+        }
+    }
+
+    fn has(item: &[(String, String)], key: &str) -> bool {
+        item.iter().any(|(k, _)| k == key)
+    }
+
+    #[test]
+    fn only_internal_accounts_get_a_password_and_only_on_request_a_mail() {
+        for auth in ["cas", "ldap", "shibboleth"] {
+            for mail in [false, true] {
+                let item = fields(auth).create_item(mail);
+                assert!(
+                    !has(&item, "createpassword") && !has(&item, "password"),
+                    "{auth}"
+                );
+            }
+        }
+        let quiet = fields("manual").create_item(false);
+        assert!(!has(&quiet, "createpassword"));
+        let pw = &quiet.iter().find(|(k, _)| k == "password").unwrap().1;
+        assert!(pw.len() >= 32 && pw != &fields("manual").create_item(false)[4].1);
+        let mailed = fields("manual").create_item(true);
+        assert!(has(&mailed, "createpassword") && !has(&mailed, "password"));
+    }
 }

@@ -467,7 +467,7 @@ async fn process_batch(
                         recs[i].key, recs[i].fields.username
                     )
                 });
-                creates.push((i, recs[i].fields.create_item()));
+                creates.push((i, recs[i].fields.create_item(s.password_mail)));
             }
             UserPlan::Skip | UserPlan::Lookup => user_ok[i] = false,
         }

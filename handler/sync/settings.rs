@@ -181,6 +181,8 @@ pub struct SyncSettings {
     /// Moodle usernames the sync must never manage, beyond guest, admin and its own account
     /// (other site administrators: web services cannot list them).
     pub protected_users: Vec<String>,
+    /// `createpassword=1` (Moodle mails a temporary password) for internal-auth accounts.
+    pub password_mail: bool,
 }
 
 impl Default for SyncSettings {
@@ -386,6 +388,11 @@ impl SyncSettings {
             "cas",
             "Moodle auth plugin of created users (cas, ldap, shibboleth, manual…)",
         );
+        let password_mail = src.flag(
+            "SYNC_MANUAL_PASSWORD_MAIL",
+            false,
+            "accounts with an internal auth (SYNC_USER_AUTH=manual…): let Moodle create a password and e-mail it (otherwise a random password nobody knows; SSO accounts never get one)",
+        );
         let fake_email_domain = src.string(
             "SYNC_FAKE_EMAIL_DOMAIN",
             "no-mail.invalid",
@@ -556,6 +563,7 @@ impl SyncSettings {
             .collect();
         SyncSettings {
             protected_users,
+            password_mail,
             enabled,
             source,
             ldap: LdapSettings {

@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod echo_moodle;
 pub mod fake_moodle;
 pub mod moodle_fixtures;
+pub mod moodle_lab;
 pub mod slapd;
 pub mod sync_env;
 

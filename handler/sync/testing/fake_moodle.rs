@@ -91,6 +91,8 @@ pub struct FakeState {
     /// `core_cohort_get_cohort_members` answers as if read before someone else added the
     /// members (a concurrent writer): empty member lists.
     pub stale_member_reads: bool,
+    /// Usernames Moodle would have sent a "New user account" password mail to (createpassword=1).
+    pub password_mails: Vec<String>,
     next_id: i64,
 }
 
@@ -118,6 +120,7 @@ impl Default for FakeState {
             recorded: None,
             fail: Vec::new(),
             stale_member_reads: false,
+            password_mails: Vec::new(),
             next_id: 100,
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
@@ -506,6 +509,7 @@ fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     let mut new = Vec::new();
     let mut names = BTreeSet::new();
     let mut mails = BTreeSet::new();
+    let mut password_mails = Vec::new();
     // Validate everything first: one bad item rolls the whole batch back.
     for u in &list {
         let (Some(username), Some(firstname), Some(lastname), Some(email)) = (
@@ -519,8 +523,18 @@ fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
         if !valid_username(&username) || !valid_email(&email) {
             return Err(invalid_parameter());
         }
-        if s(u, "password").is_none() && s(u, "createpassword").as_deref() != Some("1") {
+        let auth = s(u, "auth").unwrap_or_else(|| "manual".into());
+        let createpassword = s(u, "createpassword").as_deref() == Some("1");
+        // Moodle wants a password (or createpassword) only for internal auths.
+        if crate::moodle::users::is_internal_auth(&auth)
+            && s(u, "password").is_none()
+            && !createpassword
+        {
             return Err(invalid_parameter());
+        }
+        if createpassword {
+            // Moodle mails a temporary password for any auth when asked to create one.
+            password_mails.push(username.clone());
         }
         if st.by_username.contains_key(&username) || !names.insert(username.clone()) {
             return Err(invalid_parameter());
@@ -538,11 +552,12 @@ fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
             idnumber: s(u, "idnumber").unwrap_or_default(),
             institution: s(u, "institution").unwrap_or_default(),
             department: s(u, "department").unwrap_or_default(),
-            auth: s(u, "auth").unwrap_or_else(|| "manual".into()),
+            auth,
             suspended: false,
             custom: customfields(u),
         });
     }
+    st.password_mails.extend(password_mails);
     let out: Vec<Value> = new
         .into_iter()
         .map(|u| {
