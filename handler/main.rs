@@ -116,6 +116,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if offline {
                 return Ok(0);
             }
+            // Warnings met while opening the store (a loosened file mode) reach stderr.
+            bridge::telemetry::init(&settings.core.log_level, settings.core.log_json);
             let state = AppState::build(settings, false).await?;
             let mut failed = false;
             for check in app::check_services(&state).await {

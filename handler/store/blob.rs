@@ -74,12 +74,24 @@ impl BlobStore for FsBlobStore {
         _content_type: &str,
     ) -> StoreResult<()> {
         let path = self.path(container, name)?;
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io)?;
-        }
-        // Write then rename, so a reader never sees half a package.
+        // Write then rename, so a reader never sees half a package; folders and files owner-only.
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-        tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+        let dir = path.parent().map(Path::to_path_buf);
+        let written = tmp.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            if let Some(dir) = dir {
+                super::private_fs::private_dir(&dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new();
+            f.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, super::private_fs::FILE_MODE);
+            f.open(&written)?.write_all(&bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blob folder: {e}")))?
+        .map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)
     }
 
@@ -132,3 +144,29 @@ impl BlobStore for FsBlobStore {
 }
 
 pub use super::azure_blob::AzureBlobStore;
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn blobs_and_their_folders_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path().join("blobs"));
+        store
+            .put(
+                "run-traces",
+                "2026/run.json",
+                b"{}".to_vec(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = dir.path().join("blobs");
+        assert_eq!(mode(root.join("run-traces/2026/run.json")), 0o600);
+        assert_eq!(mode(root.join("run-traces/2026")), 0o700);
+        assert_eq!(mode(root.join("run-traces")), 0o700);
+    }
+}

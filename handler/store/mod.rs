@@ -7,6 +7,7 @@ pub mod azure_table;
 pub mod blob;
 pub mod connection_string;
 pub mod managed_identity;
+pub mod private_fs;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -306,10 +307,15 @@ pub async fn open(
         StorageSettings::Local {
             sqlite_path,
             blob_dir,
-        } => (
-            Arc::new(sqlite::SqliteStore::open(sqlite_path)?),
-            Arc::new(blob::FsBlobStore::new(blob_dir.clone())),
-        ),
+        } => {
+            // Created (or tightened) owner-only now, before any blob is written.
+            private_fs::private_dir(blob_dir)
+                .map_err(|e| anyhow::anyhow!("blob folder {}: {e}", blob_dir.display()))?;
+            (
+                Arc::new(sqlite::SqliteStore::open(sqlite_path)?),
+                Arc::new(blob::FsBlobStore::new(blob_dir.clone())),
+            )
+        }
         StorageSettings::Azure(az) => (
             Arc::new(azure_table::AzureTableStore::new(az)?),
             Arc::new(blob::AzureBlobStore::new(az)?),

@@ -46,9 +46,9 @@ fn decode(pk: String, rk: String, props: &str, version: i64) -> StoreResult<Enti
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
+        // Names, e-mails and reports: owner-only from the first byte (`private_fs`).
+        super::private_fs::private_db_file(path)
+            .map_err(|e| anyhow::anyhow!("store file {}: {e}", path.display()))?;
         let conn = Connection::open(path)?;
         // WAL lets readers run beside the writer; busy_timeout lets a second process wait for the lock
         // instead of failing; synchronous=NORMAL in WAL mode is durable across process crashes.
