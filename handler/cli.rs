@@ -1,7 +1,7 @@
 //! Command line: `handler` with no arguments is the custom handler (when the Functions host set
 //! its port); everything else is for admins and CI.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
@@ -31,9 +31,9 @@ pub enum Command {
     },
     /// List every setting the app reads (name, secret or not, description).
     Settings {
-        /// table (default), json, or example (a local.settings.json skeleton).
-        #[arg(long, default_value = "table")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SettingsFormat::Table)]
+        format: SettingsFormat,
     },
     /// Put one message on a durable local queue (standalone mode), e.g. to replay a poison message.
     Enqueue { queue: String, body: String },
@@ -73,4 +73,44 @@ macro_rules! out {
     ($($arg:tt)*) => {
         $crate::cli::write_stdout(format_args!($($arg)*))
     };
+}
+
+/// Formats of `handler settings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SettingsFormat {
+    /// One line per setting: name, secret or not, description.
+    Table,
+    /// Machine-readable list with defaults.
+    Json,
+    /// The README's settings table.
+    Markdown,
+    /// A local.settings.json skeleton.
+    Example,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn settings_help_lists_every_format_and_unknown_formats_are_refused() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("settings")
+            .expect("settings subcommand")
+            .render_long_help()
+            .to_string();
+        for f in ["table", "json", "markdown", "example"] {
+            assert!(help.contains(f), "{f} missing from:\n{help}");
+        }
+        assert!(Cli::try_parse_from(["handler", "settings", "--format", "yaml"]).is_err());
+        let cli = Cli::try_parse_from(["handler", "settings", "--format", "markdown"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Settings {
+                format: SettingsFormat::Markdown
+            })
+        ));
+    }
 }

@@ -1,7 +1,7 @@
 //! The `handler` binary: parse the command line, build the app, run it.
 
 use bridge::app::{self, AppState};
-use bridge::cli::{Cli, Command};
+use bridge::cli::{Cli, Command, SettingsFormat};
 use bridge::config::Settings;
 use bridge::outln;
 use bridge::redact::redact;
@@ -133,16 +133,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::Settings { format }) => {
             let docs = Settings::documented();
-            match format.as_str() {
-                "json" => {
+            match format {
+                SettingsFormat::Json => {
                     let rows: Vec<_> = docs
                         .iter()
                         .map(|d| serde_json::json!({"name": d.name, "secret": d.secret, "default": d.default, "description": d.description}))
                         .collect();
                     outln!("{}", serde_json::to_string_pretty(&rows)?);
                 }
-                "example" => outln!("{}", settings_example(&docs)?),
-                "markdown" => {
+                SettingsFormat::Example => outln!("{}", settings_example(&docs)?),
+                SettingsFormat::Markdown => {
                     outln!("| setting | secret | default | what it is |\n|---|---|---|---|");
                     for d in &docs {
                         let default = d
@@ -159,7 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         );
                     }
                 }
-                _ => {
+                SettingsFormat::Table => {
                     for d in &docs {
                         outln!(
                             "{:<40} {:<7} {}",

@@ -176,3 +176,55 @@ fn readme_documents_every_setting() {
         "README settings table lacks {missing:?}: regenerate with `handler settings --format markdown`"
     );
 }
+
+/// Web-service function names the code passes to the Moodle client (`.call("…"` / `.call_value("…"`).
+fn functions_called(dir: &Path, out: &mut BTreeSet<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            // The Moodle double and the benchmarks name functions without calling them.
+            if !p.ends_with("testing") && !p.ends_with("bench") {
+                functions_called(&p, out);
+            }
+            continue;
+        }
+        if p.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for marker in [".call(", ".call_value("] {
+            for piece in text.split(marker).skip(1) {
+                if let Some(rest) = piece.trim_start().strip_prefix('"') {
+                    out.insert(rest.split('"').next().unwrap_or_default().to_string());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn readme_lists_exactly_the_moodle_functions_the_code_calls() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("**Moodle side**").expect("Moodle side paragraph");
+    let end = start + readme[start..].find("\n\n").unwrap();
+    let listed: BTreeSet<String> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.contains('_') && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|w| *w != "max_input_vars")
+        .map(str::to_string)
+        .collect();
+    let mut called = BTreeSet::new();
+    functions_called(&root().join("handler"), &mut called);
+    // moodle/enrol.rs: client helpers for the Teams round, not called by the sync or the bot yet.
+    for later in ["enrol_manual_enrol_users", "enrol_manual_unenrol_users"] {
+        called.remove(later);
+    }
+    let not_called: Vec<_> = listed.difference(&called).collect();
+    let not_listed: Vec<_> = called.difference(&listed).collect();
+    assert!(
+        not_called.is_empty() && not_listed.is_empty(),
+        "README lists functions the code never calls: {not_called:?}; the code calls functions the README omits: {not_listed:?}"
+    );
+}

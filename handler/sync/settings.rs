@@ -206,7 +206,9 @@ fn default_populations(base: &str) -> Vec<(String, String, String)> {
         (
             "staff".into(),
             base.into(),
-            "(objectClass=ENTAuxNonEnsEtab)".into(),
+            // School staff and the local authority's staff working in schools (agents of the
+            // collectivité: canteen, maintenance, IT), whom the ENT gives the same access.
+            "(|(objectClass=ENTAuxNonEnsEtab)(objectClass=ENTAuxNonEnsCollLoc))".into(),
         ),
     ]
 }
@@ -640,5 +642,30 @@ impl SyncSettings {
         let mut seen = std::collections::BTreeSet::new();
         attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
         attrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::filter::Filter;
+    use crate::sync::source::Entry;
+
+    fn with(classes: &[&str]) -> Entry {
+        let mut e = Entry::new("uid=X,ou=people,dc=ent,dc=example");
+        for c in classes {
+            e.push("objectClass", *c);
+        }
+        e
+    }
+
+    #[test]
+    fn default_staff_filter_takes_school_and_local_authority_staff() {
+        let s = SyncSettings::default();
+        let staff = s.populations.iter().find(|p| p.name == "staff").unwrap();
+        let f = Filter::parse(&staff.filter).unwrap();
+        assert!(f.matches(&with(&["ENTPerson", "ENTAuxNonEnsEtab"]).attrs));
+        assert!(f.matches(&with(&["ENTPerson", "ENTAuxNonEnsCollLoc"]).attrs));
+        assert!(!f.matches(&with(&["ENTPerson", "ENTAuxPersRelEleve"]).attrs));
     }
 }
