@@ -200,13 +200,16 @@ impl StorageSettings {
         if !table_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
             src.problem("STORE_TABLE_PREFIX: letters and digits only (Azure table names)");
         }
-        let sqlite_path =
-            PathBuf::from(src.string("SQLITE_PATH", "data/bridge.sqlite", "embedded store file"));
-        let blob_dir = PathBuf::from(src.string(
+        let sqlite_path = src.path(
+            "SQLITE_PATH",
+            "data/bridge.sqlite",
+            "embedded store file (a relative path is taken from the settings file's folder)",
+        );
+        let blob_dir = src.path(
             "BLOB_DIR",
             "data/blobs",
-            "folder for blobs when running standalone",
-        ));
+            "folder for blobs when running standalone (relative: from the settings file's folder)",
+        );
         let azure_wanted = match backend.as_str() {
             "sqlite" => false,
             "azure" => true,
@@ -350,6 +353,33 @@ mod tests {
         assert!(
             err.contains("MOODLE_TOKEN: the Key Vault reference was not resolved"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_store_paths_are_taken_from_the_settings_file_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("local.settings.json");
+        std::fs::write(&file, r#"{"Values":{"SQLITE_PATH":"state/b.sqlite"}}"#).unwrap();
+        let mut src = Source::from_map(BTreeMap::new()).with_local_settings(&file);
+        let s = Settings::load(&mut src).unwrap();
+        let StorageSettings::Local {
+            sqlite_path,
+            blob_dir,
+        } = s.storage
+        else {
+            panic!("expected the local store");
+        };
+        // The working directory (the crate root under cargo test) plays no part.
+        assert_eq!(sqlite_path, dir.path().join("state/b.sqlite"));
+        assert_eq!(blob_dir, dir.path().join("data/blobs"));
+        let mut src = Source::from_map(
+            [("SQLITE_PATH".to_string(), "/srv/b.sqlite".to_string())].into(),
+        )
+        .with_local_settings(&file);
+        let s = Settings::load(&mut src).unwrap();
+        assert!(
+            matches!(s.storage, StorageSettings::Local { ref sqlite_path, .. } if sqlite_path == std::path::Path::new("/srv/b.sqlite"))
         );
     }
 

@@ -4,7 +4,7 @@
 
 use super::secret::Secret;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// One documented setting, recorded the first time a loader reads it.
@@ -24,6 +24,8 @@ pub struct Source {
     problems: Vec<String>,
     read: BTreeMap<String, SettingDoc>,
     seen: BTreeSet<String>,
+    /// Folder relative paths are resolved against: the settings file's folder.
+    base_dir: Option<PathBuf>,
 }
 
 impl Source {
@@ -40,6 +42,9 @@ impl Source {
 
     /// Layer `local.settings.json` under the environment. A missing file is fine; a broken one is a problem.
     pub fn with_local_settings(mut self, path: &Path) -> Self {
+        // Resolved once, so a run started from another folder finds the same store and files.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.base_dir = absolute.parent().map(Path::to_path_buf);
         match std::fs::read_to_string(path) {
             Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(v) => {
@@ -110,6 +115,21 @@ impl Source {
         let v = self.opt(name, description);
         self.record_default(name, default.to_string());
         v.unwrap_or_else(|| default.to_string())
+    }
+
+    /// A file or folder path with a default; a relative value is taken from the settings file's
+    /// folder (not the working directory), so every run of one deployment sees the same files.
+    pub fn path(&mut self, name: &str, default: &str, description: &str) -> PathBuf {
+        let p = PathBuf::from(self.string(name, default, description));
+        match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        }
+    }
+
+    /// The folder relative paths are resolved against, when a settings file was layered in.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.base_dir.as_deref()
     }
 
     /// An optional secret: recorded as secret so docs and dumps never show it.

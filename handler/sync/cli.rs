@@ -65,6 +65,8 @@ impl SyncArgs {
 pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<i32> {
     state.store.ensure_tables().await?;
     let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
+    // The store holds the checkpoints: say which one, so a run against the wrong file is visible.
+    eprintln!("store: {}", state.store.describe());
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template(
