@@ -205,7 +205,9 @@ fn functions_called(dir: &Path, out: &mut BTreeSet<String>) {
 #[test]
 fn readme_lists_exactly_the_moodle_functions_the_code_calls() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme.find("**Moodle side**").expect("Moodle side paragraph");
+    let start = readme
+        .find("**Moodle side**")
+        .expect("Moodle side paragraph");
     let end = start + readme[start..].find("\n\n").unwrap();
     let listed: BTreeSet<String> = readme[start..end]
         .split('`')

@@ -212,9 +212,14 @@ async fn ldif_export_of_the_sample_school() {
     assert_each_once(&fake);
     {
         let st = fake.lock();
-        // Everyone but the parent (no parent population) and the duplicate: 29 people.
-        assert_eq!(r.counts["users"].created, 29, "{}", r.render());
-        assert_eq!(st.users.len(), 3 + 29);
+        // Everyone but the parent (no parent population), the duplicate, and F0100014 whose
+        // planned deletion date (31/08/2025) has passed (SYNC_SUSPEND_ON_DELETION_DATE): 28 people.
+        assert_eq!(r.counts["users"].created, 28, "{}", r.render());
+        assert_eq!(st.users.len(), 3 + 28);
+        assert!(r
+            .issues
+            .iter()
+            .any(|i| i.key == "F0100014" && i.reason.contains("planned deletion date 31/08/2025")));
         let lea = st.user_by_username("lea.martin").unwrap();
         let lea1 = st.user_by_username("lea.martin1").unwrap();
         assert_eq!(

@@ -373,10 +373,9 @@ mod tests {
         // The working directory (the crate root under cargo test) plays no part.
         assert_eq!(sqlite_path, dir.path().join("state/b.sqlite"));
         assert_eq!(blob_dir, dir.path().join("data/blobs"));
-        let mut src = Source::from_map(
-            [("SQLITE_PATH".to_string(), "/srv/b.sqlite".to_string())].into(),
-        )
-        .with_local_settings(&file);
+        let mut src =
+            Source::from_map([("SQLITE_PATH".to_string(), "/srv/b.sqlite".to_string())].into())
+                .with_local_settings(&file);
         let s = Settings::load(&mut src).unwrap();
         assert!(
             matches!(s.storage, StorageSettings::Local { ref sqlite_path, .. } if sqlite_path == std::path::Path::new("/srv/b.sqlite"))

@@ -8,7 +8,7 @@ use super::mapping::map_person;
 use super::protect::{self, Protected};
 use super::record::{CohortRef, PersonRecord, RoleRef};
 use super::report::{RunReport, SyncOptions};
-use super::settings::{CohortSourceKind, Population, SourceKind, SyncSettings};
+use super::settings::{CohortSourceKind, LeaverMemberships, Population, SourceKind, SyncSettings};
 use super::source::{self, Entry, Query};
 use super::state::{self, MappingRow};
 use crate::ids::{MoodleCohortId, MoodleRoleId, MoodleUserId};
@@ -227,6 +227,8 @@ pub async fn run_population(
 enum UserPlan {
     Unchanged(MoodleUserId),
     Update(MoodleUserId, Vec<&'static str>),
+    /// The planned deletion date has come: suspend the account.
+    Suspend(MoodleUserId),
     Create,
     Lookup,
     Skip,
@@ -310,13 +312,22 @@ async fn process_batch(
             forget(&ctx.store, &r.key).await?;
         }
     }
-    let recs = kept_recs;
+    let mut recs = kept_recs;
     let rows = kept_rows;
     let budget = ctx.moodle.field_budget();
+    let today = chrono::Utc::now().date_naive();
+    let leaving: Vec<bool> = recs
+        .iter()
+        .map(|r| s.leavers.suspend_on_date && r.has_left(today))
+        .collect();
 
     // ---- users
     let mut plans: Vec<UserPlan> = Vec::with_capacity(recs.len());
-    for (r, row) in recs.iter().zip(&rows) {
+    for (i, (r, row)) in recs.iter().zip(&rows).enumerate() {
+        if leaving[i] {
+            plans.push(leaver_plan(report, r, row.as_ref(), opts));
+            continue;
+        }
         let known = row
             .as_ref()
             .filter(|row| !opts.force && !row.suspended && row.fields.is_some())
@@ -439,10 +450,23 @@ async fn process_batch(
     }
     let mut ids: Vec<Option<MoodleUserId>> = vec![None; recs.len()];
     let mut user_ok: Vec<bool> = vec![true; recs.len()];
+    let mut suspended_now: Vec<bool> = vec![false; recs.len()];
     let mut creates = Vec::new();
     let mut updates = Vec::new();
+    let mut suspends = Vec::new();
     for (i, p) in plans.iter().enumerate() {
         match p {
+            UserPlan::Suspend(id) => {
+                ids[i] = Some(*id);
+                report.trace(|| {
+                    format!(
+                        "users {}: planned deletion date {} has come: suspend",
+                        recs[i].key,
+                        recs[i].leaves_on.map(|d| d.to_string()).unwrap_or_default()
+                    )
+                });
+                suspends.push((i, *id));
+            }
             UserPlan::Unchanged(id) => {
                 ids[i] = Some(*id);
                 if opts.users {
@@ -475,6 +499,7 @@ async fn process_batch(
     if opts.simulate {
         report.counts("users").created += creates.len() as u64;
         report.counts("users").updated += updates.len() as u64;
+        report.counts("users").removed += suspends.len() as u64;
         for (i, _) in &creates {
             ids[*i] = Some(MoodleUserId(st.fake_id()));
         }
@@ -525,15 +550,55 @@ async fn process_batch(
         }
     }
 
+    if !opts.simulate {
+        let per_call = (budget / 2).clamp(1, s.batch_size);
+        for part in suspends.chunks(per_call) {
+            let list: Vec<MoodleUserId> = part.iter().map(|(_, id)| *id).collect();
+            let warnings = users::suspend(&ctx.moodle, &list).await?;
+            for (i, id) in part {
+                match warnings.iter().find(|w| w.itemid == Some(id.0)) {
+                    Some(w) => {
+                        user_ok[*i] = false;
+                        report.failed(
+                            "users",
+                            &recs[*i].key,
+                            format!("suspend (id {id}): {} {}", w.warningcode, w.message),
+                        );
+                    }
+                    None => {
+                        suspended_now[*i] = true;
+                        report.counts("users").removed += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    // A leaver keeps, or loses, what the bridge gave (SYNC_LEAVER_MEMBERSHIPS); nobody else's
+    // cohorts or roles are touched either way.
+    let mut group_ids = ids.clone();
+    for (i, r) in recs.iter_mut().enumerate() {
+        if !leaving[i] {
+            continue;
+        }
+        match s.leavers.memberships {
+            LeaverMemberships::Keep => group_ids[i] = None,
+            LeaverMemberships::Remove => {
+                r.cohorts.clear();
+                r.roles.clear();
+            }
+        }
+    }
     // ---- cohorts (class values on the person)
     let mut cohort_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
     if opts.cohorts && matches!(s.cohorts.kind, CohortSourceKind::Attribute(_)) {
-        cohort_sets = apply_cohort_memberships(ctx, st, report, &recs, &rows, &ids, budget).await?;
+        cohort_sets =
+            apply_cohort_memberships(ctx, st, report, &recs, &rows, &group_ids, budget).await?;
     }
     // ---- role assignments
     let mut role_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
     if opts.roles && !s.role_rules.is_empty() {
-        role_sets = apply_roles(ctx, st, report, &recs, &rows, &ids, budget).await?;
+        role_sets = apply_roles(ctx, st, report, &recs, &rows, &group_ids, budget).await?;
     }
 
     // ---- remember what was applied
@@ -542,7 +607,7 @@ async fn process_batch(
         for (i, r) in recs.iter().enumerate() {
             let Some(id) = ids[i] else { continue };
             let old = rows[i].clone().unwrap_or_default();
-            let users_written = opts.users && user_ok[i];
+            let users_written = opts.users && user_ok[i] && !leaving[i];
             let row = MappingRow {
                 key: r.key.clone(),
                 moodle_id: Some(id.0),
@@ -550,18 +615,18 @@ async fn process_batch(
                 fields: if users_written {
                     Some(r.fields.clone())
                 } else {
-                    old.fields.clone().filter(|_| user_ok[i])
+                    old.fields.clone().filter(|_| user_ok[i] || leaving[i])
                 },
                 fingerprint: if users_written {
                     r.fingerprint()
-                } else if user_ok[i] {
+                } else if user_ok[i] || leaving[i] {
                     old.fingerprint.clone()
                 } else {
                     String::new()
                 },
                 cohorts: cohort_sets[i].clone().unwrap_or(old.cohorts.clone()),
                 roles: role_sets[i].clone().unwrap_or(old.roles.clone()),
-                suspended: old.suspended && !users_written,
+                suspended: suspended_now[i] || (old.suspended && !users_written),
             };
             if rows[i].as_ref() != Some(&row) {
                 out.push(row);
@@ -580,6 +645,35 @@ pub(crate) async fn forget(store: &SharedStore, key: &str) -> Result<(), StoreEr
     {
         Ok(()) | Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// A person whose planned deletion date has come: suspend the account the bridge manages (once),
+/// never create one.
+fn leaver_plan(
+    report: &mut RunReport,
+    r: &PersonRecord,
+    row: Option<&MappingRow>,
+    opts: &SyncOptions,
+) -> UserPlan {
+    let date = r.leaves_on.map(|d| d.format("%d/%m/%Y").to_string());
+    match row.and_then(|row| row.moodle_id.map(|id| (row.suspended, MoodleUserId(id)))) {
+        Some((false, id)) if opts.users => UserPlan::Suspend(id),
+        Some((_, id)) => {
+            report.trace(|| format!("users {}: left on {date:?}, already suspended", r.key));
+            UserPlan::Unchanged(id)
+        }
+        None => {
+            report.skipped(
+                "users",
+                &r.key,
+                format!(
+                    "planned deletion date {} has passed: no account created",
+                    date.unwrap_or_default()
+                ),
+            );
+            UserPlan::Skip
+        }
     }
 }
 
@@ -717,7 +811,7 @@ pub(crate) async fn ensure_cohorts(
 type MembershipPlan = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
 
 /// Membership from the person's class values, differential against what the bridge gave before.
-async fn apply_cohort_memberships(
+pub(crate) async fn apply_cohort_memberships(
     ctx: &Ctx,
     st: &mut PassState,
     report: &mut RunReport,
@@ -903,7 +997,7 @@ async fn resolve_context(
     Ok(r)
 }
 
-async fn apply_roles(
+pub(crate) async fn apply_roles(
     ctx: &Ctx,
     st: &mut PassState,
     report: &mut RunReport,

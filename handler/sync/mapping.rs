@@ -64,6 +64,22 @@ pub fn plausible_email(e: &str) -> bool {
     }
 }
 
+/// A planned deletion date as ENT directories write it: `dd/mm/yyyy` (AAF feeds), ISO
+/// `yyyy-mm-dd`, or LDAP GeneralizedTime (`yyyymmdd[HHMMSS[Z]]`).
+pub fn parse_date(v: &str) -> Option<chrono::NaiveDate> {
+    use chrono::NaiveDate;
+    let v = v.trim();
+    NaiveDate::parse_from_str(v, "%d/%m/%Y")
+        .or_else(|_| NaiveDate::parse_from_str(v, "%Y-%m-%d"))
+        .ok()
+        .or_else(|| {
+            let digits = v
+                .get(..8)
+                .filter(|d| d.chars().all(|c| c.is_ascii_digit()))?;
+            NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
+        })
+}
+
 /// Map one entry; `Err(reason)` means skip it.
 pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, String> {
     let m = &s.mapping;
@@ -148,12 +164,25 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
             });
         }
     }
+    let leaves_on = match s.leavers.date_attr.as_ref().and_then(|a| entry.first(a)) {
+        Some(v) => {
+            let d = parse_date(v);
+            if d.is_none() {
+                notes.push(format!(
+                    "planned deletion date {v:?} is not a date: ignored"
+                ));
+            }
+            d
+        }
+        None => None,
+    };
     Ok(PersonRecord {
         key,
         dn: entry.dn.clone(),
         fields,
         cohorts,
         roles,
+        leaves_on,
         notes,
     })
 }
@@ -187,6 +216,23 @@ mod tests {
         assert_eq!(r.fields.email, "lea.martin@no-mail.invalid");
         let keys: Vec<_> = r.cohorts.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["4567$ULIS-A", "99900100000016$6A"]);
+    }
+
+    #[test]
+    fn planned_deletion_dates_in_the_formats_ent_directories_use() {
+        let d = chrono::NaiveDate::from_ymd_opt(2025, 8, 31).unwrap();
+        for v in ["31/08/2025", "2025-08-31", "20250831", "20250831000000Z"] {
+            assert_eq!(parse_date(v), Some(d), "{v}");
+        }
+        assert_eq!(parse_date("31/13/2025"), None);
+        assert_eq!(parse_date("bientôt"), None);
+        let s = SyncSettings::default();
+        let mut e = entry();
+        e.push("ENTPersonDateSuppression", "31/08/2025");
+        let r = map_person(&s, &e).unwrap();
+        assert!(r.has_left(d));
+        assert!(!r.has_left(d.pred_opt().unwrap()));
+        assert_eq!(map_person(&s, &entry()).unwrap().leaves_on, None);
     }
 
     #[test]

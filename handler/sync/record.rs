@@ -35,6 +35,8 @@ pub struct PersonRecord {
     pub fields: UserFields,
     pub cohorts: BTreeSet<CohortRef>,
     pub roles: BTreeSet<RoleRef>,
+    /// Planned deletion date from the directory (`ENTPersonDateSuppression`), if any.
+    pub leaves_on: Option<chrono::NaiveDate>,
     /// Notes for the verbose trace (placeholder e-mail, dropped values…).
     pub notes: Vec<String>,
 }
@@ -45,5 +47,10 @@ impl PersonRecord {
         use sha2::{Digest, Sha256};
         let text = serde_json::to_string(&self.fields).unwrap_or_default();
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    }
+
+    /// The planned deletion date has come (on `today` or before).
+    pub fn has_left(&self, today: chrono::NaiveDate) -> bool {
+        self.leaves_on.is_some_and(|d| d <= today)
     }
 }

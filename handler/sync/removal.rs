@@ -2,10 +2,12 @@
 //! read of every population, and refused above a configured share unless explicitly allowed.
 
 use super::apply::bisect;
+use super::engine::{apply_cohort_memberships, apply_roles};
 use super::engine::{forget, Ctx, PassError, PassState};
 use super::protect;
+use super::record::PersonRecord;
 use super::report::RunReport;
-use super::settings::RemovalMode;
+use super::settings::{CohortSourceKind, LeaverMemberships, RemovalMode};
 use super::state::{self, MappingRow};
 use crate::ids::MoodleUserId;
 use crate::moodle::users;
@@ -126,6 +128,9 @@ pub async fn run_removals(
                         }
                     }
                 }
+                if ctx.settings.leavers.memberships == LeaverMemberships::Remove {
+                    strip(ctx, st, report, &mut updated).await?;
+                }
                 state::save_all(&ctx.store, &updated).await?;
             }
             RemovalMode::Delete => {
@@ -152,6 +157,49 @@ pub async fn run_removals(
                 }
             }
             RemovalMode::Off => {}
+        }
+    }
+    Ok(())
+}
+
+/// SYNC_LEAVER_MEMBERSHIPS=remove: take away the cohort memberships and role assignments the
+/// bridge gave these suspended people (the rows say which), nothing else.
+async fn strip(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    rows: &mut [MappingRow],
+) -> Result<(), PassError> {
+    let recs: Vec<PersonRecord> = rows
+        .iter()
+        .map(|r| PersonRecord {
+            key: r.key.clone(),
+            dn: String::new(),
+            fields: r.fields.clone().unwrap_or_default(),
+            cohorts: Default::default(),
+            roles: Default::default(),
+            leaves_on: None,
+            notes: Vec::new(),
+        })
+        .collect();
+    let before: Vec<Option<MappingRow>> = rows.iter().cloned().map(Some).collect();
+    let ids: Vec<Option<MoodleUserId>> =
+        rows.iter().map(|r| r.moodle_id.map(MoodleUserId)).collect();
+    let budget = ctx.moodle.field_budget();
+    if ctx.opts.cohorts && matches!(ctx.settings.cohorts.kind, CohortSourceKind::Attribute(_)) {
+        let sets = apply_cohort_memberships(ctx, st, report, &recs, &before, &ids, budget).await?;
+        for (row, set) in rows.iter_mut().zip(sets) {
+            if let Some(set) = set {
+                row.cohorts = set;
+            }
+        }
+    }
+    if ctx.opts.roles && !ctx.settings.role_rules.is_empty() {
+        let sets = apply_roles(ctx, st, report, &recs, &before, &ids, budget).await?;
+        for (row, set) in rows.iter_mut().zip(sets) {
+            if let Some(set) = set {
+                row.roles = set;
+            }
         }
     }
     Ok(())

@@ -154,6 +154,26 @@ impl RoleRule {
     }
 }
 
+/// What a suspended leaver keeps of what the bridge gave them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaverMemberships {
+    /// Cohorts and role assignments stay: suspension alone blocks the account, and a cohort
+    /// enrolment (which may unenrol and drop course data when a member leaves) is left alone.
+    Keep,
+    /// The bridge's cohort memberships and role assignments are taken away (others untouched).
+    Remove,
+}
+
+/// People whose directory entry carries a planned deletion date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaverSettings {
+    /// Attribute holding the planned deletion date (`ENTPersonDateSuppression`); None: ignored.
+    pub date_attr: Option<String>,
+    /// Suspend the Moodle account from that date on.
+    pub suspend_on_date: bool,
+    pub memberships: LeaverMemberships,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemovalMode {
     Off,
@@ -176,6 +196,7 @@ pub struct SyncSettings {
     pub overlap_secs: i64,
     pub removal: RemovalMode,
     pub removal_max_share: f64,
+    pub leavers: LeaverSettings,
     pub lease_secs: i64,
     pub trace_limit: usize,
     /// Moodle usernames the sync must never manage, beyond guest, admin and its own account
@@ -543,6 +564,38 @@ impl SyncSettings {
         if !(0.0..=1.0).contains(&removal_max_share) {
             src.problem("SYNC_REMOVAL_MAX_SHARE: between 0 and 1");
         }
+        let date_attr = src.string(
+            "SYNC_DELETION_DATE_ATTRIBUTE",
+            "ENTPersonDateSuppression",
+            "attribute with a person's planned deletion date (dd/mm/yyyy, yyyy-mm-dd or GeneralizedTime); `-` ignores it",
+        );
+        let suspend_on_date = src.flag(
+            "SYNC_SUSPEND_ON_DELETION_DATE",
+            true,
+            "suspend the Moodle account of a person whose planned deletion date has come (not created if it has none)",
+        );
+        let memberships = match src
+            .string(
+                "SYNC_LEAVER_MEMBERSHIPS",
+                "keep",
+                "a suspended leaver's cohorts and role assignments given by the bridge: keep or remove",
+            )
+            .as_str()
+        {
+            "keep" => LeaverMemberships::Keep,
+            "remove" => LeaverMemberships::Remove,
+            other => {
+                src.problem(format!(
+                    "SYNC_LEAVER_MEMBERSHIPS: {other:?} is not keep or remove"
+                ));
+                LeaverMemberships::Keep
+            }
+        };
+        let leavers = LeaverSettings {
+            date_attr: (!date_attr.is_empty() && date_attr != "-").then_some(date_attr),
+            suspend_on_date,
+            memberships,
+        };
         let lease_secs = src.parse(
             "SYNC_LEASE_SECS",
             1800i64,
@@ -586,6 +639,7 @@ impl SyncSettings {
             overlap_secs: overlap_secs.max(0),
             removal,
             removal_max_share,
+            leavers,
             lease_secs,
             trace_limit,
         }
@@ -603,8 +657,13 @@ impl SyncSettings {
     pub fn config_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.mapping, self.cohorts, self.role_rules, self.role_ids, self.populations
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.mapping,
+            self.cohorts,
+            self.role_rules,
+            self.role_ids,
+            self.populations,
+            self.leavers
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..12])
     }
@@ -639,6 +698,7 @@ impl SyncSettings {
             attrs.push(a.clone());
         }
         attrs.extend(self.role_rules.iter().map(|r| r.attr.clone()));
+        attrs.extend(self.leavers.date_attr.clone());
         let mut seen = std::collections::BTreeSet::new();
         attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
         attrs
