@@ -108,21 +108,22 @@ async fn leave(extra: &[(&str, &str)]) -> (World, RunReport, i64, tempfile::Temp
 async fn a_passed_deletion_date_suspends_and_keeps_memberships_by_default() {
     let (w, r, manual, _dir) = leave(&[]).await;
     assert_eq!(r.counts["users"].removed, 2, "{}", r.render());
-    let st = w.fake.lock();
-    assert!(st.user_by_username("clemence.prevost").unwrap().suspended);
-    assert!(st.user_by_username("paul.durand").unwrap().suspended);
-    assert!(
-        !st.user_by_username("stay.here").unwrap().suspended,
-        "a future date changes nothing yet"
-    );
-    assert!(st.members_of(OURS).contains("clemence.prevost"));
-    assert!(st.members[&manual].contains(&st.user_by_username("clemence.prevost").unwrap().id));
-    assert_eq!(
-        st.role_assignments.len(),
-        1,
-        "the teacher keeps the course role"
-    );
-    drop(st);
+    {
+        let st = w.fake.lock();
+        assert!(st.user_by_username("clemence.prevost").unwrap().suspended);
+        assert!(st.user_by_username("paul.durand").unwrap().suspended);
+        assert!(
+            !st.user_by_username("stay.here").unwrap().suspended,
+            "a future date changes nothing yet"
+        );
+        assert!(st.members_of(OURS).contains("clemence.prevost"));
+        assert!(st.members[&manual].contains(&st.user_by_username("clemence.prevost").unwrap().id));
+        assert_eq!(
+            st.role_assignments.len(),
+            1,
+            "the teacher keeps the course role"
+        );
+    }
     // Once suspended, a later full read leaves the account alone.
     w.fake.reset_calls();
     let again = run_inline(
