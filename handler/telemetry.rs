@@ -47,3 +47,29 @@ impl Write for LineWriter {
         std::io::stderr().flush()
     }
 }
+
+/// Longest value from outside (a token's `kid`, a remote error code, a URL) written to a log
+/// line or an error message: a sender must not be able to write megabytes into the logs.
+pub const LOGGED_VALUE_MAX: usize = 128;
+
+/// `s` cut to [`LOGGED_VALUE_MAX`] characters; a cut value says how long it was.
+pub fn capped(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(LOGGED_VALUE_MAX) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", &s[..end], s.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_on_a_char_boundary() {
+        assert_eq!(capped("kid-1"), "kid-1");
+        let long = "é".repeat(300_000);
+        let c = capped(&long);
+        assert!(c.chars().count() < LOGGED_VALUE_MAX + 20, "{}", c.len());
+        assert!(c.ends_with("(600000 bytes)"));
+    }
+}

@@ -510,3 +510,56 @@ async fn other_issuer_key_set_is_never_consulted() {
         401
     );
 }
+
+/// Attacker-supplied values are capped in logs: a huge `kid` (or `alg`) in an unauthenticated
+/// token used to be written whole into the rejection log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_kid_or_alg_does_not_make_a_huge_log_line() {
+    let keys = wiremock::MockServer::start().await;
+    mount_keys(&keys, common::fixture_json("botframework/jwks.json")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handler.log");
+    let metadata = format!("{}/v1/.well-known/openidconfiguration", keys.uri());
+    let env = [
+        ("LOG_LEVEL", "warn"),
+        ("BOT_APP_ID", APP_ID),
+        ("BOT_TENANT_ID", TENANT_ID),
+        ("BOT_APP_PASSWORD", "test-client-secret"),
+        ("BOT_OPENID_METADATA_URL", metadata.as_str()),
+    ];
+    let mut h = common::app::Handler::serve_logged(dir.path(), &env, &log);
+    let huge = "k".repeat(200 * 1024);
+    let su = "https://smba.trafficmanager.net/emea/";
+    let tokens = [
+        mint_raw(
+            &json!({"typ": "JWT", "alg": "RS256", "kid": huge}),
+            &base_claims(su),
+            TestKey::EndorsedMsteams,
+        ),
+        format!(
+            "{}.{}.c2ln",
+            b64(json!({"typ": "JWT", "alg": huge, "kid": "k"})
+                .to_string()
+                .as_bytes()),
+            b64(b"{}")
+        ),
+    ];
+    let client = reqwest::Client::new();
+    for token in tokens {
+        let resp = client
+            .post(format!("{}/api/messages", h.base))
+            .header("authorization", format!("Bearer {token}"))
+            .body(activity("message-personal.json", su).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    h.kill9();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rejections = text.matches("Bot Connector request rejected").count();
+    assert_eq!(rejections, 2, "{}", &text[..text.len().min(2000)]);
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2048, "a log line of {longest} bytes");
+}

@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Mention entities looked at per message.
+const MAX_MENTIONS: usize = 16;
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelAccount {
@@ -158,10 +161,13 @@ impl Activity {
             .as_ref()
             .map(|r| r.id.as_str())
             .unwrap_or_default();
-        for e in &self.entities {
-            if e.get("type").and_then(Value::as_str) != Some("mention") {
-                continue;
-            }
+        let mentions = self
+            .entities
+            .iter()
+            .filter(|e| e.get("type").and_then(Value::as_str) == Some("mention"))
+            // The sender chooses how many entities to send; a real message mentions a few.
+            .take(MAX_MENTIONS);
+        for e in mentions {
             let mentioned = e
                 .get("mentioned")
                 .and_then(|m| m.get("id"))
@@ -169,7 +175,13 @@ impl Activity {
             if mentioned.is_some() && mentioned != Some(bot_id) {
                 continue;
             }
-            if let Some(fragment) = e.get("text").and_then(Value::as_str) {
+            // `replace("", " ")` would insert a space between every character, doubling the
+            // text per entity; a non-empty fragment can only shrink it.
+            if let Some(fragment) = e
+                .get("text")
+                .and_then(Value::as_str)
+                .filter(|f| !f.is_empty())
+            {
                 text = text.replace(fragment, " ");
             }
         }
@@ -181,5 +193,48 @@ impl Activity {
             text.replace_range(a..b + 5, " ");
         }
         text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(text: &str, entities: Vec<Value>) -> Activity {
+        serde_json::from_value(json!({
+            "type": "message", "text": text, "entities": entities,
+            "recipient": {"id": "28:bot"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn empty_mention_texts_do_not_grow_the_text() {
+        // Entities with an empty text: each used to double the text (25 of them in a 3 KB body
+        // made 209 MB; 12 keep the old behaviour's failure at a few MB).
+        let text = "mes notes ".repeat(300);
+        let entities = (0..12)
+            .map(|_| json!({"type": "mention", "mentioned": {"id": "28:bot"}, "text": ""}))
+            .collect();
+        let out = message(&text, entities).text_without_bot_mention();
+        assert!(out.len() <= text.len(), "{} > {}", out.len(), text.len());
+        assert!(out.starts_with("mes notes mes notes"));
+    }
+
+    #[test]
+    fn only_the_first_mentions_are_processed() {
+        let mut entities: Vec<Value> = (0..MAX_MENTIONS)
+            .map(|i| json!({"type": "mention", "mentioned": {"id": "28:bot"}, "text": format!("x{i}y")}))
+            .collect();
+        entities.push(json!({"type": "mention", "mentioned": {"id": "28:bot"}, "text": "late"}));
+        let out = message("x0y late notes", entities).text_without_bot_mention();
+        assert_eq!(out, "late notes");
+        let bot =
+            json!({"type": "mention", "mentioned": {"id": "28:bot"}, "text": "<at>Moodle</at>"});
+        assert_eq!(
+            message("<at>Moodle</at> mes notes", vec![bot]).text_without_bot_mention(),
+            "mes notes"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub const BOT_SCOPE: &str = "https://api.botframework.com/.default";
 pub const BOT_RESOURCE: &str = "https://api.botframework.com";
 const MAX_ATTEMPTS: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -110,9 +111,15 @@ impl TokenProvider {
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             })
             .unwrap_or(3600);
+        // The lifetime comes from the remote answer: `u64::MAX` must not overflow the Instant
+        // (a panic on the reply path). Entra tokens live 60-90 min; trust at most a day.
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME_SECS);
         // Refresh five minutes early (or at half-life for very short tokens).
         let margin = if lifetime > 600 { 300 } else { lifetime / 2 };
-        let refresh_at = Instant::now() + Duration::from_secs(lifetime - margin);
+        let now = Instant::now();
+        let refresh_at = now
+            .checked_add(Duration::from_secs(lifetime - margin))
+            .unwrap_or(now);
         if let Ok(mut g) = self.cached.lock() {
             *g = Some(CachedToken {
                 value: resp.access_token.clone(),
@@ -252,11 +259,49 @@ impl RateLimiter {
 // ---------------------------------------------------------------------------------------------
 // Connector
 
+/// A configured service URL (`BOT_TRUSTED_SERVICE_URLS`), parsed once: a URL is under it when
+/// scheme, host and port are equal and its normalised path lies under the base path,
+/// segment-wise (`/svc` admits `/svc/emea/`, not `/svcx/`).
+struct TrustedBase {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+impl TrustedBase {
+    fn parse(text: &str) -> Option<TrustedBase> {
+        let u = url::Url::parse(text).ok()?;
+        let mut path = u.path().to_string();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        Some(TrustedBase {
+            scheme: u.scheme().to_string(),
+            host: u.host_str()?.to_ascii_lowercase(),
+            port: u.port_or_known_default(),
+            path,
+        })
+    }
+
+    fn admits(&self, u: &url::Url) -> bool {
+        let mut path = u.path().to_string();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        u.scheme() == self.scheme
+            && u.host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && u.port_or_known_default() == self.port
+            && path.starts_with(&self.path)
+    }
+}
+
 pub struct Connector {
     http: reqwest::Client,
     pub tokens: TokenProvider,
     pub limiter: RateLimiter,
-    trusted_prefixes: Vec<String>,
+    trusted: Vec<TrustedBase>,
     /// First retry delay when the service gives no Retry-After.
     pub base_backoff: Duration,
 }
@@ -290,37 +335,43 @@ impl Connector {
             tokens: TokenProvider::new(http.clone(), settings),
             http,
             limiter: RateLimiter::default(),
-            trusted_prefixes: settings.trusted_service_urls.clone(),
+            trusted: settings
+                .trusted_service_urls
+                .iter()
+                .filter_map(|t| TrustedBase::parse(t))
+                .collect(),
             base_backoff: Duration::from_millis(500),
         }
     }
 
     /// Only Teams' Bot Connector hosts (and configured test doubles) receive the bot token.
     pub fn is_trusted(&self, service_url: &str) -> bool {
-        let lower = service_url.to_ascii_lowercase();
-        let under = |prefix: &String| {
-            let p = prefix.to_ascii_lowercase();
-            // `http://127.0.0.1:80` must not also admit `http://127.0.0.1:8080`.
-            lower
-                .strip_prefix(p.trim_end_matches('/'))
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        };
-        if self.trusted_prefixes.iter().any(under) {
-            return true;
+        self.trusted_base(service_url).is_some()
+    }
+
+    /// The service URL parsed and normalised (`..`, `%2e%2e`, case, default port), if it may
+    /// receive the bot token. Requests are built from this URL, so what was checked is what is
+    /// called: comparing raw prefixes let `…/svc/../other/` through.
+    fn trusted_base(&self, service_url: &str) -> Option<url::Url> {
+        let u = url::Url::parse(service_url).ok()?;
+        if !u.username().is_empty()
+            || u.password().is_some()
+            || u.query().is_some()
+            || u.fragment().is_some()
+        {
+            return None;
         }
-        let Ok(u) = url::Url::parse(service_url) else {
-            return false;
-        };
-        let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
-        u.scheme() == "https"
+        let host = u.host_str()?.to_ascii_lowercase();
+        let teams_host = u.scheme() == "https"
             && u.port().is_none()
             && (host == "smba.trafficmanager.net"
                 || host.ends_with(".teams.microsoft.com")
-                || host.ends_with(".teams.microsoft.us"))
+                || host.ends_with(".teams.microsoft.us"));
+        (teams_host || self.trusted.iter().any(|t| t.admits(&u))).then_some(u)
     }
 
-    fn activities_url(service_url: &str, conversation_id: &str, reply_to: Option<&str>) -> String {
-        let base = service_url.trim_end_matches('/');
+    fn activities_url(base: &url::Url, conversation_id: &str, reply_to: Option<&str>) -> String {
+        let base = base.as_str().trim_end_matches('/');
         let mut url = format!(
             "{base}/v3/conversations/{}/activities",
             encode_segment(conversation_id)
@@ -340,10 +391,8 @@ impl Connector {
         reply_to: Option<&str>,
         activity: &Value,
     ) -> Result<ResourceResponse, SendError> {
-        if !self.is_trusted(service_url) {
-            return Err(SendError::UntrustedServiceUrl(service_url.to_string()));
-        }
-        let url = Self::activities_url(service_url, conversation_id, reply_to);
+        let base = self.checked_base(service_url)?;
+        let url = Self::activities_url(&base, conversation_id, reply_to);
         let body = serde_json::to_vec(activity).map_err(|e| SendError::Transport(e.to_string()))?;
         let mut attempt = 0;
         loop {
@@ -381,8 +430,8 @@ impl Connector {
                 .headers()
                 .get("x-correlating-operationid")
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+                .map(|c| crate::telemetry::capped(c).into_owned())
+                .unwrap_or_default();
             let code = error_code(&resp.bytes().await.unwrap_or_default());
             tracing::warn!(status, code, correlation, attempt, "Bot Connector error");
             match status {
@@ -403,12 +452,10 @@ impl Connector {
         conversation_id: &str,
         user_id: &str,
     ) -> Result<TeamsMember, SendError> {
-        if !self.is_trusted(service_url) {
-            return Err(SendError::UntrustedServiceUrl(service_url.to_string()));
-        }
+        let base = self.checked_base(service_url)?;
         let url = format!(
             "{}/v3/conversations/{}/members/{}",
-            service_url.trim_end_matches('/'),
+            base.as_str().trim_end_matches('/'),
             encode_segment(conversation_id),
             encode_segment(user_id)
         );
@@ -438,6 +485,12 @@ impl Connector {
             .map_err(|e| SendError::Transport(redact::error_chain(&e.without_url())))
     }
 
+    fn checked_base(&self, service_url: &str) -> Result<url::Url, SendError> {
+        self.trusted_base(service_url).ok_or_else(|| {
+            SendError::UntrustedServiceUrl(crate::telemetry::capped(service_url).into_owned())
+        })
+    }
+
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let jitter = |d: Duration| {
             d + Duration::from_millis(rand::random::<u64>() % (d.as_millis() as u64 / 2 + 1))
@@ -450,7 +503,8 @@ impl Connector {
 }
 
 /// The error code of both Connector error shapes: `{"error":{"code"}}` and the proactive
-/// `{"errorCode":209,"message":"{ \"subCode\": \"MessageWritesBlocked\" … }"}`.
+/// `{"errorCode":209,"message":"{ \"subCode\": \"MessageWritesBlocked\" … }"}`; capped, as it
+/// is logged and comes from the remote side.
 pub fn error_code(body: &[u8]) -> String {
     // The code is remote text that lands in logs and errors: short and scrubbed.
     redact::excerpt(&raw_error_code(body), CODE_CHARS)
@@ -527,6 +581,52 @@ mod tests {
     }
 
     #[test]
+    fn trusted_urls_are_parsed_and_normalised_not_prefix_matched() {
+        let mut settings = crate::bot::settings::tests::minimal();
+        settings.trusted_service_urls = vec!["http://127.0.0.1:8080/svc/".into()];
+        let c = Connector::new(reqwest::Client::new(), &settings);
+        assert!(c.is_trusted("http://127.0.0.1:8080/svc/emea/"));
+        assert!(c.is_trusted("HTTP://127.0.0.1:8080/svc"));
+        // A raw prefix comparison let these through.
+        assert!(!c.is_trusted("http://127.0.0.1:8080/svc/../other/"));
+        assert!(!c.is_trusted("http://127.0.0.1:8080/svc/%2e%2e/other/"));
+        assert!(!c.is_trusted("http://127.0.0.1:8080/svcx/"));
+        assert!(!c.is_trusted("http://127.0.0.1:8080@attacker.example/svc/"));
+        assert!(!c.is_trusted("http://127.0.0.1:8081/svc/"));
+        assert!(!c.is_trusted("https://127.0.0.1:8080/svc/"));
+        assert!(!c.is_trusted("https://smba.trafficmanager.net/emea/../../x?y=1"));
+        assert!(!c.is_trusted("https://smba.trafficmanager.net:8443/emea/"));
+        assert!(c.is_trusted("https://SMBA.trafficmanager.net:443/emea/"));
+        // What is sent to is the normalised URL that was checked.
+        let base = c.trusted_base("http://127.0.0.1:8080/svc/./emea/").unwrap();
+        assert_eq!(
+            Connector::activities_url(&base, "a:1", Some("2")),
+            "http://127.0.0.1:8080/svc/emea/v3/conversations/a%3A1/activities/2"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_saturated_not_a_panic() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                r#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"t1"}"#,
+                "application/json",
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut settings = crate::bot::settings::tests::minimal();
+        settings.token_endpoint = Some(url::Url::parse(&server.uri()).unwrap());
+        let tokens = TokenProvider::new(reqwest::Client::new(), &settings);
+        assert_eq!(tokens.token().await.unwrap(), "t1");
+        // Cached (for at most a day), not fetched again.
+        assert_eq!(tokens.token().await.unwrap(), "t1");
+    }
+
+    #[test]
     fn error_codes_of_both_shapes() {
         assert_eq!(
             error_code(br#"{"error":{"code":"Throttled","message":"x"}}"#),
@@ -535,6 +635,8 @@ mod tests {
         let blocked =
             br#"{"errorCode":209,"message":"{\r\n  \"subCode\": \"MessageWritesBlocked\"}"}"#;
         assert_eq!(error_code(blocked), "MessageWritesBlocked");
+        let huge = format!(r#"{{"error":{{"code":"{}"}}}}"#, "x".repeat(100_000));
+        assert!(error_code(huge.as_bytes()).len() < 200);
         assert_eq!(
             encode_segment("a:1;messageid=2@x"),
             "a%3A1%3Bmessageid%3D2%40x"

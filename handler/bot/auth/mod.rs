@@ -9,6 +9,7 @@ pub mod validate;
 use crate::app::AppState;
 use crate::bot::activity::Activity;
 use crate::error::AppError;
+use crate::telemetry::capped;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::AUTHORIZATION;
@@ -54,7 +55,8 @@ pub fn cross_check(
 }
 
 fn unauthorized(reason: &str) -> Response {
-    tracing::warn!(reason, "Bot Connector request rejected");
+    // The reason can quote the token (its `kid`, an unknown `alg`): keep the line short.
+    tracing::warn!(reason = %capped(reason), "Bot Connector request rejected");
     AppError::Unauthorized.into_response()
 }
 
@@ -82,8 +84,10 @@ impl FromRequest<AppState> for BotRequest {
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let activity: Activity = serde_json::from_slice(&body)
-            .map_err(|e| AppError::BadRequest(format!("not an activity: {e}")).into_response())?;
+        let activity: Activity = serde_json::from_slice(&body).map_err(|e| {
+            let e = e.to_string();
+            AppError::BadRequest(format!("not an activity: {}", capped(&e))).into_response()
+        })?;
         cross_check(&activity, &verified).map_err(unauthorized)?;
         Ok(BotRequest { activity })
     }

@@ -3,6 +3,7 @@
 //! triggers one reload at most every 5 minutes; a failed reload keeps the last good set; no
 //! token is ever accepted before a set has loaded.
 
+use crate::telemetry::capped;
 use base64::Engine;
 use ring::signature::RsaPublicKeyComponents;
 use serde::Deserialize;
@@ -37,10 +38,17 @@ struct KeySet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The `kid` comes from an unauthenticated token: kept capped.
     #[error("no signing key with kid {0:?}")]
     UnknownKid(String),
     #[error("signing keys unavailable: {0}")]
     Unavailable(String),
+}
+
+impl KeyError {
+    fn unknown_kid(kid: &str) -> Self {
+        KeyError::UnknownKid(capped(kid).into_owned())
+    }
 }
 
 #[derive(Default)]
@@ -162,7 +170,7 @@ impl KeyCache {
                         .keys
                         .get(kid)
                         .cloned()
-                        .ok_or_else(|| KeyError::UnknownKid(kid.to_string()));
+                        .ok_or_else(|| KeyError::unknown_kid(kid));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not load Bot Connector signing keys; keeping the last good set");
@@ -178,7 +186,7 @@ impl KeyCache {
                 .keys
                 .get(kid)
                 .cloned()
-                .ok_or_else(|| KeyError::UnknownKid(kid.to_string())),
+                .ok_or_else(|| KeyError::unknown_kid(kid)),
             None => Err(KeyError::Unavailable("signing keys not loaded yet".into())),
         }
     }
@@ -220,7 +228,9 @@ impl KeyCache {
                         }),
                     );
                 }
-                _ => tracing::warn!(kid, "skipping signing key with unreadable n/e"),
+                _ => {
+                    tracing::warn!(kid = %capped(&kid), "skipping signing key with unreadable n/e")
+                }
             }
         }
         if keys.is_empty() {

@@ -6,6 +6,7 @@
 //! required and `nbf` checked with 5 minutes of skew, `serviceurl` present.
 
 use super::openid::{KeyCache, KeyError, SigningKey};
+use crate::telemetry::capped;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use ring::signature::{
@@ -70,14 +71,22 @@ struct Claims {
     serviceurl: Option<String>,
 }
 
+/// Latest accepted time claim (9999-12-31T23:59:59Z): beyond it a value is a forgery or a bug,
+/// and keeping claims this small keeps every sum with the skew far from overflowing.
+const MAX_TIME_CLAIM: i64 = 253_402_300_799;
+
+/// A NumericDate claim in whole seconds; negative, non-finite or absurdly large values are refused.
 fn numeric(v: &Option<Value>) -> Result<Option<i64>, TokenError> {
-    match v {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(|f| Some(f.floor() as i64))
-            .ok_or(TokenError::Invalid("time claim is not a number")),
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let f = v
+        .as_f64()
+        .ok_or(TokenError::Invalid("time claim is not a number"))?;
+    if !f.is_finite() || f < 0.0 || f > MAX_TIME_CLAIM as f64 {
+        return Err(TokenError::Invalid("time claim out of range"));
     }
+    Ok(Some(f.floor() as i64))
 }
 
 /// What a valid token vouches for; the body is cross-checked against it.
@@ -97,12 +106,20 @@ struct Verified {
     generation: u64,
 }
 
+/// Checked arithmetic: a value that would overflow with the skew is refused, never wrapped.
 fn check_times(now: i64, exp: i64, nbf: Option<i64>) -> Result<(), TokenError> {
-    if now > exp + CLOCK_SKEW_SECS {
+    let out_of_range = TokenError::Invalid("time claim out of range");
+    let latest = exp.checked_add(CLOCK_SKEW_SECS).ok_or(out_of_range)?;
+    if now > latest {
         return Err(TokenError::Invalid("expired"));
     }
-    if nbf.is_some_and(|nbf| now < nbf - CLOCK_SKEW_SECS) {
-        return Err(TokenError::Invalid("not yet valid"));
+    if let Some(nbf) = nbf {
+        let earliest = nbf
+            .checked_sub(CLOCK_SKEW_SECS)
+            .ok_or(TokenError::Invalid("time claim out of range"))?;
+        if now < earliest {
+            return Err(TokenError::Invalid("not yet valid"));
+        }
     }
     Ok(())
 }
@@ -143,7 +160,9 @@ impl TokenValidator {
         let (verified, exp, nbf) = self.verify_uncached(token, now).await?;
         if let Ok(mut g) = self.verified.lock() {
             if g.len() >= CACHE_MAX {
-                g.retain(|_, v| v.exp + CLOCK_SKEW_SECS >= now && v.generation == generation);
+                g.retain(|_, v| {
+                    v.exp.saturating_add(CLOCK_SKEW_SECS) >= now && v.generation == generation
+                });
                 if g.len() >= CACHE_MAX {
                     g.clear();
                 }
@@ -174,8 +193,9 @@ impl TokenValidator {
             return Err(TokenError::Malformed("not a compact JWS".into()));
         };
         // `alg: none` fails here: the crate's Algorithm enum has no such variant.
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        // Errors quote parts of the header (an unknown `alg`): capped like every logged value.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Malformed(capped(&e.to_string()).into_owned()))?;
         let params = rsa_params(header.alg)
             .ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
         let kid = header.kid.ok_or(TokenError::NoKid)?;
@@ -192,8 +212,8 @@ impl TokenValidator {
         let payload = b64
             .decode(payload_b64)
             .map_err(|_| TokenError::Malformed("payload is not base64url".into()))?;
-        let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let claims: Claims = serde_json::from_slice(&payload)
+            .map_err(|e| TokenError::Malformed(capped(&e.to_string()).into_owned()))?;
         if claims.iss.as_deref() != Some(BOT_CONNECTOR_ISSUER) {
             return Err(TokenError::Invalid("issuer"));
         }
@@ -214,5 +234,37 @@ impl TokenValidator {
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::NoServiceUrl)?;
         Ok((VerifiedToken { service_url, key }, exp, nbf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn extreme_time_claims_are_refused_without_overflow() {
+        let now = 1_767_225_600;
+        assert!(check_times(now, now + 3600, Some(now - 300)).is_ok());
+        // These used to overflow `exp + skew` / `nbf - skew` (a panic in debug builds, a wrap in release).
+        assert!(check_times(now, i64::MAX, None).is_err());
+        assert!(check_times(now, now + 3600, Some(i64::MIN)).is_err());
+        for v in [
+            json!(1e300),
+            json!(-1),
+            json!(-1e300),
+            json!(i64::MAX),
+            json!(u64::MAX),
+        ] {
+            assert!(
+                matches!(numeric(&Some(v.clone())), Err(TokenError::Invalid(_))),
+                "{v}"
+            );
+        }
+        assert_eq!(numeric(&Some(json!(1767225600.9))).unwrap(), Some(now));
+        assert_eq!(
+            numeric(&Some(json!(MAX_TIME_CLAIM))).unwrap(),
+            Some(MAX_TIME_CLAIM)
+        );
     }
 }
