@@ -88,6 +88,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/api/health", get(ready))
         .merge(crate::bot::router())
         .merge(crate::sync::router())
+        .merge(crate::host::functions::not_built_router())
+        .fallback(crate::error::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), outbox_layer))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .with_state(state)

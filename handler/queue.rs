@@ -117,15 +117,7 @@ impl DurableQueue {
     /// Failed: make it visible again after a backoff, or move it to the poison queue.
     pub async fn fail(&self, c: &Claimed, error: &str) -> StoreResult<bool> {
         if c.dequeue_count >= MAX_DEQUEUE {
-            // Same row key in the poison partition: a crash between the two steps re-runs the
-            // upsert harmlessly instead of duplicating the message.
-            let poisoned = Entity::new(poison_name(&c.queue), c.row_key.clone())
-                .with("body", c.body.as_str())
-                .with("dequeue_count", c.dequeue_count as i64)
-                .with("last_error", truncate(error, 2000))
-                .with("poisoned_at", Utc::now().to_rfc3339());
-            self.store.upsert(tables::QUEUE, &poisoned).await?;
-            self.complete(c).await?;
+            self.poison(c, error).await?;
             return Ok(true);
         }
         let backoff_ms =
@@ -147,6 +139,19 @@ impl DurableQueue {
             Ok(()) | Err(StoreError::PreconditionFailed | StoreError::NotFound) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Move to `<queue>-poison` now, with the reason: for failures no retry can fix.
+    pub async fn poison(&self, c: &Claimed, error: &str) -> StoreResult<()> {
+        // Same row key in the poison partition: a crash between the two steps re-runs the
+        // upsert harmlessly instead of duplicating the message.
+        let poisoned = Entity::new(poison_name(&c.queue), c.row_key.clone())
+            .with("body", c.body.as_str())
+            .with("dequeue_count", c.dequeue_count as i64)
+            .with("last_error", truncate(error, 2000))
+            .with("poisoned_at", Utc::now().to_rfc3339());
+        self.store.upsert(tables::QUEUE, &poisoned).await?;
+        self.complete(c).await
     }
 
     /// Messages waiting (visible or not), for status pages and tests.

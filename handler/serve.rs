@@ -3,7 +3,9 @@
 
 use crate::app::{public_router, AppState};
 use crate::error::FunctionOutputs;
-use crate::host::functions::{self, FunctionKind, InvocationContext, FUNCTIONS};
+use crate::host::functions::{
+    FunctionKind, InvocationContext, QueueHandler, TimerHandler, FUNCTIONS,
+};
 use crate::host::{QueueMessage, TimerInfo};
 use crate::ids::InvocationId;
 use crate::queue::DurableQueue;
@@ -24,19 +26,31 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("serve needs the local queue"))?;
     for spec in FUNCTIONS {
         match spec.kind {
-            FunctionKind::Timer { schedule_setting } => {
-                let expr = timer_expression(&state, schedule_setting);
-                let schedule = Schedule::parse(&expr)
+            FunctionKind::Timer {
+                schedule_setting,
+                schedule,
+                run,
+            } => {
+                let schedule = Schedule::parse(schedule(&state.settings))
                     .map_err(|e| anyhow::anyhow!("{schedule_setting}: {e}"))?;
                 tokio::spawn(timer_loop(
                     state.clone(),
                     queue.clone(),
                     spec.name,
                     schedule,
+                    run,
                 ));
             }
-            FunctionKind::Queue { queue: name } => {
-                tokio::spawn(queue_worker(state.clone(), queue.clone(), spec.name, name));
+            FunctionKind::Queue {
+                queue: name, run, ..
+            } => {
+                tokio::spawn(queue_worker(
+                    state.clone(),
+                    queue.clone(),
+                    spec.name,
+                    name,
+                    run,
+                ));
             }
             FunctionKind::Http { .. } => {}
         }
@@ -46,13 +60,6 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
-}
-
-fn timer_expression(state: &AppState, setting: &str) -> String {
-    match setting {
-        "SYNC_SCHEDULE" => state.settings.core.sync_schedule.clone(),
-        _ => "0 0 3 * * *".to_string(),
-    }
 }
 
 async fn shutdown_signal() {
@@ -93,6 +100,7 @@ async fn timer_loop(
     queue: DurableQueue,
     function: &'static str,
     schedule: Schedule,
+    run: TimerHandler,
 ) {
     let mut last = None;
     loop {
@@ -110,7 +118,7 @@ async fn timer_loop(
                 last,
                 next: schedule.next_after(next),
             };
-            match functions::run_timer(&state, &ctx, timer).await {
+            match run(&state, &ctx, timer).await {
                 Ok(out) => {
                     if let Err(e) = deliver(&queue, out).await {
                         tracing::error!(error = %e, "could not queue timer outputs");
@@ -130,6 +138,7 @@ async fn queue_worker(
     queue: DurableQueue,
     function: &'static str,
     name: &'static str,
+    run: QueueHandler,
 ) {
     loop {
         let claimed = match queue.receive(name).await {
@@ -152,15 +161,23 @@ async fn queue_worker(
                 dequeue_count: claimed.dequeue_count,
                 id: Some(claimed.row_key.clone()),
             };
-            let result = match functions::run_queue(&state, &ctx, msg).await {
-                Ok(out) => deliver(&queue, out).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let result = match run(&state, &ctx, msg).await {
+                Ok(out) => deliver(&queue, out)
+                    .await
+                    .map_err(|e| (e.to_string(), true)),
+                Err(e) => Err((e.to_string(), e.retryable())),
             };
+            // Same rule as under the host (see `FunctionError`): retry what may pass later,
+            // poison at once what cannot.
             let outcome = match result {
                 Ok(()) => queue.complete(&claimed).await.map(|_| false),
-                Err(error) => {
+                Err((error, true)) => {
                     tracing::warn!(%error, "queue function failed");
                     queue.fail(&claimed, &error).await
+                }
+                Err((error, false)) => {
+                    tracing::error!(%error, "permanent failure: no retry");
+                    queue.poison(&claimed, &error).await.map(|_| true)
                 }
             };
             match outcome {

@@ -41,7 +41,9 @@ fn bindings_match_the_function_table() {
         assert_eq!(inputs.len(), 1, "{}: exactly one trigger", spec.name);
         let trigger = inputs[0];
         match spec.kind {
-            FunctionKind::Timer { schedule_setting } => {
+            FunctionKind::Timer {
+                schedule_setting, ..
+            } => {
                 assert_eq!(trigger["type"], "timerTrigger");
                 assert_eq!(trigger["name"], "timer");
                 assert_eq!(
@@ -50,13 +52,13 @@ fn bindings_match_the_function_table() {
                     "schedule comes from an app setting"
                 );
             }
-            FunctionKind::Queue { queue } => {
+            FunctionKind::Queue { queue, .. } => {
                 assert_eq!(trigger["type"], "queueTrigger");
                 assert_eq!(trigger["name"], "msg");
                 assert_eq!(trigger["queueName"], queue);
                 assert_eq!(trigger["connection"], "AzureWebJobsStorage");
             }
-            FunctionKind::Http { route, methods } => {
+            FunctionKind::Http { route, methods, .. } => {
                 assert_eq!(trigger["type"], "httpTrigger");
                 assert_eq!(trigger["name"], "req");
                 assert_eq!(trigger["route"], route);
@@ -229,4 +231,65 @@ fn readme_lists_exactly_the_moodle_functions_the_code_calls() {
         not_called.is_empty() && not_listed.is_empty(),
         "README lists functions the code never calls: {not_called:?}; the code calls functions the README omits: {not_listed:?}"
     );
+}
+
+/// Every HTTP route a function.json declares reaches a handler: its own answer, or an explicit
+/// JSON 501 "not in this build" — never the router's "no route" 404.
+#[tokio::test]
+async fn every_declared_route_is_answered_by_the_router() {
+    use bridge::config::{Settings, Source};
+    use tower::ServiceExt;
+    bridge::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Source::from_map(
+        [
+            ("SQLITE_PATH", dir.path().join("s.sqlite")),
+            ("BLOB_DIR", dir.path().join("blobs")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string_lossy().to_string()))
+        .collect(),
+    );
+    let settings = Settings::load(&mut src).unwrap();
+    let state = bridge::app::AppState::build(settings, false).await.unwrap();
+    let router = bridge::app::public_router(state);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("functions")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let v = read_json(&format!("functions/{name}/function.json"));
+        for b in v["bindings"].as_array().unwrap() {
+            if b["type"] != "httpTrigger" {
+                continue;
+            }
+            let path = format!("/{}", b["route"].as_str().unwrap()).replace("{*rest}", "probe");
+            for m in b["methods"].as_array().unwrap() {
+                let method = m.as_str().unwrap().to_ascii_uppercase();
+                let req = axum::http::Request::builder()
+                    .method(method.as_str())
+                    .uri(&path)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from("{}"))
+                    .unwrap();
+                let res = router.clone().oneshot(req).await.unwrap();
+                let status = res.status().as_u16();
+                let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let text = String::from_utf8_lossy(&body).to_string();
+                let what = format!("{name}: {method} {path} answered {status} {text}");
+                let json: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| panic!("{what}: answer is not JSON"));
+                let error = json["error"].as_str().unwrap_or_default();
+                assert!(!error.starts_with("no route"), "{what}");
+                if status == 501 {
+                    assert!(
+                        error.contains("not in this build") && error.contains(&name),
+                        "{what}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 9, "only {checked} route/method pairs found");
 }

@@ -263,7 +263,10 @@ fn settings_the_host_expands_are_set() {
     // `%NAME%` in a binding (the timer schedule) must be an app setting, or the host cannot index the function.
     let template = template_settings();
     for f in FUNCTIONS {
-        if let FunctionKind::Timer { schedule_setting } = f.kind {
+        if let FunctionKind::Timer {
+            schedule_setting, ..
+        } = f.kind
+        {
             assert!(
                 template.contains_key(schedule_setting),
                 "{}: {schedule_setting} must be set",

@@ -124,3 +124,58 @@ fn the_scheduler_fires_timer_functions_from_their_ncrontab_setting() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A permanent failure is poisoned on its first try, with the reason, instead of five retries.
+#[test]
+fn a_shard_that_cannot_succeed_is_poisoned_at_once_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    std::fs::write(&ldif, "").unwrap();
+    let moodle = format!("http://127.0.0.1:{}/", common::free_port());
+    let env = [
+        ("SYNC_ENABLED", "true"),
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+        ("MOODLE_URL", moodle.as_str()),
+        ("MOODLE_TOKEN", "tok"),
+        ("MOODLE_ALLOW_INSECURE", "true"),
+    ];
+    // A shard of a run this store never planned.
+    let shard = r#"{"run_id":"20260101T000000Z-deadbeef","index":0,"total":1,"population":"students","options":{"users":true,"cohorts":true,"roles":true,"user":null,"force":false,"update_only":false,"simulate":false,"verbose":false,"no_cohort_lock":false,"allow_mass_removal":false}}"#;
+    let id = base_command(dir.path(), &env)
+        .args(["enqueue", "sync-work", shard])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(id.status.success());
+    let id = String::from_utf8(id.stdout).unwrap().trim().to_string();
+    let _h = Handler::serve(dir.path(), &env);
+    let start = Instant::now();
+    while queue_rows(dir.path(), "sync-work-poison").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never poisoned: {:?}",
+            queue_rows(dir.path(), "sync-work")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        queue_rows(dir.path(), "sync-work-poison"),
+        vec![(id, 1)],
+        "poisoned on the first try"
+    );
+    assert!(queue_rows(dir.path(), "sync-work").is_empty());
+    let conn = rusqlite::Connection::open(dir.path().join("bridge.sqlite")).unwrap();
+    let props: String = conn
+        .query_row(
+            "SELECT props FROM entities WHERE tbl = 'queue' AND pk = 'sync-work-poison'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&props).unwrap();
+    assert!(
+        v["last_error"].as_str().unwrap().contains("is unknown"),
+        "{v}"
+    );
+}

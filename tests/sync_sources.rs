@@ -150,14 +150,33 @@ async fn csv_export_with_bom_crlf_quotes_accents_and_traps() {
         );
     }
 
-    // Same file again: not even a Moodle lookup.
+    // Same file again: not even a Moodle lookup, only the run's one token check (issue 14.14).
     fake.reset_calls();
     let (code, again) = cli_sync(&state, &[]).await;
     assert_eq!(code, 0);
     assert_ne!(again.run_id, r.run_id);
-    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
-    assert!(again.moodle_calls.is_empty());
+    assert_eq!(fake.lock().total_calls(), 1, "{:?}", fake.calls());
+    assert_eq!(fake.calls().get("core_webservice_get_site_info"), Some(&1));
+    assert_eq!(
+        again.moodle_calls.keys().collect::<Vec<_>>(),
+        ["core_webservice_get_site_info"]
+    );
     assert_eq!(again.entries_read, 0);
+
+    // The same idle run with a wrong token: failed, not "complete".
+    fake.lock().token = "ROTATED".into();
+    let (code, refused) = cli_sync(&state, &[]).await;
+    assert_eq!(code, 1, "{}", refused.render());
+    assert!(!refused.complete);
+    assert!(
+        refused
+            .errors
+            .iter()
+            .any(|e| e.contains("token check") && e.contains("MOODLE_TOKEN")),
+        "{:?}",
+        refused.errors
+    );
+    fake.lock().token = "TOKEN".into();
 
     // A changed file is read again; only the changed person is written.
     let mut changed = rows.to_vec();
@@ -250,7 +269,9 @@ async fn ldif_export_of_the_sample_school() {
     }
     fake.reset_calls();
     let (_, again) = cli_sync(&state, &["--users"]).await;
-    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
+    // Nothing read: the one call is the run's token check (issue 14.14).
+    assert_eq!(fake.lock().total_calls(), 1, "{:?}", fake.calls());
+    assert_eq!(fake.calls().get("core_webservice_get_site_info"), Some(&1));
     assert_eq!(again.moodle_writes(), 0);
 }
 
@@ -433,13 +454,19 @@ async fn a_groups_shard_applied_before_the_user_shards_adds_the_members_on_the_n
         assert_eq!(st.members_of("grp_chorale"), set(&[6, 7]));
     }
 
-    // And then nothing is pending any more: no read, no Moodle call for the groups.
+    // And then nothing is pending any more: no read, and no Moodle call for the groups but the
+    // run's one token check, made by its last shard (this one) before the run is done (issue 14.14).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     fake.reset_calls();
     let g = run(false).await;
     assert_eq!(g.entries_read, 0, "{}", g.render());
-    assert!(g.moodle_calls.is_empty(), "{:?}", g.moodle_calls);
-    assert_eq!(fake.lock().total_calls(), 0, "{:?}", fake.calls());
+    assert_eq!(
+        g.moodle_calls.keys().collect::<Vec<_>>(),
+        ["core_webservice_get_site_info"],
+        "{:?}",
+        g.moodle_calls
+    );
+    assert_eq!(fake.lock().total_calls(), 1, "{:?}", fake.calls());
 }
 
 // ---------------------------------------------------------------- sharded path

@@ -1,24 +1,46 @@
-//! The eight functions, their triggers and bindings. `functions/<Name>/function.json` is
-//! checked against this table by tests/functions_layout.rs, so the two cannot drift apart.
+//! The eight functions, their triggers, bindings, handlers and schedule settings, in one table.
+//! `functions/<Name>/function.json` is checked against it by tests/functions_layout.rs, and the
+//! Functions host router and `serve` both dispatch through it, so none of them can drift apart.
 
 use crate::app::AppState;
+use crate::config::Settings;
 use crate::error::{FunctionError, FunctionOutputs};
 use crate::host::{QueueMessage, TimerInfo};
 use crate::ids::InvocationId;
+use futures::future::BoxFuture;
 
 pub const QUEUE_SYNC_WORK: &str = "sync-work";
+pub const QUEUE_SYNC_WORK_POISON: &str = "sync-work-poison";
 pub const QUEUE_NOTIFY: &str = "notify";
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+pub type FunctionResult = Result<FunctionOutputs, FunctionError>;
+pub type TimerHandler =
+    for<'a> fn(&'a AppState, &'a InvocationContext, TimerInfo) -> BoxFuture<'a, FunctionResult>;
+pub type QueueHandler =
+    for<'a> fn(&'a AppState, &'a InvocationContext, QueueMessage) -> BoxFuture<'a, FunctionResult>;
+
+#[derive(Debug, Clone, Copy)]
 pub enum FunctionKind {
-    /// Timer trigger named `timer`; `schedule_setting` is the app setting holding the NCRONTAB.
-    Timer { schedule_setting: &'static str },
-    /// Queue trigger named `msg`.
-    Queue { queue: &'static str },
+    /// Timer trigger named `timer`; `schedule_setting` is the app setting holding the NCRONTAB
+    /// (`%NAME%` in function.json) and `schedule` reads its value for `serve`'s scheduler.
+    Timer {
+        schedule_setting: &'static str,
+        schedule: fn(&Settings) -> &str,
+        run: TimerHandler,
+    },
+    /// Queue trigger named `msg`. `poison` is an output queue where a permanent failure sends the
+    /// message at once (under the host; `serve` poisons in its own queue).
+    Queue {
+        queue: &'static str,
+        poison: Option<&'static str>,
+        run: QueueHandler,
+    },
     /// HTTP trigger named `req`, HTTP output `res`. Forwarded as-is when it has no other output.
+    /// `built: false` routes answer 501 "not in this build" (see `not_built_router`).
     Http {
         route: &'static str,
         methods: &'static [&'static str],
+        built: bool,
     },
 }
 
@@ -37,11 +59,45 @@ impl FunctionSpec {
     }
 }
 
+fn sync_schedule(s: &Settings) -> &str {
+    &s.core.sync_schedule
+}
+
+fn sync_timer<'a>(
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    timer: TimerInfo,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(crate::sync::functions::on_timer(state, ctx, timer))
+}
+
+fn sync_worker<'a>(
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    msg: QueueMessage,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(crate::sync::functions::on_shard(state, ctx, msg))
+}
+
+fn notify_fanout<'a>(
+    _: &'a AppState,
+    _: &'a InvocationContext,
+    _: QueueMessage,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(async {
+        Err(FunctionError::NotConfigured(
+            "notification fan-out is not part of this build yet; the message stays queued".into(),
+        ))
+    })
+}
+
 pub const FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "SyncTimer",
         kind: FunctionKind::Timer {
             schedule_setting: "SYNC_SCHEDULE",
+            schedule: sync_schedule,
+            run: sync_timer,
         },
         outputs: &[QUEUE_SYNC_WORK],
     },
@@ -49,14 +105,17 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         name: "SyncWorker",
         kind: FunctionKind::Queue {
             queue: QUEUE_SYNC_WORK,
+            poison: Some(QUEUE_SYNC_WORK_POISON),
+            run: sync_worker,
         },
-        outputs: &[QUEUE_SYNC_WORK],
+        outputs: &[QUEUE_SYNC_WORK, QUEUE_SYNC_WORK_POISON],
     },
     FunctionSpec {
         name: "AdminSync",
         kind: FunctionKind::Http {
             route: "admin/sync/{*rest}",
             methods: &["get", "post"],
+            built: false,
         },
         outputs: &[QUEUE_SYNC_WORK],
     },
@@ -65,6 +124,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "api/messages",
             methods: &["post"],
+            built: true,
         },
         outputs: &[],
     },
@@ -73,6 +133,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "api/webhook",
             methods: &["post"],
+            built: false,
         },
         outputs: &[QUEUE_NOTIFY],
     },
@@ -80,6 +141,8 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         name: "NotifyFanout",
         kind: FunctionKind::Queue {
             queue: QUEUE_NOTIFY,
+            poison: None,
+            run: notify_fanout,
         },
         outputs: &[],
     },
@@ -88,6 +151,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "connector/{*rest}",
             methods: &["get", "post", "delete"],
+            built: false,
         },
         outputs: &[],
     },
@@ -96,6 +160,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "teams-app/{*rest}",
             methods: &["get", "post"],
+            built: false,
         },
         outputs: &[],
     },
@@ -129,33 +194,39 @@ pub struct InvocationContext {
     pub function: &'static str,
 }
 
-pub async fn run_timer(
-    state: &AppState,
-    ctx: &InvocationContext,
-    timer: TimerInfo,
-) -> Result<FunctionOutputs, FunctionError> {
-    match ctx.function {
-        "SyncTimer" => crate::sync::functions::on_timer(state, ctx, timer).await,
-        other => Err(FunctionError::BadInput(format!(
-            "{other} is not a timer function"
-        ))),
+/// Routes of HTTP functions this build does not implement yet: a clear JSON 501 instead of a
+/// bare 404, so a caller (or the host's forwarder) can tell "not yet" from "wrong URL".
+pub fn not_built_router() -> axum::Router<AppState> {
+    use axum::routing::{on, MethodFilter};
+    let mut router = axum::Router::new();
+    for spec in FUNCTIONS {
+        let FunctionKind::Http {
+            route,
+            methods,
+            built: false,
+        } = spec.kind
+        else {
+            continue;
+        };
+        let filter = methods
+            .iter()
+            .filter_map(|m| {
+                MethodFilter::try_from(
+                    axum::http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()?,
+                )
+                .ok()
+            })
+            .reduce(|a, b| a.or(b));
+        let Some(filter) = filter else { continue };
+        let name = spec.name;
+        router = router.route(
+            &format!("/{route}"),
+            on(filter, move || async move {
+                crate::error::AppError::NotBuilt(format!("{name} ({route}) is not in this build"))
+            }),
+        );
     }
-}
-
-pub async fn run_queue(
-    state: &AppState,
-    ctx: &InvocationContext,
-    msg: QueueMessage,
-) -> Result<FunctionOutputs, FunctionError> {
-    match ctx.function {
-        "SyncWorker" => crate::sync::functions::on_shard(state, ctx, msg).await,
-        "NotifyFanout" => Err(FunctionError::NotConfigured(
-            "notification fan-out is not part of this build yet; the message stays queued".into(),
-        )),
-        other => Err(FunctionError::BadInput(format!(
-            "{other} is not a queue function"
-        ))),
-    }
+    router
 }
 
 #[cfg(test)]

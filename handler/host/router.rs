@@ -38,10 +38,9 @@ fn invocation_id(headers: &HeaderMap, req: Option<&InvocationRequest>) -> Invoca
         .unwrap_or_else(|| InvocationId(uuid::Uuid::new_v4().to_string()))
 }
 
-/// A failed invocation: non-2xx so the host retries (queue) or reports it, with a JSON body.
+/// A failed invocation that never reached a function (unknown name, unreadable request).
 fn failure(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "Outputs": {}, "Logs": [message.clone()], "ReturnValue": null, "error": message })))
-        .into_response()
+    crate::error::invocation_failure(status, message, true)
 }
 
 fn success(outputs: Map<String, Value>, logs: Vec<String>) -> Response {
@@ -98,33 +97,56 @@ async fn invoke(
             invocation_id: id,
             function: spec.name,
         };
-        let result: Result<FunctionOutputs, FunctionError> = match spec.kind {
-            FunctionKind::Timer { .. } => match req.timer("timer") {
-                Ok(t) => functions::run_timer(&state, &ctx, t).await,
-                Err(e) => Err(bad(e)),
+        let (result, poison) = match spec.kind {
+            FunctionKind::Timer { run, .. } => match req.timer("timer") {
+                Ok(t) => (run(&state, &ctx, t).await, None),
+                Err(e) => (Err(bad(e)), None),
             },
-            FunctionKind::Queue { .. } => match req.queue("msg") {
-                Ok(m) => functions::run_queue(&state, &ctx, m).await,
-                Err(e) => Err(bad(e)),
+            FunctionKind::Queue { run, poison, .. } => match req.queue("msg") {
+                Ok(m) => {
+                    let text = m.text.clone();
+                    (run(&state, &ctx, m).await, poison.map(|q| (q, text)))
+                }
+                Err(e) => (Err(bad(e)), None),
             },
             FunctionKind::Http { .. } => return invoke_http(&state, spec.outputs, &req).await,
         };
-        match result {
-            Ok(out) => match queue_outputs(spec.outputs, out.queue) {
-                Ok(outputs) => {
-                    tracing::info!(logs = out.logs.len(), "invocation succeeded");
-                    success(outputs, out.logs)
-                }
-                Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "invocation failed");
-                failure(e.status(), e.to_string())
-            }
-        }
+        answer(spec.outputs, result, poison)
     }
     .instrument(span)
     .await
+}
+
+/// The host's answer to a timer or queue invocation. A permanent failure of a queue function
+/// with a poison output is answered 2xx with the message on that output: the host then writes
+/// it to `<queue>-poison` at once instead of retrying it five times for nothing, and the error
+/// is logged (and recorded by the function, e.g. the sync run marked failed).
+fn answer(
+    outputs: &[&str],
+    result: Result<FunctionOutputs, FunctionError>,
+    poison: Option<(&'static str, String)>,
+) -> Response {
+    match result {
+        Ok(out) => match queue_outputs(outputs, out.queue) {
+            Ok(map) => {
+                tracing::info!(logs = out.logs.len(), "invocation succeeded");
+                success(map, out.logs)
+            }
+            Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        Err(e) if !e.retryable() && poison.is_some() => {
+            let (queue, text) = poison.expect("checked");
+            tracing::error!(error = %e, poison = queue, "permanent failure: message moved to the poison queue without retries");
+            match queue_outputs(outputs, vec![(queue.to_string(), text)]) {
+                Ok(map) => success(map, vec![format!("{e}; message moved to {queue}")]),
+                Err(bind) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}; {bind}")),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, retryable = e.retryable(), "invocation failed");
+            e.into_response()
+        }
+    }
 }
 
 fn bad(e: PayloadError) -> FunctionError {

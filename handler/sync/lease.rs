@@ -62,6 +62,24 @@ pub async fn acquire(store: &SharedStore, owner: &str, secs: i64) -> Result<(), 
     }
 }
 
+/// Keep (or take back) the lease for `owner`, e.g. a run's shard: like `acquire`, but a race
+/// with another holder of the same run (two shards renewing at once) is not a refusal.
+pub async fn hold(store: &SharedStore, owner: &str, secs: i64) -> Result<(), LeaseError> {
+    match acquire(store, owner, secs).await {
+        Err(LeaseError::Busy(..)) => match current(store).await? {
+            Some(h) if h.owner == owner => Ok(()),
+            Some(h) => Err(LeaseError::Busy(
+                h.owner,
+                chrono::DateTime::from_timestamp(h.expires_at, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+            )),
+            None => acquire(store, owner, secs).await,
+        },
+        other => other,
+    }
+}
+
 /// Release only our own lease.
 pub async fn release(store: &SharedStore, owner: &str) -> Result<(), StoreError> {
     if let Some(cur) = store.get(tables::LEASES, PK, RK).await? {

@@ -8,7 +8,7 @@ use super::removal::run_removals;
 use super::report::{RunReport, SyncOptions};
 use super::settings::{CohortSourceKind, SyncSettings};
 use super::shard::Shard;
-use crate::moodle::MoodleClient;
+use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{tables, BlobStore, Entity, SharedStore, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,8 +55,39 @@ pub enum RunError {
     Busy(#[from] LeaseError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A shard failed in a way a later try may not (network, Moodle overloaded, source read).
     #[error("{0}")]
     Invalid(String),
+    /// Moodle refused the run itself (token check, or a fatal answer inside a shard).
+    #[error("{context}: {source}")]
+    Moodle {
+        context: String,
+        #[source]
+        source: MoodleError,
+    },
+    /// A shard whose run is not in `runs`: planned elsewhere, or its rows were removed.
+    #[error("sync run {0} is unknown: shard refused")]
+    UnknownRun(String),
+    /// A shard delivered again after its run ended (done or failed): nothing to do.
+    #[error("sync run {0} is already {1}: shard not applied again")]
+    Finished(String, String),
+    /// Retrying cannot help (e.g. the shard names a population the settings no longer have).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl RunError {
+    /// Whether trying the same shard again may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            RunError::Store(_) | RunError::Invalid(_) => true,
+            RunError::Moodle { source, .. } => !crate::error::moodle_permanent(source),
+            RunError::Busy(_)
+            | RunError::UnknownRun(_)
+            | RunError::Finished(..)
+            | RunError::Permanent(_) => false,
+        }
+    }
 }
 
 pub fn new_run_id() -> String {
@@ -119,6 +150,22 @@ async fn run_one(
     run_population(ctx, st, report, pop).await
 }
 
+/// A run (or shard) that had nothing to do never called Moodle, so a wrong token would pass
+/// unnoticed and the run look complete: check it once (site info, which needs no capability).
+/// A run that made calls has shown the token works, or failed on it already.
+async fn check_token_if_idle(
+    env: &SyncEnv,
+    before: &BTreeMap<String, u64>,
+    st: &PassState,
+) -> Result<(), MoodleError> {
+    if st.protected.is_some() || env.moodle.call_counts() != *before {
+        return Ok(());
+    }
+    crate::moodle::site::site_info(&env.moodle)
+        .await
+        .map(|_| ())
+}
+
 /// Whole run in this process: lease, every population, optional removals, report.
 pub async fn run_inline(
     env: &SyncEnv,
@@ -146,10 +193,14 @@ pub async fn run_inline(
         if let Err(e) = run_removals(&ctx, &mut st, &mut report).await {
             report.errors.push(format!("removals: {e}"));
         }
+        if let Err(e) = check_token_if_idle(env, &before, &st).await {
+            report.complete = false;
+            report.errors.push(format!("Moodle token check: {e}"));
+        }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.moodle_calls = calls_delta(&before, &env.moodle.call_counts());
-    let saved = save_report(env, &report, "run").await;
+    let saved = save_report(env, &report, "run", "done").await;
     let released = lease::release(&env.store, &run_id).await;
     saved?;
     released?;
@@ -186,18 +237,39 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
 /// SyncWorker: apply one shard. A redelivered shard re-runs idempotently but is counted once;
 /// the last shard to finish writes the run's report and releases the lease.
 pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunError> {
+    check_shard(env, shard).await?;
     let started = Instant::now();
     let before = env.moodle.call_counts();
     let ctx = env.ctx(&shard.run_id, &shard.options, None);
     let mut report = RunReport::new(&shard.run_id, &shard.options, env.settings.trace_limit);
     report.shard = Some(shard.population.clone());
     let mut st = PassState::default();
-    if let Err(e) = run_one(&ctx, &mut st, &mut report, &shard.population).await {
-        // Transient or fatal Moodle/store failure: fail the invocation so the queue retries.
+    let context = format!("shard {} of run {}", shard.population, shard.run_id);
+    match run_one(&ctx, &mut st, &mut report, &shard.population).await {
+        Ok(()) => {}
+        Err(PassError::Moodle(source)) => return Err(RunError::Moodle { context, source }),
+        // Transient Moodle/store failure: fail the invocation so the queue retries.
+        Err(e) => return Err(RunError::Invalid(format!("{context}: {e}"))),
+    }
+    if !report.complete {
+        // The source read failed part-way: the shard is not done, and must not look done.
         return Err(RunError::Invalid(format!(
-            "shard {} of run {}: {e}",
-            shard.population, shard.run_id
+            "{context}: {}",
+            report.errors.join("; ")
         )));
+    }
+
+    if st.protected.is_none()
+        && env.moodle.call_counts() == before
+        && last_of_an_idle_run(env, shard).await?
+    {
+        // Checked before this shard is counted, so a retry after a transient failure runs it again.
+        if let Err(source) = crate::moodle::site::site_info(&env.moodle).await {
+            return Err(RunError::Moodle {
+                context: format!("sync run {}: Moodle token check", shard.run_id),
+                source,
+            });
+        }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.moodle_calls = calls_delta(&before, &env.moodle.call_counts());
@@ -265,10 +337,98 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
     }
 }
 
+/// Whether `shard` is the last one of its run still to be counted and no counted shard called
+/// Moodle: then nothing in the run has shown that the token works (see `check_token_if_idle`).
+async fn last_of_an_idle_run(env: &SyncEnv, shard: &Shard) -> Result<bool, StoreError> {
+    let Some(run) = env.store.get(tables::RUNS, &shard.run_id, "run").await? else {
+        return Ok(false);
+    };
+    let total = run.int("total").unwrap_or(shard.total as i64);
+    if run.int("done").unwrap_or(0) + 1 < total {
+        return Ok(false);
+    }
+    for i in (0..total as usize).filter(|i| *i != shard.index) {
+        let row = env
+            .store
+            .get(tables::RUNS, &shard.run_id, &format!("shard-{i}"))
+            .await?;
+        let Some(r) = row
+            .map(|r| r.json::<RunReport>("report"))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(false);
+        };
+        if !r.moodle_calls.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Refuse cheaply what must not run: a shard of an unknown or finished run, of a population
+/// the settings no longer have, or while another run holds the lease. Renews this run's lease
+/// (a shard retried after the lease lapsed takes it back if nobody else did).
+async fn check_shard(env: &SyncEnv, shard: &Shard) -> Result<(), RunError> {
+    let Some(run) = env.store.get(tables::RUNS, &shard.run_id, "run").await? else {
+        return Err(RunError::UnknownRun(shard.run_id.clone()));
+    };
+    if let Some(status @ ("done" | "failed")) = run.str("status") {
+        return Err(RunError::Finished(shard.run_id.clone(), status.to_string()));
+    }
+    if !shard_names(&env.settings, &shard.options).contains(&shard.population) {
+        return Err(RunError::Permanent(format!(
+            "shard {} of run {}: no such population in the settings",
+            shard.population, shard.run_id
+        )));
+    }
+    lease::hold(&env.store, &shard.run_id, env.settings.lease_secs).await?;
+    Ok(())
+}
+
+/// A shard failed for good: the run is marked failed with the reason (visible in the run
+/// listing), and its lease released so the next run can start. Shards of it still queued are
+/// then refused as `Finished`.
+pub async fn mark_failed(env: &SyncEnv, run_id: &str, reason: &str) -> Result<(), StoreError> {
+    loop {
+        let Some(run) = env.store.get(tables::RUNS, run_id, "run").await? else {
+            return Ok(());
+        };
+        if matches!(run.str("status"), Some("done" | "failed")) {
+            return Ok(());
+        }
+        let etag = run
+            .etag
+            .clone()
+            .ok_or_else(|| StoreError::Backend("run row without ETag".into()))?;
+        let mut summary: RunReport = run
+            .json("report")?
+            .unwrap_or_else(|| RunReport::new(run_id, &SyncOptions::default(), 0));
+        summary.complete = false;
+        summary.errors.push(reason.to_string());
+        let mut next = run.clone().with_json("report", &summary)?;
+        next.set("status", "failed");
+        next.set("error", reason);
+        match env.store.replace(tables::RUNS, &next, &etag).await {
+            Ok(_) => {
+                index_report(env, &summary).await?;
+                return lease::release(&env.store, run_id).await;
+            }
+            Err(StoreError::PreconditionFailed) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Run row (`<run id>/run`), an index row for listings (newest first) and the trace blob.
-async fn save_report(env: &SyncEnv, report: &RunReport, rk: &str) -> Result<(), StoreError> {
+async fn save_report(
+    env: &SyncEnv,
+    report: &RunReport,
+    rk: &str,
+    status: &str,
+) -> Result<(), StoreError> {
     let row = Entity::new(&report.run_id, rk)
-        .with("status", "done")
+        .with("status", status)
         .with_json("report", report)?;
     env.store.upsert(tables::RUNS, &row).await?;
     index_report(env, report).await?;

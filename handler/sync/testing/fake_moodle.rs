@@ -61,6 +61,8 @@ pub struct FailRule {
     pub after: u64,
     pub status: u16,
     pub times: Option<u64>,
+    /// Answer HTTP 200 with this Moodle exception `errorcode` instead of `status`.
+    pub exception: Option<String>,
 }
 
 /// One recorded request: function and form fields.
@@ -283,6 +285,18 @@ impl FakeMoodle {
             after,
             status,
             times,
+            exception: None,
+        });
+    }
+
+    /// Every call of `function` answers the Moodle exception `errorcode` (as Moodle does: HTTP 200).
+    pub fn fail_with_exception(&self, function: &str, errorcode: &str) {
+        self.lock().fail.push(FailRule {
+            function: function.into(),
+            after: 0,
+            status: 200,
+            times: None,
+            exception: Some(errorcode.into()),
         });
     }
 
@@ -350,6 +364,13 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
         if hit && count >= rule.after && rule.times != Some(0) {
             if let Some(t) = rule.times.as_mut() {
                 *t -= 1;
+            }
+            if let Some(code) = &rule.exception {
+                return json_response(exception(
+                    "core\\exception\\moodle_exception",
+                    code,
+                    "injected exception",
+                ));
             }
             return (
                 StatusCode::from_u16(rule.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
