@@ -9,6 +9,7 @@ pub mod error;
 pub mod host;
 pub mod ids;
 pub mod moodle;
+pub mod outbound;
 pub mod queue;
 pub mod redact;
 pub mod schedule;

@@ -1,9 +1,11 @@
 //! One typed settings tree, read from Azure-style app settings (environment) layered over
 //! `local.settings.json`, validated at start with every problem reported at once.
 
+pub mod identity;
 pub mod secret;
 pub mod source;
 
+pub use identity::IdentitySettings;
 pub use secret::Secret;
 pub use source::{SettingDoc, Source};
 

@@ -1,0 +1,15 @@
+//! Everything that calls out to a rate-limited HTTPS service with OAuth tokens, in one place:
+//! - `http`: the one HTTP client (rustls), built once and shared through the app state;
+//! - `token`: token sources (client secret, client certificate, managed identity, device code),
+//!   each cached per scope with single-flight refresh;
+//! - `retry`: the retry policy (retryable / permanent, `Retry-After`, full-jitter backoff,
+//!   bounded attempts and total wait).
+//!
+//! The Moodle client, the Bot Connector client and the storage credential use it.
+
+pub mod http;
+pub mod retry;
+pub mod token;
+
+pub use retry::{Failure, RetryPolicy, Verdict};
+pub use token::{AccessToken, TokenError, TokenSource};
