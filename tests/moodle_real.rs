@@ -191,14 +191,35 @@ fn structure_of(v: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
+/// Moodle's 100-character columns, counted in characters.
+fn cut100(v: &str) -> String {
+    v.chars()
+        .take(100)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// In-scope entries, minus declared duplicates (seeAlso) and entries sharing a join key.
 fn expected(entries: &[Entry], courses_of: &dyn Fn(&str) -> bool) -> Vec<Expected> {
-    entries
+    let in_scope: Vec<&Entry> = entries
         .iter()
         .filter(|e| {
             ["ENTEleve", "ENTAuxEnseignant", "ENTAuxNonEnsEtab"]
                 .iter()
                 .any(|c| has_class(e, c))
+                && e.first("seeAlso").is_none()
         })
+        .collect();
+    let mut joins: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &in_scope {
+        *joins
+            .entry(e.first("ENTPersonJointure").unwrap())
+            .or_default() += 1;
+    }
+    in_scope
+        .into_iter()
+        .filter(|e| joins[e.first("ENTPersonJointure").unwrap()] == 1)
         .map(|e| {
             let login = e.first("ENTPersonLogin").unwrap().to_lowercase();
             let pair = |v: &String| {
@@ -208,11 +229,12 @@ fn expected(entries: &[Entry], courses_of: &dyn Fn(&str) -> bool) -> Vec<Expecte
             Expected {
                 email: e
                     .first("mail")
+                    .filter(|m| m.chars().count() <= 100)
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("{login}@no-mail.invalid")),
                 username: login,
-                firstname: e.first("givenName").unwrap().to_string(),
-                lastname: e.first("sn").unwrap().to_string(),
+                firstname: cut100(e.first("givenName").unwrap()),
+                lastname: cut100(e.first("sn").unwrap()),
                 idnumber: e
                     .first("ENTPersonJointure")
                     .unwrap()
@@ -230,6 +252,131 @@ fn expected(entries: &[Entry], courses_of: &dyn Fn(&str) -> bool) -> Vec<Expecte
             }
         })
         .collect()
+}
+
+const GEN_SCHOOLS: [&str; 3] = ["9990000100000", "9990000200000", "9990000300000"];
+const FIRST: [&str; 8] = [
+    "Léa",
+    "Noé",
+    "Maëlys",
+    "Éloïse",
+    "Jean-Baptiste",
+    "Inès",
+    "Zoé",
+    "Théo",
+];
+const LAST: [&str; 7] = [
+    "Œillet", "N'Diaye", "Le Goff", "Château", "Müller", "Da Silva", "Prévost",
+];
+const CLASSES: [&str; 5] = ["6A", "6B", "5A", "5B", "4A"];
+
+fn ascii(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            'é' | 'è' | 'ë' | 'É' => Some('e'),
+            'ï' => Some('i'),
+            'Œ' => Some('o'),
+            'â' => Some('a'),
+            'ü' => Some('u'),
+            c if c.is_ascii_alphanumeric() || c == '-' => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ldif_line(out: &mut String, attr: &str, value: &str) {
+    if value.is_ascii() {
+        out.push_str(&format!("{attr}: {value}\n"));
+    } else {
+        let b = base64::engine::general_purpose::STANDARD.encode(value);
+        out.push_str(&format!("{attr}:: {b}\n"));
+    }
+}
+
+fn gen_person(out: &mut String, prefix: &str, uid: &str, i: usize, see_also: Option<&str>) {
+    let school = GEN_SCHOOLS[i % 3];
+    let s_dn = format!("ENTStructureSIREN={school},ou=structures,dc=ent,dc=example");
+    let class = CLASSES[(i / 3) % CLASSES.len()];
+    let mut first = FIRST[i % FIRST.len()].to_string();
+    let mut last = LAST[(i / FIRST.len()) % LAST.len()].to_string();
+    if i == 5 {
+        // 130 characters: Moodle's column holds 100.
+        first = "Marie-Ange-".repeat(12).chars().take(130).collect();
+    }
+    if i == 6 {
+        // 100 characters but 200 bytes: fits, and must be kept whole.
+        last = "é".repeat(100);
+    }
+    let short = |v: &str, n: usize| ascii(&v.chars().take(n).collect::<String>());
+    let mut login = format!("{prefix}{}.{}{i}", short(&first, 12), short(&last, 8));
+    if see_also.is_some() {
+        login.push_str("dup");
+    }
+    let kind = match i % 10 {
+        0 => "ENTAuxEnseignant",
+        1 => "ENTAuxNonEnsEtab",
+        _ => "ENTEleve",
+    };
+    out.push_str(&format!("dn: uid={uid},ou=people,dc=ent,dc=example\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: ENTPerson\nobjectClass: {kind}\nuid: {uid}\n"));
+    ldif_line(out, "cn", &format!("{first} {last}"));
+    ldif_line(out, "sn", &last);
+    ldif_line(out, "givenName", &first);
+    out.push_str(&format!(
+        "ENTPersonLogin: {login}\nENTPersonJointure: AC-TEST${prefix}{i}\n"
+    ));
+    if i == 8 {
+        out.push_str(&format!("mail: {}{login}@ent.example\n", "x".repeat(90)));
+    } else if i % 7 != 3 {
+        out.push_str(&format!("mail: {login}@ent.example\n"));
+    }
+    if let Some(dn) = see_also {
+        out.push_str(&format!("seeAlso: {dn}\n"));
+    }
+    match kind {
+        "ENTAuxEnseignant" => {
+            out.push_str(&format!("ENTPersonFonctions: {s_dn}$ENS$ENSEIGNEMENT$L1600$SCIENCES\nENTAuxEnsClasses: {s_dn}${class}\n"));
+        }
+        "ENTAuxNonEnsEtab" => {
+            out.push_str(&format!(
+                "ENTPersonFonctions: {s_dn}$EDU$EDUCATION$-$VIE SCOLAIRE\n"
+            ));
+        }
+        _ => {
+            out.push_str(&format!("ENTEleveClasses: {s_dn}${class}\n"));
+            if i % 40 == 2 {
+                // A pupil in a class of a second school too.
+                let other = GEN_SCHOOLS[(i + 1) % 3];
+                out.push_str(&format!("ENTEleveClasses: ENTStructureSIREN={other},ou=structures,dc=ent,dc=example$ULIS\n"));
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// `n` people in three schools (only the first has courses): accents, a 130-character first
+/// name, a 100-character (200-byte) last name, a 100+-character address, people without mail,
+/// a declared duplicate (seeAlso) of every 50th person, and two entries sharing one join key.
+fn generated(prefix: &str, n: usize) -> String {
+    let mut out = String::from("dn: dc=ent,dc=example\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\ndc: ent\no: ENT\n\n");
+    for ou in ["people", "structures"] {
+        out.push_str(&format!("dn: ou={ou},dc=ent,dc=example\nobjectClass: top\nobjectClass: organizationalUnit\nou: {ou}\n\n"));
+    }
+    for (k, school) in GEN_SCHOOLS.iter().enumerate() {
+        out.push_str(&format!("dn: ENTStructureSIREN={school},ou=structures,dc=ent,dc=example\nobjectClass: top\nobjectClass: ENTStructure\nobjectClass: ENTEtablissement\nENTStructureSIREN: {school}\nENTStructureUAI: 999{k:04}X\nENTStructureNomCourant: COLLEGE {k}\n\n"));
+    }
+    for i in 0..n {
+        let uid = format!("G{i:05}");
+        gen_person(&mut out, prefix, &uid, i, None);
+        if i % 50 == 4 {
+            let real = format!("uid={uid},ou=people,dc=ent,dc=example");
+            gen_person(&mut out, prefix, &format!("D{i:05}"), i, Some(&real));
+        }
+    }
+    // Two entries, two logins, one join key (no seeAlso): a conflict.
+    for (uid, login) in [("C00001", "conflict.one"), ("C00002", "conflict.two")] {
+        out.push_str(&format!("dn: uid={uid},ou=people,dc=ent,dc=example\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: ENTPerson\nobjectClass: ENTEleve\nuid: {uid}\ncn: Sam Conflict\nsn: Conflict\ngivenName: Sam\nENTPersonLogin: {prefix}{login}\nENTPersonJointure: AC-TEST${prefix}shared\nENTEleveClasses: ENTStructureSIREN={},ou=structures,dc=ent,dc=example$6A\n\n", GEN_SCHOOLS[0]));
+    }
+    out
 }
 
 // ---------------------------------------------------------------- reading Moodle back
@@ -410,6 +557,130 @@ async fn sample_school_from_ldif_lands_in_moodle_as_the_directory_says() {
         &format!("{p}_"),
         "cas",
     );
+    cleanup(&p).await;
+}
+
+/// A few hundred generated people through a real slapd (paged search): accents, long values
+/// cut to Moodle's columns in characters, missing mail, declared duplicates left out, a join key
+/// claimed twice applied to neither, several schools (roles only where the course exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_directory_through_slapd_lands_in_moodle_as_the_directory_says() {
+    smtp_sink();
+    let p = unique_prefix("gen");
+    let text = generated(&p, 300);
+    let slapd = common::slapd::Slapd::start(text.as_bytes());
+    let w = world(
+        &p,
+        None,
+        &[
+            ("LDAP_URL", slapd.url.as_str()),
+            ("LDAP_BIND_DN", common::slapd::READER_DN),
+            ("LDAP_BIND_PASSWORD", common::slapd::READER_PW),
+            ("LDAP_PAGE_SIZE", "100"),
+            ("SYNC_BATCH_SIZE", "120"),
+        ],
+    )
+    .await;
+    let r = w.run(opts()).await;
+    assert_eq!(r.total().failed, 0, "{}", r.render());
+    let entries = parse_ldif(&text);
+    let want = expected(&entries, &|c| c.starts_with(GEN_SCHOOLS[0]));
+    assert_eq!(want.len(), 300);
+    assert_eq!(r.counts["users"].created, 300, "{}", r.render());
+    let snap = snapshot(&p).await;
+    assert_matches(&snap, &want, &format!("{p}_"), "cas");
+    // Cut in characters: 100 é (200 bytes) kept whole, the 130-character first name cut to 100.
+    let long_last = snap
+        .users
+        .values()
+        .find(|u| u.lastname.starts_with('é'))
+        .unwrap();
+    assert_eq!(long_last.lastname, "é".repeat(100));
+    let long_first = snap
+        .users
+        .values()
+        .find(|u| u.firstname.starts_with("Marie-Ange"))
+        .unwrap();
+    assert_eq!(long_first.firstname.chars().count(), 100);
+    let issues = |outcome: &str| -> Vec<String> {
+        r.issues
+            .iter()
+            .filter(|i| i.outcome == outcome)
+            .map(|i| format!("{} {}", i.key, i.reason))
+            .collect()
+    };
+    assert_eq!(issues("shortened").len(), 2, "{:?}", issues("shortened"));
+    let dups: Vec<String> = issues("skipped")
+        .into_iter()
+        .filter(|i| i.contains("seeAlso"))
+        .collect();
+    assert_eq!(dups.len(), 6, "{dups:?}");
+    let conflicts = issues("conflict");
+    assert!(
+        conflicts.len() == 2
+            && conflicts[0].starts_with("C00001")
+            && conflicts[1].starts_with("C00002"),
+        "{conflicts:?}"
+    );
+    // Teachers of the schools without courses: skipped with the reason, nothing assigned.
+    assert!(r
+        .issues
+        .iter()
+        .any(|i| i.entity == "roles" && i.reason.contains("no course with idnumber")));
+    assert_eq!(mails_to(&p).len(), 0, "{:?}", recipients(&p));
+
+    // No change in the directory: an incremental run writes nothing, and so does a forced one.
+    let again = w.run(opts()).await;
+    assert_eq!(again.moodle_writes(), 0, "{}", again.render());
+    let forced = w
+        .run(SyncOptions {
+            force: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(forced.moodle_writes(), 0, "{}", forced.render());
+    for entity in ["users", "memberships", "roles"] {
+        let c = &forced.counts[entity];
+        assert_eq!(
+            (c.created, c.updated, c.removed),
+            (0, 0, 0),
+            "{entity}: {}",
+            forced.render()
+        );
+    }
+    assert_eq!(snapshot(&p).await, snap);
+    cleanup(&p).await;
+}
+
+/// The double enforces what the real site does with Moodle's 100-character columns: 100
+/// characters (200 bytes of `é`) are stored, 101 fail the whole create batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_double_and_the_real_moodle_agree_on_column_widths() {
+    let p = unique_prefix("col");
+    let fake = common::fake_moodle::FakeMoodle::start().await;
+    let item = |n: usize, tag: &str| -> Vec<(String, String)> {
+        bridge::moodle::users::UserFields {
+            username: format!("{p}{tag}"),
+            firstname: "é".repeat(n),
+            lastname: "Martin".into(),
+            email: format!("{p}{tag}@ent.example"),
+            auth: "cas".into(),
+            ..Default::default()
+        }
+        .create_item(false)
+    };
+    for client in [lab().client(), fake.client()] {
+        let ok = users::create(&client, &[item(100, "a"), item(3, "b")]).await;
+        assert_eq!(ok.map(|u| u.len()).ok(), Some(2));
+        let err = users::create(&client, &[item(5, "c"), item(101, "d")])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("dmlwriteexception"), "{err}");
+        let found = users::get_by_field(&client, UserField::Username, &[format!("{p}c")])
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "the batch was rolled back");
+    }
     cleanup(&p).await;
 }
 

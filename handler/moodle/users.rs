@@ -171,6 +171,33 @@ impl UserFields {
     }
 }
 
+/// Width of Moodle's `user` columns (lib/db/install.xml), in characters: PostgreSQL and MySQL
+/// `varchar(n)` count characters, not bytes, so `Léa` is 3. A longer value makes Moodle fail the
+/// whole create batch with `dmlwriteexception`.
+pub fn column_chars(field: &str) -> Option<usize> {
+    match field {
+        "username" | "firstname" | "lastname" | "email" => Some(100),
+        "idnumber" | "institution" | "department" => Some(255),
+        "auth" => Some(20),
+        _ => None,
+    }
+}
+
+/// `value` cut to `max` characters (never inside a character), trailing spaces dropped.
+pub fn cut_chars(value: &str, max: usize) -> Option<String> {
+    if value.chars().count() <= max {
+        return None;
+    }
+    Some(
+        value
+            .chars()
+            .take(max)
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
+    )
+}
+
 /// Auth plugins whose passwords live in Moodle (`is_internal()` in Moodle core): a created
 /// account must come with a password or `createpassword`.
 pub fn is_internal_auth(auth: &str) -> bool {

@@ -38,6 +38,10 @@ pub struct PassState {
     /// Source keys seen by complete reads (removals compare against it).
     pub seen: HashSet<String>,
     usernames: HashMap<String, String>,
+    /// Join keys (Moodle idnumbers) claimed so far in this pass → source key.
+    idnumbers: HashMap<String, String>,
+    /// Moodle user id → source key of the mapping that owns it (loaded on first need).
+    owners: Option<HashMap<i64, String>>,
     cohort_index: Option<HashMap<String, MoodleCohortId>>,
     contexts: HashMap<(ContextLevel, String), Result<i64, String>>,
     fake_id: i64,
@@ -266,6 +270,9 @@ async fn process_batch(
                 for n in &r.notes {
                     report.trace(|| format!("users {}: {n}", r.key));
                 }
+                for n in &r.shortened {
+                    report.issue("users", &r.key, "shortened", n.clone());
+                }
                 recs.push(r);
             }
             Err(reason) => {
@@ -275,6 +282,7 @@ async fn process_batch(
             }
         }
     }
+    let recs = drop_conflicts(st, report, recs);
     let mut rows: Vec<Option<MappingRow>> = Vec::with_capacity(recs.len());
     for r in &recs {
         rows.push(state::load(&ctx.store, &r.key).await?);
@@ -398,6 +406,10 @@ async fn process_batch(
                 .get(&r.fields.idnumber)
                 .filter(|_| !r.fields.idnumber.is_empty())
             {
+                let owner = match list.as_slice() {
+                    [mu] if mu.username != r.fields.username => owner_of(ctx, st, mu.id).await?,
+                    _ => None,
+                };
                 if let Some(label) = list
                     .iter()
                     .find_map(|mu| protected.matches(Some(mu.id.0), &mu.username))
@@ -409,6 +421,16 @@ async fn process_batch(
                             "{} (found by idnumber {:?})",
                             protect::reason(label),
                             r.fields.idnumber
+                        ),
+                    );
+                    UserPlan::Skip
+                } else if let Some(owner) = owner.filter(|o| o != &r.key) {
+                    report.conflict(
+                        "users",
+                        &r.key,
+                        format!(
+                            "conflict: Moodle account {:?} (idnumber {:?}) already belongs to {owner}: not applied",
+                            list[0].username, r.fields.idnumber
                         ),
                     );
                     UserPlan::Skip
@@ -637,6 +659,89 @@ async fn process_batch(
     Ok(keys)
 }
 
+/// Two directory entries with one join key would both match (and take turns renaming) one
+/// Moodle account: every claimant is reported and none is applied. A claimant already applied
+/// earlier in this pass cannot be undone; it is named in the report.
+fn drop_conflicts(
+    st: &mut PassState,
+    report: &mut RunReport,
+    recs: Vec<PersonRecord>,
+) -> Vec<PersonRecord> {
+    let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in recs.iter().filter(|r| !r.fields.idnumber.is_empty()) {
+        claims
+            .entry(r.fields.idnumber.clone())
+            .or_default()
+            .insert(r.key.clone());
+    }
+    let mut conflicted: HashMap<String, String> = HashMap::new();
+    for (idn, keys) in claims {
+        let mut all = keys.clone();
+        let earlier = st
+            .idnumbers
+            .get(&idn)
+            .filter(|k| !keys.contains(*k))
+            .cloned();
+        all.extend(earlier.clone());
+        if all.len() < 2 {
+            continue;
+        }
+        for k in &keys {
+            let others: Vec<&str> = all.iter().filter(|o| *o != k).map(String::as_str).collect();
+            conflicted.insert(
+                k.clone(),
+                format!(
+                    "conflict: {} also claim(s) the Moodle account with idnumber {idn:?}: not applied",
+                    others.join(", ")
+                ),
+            );
+        }
+        if let Some(e) = earlier {
+            report.issue(
+                "users",
+                &e,
+                "conflict",
+                format!(
+                    "idnumber {idn:?} is also claimed by {} (applied earlier in this run)",
+                    keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+    let mut kept = Vec::with_capacity(recs.len());
+    for r in recs {
+        match conflicted.remove(&r.key) {
+            Some(why) => report.conflict("users", &r.key, why),
+            None => {
+                if !r.fields.idnumber.is_empty() {
+                    st.idnumbers
+                        .insert(r.fields.idnumber.clone(), r.key.clone());
+                }
+                kept.push(r);
+            }
+        }
+    }
+    kept
+}
+
+/// Which source key's mapping holds Moodle user `id` (read from the store once per pass, only
+/// when an entry matched an account by idnumber alone).
+async fn owner_of(
+    ctx: &Ctx,
+    st: &mut PassState,
+    id: MoodleUserId,
+) -> Result<Option<String>, StoreError> {
+    if st.owners.is_none() {
+        let rows = state::all(&ctx.store).await?;
+        st.owners = Some(
+            rows.into_iter()
+                .filter_map(|r| r.moodle_id.map(|m| (m, r.key)))
+                .collect(),
+        );
+    }
+    Ok(st.owners.as_ref().and_then(|o| o.get(&id.0).cloned()))
+}
+
 /// Drop a person's mapping row (it pointed at an account the bridge must not manage).
 pub(crate) async fn forget(store: &SharedStore, key: &str) -> Result<(), StoreError> {
     match store
@@ -857,6 +962,26 @@ pub(crate) async fn apply_cohort_memberships(
     } else {
         ensure_cohorts(ctx, st, report, &wanted).await?
     };
+    // A forced pass re-examines memberships against what Moodle holds, so only the missing
+    // ones are written (and counted).
+    let current: HashSet<(MoodleCohortId, MoodleUserId)> = if force {
+        let existing: Vec<MoodleCohortId> = cohort_ids
+            .values()
+            .filter(|c| c.0 > 0)
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut set = HashSet::new();
+        for part in existing.chunks(budget.saturating_sub(1).max(1)) {
+            for m in cohorts::get_members(&ctx.moodle, part).await? {
+                set.extend(m.userids.iter().map(|u| (m.cohortid, *u)));
+            }
+        }
+        set
+    } else {
+        HashSet::new()
+    };
     let mut adds: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
     let mut removes: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
     let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
@@ -865,16 +990,17 @@ pub(crate) async fn apply_cohort_memberships(
             continue;
         };
         let mut applied = desired.clone();
-        if add.is_empty() && remove.is_empty() {
-            report.counts("memberships").unchanged += 1;
-        }
+        let mut planned = false;
         for k in add {
             match cohort_ids.get(k) {
+                Some(cid) if current.contains(&(*cid, uid)) => {}
                 Some(cid) => {
                     report.trace(|| format!("memberships {}: add to {k}", recs[i].key));
                     adds.push((i, k.clone(), (*cid, uid)));
+                    planned = true;
                 }
                 None => {
+                    planned = true;
                     applied.remove(k);
                     report.skipped(
                         "memberships",
@@ -888,7 +1014,11 @@ pub(crate) async fn apply_cohort_memberships(
             if let Some(cid) = cohort_ids.get(k) {
                 report.trace(|| format!("memberships {}: remove from {k}", recs[i].key));
                 removes.push((i, k.clone(), (*cid, uid)));
+                planned = true;
             }
+        }
+        if !planned && remove.is_empty() {
+            report.counts("memberships").unchanged += 1;
         }
         result[i] = Some(applied);
     }
@@ -1021,7 +1151,10 @@ pub(crate) async fn apply_roles(
         let mut applied: BTreeSet<String> = BTreeSet::new();
         let mut changed = false;
         for (label, rr) in &desired {
-            if prev.contains(label) && !ctx.opts.force {
+            // Moodle has no web service listing role assignments of users who are not
+            // enrolled, so even a forced pass trusts what the bridge assigned before: the
+            // assignment is idempotent, re-sending it would only count a change that is not one.
+            if prev.contains(label) {
                 applied.insert(label.clone());
                 continue;
             }

@@ -4,7 +4,7 @@
 use super::record::{CohortRef, PersonRecord, RoleRef};
 use super::settings::{CohortSourceKind, FieldSource, Part, SyncSettings};
 use super::source::Entry;
-use crate::moodle::users::UserFields;
+use crate::moodle::users::{column_chars, cut_chars, UserFields};
 use std::collections::BTreeSet;
 
 fn pick(entry: &Entry, f: &FieldSource) -> Option<String> {
@@ -88,10 +88,25 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         .map(str::to_string)
         .or_else(|| Entry::rdn_value(&entry.dn).map(str::to_string))
         .ok_or_else(|| format!("no {} value", m.key))?;
+    if s.skip_declared_duplicates {
+        if let Some(dn) = entry.first("seeAlso") {
+            // The ENT's marker of a merged account: syncing it would fight the real person
+            // over one Moodle account (local_ent_installer skips it too).
+            return Err(format!(
+                "declared duplicate (seeAlso {dn}): not synced (SYNC_DECLARED_DUPLICATES=skip)"
+            ));
+        }
+    }
     let mut notes = Vec::new();
     let username_raw = pick(entry, &m.username)
         .ok_or_else(|| format!("no {} (username)", m.username.describe()))?;
     let username = username_raw.to_lowercase();
+    if username.chars().count() > 100 {
+        // Cutting a login would make it someone else's: refuse it instead.
+        return Err(format!(
+            "username {username_raw:?} is longer than Moodle's 100 characters"
+        ));
+    }
     if !valid_username(&username) {
         return Err(format!(
             "username {username_raw:?} has characters Moodle refuses (allowed: a-z 0-9 _ - . @)"
@@ -101,24 +116,59 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         .ok_or_else(|| format!("no {} (first name)", m.firstname.describe()))?;
     let lastname = pick(entry, &m.lastname)
         .ok_or_else(|| format!("no {} (last name)", m.lastname.describe()))?;
+    let mut shortened = Vec::new();
+    let placeholder = |notes: &mut Vec<String>| {
+        let mut local = username.clone();
+        let room = 100usize.saturating_sub(m.fake_email_domain.chars().count() + 1);
+        if let Some(c) = cut_chars(&local, room) {
+            local = c;
+        }
+        let e = format!("{local}@{}", m.fake_email_domain);
+        notes.push(format!("no mail: placeholder {e}"));
+        e
+    };
     let email = match m.email.as_ref().and_then(|f| pick(entry, f)) {
-        Some(e) if plausible_email(&e) => e,
-        Some(e) => return Err(format!("e-mail {e:?} is not a valid address")),
-        None => {
-            let e = format!("{username}@{}", m.fake_email_domain);
-            notes.push(format!("no mail: placeholder {e}"));
-            e
+        Some(e) if !plausible_email(&e) => {
+            return Err(format!("e-mail {e:?} is not a valid address"))
+        }
+        // A cut address would reach someone else (or no one): use the placeholder instead.
+        Some(e) if e.chars().count() > 100 => {
+            shortened.push(format!(
+                "email: {} characters, over Moodle's 100: placeholder used instead",
+                e.chars().count()
+            ));
+            placeholder(&mut notes)
+        }
+        Some(e) => e,
+        None => placeholder(&mut notes),
+    };
+    let mut fit = |field: &str, value: String| -> String {
+        let max = column_chars(field).unwrap_or(usize::MAX);
+        match cut_chars(&value, max) {
+            Some(c) => {
+                shortened.push(format!(
+                    "{field}: cut from {} to {max} characters (Moodle's column width)",
+                    value.chars().count()
+                ));
+                c
+            }
+            None => value,
         }
     };
+    let firstname = fit("firstname", firstname);
+    let lastname = fit("lastname", lastname);
     let opt = |f: &Option<FieldSource>| f.as_ref().and_then(|f| pick(entry, f)).unwrap_or_default();
+    let idnumber = fit("idnumber", opt(&m.idnumber));
+    let institution = fit("institution", opt(&m.institution));
+    let department = fit("department", opt(&m.department));
     let fields = UserFields {
         username,
         firstname,
         lastname,
         email,
-        idnumber: opt(&m.idnumber),
-        institution: opt(&m.institution),
-        department: opt(&m.department),
+        idnumber,
+        institution,
+        department,
         auth: m.auth.clone(),
         custom: m
             .custom
@@ -131,9 +181,11 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         for v in entry.all(attr) {
             match split_composite(v) {
                 Some((school, class)) => {
+                    let name = format!("{class} ({school})");
                     cohorts.insert(CohortRef {
                         key: format!("{school}${class}"),
-                        name: format!("{class} ({school})"),
+                        // mdl_cohort.name is 254 characters wide.
+                        name: cut_chars(&name, 254).unwrap_or(name),
                     });
                 }
                 None => notes.push(format!(
@@ -184,6 +236,7 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         roles,
         leaves_on,
         notes,
+        shortened,
     })
 }
 
@@ -245,5 +298,31 @@ mod tests {
         let mut e = entry();
         e.attrs.remove("sn");
         assert!(map_person(&s, &e).unwrap_err().contains("last name"));
+    }
+
+    #[test]
+    fn long_values_are_cut_in_characters_and_long_addresses_replaced() {
+        let s = SyncSettings::default();
+        let mut e = entry();
+        e.attrs.insert("givenname".into(), vec!["é".repeat(100)]);
+        e.attrs.insert("sn".into(), vec!["Ä".repeat(101)]);
+        e.attrs.insert(
+            "mail".into(),
+            vec![format!("{}@ent.example", "x".repeat(95))],
+        );
+        let r = map_person(&s, &e).unwrap();
+        assert_eq!(
+            r.fields.firstname,
+            "é".repeat(100),
+            "200 bytes, 100 characters: kept"
+        );
+        assert_eq!(r.fields.lastname, "Ä".repeat(100));
+        assert_eq!(r.fields.email, "lea.martin@no-mail.invalid");
+        assert_eq!(r.shortened.len(), 2, "{:?}", r.shortened);
+        let mut e = entry();
+        e.push("seeAlso", "uid=F0100099,ou=people,dc=ent,dc=example");
+        assert!(map_person(&s, &e)
+            .unwrap_err()
+            .contains("declared duplicate"));
     }
 }

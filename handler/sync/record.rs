@@ -39,6 +39,8 @@ pub struct PersonRecord {
     pub leaves_on: Option<chrono::NaiveDate>,
     /// Notes for the verbose trace (placeholder e-mail, dropped values…).
     pub notes: Vec<String>,
+    /// Values cut (or replaced) to fit Moodle's columns: reported, not only traced.
+    pub shortened: Vec<String>,
 }
 
 impl PersonRecord {

@@ -133,6 +133,12 @@ impl RunReport {
         self.issue(entity, key, "skipped", reason);
     }
 
+    /// Skipped because another directory entry claims the same Moodle account.
+    pub fn conflict(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+        self.counts(entity).skipped += 1;
+        self.issue(entity, key, "conflict", reason);
+    }
+
     pub fn failed(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
         self.counts(entity).failed += 1;
         self.issue(entity, key, "failed", reason);

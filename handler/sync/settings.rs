@@ -204,6 +204,8 @@ pub struct SyncSettings {
     pub protected_users: Vec<String>,
     /// `createpassword=1` (Moodle mails a temporary password) for internal-auth accounts.
     pub password_mail: bool,
+    /// Entries with `seeAlso` (the ENT's declared duplicates) are left out.
+    pub skip_declared_duplicates: bool,
 }
 
 impl Default for SyncSettings {
@@ -416,6 +418,21 @@ impl SyncSettings {
             false,
             "accounts with an internal auth (SYNC_USER_AUTH=manual…): let Moodle create a password and e-mail it (otherwise a random password nobody knows; SSO accounts never get one)",
         );
+        let duplicates = src.string(
+            "SYNC_DECLARED_DUPLICATES",
+            "skip",
+            "entries carrying seeAlso (the ENT's declared duplicate accounts): skip, or sync them like any entry",
+        );
+        let skip_declared_duplicates = match duplicates.as_str() {
+            "skip" => true,
+            "sync" => false,
+            other => {
+                src.problem(format!(
+                    "SYNC_DECLARED_DUPLICATES: {other:?} is not skip or sync"
+                ));
+                true
+            }
+        };
         let fake_email_domain = src.string(
             "SYNC_FAKE_EMAIL_DOMAIN",
             "no-mail.invalid",
@@ -619,6 +636,7 @@ impl SyncSettings {
         SyncSettings {
             protected_users,
             password_mail,
+            skip_declared_duplicates,
             enabled,
             source,
             ldap: LdapSettings {
@@ -657,13 +675,14 @@ impl SyncSettings {
     pub fn config_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
             self.mapping,
             self.cohorts,
             self.role_rules,
             self.role_ids,
             self.populations,
-            self.leavers
+            self.leavers,
+            self.skip_declared_duplicates
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..12])
     }
@@ -696,6 +715,9 @@ impl SyncSettings {
         attrs.extend(m.custom.iter().map(|(_, f)| f.attr.clone()));
         if let CohortSourceKind::Attribute(a) = &self.cohorts.kind {
             attrs.push(a.clone());
+        }
+        if self.skip_declared_duplicates {
+            attrs.push("seeAlso".to_string());
         }
         attrs.extend(self.role_rules.iter().map(|r| r.attr.clone()));
         attrs.extend(self.leavers.date_attr.clone());

@@ -523,6 +523,33 @@ fn customfields(m: &Map<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Moodle's `user` columns are `varchar(n)`: a longer value (in characters) fails the write.
+fn too_long(u: &Map<String, Value>) -> bool {
+    [
+        "username",
+        "firstname",
+        "lastname",
+        "email",
+        "idnumber",
+        "institution",
+        "department",
+        "auth",
+    ]
+    .iter()
+    .any(|f| {
+        let max = crate::moodle::users::column_chars(f).unwrap_or(usize::MAX);
+        s(u, f).is_some_and(|v| v.chars().count() > max)
+    })
+}
+
+fn dml_write() -> Value {
+    exception(
+        "core\\exception\\dml_write_exception",
+        "dmlwriteexception",
+        "Error writing to database",
+    )
+}
+
 fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     let list = items(p, "users")
         .filter(|l| !l.is_empty())
@@ -543,6 +570,10 @@ fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
         };
         if !valid_username(&username) || !valid_email(&email) {
             return Err(invalid_parameter());
+        }
+        if too_long(u) {
+            // The real site rolls the whole batch back (recorded on the lab, see its README).
+            return Err(dml_write());
         }
         let auth = s(u, "auth").unwrap_or_else(|| "manual".into());
         let createpassword = s(u, "createpassword").as_deref() == Some("1");
@@ -600,6 +631,10 @@ fn update_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
             warnings.push(warn("invaliduserid", "Invalid user ID"));
             continue;
         };
+        if too_long(&u) {
+            warnings.push(warn("dmlwriteexception", "Error writing to database"));
+            continue;
+        }
         let mut next = cur.clone();
         if let Some(n) = s(&u, "username") {
             if st.by_username.get(&n).is_some_and(|o| *o != id) || !valid_username(&n) {
