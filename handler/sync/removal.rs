@@ -180,6 +180,7 @@ async fn strip(
             roles: Default::default(),
             leaves_on: None,
             notes: Vec::new(),
+            shortened: Vec::new(),
         })
         .collect();
     let before: Vec<Option<MappingRow>> = rows.iter().cloned().map(Some).collect();
