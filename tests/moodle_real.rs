@@ -21,15 +21,11 @@ use std::sync::Arc;
 
 const SAMPLE_SIREN: &str = "99900100000016";
 
-/// Settings of one test: its own cohort prefix, the default populations spelled out (so the
-/// expected set below does not move with the defaults), everything else as shipped.
+/// Settings of one test: its own cohort prefix, everything else as shipped.
 fn settings(prefix: &str, extra: &[(&str, &str)]) -> SyncSettings {
     let cohort_prefix = format!("{prefix}_");
     let mut map: BTreeMap<String, String> = [
         ("SYNC_COHORT_PREFIX", cohort_prefix.as_str()),
-        ("LDAP_STUDENTS_FILTER", "(objectClass=ENTEleve)"),
-        ("LDAP_TEACHERS_FILTER", "(objectClass=ENTAuxEnseignant)"),
-        ("LDAP_STAFF_FILTER", "(objectClass=ENTAuxNonEnsEtab)"),
         ("SYNC_OVERLAP_SECS", "0"),
     ]
     .into_iter()
@@ -191,6 +187,14 @@ fn structure_of(v: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
+/// `ENTPersonDateSuppression` (dd/mm/yyyy) already passed: with the default
+/// SYNC_SUSPEND_ON_DELETION_DATE no account is created for that person.
+fn deletion_date_passed(e: &Entry) -> bool {
+    e.first("ENTPersonDateSuppression")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%d/%m/%Y").ok())
+        .is_some_and(|d| d <= chrono::Utc::now().date_naive())
+}
+
 /// Moodle's 100-character columns, counted in characters.
 fn cut100(v: &str) -> String {
     v.chars()
@@ -205,10 +209,17 @@ fn expected(entries: &[Entry], courses_of: &dyn Fn(&str) -> bool) -> Vec<Expecte
     let in_scope: Vec<&Entry> = entries
         .iter()
         .filter(|e| {
-            ["ENTEleve", "ENTAuxEnseignant", "ENTAuxNonEnsEtab"]
-                .iter()
-                .any(|c| has_class(e, c))
+            // The default populations: pupils, teachers, school and local-authority staff.
+            [
+                "ENTEleve",
+                "ENTAuxEnseignant",
+                "ENTAuxNonEnsEtab",
+                "ENTAuxNonEnsCollLoc",
+            ]
+            .iter()
+            .any(|c| has_class(e, c))
                 && e.first("seeAlso").is_none()
+                && !deletion_date_passed(e)
         })
         .collect();
     let mut joins: BTreeMap<&str, usize> = BTreeMap::new();
@@ -505,7 +516,8 @@ async fn sample_school_from_ldif_lands_in_moodle_as_the_directory_says() {
     let r = w.run(opts()).await;
     assert_eq!(r.total().failed, 0, "{}", r.render());
     let want = expected(&parse_ldif(&ldif), &|c| c.starts_with(SAMPLE_SIREN));
-    assert_eq!(want.len(), 28, "20 pupils, 5 teachers, 3 school staff");
+    // 20 pupils (one past her deletion date), 5 teachers, 3 school staff, 1 local-authority.
+    assert_eq!(want.len(), 28);
     assert_eq!(r.counts["users"].created, 28, "{}", r.render());
     let snap = snapshot(&p).await;
     assert_matches(&snap, &want, &format!("{p}_"), "cas");
