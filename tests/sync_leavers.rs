@@ -232,3 +232,86 @@ async fn someone_gone_from_the_directory_is_suspended_with_the_same_choice() {
     assert!(st.members_of(OURS).contains("stay.here"));
     assert!(st.members[&manual].contains(&p1.id));
 }
+
+// ---------------------------------------------------------------- the full-pass schedule
+
+/// Three people synced, then P1 leaves the export; suspensions are on.
+async fn gone_from_the_export() -> (World, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.ldif");
+    let everyone = [
+        pupil("P1", "clemence.prevost", "6A", None),
+        pupil("P2", "stay.here", "6A", None),
+        teacher(None),
+    ];
+    write(&file, &everyone);
+    let w = world(
+        &file,
+        &[
+            ("SYNC_REMOVAL", "suspend"),
+            ("SYNC_REMOVAL_MAX_SHARE", "1"),
+            ("SYNC_FULL_SCHEDULE", "0 0 2 * * *"),
+        ],
+    )
+    .await;
+    let r = sync(&w).await;
+    assert_eq!(r.counts["users"].created, 3, "{}", r.render());
+    write(&file, &everyone[1..]);
+    (w, dir)
+}
+
+fn suspended(w: &World, login: &str) -> bool {
+    w.fake.lock().user_by_username(login).unwrap().suspended
+}
+
+#[tokio::test]
+async fn an_incremental_run_cannot_see_leavers_the_nightly_full_pass_does() {
+    let (w, _dir) = gone_from_the_export().await;
+    let r = sync(&w).await;
+    assert!(!r.options.full, "02:00 has not come since the first run");
+    assert_eq!(r.counts["users"].removed, 0, "{}", r.render());
+    assert!(!suspended(&w, "clemence.prevost"));
+
+    // The last full pass was two days ago: 02:00 has passed since, so this run reads everything.
+    let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+    bridge::sync::full_pass::record(&w.env.store, two_days_ago)
+        .await
+        .unwrap();
+    w.fake.reset_calls();
+    let r = sync(&w).await;
+    assert!(r.options.full && !r.options.force, "{:?}", r.options);
+    assert!(r.render().contains("scheduled full pass"));
+    assert_eq!(r.counts["users"].removed, 1, "{}", r.render());
+    assert!(suspended(&w, "clemence.prevost"));
+    // Unchanged people cost no Moodle write on a full pass (unlike --force).
+    assert_eq!(r.moodle_writes(), 1, "{:?}", r.moodle_calls);
+
+    // Done for today.
+    let r = sync(&w).await;
+    assert!(!r.options.full);
+}
+
+#[tokio::test]
+async fn the_timer_plans_a_due_full_pass_as_one_shard_that_also_removes() {
+    use bridge::sync::run::{apply_shard, plan_run, FULL_PASS};
+    let (w, _dir) = gone_from_the_export().await;
+    let shards = plan_run(&w.env, &SyncOptions::scheduled()).await.unwrap();
+    assert!(shards.len() > 1 && shards.iter().all(|s| s.population != FULL_PASS));
+    for sh in &shards {
+        apply_shard(&w.env, sh).await.unwrap();
+    }
+    assert!(!suspended(&w, "clemence.prevost"));
+
+    let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+    bridge::sync::full_pass::record(&w.env.store, two_days_ago)
+        .await
+        .unwrap();
+    let shards = plan_run(&w.env, &SyncOptions::scheduled()).await.unwrap();
+    assert_eq!(shards.len(), 1);
+    assert_eq!(shards[0].population, FULL_PASS);
+    let r = apply_shard(&w.env, &shards[0]).await.unwrap();
+    assert_eq!(r.counts["users"].removed, 1, "{}", r.render());
+    assert!(suspended(&w, "clemence.prevost"));
+    let next = plan_run(&w.env, &SyncOptions::scheduled()).await.unwrap();
+    assert!(next.iter().all(|s| s.population != FULL_PASS), "recorded");
+}

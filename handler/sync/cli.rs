@@ -24,6 +24,10 @@ pub struct SyncArgs {
     /// Re-examine every entry, not only those changed since the checkpoint.
     #[arg(long)]
     pub force: bool,
+    /// Read every entry and allow removals, like the scheduled full pass (SYNC_FULL_SCHEDULE),
+    /// without re-writing what the store says is already in Moodle.
+    #[arg(long)]
+    pub full: bool,
     /// Refresh records that exist in Moodle; create nothing.
     #[arg(long)]
     pub update_only: bool,
@@ -52,6 +56,7 @@ impl SyncArgs {
             roles: self.roles,
             user: self.user.clone(),
             force: self.force,
+            full: self.full,
             update_only: self.update_only,
             simulate: self.simulate,
             verbose: self.verbose,

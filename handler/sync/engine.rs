@@ -97,6 +97,7 @@ pub async fn run_population(
         cps.push(checkpoint::load(&ctx.store, e, &pop.name).await?);
     }
     let full = ctx.opts.force
+        || ctx.opts.full
         || ctx.opts.user.is_some()
         || cps.iter().any(|c| {
             c.as_ref()

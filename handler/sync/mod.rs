@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod engine;
 pub mod filter;
+pub mod full_pass;
 pub mod functions;
 pub mod groups;
 pub mod lease;

@@ -1,5 +1,5 @@
-//! People who left the directory: optional (off by default), only after a complete, forced
-//! read of every population, and refused above a configured share unless explicitly allowed.
+//! People who left the directory: optional (off by default), only after a complete full read
+//! of every population (--force or the scheduled full pass), and refused above a configured share unless explicitly allowed.
 
 use super::apply::bisect;
 use super::engine::{apply_cohort_memberships, apply_roles};
@@ -22,8 +22,8 @@ pub async fn run_removals(
     if mode == RemovalMode::Off || !ctx.opts.users {
         return Ok(());
     }
-    if !ctx.opts.force || ctx.opts.user.is_some() {
-        report.trace(|| "removals: only on a --force run of every user (an incremental read cannot see who left)".into());
+    if !(ctx.opts.force || ctx.opts.full) || ctx.opts.user.is_some() {
+        report.trace(|| "removals: only on a full pass of every user (--force or SYNC_FULL_SCHEDULE; an incremental read cannot see who left)".into());
         return Ok(());
     }
     if !report.complete || !report.errors.is_empty() {

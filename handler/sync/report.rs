@@ -42,6 +42,10 @@ pub struct SyncOptions {
     /// One person by login or uid, to push a changed entry now.
     pub user: Option<String>,
     pub force: bool,
+    /// Read every entry (and allow removals) but, unlike `force`, trust what the store says was
+    /// written: the scheduled full pass (SYNC_FULL_SCHEDULE).
+    #[serde(default)]
+    pub full: bool,
     pub update_only: bool,
     pub simulate: bool,
     pub verbose: bool,
@@ -201,10 +205,13 @@ impl RunReport {
     /// Human-readable summary (CLI, logs).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mode = if self.options.simulate {
-            " (simulation: nothing written)"
-        } else {
-            ""
+        let mode = match (
+            self.options.simulate,
+            self.options.full && !self.options.force,
+        ) {
+            (true, _) => " (simulation: nothing written)",
+            (false, true) => " (scheduled full pass)",
+            (false, false) => "",
         };
         out.push_str(&format!(
             "sync run {}{mode}: {} in {:.1}s\n",

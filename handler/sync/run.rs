@@ -2,6 +2,7 @@
 //! Either way one lease guards the run and one report lands in `runs`.
 
 use super::engine::{run_population, Ctx, PassError, PassState, Progress};
+use super::full_pass;
 use super::groups::{self, run_groups};
 use super::lease::{self, LeaseError};
 use super::removal::run_removals;
@@ -108,6 +109,45 @@ fn normalise(opts: &SyncOptions) -> SyncOptions {
     o
 }
 
+/// Name of the one shard of a scheduled full pass: every population, then the removals.
+pub const FULL_PASS: &str = "full-pass";
+
+/// Turn an incremental run into a full pass when SYNC_FULL_SCHEDULE has fired since the last one.
+async fn with_full_pass(env: &SyncEnv, mut opts: SyncOptions) -> Result<SyncOptions, StoreError> {
+    if !opts.force
+        && !opts.full
+        && opts.user.is_none()
+        && full_pass::due(
+            &env.store,
+            env.settings.full_schedule.as_ref(),
+            chrono::Utc::now(),
+        )
+        .await?
+    {
+        opts.full = true;
+    }
+    Ok(opts)
+}
+
+/// A complete full read of everything is remembered, so the schedule knows when the next is due.
+async fn record_full_pass(
+    ctx: &Ctx,
+    report: &RunReport,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let o = &ctx.opts;
+    if (o.full || o.force)
+        && o.user.is_none()
+        && !o.simulate
+        && o.users
+        && report.complete
+        && report.errors.is_empty()
+    {
+        full_pass::record(&ctx.store, started).await?;
+    }
+    Ok(())
+}
+
 /// Shards of a run: one per population, plus the group pass when cohorts come from groups.
 fn shard_names(s: &SyncSettings, opts: &SyncOptions) -> Vec<String> {
     let mut names: Vec<String> = s.populations.iter().map(|p| p.name.clone()).collect();
@@ -139,6 +179,18 @@ async fn run_one(
     report: &mut RunReport,
     name: &str,
 ) -> Result<(), PassError> {
+    if name == FULL_PASS {
+        // One worker reads everything, so it knows who is gone when the read ends.
+        let started = chrono::Utc::now();
+        for n in shard_names(&ctx.settings, &ctx.opts) {
+            Box::pin(run_one(ctx, st, report, &n)).await?;
+        }
+        if let Err(e) = run_removals(ctx, st, report).await {
+            report.errors.push(format!("removals: {e}"));
+        }
+        record_full_pass(ctx, report, started).await?;
+        return Ok(());
+    }
     if name == groups::POPULATION {
         return run_groups(ctx, st, report).await;
     }
@@ -172,9 +224,16 @@ pub async fn run_inline(
     opts: &SyncOptions,
     progress: Option<Progress>,
 ) -> Result<RunReport, RunError> {
-    let opts = normalise(opts);
     let run_id = new_run_id();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
+    let opts = match with_full_pass(env, normalise(opts)).await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = lease::release(&env.store, &run_id).await;
+            return Err(e.into());
+        }
+    };
+    let started_at = chrono::Utc::now();
     let started = Instant::now();
     let before = env.moodle.call_counts();
     let ctx = env.ctx(&run_id, &opts, progress);
@@ -197,6 +256,9 @@ pub async fn run_inline(
             report.complete = false;
             report.errors.push(format!("Moodle token check: {e}"));
         }
+        if let Err(e) = record_full_pass(&ctx, &report, started_at).await {
+            report.errors.push(format!("full-pass record: {e}"));
+        }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.moodle_calls = calls_delta(&before, &env.moodle.call_counts());
@@ -209,10 +271,20 @@ pub async fn run_inline(
 
 /// SyncTimer: take the lease, record the run, return the shard messages to enqueue.
 pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, RunError> {
-    let opts = normalise(opts);
     let run_id = new_run_id();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
-    let names = shard_names(&env.settings, &opts);
+    let opts = match with_full_pass(env, normalise(opts)).await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = lease::release(&env.store, &run_id).await;
+            return Err(e.into());
+        }
+    };
+    let names = if opts.full || opts.force {
+        vec![FULL_PASS.to_string()]
+    } else {
+        shard_names(&env.settings, &opts)
+    };
     let total = names.len();
     let report = RunReport::new(&run_id, &opts, env.settings.trace_limit);
     let row = Entity::new(&run_id, "run")
@@ -376,7 +448,9 @@ async fn check_shard(env: &SyncEnv, shard: &Shard) -> Result<(), RunError> {
     if let Some(status @ ("done" | "failed")) = run.str("status") {
         return Err(RunError::Finished(shard.run_id.clone(), status.to_string()));
     }
-    if !shard_names(&env.settings, &shard.options).contains(&shard.population) {
+    if shard.population != FULL_PASS
+        && !shard_names(&env.settings, &shard.options).contains(&shard.population)
+    {
         return Err(RunError::Permanent(format!(
             "shard {} of run {}: no such population in the settings",
             shard.population, shard.run_id

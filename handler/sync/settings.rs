@@ -197,6 +197,8 @@ pub struct SyncSettings {
     pub removal: RemovalMode,
     pub removal_max_share: f64,
     pub leavers: LeaverSettings,
+    /// When runs become full passes (every entry read, removals allowed); None: only --force.
+    pub full_schedule: Option<crate::schedule::Schedule>,
     pub lease_secs: i64,
     pub trace_limit: usize,
     /// Moodle usernames the sync must never manage, beyond guest, admin and its own account
@@ -560,7 +562,7 @@ impl SyncSettings {
         let removal_raw = src.string(
             "SYNC_REMOVAL",
             "off",
-            "people who left the directory: off, suspend or delete (only on --force runs)",
+            "people who left the directory: off, suspend or delete (only on full passes: --force or SYNC_FULL_SCHEDULE)",
         );
         let removal = match removal_raw.as_str() {
             "off" => RemovalMode::Off,
@@ -613,6 +615,21 @@ impl SyncSettings {
             suspend_on_date,
             memberships,
         };
+        let full_raw = src.string(
+            "SYNC_FULL_SCHEDULE",
+            "0 0 2 * * *",
+            "NCRONTAB schedule of full passes (every entry read, so leavers are seen without --force); `-` for none",
+        );
+        let full_schedule = match full_raw.trim() {
+            "" | "-" => None,
+            expr => match crate::schedule::Schedule::parse(expr) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    src.problem(format!("SYNC_FULL_SCHEDULE: {e}"));
+                    None
+                }
+            },
+        };
         let lease_secs = src.parse(
             "SYNC_LEASE_SECS",
             1800i64,
@@ -658,6 +675,7 @@ impl SyncSettings {
             removal,
             removal_max_share,
             leavers,
+            full_schedule,
             lease_secs,
             trace_limit,
         }
