@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Enough of a non-JSON answer to recognise it (an HTML error page, a proxy banner).
-const BODY_EXCERPT_CHARS: usize = 60;
+/// Enough of a non-JSON answer to recognise it (an HTML error page, a proxy banner), and shorter
+/// than the `wsfunction=…&moodlewsrestformat=json&` prefix an echo of our request starts with.
+const BODY_EXCERPT_CHARS: usize = 48;
 
 #[derive(Clone)]
 pub struct MoodleClient {
@@ -113,14 +114,15 @@ impl MoodleClient {
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(function.to_string()).or_default() += 1;
         }
-        // The token goes last: an answer that echoes the request (proxy, WAF, debug page) shows
-        // its start first, and any excerpt we keep is short and redacted anyway. `field_budget`
-        // leaves room for these three fields under `max_input_vars`.
+        // The token is never first: an answer that echoes the request (proxy, WAF, debug page)
+        // shows its start, and the excerpt we keep (redacted anyway) ends before the token. Nor is
+        // it last: PHP drops every field past `max_input_vars`, so a token at the end would turn a
+        // truncated batch (which the sync splits and retries) into a fatal "invalid token".
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(form.len() + 3);
         fields.push(("wsfunction", function));
         fields.push(("moodlewsrestformat", "json"));
-        fields.extend(form.fields().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         fields.push(("wstoken", self.token.expose()));
+        fields.extend(form.fields().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let resp = self
             .http
             .post(self.endpoint.clone())
