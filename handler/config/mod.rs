@@ -69,6 +69,23 @@ pub struct MoodleSettings {
     pub timeout_secs: u64,
 }
 
+/// Whether `host` is this machine (localhost, 127.0.0.0/8, ::1): credentials sent there in clear
+/// text never cross a network, so tests and local labs may use plain `http://` / `ldap://`.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        // Non-special schemes (ldap://) leave an IPv4 address as an opaque "domain".
+        url::Host::Domain(d) => match d.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+        },
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
 /// Every problem found, one line each, with the setting's name.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
@@ -284,6 +301,21 @@ impl MoodleSettings {
         if max_form_fields < 50 {
             src.problem("MOODLE_MAX_FORM_FIELDS: at least 50 (one user needs about 10 fields)");
         }
+        let allow_insecure = src.flag(
+            "MOODLE_ALLOW_INSECURE",
+            false,
+            "accept an http:// MOODLE_URL to another host: the token then crosses the network in clear text",
+        );
+        if let Some(u) = url.as_ref().filter(|u| u.scheme() == "http") {
+            let local = u.host().as_ref().is_some_and(is_loopback_host);
+            if !local && !allow_insecure {
+                src.problem(format!(
+                    "MOODLE_URL: http:// would send the web-service token in clear text to {}; use https://, \
+                     or set MOODLE_ALLOW_INSECURE=true if the network path is trusted",
+                    u.host_str().unwrap_or("?")
+                ));
+            }
+        }
         match (url, token) {
             (Some(url), Some(token)) => Some(MoodleSettings {
                 url,
@@ -382,6 +414,40 @@ mod tests {
         assert!(
             matches!(s.storage, StorageSettings::Local { ref sqlite_path, .. } if sqlite_path == std::path::Path::new("/srv/b.sqlite"))
         );
+    }
+
+    #[test]
+    fn a_clear_text_moodle_url_to_another_host_is_refused_unless_allowed() {
+        let with = |url: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("MOODLE_URL", url), ("MOODLE_TOKEN", "tok-123456")];
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+        };
+        let err = with("http://moodle.example.org", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("MOODLE_URL")
+                && err.contains("clear text")
+                && err.contains("MOODLE_ALLOW_INSECURE=true"),
+            "{err}"
+        );
+        assert!(!err.contains("tok-123456"), "{err}");
+        assert!(with("http://10.0.0.5/moodle", &[]).is_err());
+        assert!(with(
+            "http://moodle.example.org",
+            &[("MOODLE_ALLOW_INSECURE", "true")]
+        )
+        .is_ok());
+        for ok in [
+            "https://moodle.example.org",
+            "http://127.0.0.1:8080/moodle",
+            "http://127.3.2.1/",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(with(ok, &[]).is_ok(), "{ok} refused");
+        }
     }
 
     #[test]

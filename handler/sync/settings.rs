@@ -300,6 +300,27 @@ impl SyncSettings {
         if bind_dn.is_some() && bind_password.is_none() {
             src.problem("LDAP_BIND_PASSWORD: required when LDAP_BIND_DN is set");
         }
+        let allow_insecure = src.flag(
+            "LDAP_ALLOW_INSECURE",
+            false,
+            "accept ldap:// without LDAP_STARTTLS to another host: the bind password then crosses the network in clear text",
+        );
+        if matches!(source, SourceKind::Ldap)
+            && bind_password.is_some()
+            && url.starts_with("ldap://")
+            && !starttls
+            && !allow_insecure
+        {
+            let host = url::Url::parse(&url).ok();
+            let host = host.as_ref().and_then(|u| u.host());
+            if !host.as_ref().is_some_and(crate::config::is_loopback_host) {
+                src.problem(format!(
+                    "LDAP_URL: ldap:// without StartTLS would send LDAP_BIND_PASSWORD in clear text to {}; \
+                     use ldaps:// or LDAP_STARTTLS=true, or set LDAP_ALLOW_INSECURE=true if the network path is trusted",
+                    host.map_or_else(|| "?".to_string(), |h| h.to_string())
+                ));
+            }
+        }
         let page_size = src.parse(
             "LDAP_PAGE_SIZE",
             500i32,
@@ -767,5 +788,61 @@ mod tests {
         assert!(f.matches(&with(&["ENTPerson", "ENTAuxNonEnsEtab"]).attrs));
         assert!(f.matches(&with(&["ENTPerson", "ENTAuxNonEnsCollLoc"]).attrs));
         assert!(!f.matches(&with(&["ENTPerson", "ENTAuxPersRelEleve"]).attrs));
+    }
+
+    fn problems(pairs: &[(&str, &str)]) -> Vec<String> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut src = Source::from_map(map);
+        let _ = SyncSettings::load(&mut src);
+        src.take_problems()
+    }
+
+    #[test]
+    fn a_bind_password_over_clear_ldap_to_another_host_is_refused_unless_allowed() {
+        let bind = [
+            ("LDAP_BIND_DN", "cn=sync,dc=ent"),
+            ("LDAP_BIND_PASSWORD", "pw-very-secret"),
+        ];
+        let with = |url: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("LDAP_URL", url)];
+            pairs.extend_from_slice(&bind);
+            pairs.extend_from_slice(extra);
+            problems(&pairs)
+        };
+        let refused = with("ldap://ldap.example.org:389", &[]).join("\n");
+        assert!(
+            refused.contains("LDAP_URL")
+                && refused.contains("clear text")
+                && refused.contains("LDAP_ALLOW_INSECURE=true"),
+            "{refused}"
+        );
+        assert!(!refused.contains("pw-very-secret"), "{refused}");
+        for (url, extra) in [
+            ("ldaps://ldap.example.org", &[][..]),
+            ("ldap://ldap.example.org", &[("LDAP_STARTTLS", "true")][..]),
+            (
+                "ldap://ldap.example.org",
+                &[("LDAP_ALLOW_INSECURE", "true")][..],
+            ),
+            ("ldap://127.0.0.1:3389", &[][..]),
+            ("ldap://localhost", &[][..]),
+            ("ldap://[::1]:389", &[][..]),
+            // An export file is read instead: the password never travels.
+            (
+                "ldap://ldap.example.org",
+                &[("SYNC_SOURCE", "csv"), ("SYNC_SOURCE_FILE", "p.csv")][..],
+            ),
+        ] {
+            assert!(
+                with(url, extra).is_empty(),
+                "{url} {extra:?}: {:?}",
+                with(url, extra)
+            );
+        }
+        // Anonymous bind: nothing secret travels.
+        assert!(problems(&[("LDAP_URL", "ldap://ldap.example.org")]).is_empty());
     }
 }
