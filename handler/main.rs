@@ -42,7 +42,10 @@ fn settings_example(docs: &[bridge::config::SettingDoc]) -> anyhow::Result<Strin
     values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
     for d in docs {
         let v = match (&d.name[..], d.secret) {
+            // The host's own storage (timers) may be Azurite; the app keeps its state in SQLite,
+            // so the skeleton works standalone (`handler serve`) without Azure or Azurite.
             ("AzureWebJobsStorage", _) => "UseDevelopmentStorage=true".to_string(),
+            ("STORE_BACKEND", _) => "sqlite".to_string(),
             (_, true) => String::new(),
             _ => d.default.clone().unwrap_or_default(),
         };

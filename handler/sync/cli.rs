@@ -99,6 +99,15 @@ pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<
         }
         crate::out!("{}", report.render());
     }
+    if let (Some(who), 0) = (&args.user, report.entries_read) {
+        // Exit 0 with nothing done would read as "pushed"; say the person was not found.
+        eprintln!(
+            "error: no directory entry matches --user {who:?} (by {} or {}) in the configured populations",
+            env.settings.mapping.key,
+            env.settings.mapping.username.describe()
+        );
+        return Ok(1);
+    }
     Ok(if !report.complete || !report.errors.is_empty() {
         1
     } else if report.total().failed > 0 {

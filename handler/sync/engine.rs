@@ -173,6 +173,8 @@ pub async fn run_population(
                 Err(e) => {
                     drop(rx);
                     let _ = handle.await;
+                    // The report of an interrupted run still says what was read, and how.
+                    report.source_requests += source::requests_for(s, applied as u64 + n);
                     return Err(e);
                 }
             };
@@ -197,6 +199,7 @@ pub async fn run_population(
     let summary = match handle.await {
         Ok(Ok(sum)) => sum,
         Ok(Err(e)) => {
+            report.source_requests += source::requests_for(s, applied as u64);
             report.complete = false;
             report.errors.push(format!(
                 "{}: read failed after {applied} entries: {e}",

@@ -1,5 +1,6 @@
 //! LDIF export (RFC 2849) read as a stream: `attr: value`, `attr:: base64`, folded lines,
-//! comments, `version:`; change records other than adds are skipped.
+//! comments, `version:`. A change file (`changetype: modify` / `delete` / `modrdn`) is refused:
+//! read as adds it would silently turn deletions and partial edits into wrong people.
 
 use super::{file_selects, Entry, Query, ReadSummary, SourceError};
 use crate::sync::filter::Filter;
@@ -106,7 +107,15 @@ fn parse_record(lines: &[String]) -> Result<Option<Entry>, String> {
             (None, "version") => {}
             (None, "dn") => entry = Some(Entry::new(value)),
             (None, _) => return Err(format!("record starts with {name:?}, not dn")),
-            (Some(_), "changetype") if value.trim() != "add" => return Ok(None),
+            (Some(e), "changetype") if value.trim() != "add" => {
+                return Err(format!(
+                    "record {:?} is an LDIF change record (changetype: {}): this is a change file, \
+                     not an export; apply it to the directory (ldapmodify) and export the directory \
+                     (ldapsearch -LLL), or point SYNC_SOURCE_FILE at a full export",
+                    e.dn,
+                    value.trim()
+                ))
+            }
             (Some(_), "changetype") => {}
             (Some(e), _) => e.push(name, value),
         }
@@ -133,5 +142,21 @@ mod tests {
         let e = parse_record(&lines).unwrap().unwrap();
         assert_eq!(e.first("SN"), Some("Lefèvre"));
         assert_eq!(e.first("givenname"), Some("Hu"));
+    }
+
+    #[test]
+    fn change_records_are_refused_adds_are_read() {
+        let rec = |kind: &str| -> Vec<String> {
+            vec![
+                "dn: uid=F1,ou=people,dc=ent,dc=example".into(),
+                format!("changetype: {kind}"),
+                "sn: Martin".into(),
+            ]
+        };
+        for kind in ["modify", "delete", "modrdn"] {
+            let err = parse_record(&rec(kind)).unwrap_err();
+            assert!(err.contains("change file") && err.contains(kind), "{err}");
+        }
+        assert!(parse_record(&rec("add")).unwrap().is_some());
     }
 }

@@ -85,6 +85,15 @@ pub enum SourceError {
 pub type EntryStream = mpsc::Receiver<Entry>;
 pub type ReadHandle = JoinHandle<Result<ReadSummary, SourceError>>;
 
+/// Requests a read of `entries` entries took (or had taken when it stopped): search pages for
+/// LDAP, one per export file.
+pub fn requests_for(settings: &SyncSettings, entries: u64) -> u64 {
+    match settings.source {
+        SourceKind::Ldap => entries / settings.ldap.page_size.max(1) as u64 + 1,
+        SourceKind::Ldif(_) | SourceKind::Csv(_) => 1,
+    }
+}
+
 /// Start reading; entries arrive on the receiver, the handle tells whether the read was complete.
 pub fn spawn_read(settings: &SyncSettings, query: Query) -> (EntryStream, ReadHandle) {
     let (tx, rx) = mpsc::channel(1024);
