@@ -92,6 +92,9 @@ pub fn public_router(state: AppState) -> Router {
         .fallback(crate::error::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), outbox_layer))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::map_response(
+            crate::error::json_payload_too_large,
+        ))
         .with_state(state)
 }
 
@@ -101,6 +104,9 @@ pub fn custom_handler_router(state: AppState) -> Router {
     let limit = state.settings.core.max_body_bytes * 4 + 64 * 1024;
     let invocations = crate::host::router::router()
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(
+            crate::error::json_payload_too_large,
+        ))
         .with_state(state.clone());
     public_router(state).merge(invocations)
 }

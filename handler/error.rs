@@ -76,6 +76,20 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Body-size refusals come from the framework as plain text (tower-http's limit layer on the
+/// declared length, axum's extractors while reading): answer them like every other error.
+pub async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return AppError::PayloadTooLarge.into_response();
+    }
+    response
+}
+
 /// Answer for a path no route matches: JSON like every other error, and distinct from a
 /// handler's own 404 ("no route" names the method and path).
 pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
