@@ -133,7 +133,10 @@ async fn outbox_layer(State(state): State<AppState>, mut req: Request, next: Nex
         return (StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable").into_response();
     };
     for (q, body) in messages {
-        if let Err(e) = queue.enqueue(&q, &body).await {
+        // A client is waiting (Teams gives up after ~15 s): a store that hangs must not hold it.
+        let enqueue = queue.enqueue(&q, &body);
+        let limit = crate::store::deadline::REQUEST_PATH;
+        if let Err(e) = crate::store::deadline::within(limit, enqueue).await {
             tracing::error!(error = %e, queue = q, "could not queue message");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -93,6 +93,10 @@ param botDueSoonDays int = 7
 @minValue(0)
 param botAnswerCacheSecs int = 30
 
+@description('BOT_APP_RATE_PER_SEC: Bot Connector requests per second for the whole app (Teams allows 50 per app and tenant).')
+@minValue(1)
+param botAppRatePerSec int = 50
+
 @description('Azure Bot pricing tier: F0 (free; Teams is a standard channel) or S1.')
 @allowed([
   'F0'
@@ -350,6 +354,7 @@ var appSettings = {
   BOT_DEFAULT_LOCALE: botDefaultLocale
   BOT_DUE_SOON_DAYS: string(botDueSoonDays)
   BOT_ANSWER_CACHE_SECS: string(botAnswerCacheSecs)
+  BOT_APP_RATE_PER_SEC: string(botAppRatePerSec)
   // LDAP source
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn

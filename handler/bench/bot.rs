@@ -154,6 +154,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         ("BOT_TOKEN_ENDPOINT", format!("{base}/oauth2/v2.0/token")),
         ("BOT_TRUSTED_SERVICE_URLS", base.clone()),
         ("BOT_ANSWER_CACHE_SECS", cache_secs.to_string()),
+        // The Connector double has no app-wide quota; Teams' 50 per second would make every
+        // reply past the 50th of a second go through the queue, and this measures the bridge.
+        ("BOT_APP_RATE_PER_SEC", "1000000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

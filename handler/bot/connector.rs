@@ -1,13 +1,15 @@
 //! Outbound Bot Connector client: bot token (client credentials for a single-tenant bot, or a
-//! user-assigned managed identity), cached until shortly before expiry; per-conversation rate
-//! limits (7 per second, 60 per 30 s); retries of 429/412/502/503/504 with jitter, honouring
-//! `Retry-After`; 403 is permanent. The token only ever goes to a trusted service URL.
+//! user-assigned managed identity), cached until shortly before expiry; Teams' rate limits per
+//! conversation and for the whole app ([`crate::outbound::limiter`]); retries of
+//! 429/412/502/503/504 with jitter, honouring `Retry-After`; 403 is permanent. The token only ever
+//! goes to a trusted service URL. The request path uses [`Connector::send_within`], which never
+//! waits longer than its budget: what cannot go at once is queued by the caller.
 
 use crate::bot::settings::{BotIdentity, BotSettings};
+use crate::outbound::limiter::{Quota, RateLimiter, Slot, Window};
 use crate::redact;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,12 @@ pub const BOT_RESOURCE: &str = "https://api.botframework.com";
 const MAX_ATTEMPTS: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+/// A send on the request path that got a slot: how long its POST may take. Longer and the
+/// Bot Connector (which gives up after ~15 s) would retry the inbound activity.
+const IN_REQUEST_POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Roster lookups run on the request path too: how long they may wait for a slot, and take.
+const MEMBER_WAIT: Duration = Duration::from_secs(2);
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -31,6 +39,20 @@ pub enum SendError {
     Transport(String),
     #[error("cannot get a bot token: {0}")]
     Token(String),
+    #[error("rate limit: the next free slot is {0:?} away")]
+    RateLimited(Duration),
+}
+
+impl SendError {
+    /// Worth trying again later (from a queue): the Connector did not take the message for a
+    /// reason that passes. 403 and other statuses are permanent ([MSG] retry table).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::Transport(_) | SendError::Token(_) | SendError::RateLimited(_) => true,
+            SendError::Status { status, .. } => matches!(status, 429 | 412 | 502 | 503 | 504),
+            SendError::UntrustedServiceUrl(_) | SendError::Forbidden { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -190,73 +212,6 @@ impl TokenProvider {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rate limiter: per conversation, 7 per 1 s and 60 per 30 s (Teams' documented thread limits).
-
-pub struct RateLimiter {
-    windows: Vec<(Duration, usize)>,
-    sent: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl Default for RateLimiter {
-    fn default() -> Self {
-        RateLimiter::new(vec![
-            (Duration::from_secs(1), 7),
-            (Duration::from_secs(30), 60),
-        ])
-    }
-}
-
-impl RateLimiter {
-    pub fn new(windows: Vec<(Duration, usize)>) -> Self {
-        RateLimiter {
-            windows,
-            sent: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn longest(&self) -> Duration {
-        self.windows.iter().map(|w| w.0).max().unwrap_or_default()
-    }
-
-    /// How long to wait before `key` may send; records the send when it may go now.
-    fn try_acquire(&self, key: &str, now: Instant) -> Option<Duration> {
-        let longest = self.longest();
-        let mut map = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < longest));
-        }
-        let q = map.entry(key.to_string()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= longest) {
-            q.pop_front();
-        }
-        let mut wait = Duration::ZERO;
-        for (window, limit) in &self.windows {
-            let in_window: Vec<&Instant> = q
-                .iter()
-                .filter(|t| now.duration_since(**t) < *window)
-                .collect();
-            if in_window.len() >= *limit {
-                // Free once the oldest send that still counts leaves the window.
-                let oldest = in_window[in_window.len() - limit];
-                wait = wait.max(*window - now.duration_since(*oldest));
-            }
-        }
-        if wait.is_zero() {
-            q.push_back(now);
-            None
-        } else {
-            Some(wait)
-        }
-    }
-
-    pub async fn acquire(&self, key: &str) {
-        while let Some(wait) = self.try_acquire(key, Instant::now()) {
-            tokio::time::sleep(wait + Duration::from_millis(1)).await;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Connector
 
 /// A configured service URL (`BOT_TRUSTED_SERVICE_URLS`), parsed once: a URL is under it when
@@ -300,7 +255,11 @@ impl TrustedBase {
 pub struct Connector {
     http: reqwest::Client,
     pub tokens: TokenProvider,
+    /// Shared by replies, proactive sends and roster lookups of this instance.
     pub limiter: RateLimiter,
+    conversation_quota: Quota,
+    members_quota: Quota,
+    app_quota: Quota,
     trusted: Vec<TrustedBase>,
     /// First retry delay when the service gives no Retry-After.
     pub base_backoff: Duration,
@@ -334,7 +293,10 @@ impl Connector {
         Connector {
             tokens: TokenProvider::new(http.clone(), settings),
             http,
-            limiter: RateLimiter::default(),
+            limiter: RateLimiter::new(),
+            conversation_quota: Quota::teams_conversation(),
+            members_quota: teams_members_quota(),
+            app_quota: Quota::teams_app(settings.app_rate_per_sec),
             trusted: settings
                 .trusted_service_urls
                 .iter()
@@ -383,7 +345,22 @@ impl Connector {
         url
     }
 
-    /// Reply in a thread (`replyToId`) or post to a conversation (proactive when `reply_to` is None).
+    fn send_slots<'a>(&'a self, conversation_id: &'a str) -> [Slot<'a>; 2] {
+        [
+            self.conversation_quota.key(conversation_id),
+            self.app_quota.key(""),
+        ]
+    }
+
+    /// How long a send to this conversation would wait for the rate limits now.
+    pub fn would_wait(&self, conversation_id: &str, now: Instant) -> Duration {
+        self.limiter
+            .would_wait(&self.send_slots(conversation_id), now)
+    }
+
+    /// Reply in a thread (`replyToId`) or post to a conversation (proactive when `reply_to` is
+    /// None), waiting for the rate limits as long as needed and retrying what is retryable. For
+    /// queue workers and proactive sends; the request path uses [`Connector::send_within`].
     pub async fn send(
         &self,
         service_url: &str,
@@ -397,51 +374,96 @@ impl Connector {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.limiter.acquire(conversation_id).await;
-            let token = self.tokens.token().await?;
-            let result = self
-                .http
-                .post(&url)
-                .bearer_auth(&token)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send()
+            self.limiter
+                .acquire(&self.send_slots(conversation_id))
                 .await;
-            let resp = match result {
-                Ok(r) => r,
-                Err(e) if attempt < MAX_ATTEMPTS => {
-                    tracing::warn!(attempt, error = %e.without_url(), "Bot Connector unreachable, retrying");
-                    tokio::time::sleep(self.backoff(attempt, None)).await;
-                    continue;
-                }
-                Err(e) => return Err(SendError::Transport(redact::error_chain(&e.without_url()))),
-            };
-            let status = resp.status().as_u16();
-            if (200..300).contains(&status) {
-                return Ok(resp.json::<ResourceResponse>().await.unwrap_or_default());
-            }
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let correlation = resp
-                .headers()
-                .get("x-correlating-operationid")
-                .and_then(|v| v.to_str().ok())
-                .map(|c| crate::telemetry::capped(c).into_owned())
-                .unwrap_or_default();
-            let code = error_code(&resp.bytes().await.unwrap_or_default());
-            tracing::warn!(status, code, correlation, attempt, "Bot Connector error");
-            match status {
-                403 => return Err(SendError::Forbidden { code }),
-                429 | 412 | 502 | 503 | 504 if attempt < MAX_ATTEMPTS => {
+            let token = self.tokens.token().await?;
+            match self.post_once(&url, &body, &token, None).await {
+                Ok(r) => return Ok(r),
+                Err((e, retry_after)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %e, "Bot Connector send failed, retrying");
                     tokio::time::sleep(self.backoff(attempt, retry_after)).await;
                 }
-                _ => return Err(SendError::Status { status, code }),
+                Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// The request path's send: one attempt, made only if the rate limits give a slot within
+    /// `budget` and a token is at hand by then; otherwise a retryable error at once, and the
+    /// caller queues the reply instead of holding the HTTP request.
+    pub async fn send_within(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        reply_to: Option<&str>,
+        activity: &Value,
+        budget: Duration,
+    ) -> Result<ResourceResponse, SendError> {
+        let started = Instant::now();
+        let base = self.checked_base(service_url)?;
+        let url = Self::activities_url(&base, conversation_id, reply_to);
+        let body = serde_json::to_vec(activity).map_err(|e| SendError::Transport(e.to_string()))?;
+        self.limiter
+            .acquire_within(&self.send_slots(conversation_id), budget)
+            .await
+            .map_err(|w| SendError::RateLimited(w.wait))?;
+        // A cached token comes back at once even when the budget is spent.
+        let left = budget.saturating_sub(started.elapsed());
+        let token = tokio::time::timeout(left, self.tokens.token())
+            .await
+            .map_err(|_| SendError::Token("not issued within the reply budget".into()))??;
+        self.post_once(&url, &body, &token, Some(IN_REQUEST_POST_TIMEOUT))
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// One POST; a failure comes with the `Retry-After` the service asked for, if any.
+    async fn post_once(
+        &self,
+        url: &str,
+        body: &[u8],
+        token: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ResourceResponse, (SendError, Option<Duration>)> {
+        let mut req = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(|e| {
+            (
+                SendError::Transport(redact::error_chain(&e.without_url())),
+                None,
+            )
+        })?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp.json::<ResourceResponse>().await.unwrap_or_default());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let correlation = resp
+            .headers()
+            .get("x-correlating-operationid")
+            .and_then(|v| v.to_str().ok())
+            .map(|c| crate::telemetry::capped(c).into_owned())
+            .unwrap_or_default();
+        let code = error_code(&resp.bytes().await.unwrap_or_default());
+        tracing::warn!(status, code, correlation, "Bot Connector error");
+        let error = match status {
+            403 => SendError::Forbidden { code },
+            _ => SendError::Status { status, code },
+        };
+        Err((error, retry_after))
     }
 
     /// One member of a conversation (`GET …/members/{userId}`): gives the UPN and e-mail that
@@ -459,12 +481,22 @@ impl Connector {
             encode_segment(conversation_id),
             encode_segment(user_id)
         );
-        self.limiter.acquire(conversation_id).await;
-        let token = self.tokens.token().await?;
+        let slots = [
+            self.members_quota.key(conversation_id),
+            self.app_quota.key(""),
+        ];
+        self.limiter
+            .acquire_within(&slots, MEMBER_WAIT)
+            .await
+            .map_err(|w| SendError::RateLimited(w.wait))?;
+        let token = tokio::time::timeout(MEMBER_TIMEOUT, self.tokens.token())
+            .await
+            .map_err(|_| SendError::Token("not issued in time for a roster lookup".into()))??;
         let resp = self
             .http
             .get(&url)
             .bearer_auth(&token)
+            .timeout(MEMBER_TIMEOUT)
             .send()
             .await
             .map_err(|e| SendError::Transport(redact::error_chain(&e.without_url())))?;
@@ -502,6 +534,20 @@ impl Connector {
     }
 }
 
+/// Teams: roster reads of one conversation ("get conversation members" row of [RATE]).
+fn teams_members_quota() -> Quota {
+    let s = Duration::from_secs;
+    Quota {
+        name: "teams-members",
+        windows: vec![
+            Window::new(14, s(1)),
+            Window::new(16, s(2)),
+            Window::new(120, s(30)),
+            Window::new(3600, s(3600)),
+        ],
+    }
+}
+
 /// The error code of both Connector error shapes: `{"error":{"code"}}` and the proactive
 /// `{"errorCode":209,"message":"{ \"subCode\": \"MessageWritesBlocked\" … }"}`; capped, as it
 /// is logged and comes from the remote side.
@@ -536,33 +582,68 @@ fn raw_error_code(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    // The per-conversation limits the connector applies (moved from its own limiter to
+    // outbound::limiter; the 8-per-2-s window is new, so the 60-per-30-s case sends 4 per second).
     #[test]
     fn limiter_allows_seven_per_second_then_waits() {
-        let l = RateLimiter::default();
+        let c = Connector::new(
+            reqwest::Client::new(),
+            &crate::bot::settings::tests::minimal(),
+        );
+        let l = &c.limiter;
         let t0 = Instant::now();
         for _ in 0..7 {
-            assert!(l.try_acquire("c", t0).is_none());
+            assert!(l.reserve(&c.send_slots("c"), t0, Duration::ZERO).is_ok());
         }
-        let wait = l.try_acquire("c", t0).expect("8th must wait");
+        let wait = l
+            .reserve(&c.send_slots("c"), t0, Duration::ZERO)
+            .expect_err("8th must wait")
+            .wait;
         assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900));
         assert!(
-            l.try_acquire("other", t0).is_none(),
+            l.reserve(&c.send_slots("other"), t0, Duration::ZERO)
+                .is_ok(),
             "limits are per conversation"
         );
     }
 
     #[test]
     fn limiter_caps_sixty_per_thirty_seconds() {
-        let l = RateLimiter::default();
+        let c = Connector::new(
+            reqwest::Client::new(),
+            &crate::bot::settings::tests::minimal(),
+        );
+        let l = &c.limiter;
         let t0 = Instant::now();
         for i in 0..60u64 {
-            // 6 per second: never hits the 1-second limit.
-            let t = t0 + Duration::from_millis(i * 1000 / 6);
-            assert!(l.try_acquire("c", t).is_none(), "send {i}");
+            // 4 per second: never hits the 1-second or 2-second limits.
+            let t = t0 + Duration::from_millis(i * 1000 / 4);
+            assert!(
+                l.reserve(&c.send_slots("c"), t, Duration::ZERO).is_ok(),
+                "send {i}"
+            );
         }
-        let t = t0 + Duration::from_millis(10_500);
-        let wait = l.try_acquire("c", t).expect("61st within 30 s must wait");
-        assert!(wait > Duration::from_secs(19), "{wait:?}");
+        let t = t0 + Duration::from_millis(15_000);
+        let wait = l.would_wait(&c.send_slots("c"), t);
+        assert!(
+            wait > Duration::from_secs(14),
+            "61st within 30 s must wait: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn the_whole_app_shares_one_budget() {
+        let mut settings = crate::bot::settings::tests::minimal();
+        settings.app_rate_per_sec = 3;
+        let c = Connector::new(reqwest::Client::new(), &settings);
+        let t0 = Instant::now();
+        for conv in ["a", "b", "c"] {
+            assert!(c
+                .limiter
+                .reserve(&c.send_slots(conv), t0, Duration::ZERO)
+                .is_ok());
+        }
+        assert!(c.limiter.would_wait(&c.send_slots("d"), t0) > Duration::from_millis(900));
     }
 
     #[test]

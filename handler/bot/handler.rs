@@ -1,7 +1,10 @@
 //! `POST /api/messages`: dispatch an authenticated activity. Messages are answered with an
 //! outbound reply to the Connector before the 200 goes back (the turn completes inside the
-//! request, so nothing runs after the Functions host considers the invocation done); invokes
-//! answer in the HTTP response; conversation events update the Store.
+//! request, so nothing runs after the Functions host considers the invocation done) — when the
+//! reply can go within [`REPLY_BUDGET`]; otherwise it is handed to the `bot-replies` queue
+//! (`bot::replies`) and the 200 goes back at once: the Bot Connector gives up after ~15 s and
+//! retries, so holding the request would turn into duplicate replies. Invokes answer in the
+//! HTTP response; conversation events update the Store.
 
 use crate::app::AppState;
 use crate::bot::activity::Activity;
@@ -12,20 +15,31 @@ use crate::bot::connector::SendError;
 use crate::bot::conversations::{ConversationKind, ConversationRef};
 use crate::bot::i18n::{t, Lang, Text};
 use crate::bot::intents;
+use crate::bot::replies::{delivery_key, PendingReply};
 use crate::bot::BotRuntime;
+use crate::host::functions::QUEUE_BOT_REPLIES;
+use crate::host::Outbox;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use std::time::Duration;
 
-pub async fn messages(State(state): State<AppState>, req: BotRequest) -> Response {
+/// Longest a reply may wait for a rate-limit slot (and a token) inside the request.
+pub const REPLY_BUDGET: Duration = Duration::from_secs(2);
+
+pub async fn messages(
+    State(state): State<AppState>,
+    axum::Extension(outbox): axum::Extension<Outbox>,
+    req: BotRequest,
+) -> Response {
     let Some(bot) = state.bot.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let a = req.activity;
     match a.kind.as_str() {
-        "message" => on_message(&state, bot, &a).await,
+        "message" => on_message(&state, bot, &a, &outbox).await,
         "invoke" => on_invoke(&state, bot, &a).await,
         "conversationUpdate" => on_conversation_update(&state, bot, &a).await,
         "installationUpdate" => on_installation_update(&state, bot, &a).await,
@@ -109,8 +123,62 @@ fn verb_of(value: &Value) -> Option<(&str, &Value)> {
     Some((value.get("verb")?.as_str()?, value))
 }
 
-async fn on_message(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response {
-    bot.remember_conversation(&state.store, a).await;
+async fn on_message(state: &AppState, bot: &BotRuntime, a: &Activity, outbox: &Outbox) -> Response {
+    // The reference write runs beside the answer, not before it; it is bounded and its failure
+    // only logged (the next message retries).
+    let (message, ()) = tokio::join!(
+        answer_message(state, bot, a),
+        bot.remember_conversation(&state.store, a)
+    );
+    let (Some(service_url), Some(conversation)) = (a.service_url.as_deref(), a.conversation_id())
+    else {
+        return StatusCode::OK.into_response();
+    };
+    let sent = bot
+        .connector
+        .send_within(
+            service_url,
+            conversation,
+            a.id.as_deref(),
+            &message,
+            REPLY_BUDGET,
+        )
+        .await;
+    match sent {
+        Ok(_) => {}
+        Err(SendError::Forbidden { code }) => {
+            tracing::warn!(
+                code,
+                "reply refused permanently; forgetting the conversation"
+            );
+            if let Some(r) = ConversationRef::from_activity(a) {
+                bot.forget_conversation(&state.store, r.kind, &r.key).await;
+            }
+        }
+        Err(e) if e.is_retryable() => {
+            let pending = PendingReply {
+                delivery: delivery_key(conversation, a.id.as_deref()),
+                service_url: service_url.to_string(),
+                conversation_id: conversation.to_string(),
+                reply_to: a.id.clone(),
+                activity: message,
+                reference: ConversationRef::from_activity(a).map(|r| (r.kind, r.key)),
+            };
+            match serde_json::to_string(&pending) {
+                Ok(body) => {
+                    tracing::info!(reason = %e, "reply queued: it could not go within the request");
+                    outbox.push(QUEUE_BOT_REPLIES, body);
+                }
+                Err(e) => tracing::error!(error = %e, "could not queue the reply"),
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not send the reply"),
+    }
+    StatusCode::OK.into_response()
+}
+
+/// The reply activity for a message.
+async fn answer_message(state: &AppState, bot: &BotRuntime, a: &Activity) -> Value {
     let (action, fresh) = match a.value.as_ref().and_then(verb_of) {
         Some((verb, data)) => (
             Action::from_verb(verb, data).unwrap_or(Action::NotUnderstood),
@@ -123,29 +191,7 @@ async fn on_message(state: &AppState, bot: &BotRuntime, a: &Activity) -> Respons
     };
     let turn = turn_for(state, bot, a);
     let reply = respond(state, bot, a, &turn, &action, fresh).await;
-    let message = cards::message_for(&reply, turn.lang, a);
-    let (Some(service_url), Some(conversation)) = (a.service_url.as_deref(), a.conversation_id())
-    else {
-        return StatusCode::OK.into_response();
-    };
-    match bot
-        .connector
-        .send(service_url, conversation, a.id.as_deref(), &message)
-        .await
-    {
-        Ok(_) => {}
-        Err(SendError::Forbidden { code }) => {
-            tracing::warn!(
-                code,
-                "reply refused permanently; forgetting the conversation"
-            );
-            if let Some(r) = ConversationRef::from_activity(a) {
-                bot.forget_conversation(&state.store, r.kind, &r.key).await;
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "could not send the reply"),
-    }
-    StatusCode::OK.into_response()
+    cards::message_for(&reply, turn.lang, a)
 }
 
 async fn on_invoke(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response {

@@ -9,7 +9,7 @@ use crate::ids::MoodleUserId;
 use crate::moodle::site::{find_users, UserLookupField};
 use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::tables::MAPPINGS;
-use crate::store::{key_escape, SharedStore};
+use crate::store::{deadline, key_escape, SharedStore};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -64,10 +64,9 @@ impl UserMapper {
             if let Some(v) = self.cached(&aad) {
                 return Ok(v);
             }
-            match store
-                .get(MAPPINGS, ENTRA_USER_PARTITION, &key_escape(&aad))
-                .await
-            {
+            let row_key = key_escape(&aad);
+            let lookup = store.get(MAPPINGS, ENTRA_USER_PARTITION, &row_key);
+            match deadline::within(deadline::REQUEST_PATH, lookup).await {
                 Ok(Some(e)) => {
                     if let Some(id) = e.int(MOODLE_USER_ID_PROP) {
                         self.remember(&aad, Some(MoodleUserId(id)));

@@ -16,6 +16,7 @@ pub mod handler;
 pub mod i18n;
 pub mod intents;
 pub mod mapping;
+pub mod replies;
 pub mod settings;
 
 pub use settings::BotSettings;
@@ -23,7 +24,7 @@ pub use settings::BotSettings;
 use crate::app::AppState;
 use crate::config::Settings;
 use crate::ids::MoodleUserId;
-use crate::store::{SharedStore, StoreResult};
+use crate::store::{deadline, SharedStore, StoreResult};
 use answers::Action;
 use auth::openid::KeyCache;
 use auth::validate::TokenValidator;
@@ -120,7 +121,9 @@ impl BotRuntime {
         }
     }
 
-    /// Store (or refresh) the reference of the activity's conversation; failures are logged.
+    /// Store (or refresh) the reference of the activity's conversation. A failure (or a store
+    /// that does not answer within [`deadline::REQUEST_PATH`]) is logged and does not hold the
+    /// answer; the reference is not marked written, so the next message tries again.
     pub async fn remember_conversation(&self, store: &SharedStore, a: &activity::Activity) {
         let Some(r) = ConversationRef::from_activity(a) else {
             return;
@@ -138,12 +141,13 @@ impl BotRuntime {
             return;
         }
         if let Err(e) = self.save(store, &r).await {
-            tracing::warn!(error = %e, "could not store the conversation reference");
+            tracing::warn!(error = %e, "could not store the conversation reference; the next message retries");
         }
     }
 
+    /// Write a reference, bounded by the request-path deadline (the callers answer Teams).
     pub async fn save(&self, store: &SharedStore, r: &ConversationRef) -> StoreResult<()> {
-        conversations::save(store, r).await?;
+        deadline::within(deadline::REQUEST_PATH, conversations::save(store, r)).await?;
         if let Ok(mut g) = self.written.lock() {
             if g.len() > 100_000 {
                 g.clear();
@@ -165,7 +169,11 @@ impl BotRuntime {
         if let Ok(mut g) = self.written.lock() {
             g.remove(&(kind, key.to_string()));
         }
-        conversations::remove(store, kind, key).await
+        deadline::within(
+            deadline::REQUEST_PATH,
+            conversations::remove(store, kind, key),
+        )
+        .await
     }
 
     /// `forget`, logging instead of failing (used after a permanent 403).

@@ -32,6 +32,8 @@ pub struct BotSettings {
     pub due_soon_days: i64,
     /// How long Moodle answers for one user are reused, in seconds (0 = never).
     pub answer_cache_secs: u64,
+    /// Bot API requests per second for the whole app on this instance (Teams: 50 per app and tenant).
+    pub app_rate_per_sec: usize,
 }
 
 /// `http` is only accepted for loopback hosts (tests and local doubles); everything else is https.
@@ -88,6 +90,12 @@ impl BotSettings {
             "seconds a user's Moodle answers are reused (0 disables)",
         );
 
+        let app_rate_per_sec = src.parse(
+            "BOT_APP_RATE_PER_SEC",
+            50usize,
+            "Bot Connector requests per second for the whole app (Teams allows 50 per app and tenant)",
+        );
+
         let default_lang = Lang::from_locale(&locale).unwrap_or_else(|| {
             src.problem(format!("BOT_DEFAULT_LOCALE: {locale:?} is not fr or en"));
             Lang::Fr
@@ -121,6 +129,9 @@ impl BotSettings {
                     "BOT_TRUSTED_SERVICE_URLS: {p:?} is not an https URL (http only for loopback)"
                 )),
             }
+        }
+        if app_rate_per_sec == 0 {
+            src.problem("BOT_APP_RATE_PER_SEC: at least 1");
         }
         if !(1..=60).contains(&due_soon_days) {
             src.problem("BOT_DUE_SOON_DAYS: between 1 and 60");
@@ -171,6 +182,7 @@ impl BotSettings {
             trusted_service_urls,
             due_soon_days,
             answer_cache_secs,
+            app_rate_per_sec,
         })
     }
 }

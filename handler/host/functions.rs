@@ -1,4 +1,4 @@
-//! The eight functions, their triggers, bindings, handlers and schedule settings, in one table.
+//! The nine functions, their triggers, bindings, handlers and schedule settings, in one table.
 //! `functions/<Name>/function.json` is checked against it by tests/functions_layout.rs, and the
 //! Functions host router and `serve` both dispatch through it, so none of them can drift apart.
 
@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 pub const QUEUE_SYNC_WORK: &str = "sync-work";
 pub const QUEUE_SYNC_WORK_POISON: &str = "sync-work-poison";
 pub const QUEUE_NOTIFY: &str = "notify";
+pub const QUEUE_BOT_REPLIES: &str = "bot-replies";
 
 pub type FunctionResult = Result<FunctionOutputs, FunctionError>;
 pub type TimerHandler =
@@ -79,6 +80,14 @@ fn sync_worker<'a>(
     Box::pin(crate::sync::functions::on_shard(state, ctx, msg))
 }
 
+fn bot_replies<'a>(
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    msg: QueueMessage,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(crate::bot::replies::on_queued_reply(state, ctx, msg))
+}
+
 fn notify_fanout<'a>(
     _: &'a AppState,
     _: &'a InvocationContext,
@@ -125,6 +134,16 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
             route: "api/messages",
             methods: &["post"],
             built: true,
+        },
+        // Replies that cannot go within the request are queued: not a forwarded function.
+        outputs: &[QUEUE_BOT_REPLIES],
+    },
+    FunctionSpec {
+        name: "BotReplies",
+        kind: FunctionKind::Queue {
+            queue: QUEUE_BOT_REPLIES,
+            poison: None,
+            run: bot_replies,
         },
         outputs: &[],
     },
@@ -237,7 +256,9 @@ mod tests {
     fn binding_names() {
         assert_eq!(binding_for_queue("sync-work"), "syncWork");
         assert_eq!(binding_for_queue("notify"), "notify");
-        assert!(find("botmessages").unwrap().forwarded());
+        // BotMessages has a queue output (bot-replies) since replies can be deferred.
+        assert!(!find("botmessages").unwrap().forwarded());
+        assert!(find("ConnectorConfig").unwrap().forwarded());
         assert!(!find("MoodleWebhook").unwrap().forwarded());
     }
 }

@@ -1,5 +1,5 @@
 //! The Azure Functions custom-handler contract: invocation payloads in, `Outputs`/`Logs`/
-//! `ReturnValue` out, and the registry of the eight functions with their bindings.
+//! `ReturnValue` out, and the registry of the nine functions with their bindings.
 
 pub mod functions;
 pub mod invocation;

@@ -3,11 +3,14 @@
 //! - `token`: token sources (client secret, client certificate, managed identity, device code),
 //!   each cached per scope with single-flight refresh;
 //! - `retry`: the retry policy (retryable / permanent, `Retry-After`, full-jitter backoff,
-//!   bounded attempts and total wait).
+//!   bounded attempts and total wait);
+//! - `limiter`: keyed rate limits with several windows per key, which can answer "would wait
+//!   longer than X" instead of waiting.
 //!
 //! The Moodle client, the Bot Connector client and the storage credential use it.
 
 pub mod http;
+pub mod limiter;
 pub mod retry;
 pub mod token;
 

@@ -253,10 +253,14 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     let blobs = Arc::new(bridge::store::blob::FsBlobStore::new(
         dir.path().join("blobs"),
     ));
-    let state = AppState::from_parts(settings, store.clone(), blobs, false).expect("state");
+    // With the local durable queue, as under `serve`: replies that cannot go within the request
+    // are queued there (see `drain_replies`).
+    let state = AppState::from_parts(settings, store.clone(), blobs, true).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = bridge::app::public_router(state.clone());
+    // The custom handler's router: the public routes plus `POST /<Function>` invocations, so
+    // both ways a request reaches the bot (serve / host invocation) are on this port.
+    let router = bridge::app::custom_handler_router(state.clone());
     tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
