@@ -78,10 +78,23 @@ fn check_config_reports_an_unreachable_moodle_without_its_token() {
 fn invocation_logs_are_json_lines_with_the_invocation_id() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("handler.log");
+    // The token is sent (the timer checks it before planning a run) to a Moodle that echoes it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt.block_on(common::echo_moodle::start());
+    let uri = echo.uri();
+    let ldif = dir.path().join("people.ldif");
+    bridge::sync::testing::ent_data::write_ldif(
+        &mut std::fs::File::create(&ldif).unwrap(),
+        &bridge::sync::testing::ent_data::Spec::new(12),
+    )
+    .unwrap();
     let env = [
         ("LOG_LEVEL", "info"),
-        ("MOODLE_URL", "https://moodle.example.org"),
+        ("MOODLE_URL", uri.as_str()),
         ("MOODLE_TOKEN", "tok-in-env-000"),
+        ("SYNC_ENABLED", "true"),
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
     ];
     let mut h = Handler::custom_handler_logged(dir.path(), &env, &log);
     let r = reqwest::blocking::Client::new()
@@ -96,8 +109,41 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    let planned: Value = r.json().unwrap();
+    // Each shard, as the host would deliver it: its worker sends the token to Moodle.
+    let shards = planned["Outputs"]["syncWork"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!shards.is_empty(), "the timer planned shards: {planned}");
+    let mut worked = String::new();
+    for shard in shards {
+        let answer = reqwest::blocking::Client::new()
+            .post(format!("{}/SyncWorker", h.base))
+            .json(&serde_json::json!({"Data": {"msg": shard}, "Metadata": {"DequeueCount": "1"}}))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        worked.push_str(&answer);
+    }
     h.kill9();
     let text = std::fs::read_to_string(&log).unwrap();
+    let echoed = rt.block_on(echo.received_requests()).unwrap_or_default();
+    assert!(
+        echoed
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("wstoken=tok-in-env-000")),
+        "the worker sent the token to the echoing Moodle"
+    );
+    assert!(
+        text.contains("not JSON") || worked.contains("not JSON"),
+        "the echoed answer was reported:\n{worked}\n{text}"
+    );
+    assert!(
+        !worked.contains("tok-in-env-000"),
+        "token in the invocation answer (its Logs go to the host):\n{worked}"
+    );
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
