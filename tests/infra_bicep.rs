@@ -21,6 +21,8 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
     ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
+    ("IDENTITY_ENDPOINT", "set by App Service / Functions at run time for the managed identity; an app setting must not override it"),
+    ("IDENTITY_HEADER", "set by App Service / Functions at run time with IDENTITY_ENDPOINT; never an app setting"),
     (
         "AzureWebJobsStorage",
         "connection-string form; the storage account has shared keys disabled and the template sets the identity-based AzureWebJobsStorage__* settings instead (setting both would make the host use the key)",

@@ -19,6 +19,8 @@ pub struct Settings {
     pub moodle: Option<MoodleSettings>,
     pub sync: crate::sync::SyncSettings,
     pub bot: Option<crate::bot::BotSettings>,
+    /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
+    pub identity: IdentitySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct AzureStorageSettings {
     pub blob_endpoint: Option<String>,
     /// Client id of the user-assigned managed identity, when no key is given.
     pub managed_identity_client_id: Option<String>,
+    /// Where that identity's tokens come from (App Service endpoint, or IMDS).
+    pub identity: IdentitySettings,
     /// Prefix for table names, so several deployments (or tests) can share one account.
     pub table_prefix: String,
 }
@@ -101,12 +105,14 @@ impl Settings {
     }
 
     pub fn load(src: &mut Source) -> Result<Self, ConfigError> {
+        let identity = IdentitySettings::load(src);
         let settings = Settings {
             core: CoreSettings::load(src),
-            storage: StorageSettings::load(src),
+            storage: StorageSettings::load(src, &identity),
             moodle: MoodleSettings::load(src),
             sync: crate::sync::SyncSettings::load(src),
             bot: crate::bot::BotSettings::load(src),
+            identity,
         };
         let problems = src.take_problems();
         if problems.is_empty() {
@@ -185,7 +191,7 @@ impl CoreSettings {
 }
 
 impl StorageSettings {
-    fn load(src: &mut Source) -> Self {
+    fn load(src: &mut Source, identity: &IdentitySettings) -> Self {
         let backend = src.string(
             "STORE_BACKEND",
             "auto",
@@ -250,6 +256,7 @@ impl StorageSettings {
             match crate::store::connection_string::parse(conn.expose()) {
                 Ok(mut az) => {
                     az.table_prefix = table_prefix;
+                    az.identity = identity.clone();
                     return StorageSettings::Azure(az);
                 }
                 Err(e) => src.problem(format!("AzureWebJobsStorage: {e}")),
@@ -263,6 +270,7 @@ impl StorageSettings {
                 account,
                 key: None,
                 managed_identity_client_id: client_id,
+                identity: identity.clone(),
                 table_prefix,
             });
         } else {

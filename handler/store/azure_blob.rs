@@ -30,7 +30,7 @@ impl AzureBlobStore {
             uri: endpoint.clone(),
         };
         let service =
-            ClientBuilder::with_location(location, credentials(settings)).blob_service_client();
+            ClientBuilder::with_location(location, credentials(settings)?).blob_service_client();
         Ok(AzureBlobStore {
             service,
             account: settings.account.clone(),

@@ -6,12 +6,13 @@
 //! Keys go into OData URLs such as `t(PartitionKey='..',RowKey='..')`; the crate does not double
 //! single quotes, so this module does (a key like `o'connor` would otherwise break the URL).
 
-use super::managed_identity::{ManagedIdentityCredential, TokenSource};
+use super::managed_identity::ManagedIdentityCredential;
 use super::{
     is_reserved_property, validate_batch, validate_key, validate_props, BatchOp, ETag, Entity,
     Page, Prop, Store, StoreError, StoreResult,
 };
 use crate::config::AzureStorageSettings;
+use crate::outbound::token::MsiEndpoint;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
 use azure_core::{Etag, StatusCode};
@@ -33,25 +34,24 @@ pub struct AzureTableStore {
 }
 
 /// Shared-key credentials when a key is configured, the managed identity otherwise.
-pub(crate) fn credentials(settings: &AzureStorageSettings) -> StorageCredentials {
-    credentials_from(settings, TokenSource::from_env)
+pub(crate) fn credentials(settings: &AzureStorageSettings) -> anyhow::Result<StorageCredentials> {
+    credentials_from(settings, MsiEndpoint::from_settings(&settings.identity))
 }
 
 fn credentials_from(
     settings: &AzureStorageSettings,
-    source: impl FnOnce() -> TokenSource,
-) -> StorageCredentials {
-    match &settings.key {
+    source: MsiEndpoint,
+) -> anyhow::Result<StorageCredentials> {
+    Ok(match &settings.key {
         Some(key) => {
             StorageCredentials::access_key(settings.account.clone(), key.expose().to_string())
         }
-        None => {
-            StorageCredentials::token_credential(Arc::new(ManagedIdentityCredential::with_source(
-                settings.managed_identity_client_id.clone(),
-                source(),
-            )))
-        }
-    }
+        None => StorageCredentials::token_credential(Arc::new(ManagedIdentityCredential::new(
+            crate::outbound::http::shared()?,
+            settings.managed_identity_client_id.clone(),
+            source,
+        ))),
+    })
 }
 
 /// Endpoints without a trailing slash (`…/devstoreaccount1/` turns into `…//Tables`).
@@ -63,7 +63,7 @@ pub(crate) fn endpoint(configured: Option<&str>, account: &str, service: &str) -
 
 impl AzureTableStore {
     pub fn new(settings: &AzureStorageSettings) -> anyhow::Result<Self> {
-        Self::with_credentials(settings, credentials(settings))
+        Self::with_credentials(settings, credentials(settings)?)
     }
 
     fn with_credentials(
@@ -569,15 +569,18 @@ mod tests {
             table_endpoint: Some(format!("{}/school/", server.uri())),
             blob_endpoint: None,
             managed_identity_client_id: Some("mi-client".into()),
+            identity: Default::default(),
             table_prefix: "br".into(),
         };
-        let source = TokenSource::AppService {
+        let source = MsiEndpoint::AppService {
             endpoint: format!("{}/msi", server.uri()),
-            header: "h".into(),
+            header: crate::config::Secret::new("h"),
         };
-        let store =
-            AzureTableStore::with_credentials(&settings, credentials_from(&settings, || source))
-                .unwrap();
+        let store = AzureTableStore::with_credentials(
+            &settings,
+            credentials_from(&settings, source).unwrap(),
+        )
+        .unwrap();
         assert!(store.get("mappings", "o'c", "r").await.unwrap().is_none());
         // The second call reuses the cached token (the token mock expects exactly one call).
         assert!(store.get("mappings", "o'c", "r").await.unwrap().is_none());

@@ -38,6 +38,7 @@ pub fn parse(conn: &str) -> Result<AzureStorageSettings, String> {
             table_endpoint: Some(format!("{host}:10002/{EMULATOR_ACCOUNT}")),
             blob_endpoint: Some(format!("{host}:10000/{EMULATOR_ACCOUNT}")),
             managed_identity_client_id: None,
+            identity: Default::default(),
             table_prefix: String::new(),
         });
     }
@@ -56,6 +57,7 @@ pub fn parse(conn: &str) -> Result<AzureStorageSettings, String> {
         account,
         key: Some(Secret::new(key)),
         managed_identity_client_id: None,
+        identity: Default::default(),
         table_prefix: String::new(),
     })
 }

@@ -209,6 +209,7 @@ pub fn storage_settings(prefix: &str) -> AzureStorageSettings {
         table_endpoint: Some(az.table_endpoint()),
         blob_endpoint: Some(az.blob_endpoint()),
         managed_identity_client_id: None,
+        identity: Default::default(),
         table_prefix: format!("t{clean}{n}x"),
     }
 }

@@ -113,3 +113,38 @@ impl Fetch for ManagedIdentity {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPE: &str = "https://storage.azure.com/.default";
+
+    fn from(endpoint: Option<&str>, header: Option<&str>) -> MsiEndpoint {
+        MsiEndpoint::from_settings(&IdentitySettings {
+            endpoint: endpoint.map(str::to_string),
+            header: header.map(Secret::new),
+        })
+    }
+
+    // Moved from store/managed_identity.rs: the endpoint now comes from the settings source.
+    #[test]
+    fn source_selection_and_scope_mapping() {
+        assert_eq!(
+            from(None, None),
+            MsiEndpoint::Imds {
+                endpoint: IMDS_ENDPOINT.into()
+            }
+        );
+        // One variable alone is not enough.
+        let only_endpoint = from(Some("http://x"), None);
+        assert!(matches!(only_endpoint, MsiEndpoint::Imds { .. }));
+        assert_eq!(resource_of(SCOPE), "https://storage.azure.com/");
+        let src = MsiEndpoint::AppService {
+            endpoint: "http://e".into(),
+            header: Secret::new("hdr-secret"),
+        };
+        assert!(!format!("{src:?}").contains("hdr-secret"));
+        assert_eq!(from(Some("http://e"), Some("hdr-secret")), src);
+    }
+}
