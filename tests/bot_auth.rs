@@ -264,6 +264,55 @@ async fn forgery_matrix() {
     );
 }
 
+/// The same matrix as the Functions host delivers it: BotMessages has a queue output, so it is
+/// not forwarded and each request arrives inside an invocation (`POST /BotMessages`).
+#[tokio::test]
+async fn forgery_matrix_through_the_host_invocation() {
+    let app = spawn_bot_app(BotAppOptions {
+        with_moodle: false,
+        ..Default::default()
+    })
+    .await;
+    let mut failures = Vec::new();
+    for c in matrix(&app) {
+        let before = app.sent_activities().await.len();
+        let rows_before = app.conversation_rows("user").await.len();
+        let answer = app
+            .invoke_messages(
+                Some(&format!("Bearer {}", c.token)),
+                c.activity.to_string().as_bytes(),
+            )
+            .await;
+        let status = answer["Outputs"]["res"]["statusCode"].as_u64().unwrap_or(0);
+        let sent = app.sent_activities().await.len() - before;
+        let queued = answer["Outputs"]["botReplies"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let ok = if c.accept {
+            status == 200 && sent + queued == 1
+        } else {
+            status == 401 && sent == 0 && queued == 0
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: status {status}, replies sent {sent}, queued {queued}",
+                c.name
+            ));
+        }
+        if !c.accept && app.conversation_rows("user").await.len() != rows_before {
+            failures.push(format!(
+                "{}: a rejected request stored a conversation",
+                c.name
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "matrix failures:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn rejected_requests_store_and_send_nothing() {
     let app = spawn_bot_app(BotAppOptions {

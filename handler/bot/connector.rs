@@ -374,10 +374,11 @@ impl Connector {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Token first: the slot's instant is then (nearly) when Teams sees the request.
+            let token = self.tokens.token().await?;
             self.limiter
                 .acquire(&self.send_slots(conversation_id))
                 .await;
-            let token = self.tokens.token().await?;
             match self.post_once(&url, &body, &token, None).await {
                 Ok(r) => return Ok(r),
                 Err((e, retry_after)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
@@ -404,15 +405,16 @@ impl Connector {
         let base = self.checked_base(service_url)?;
         let url = Self::activities_url(&base, conversation_id, reply_to);
         let body = serde_json::to_vec(activity).map_err(|e| SendError::Transport(e.to_string()))?;
-        self.limiter
-            .acquire_within(&self.send_slots(conversation_id), budget)
-            .await
-            .map_err(|w| SendError::RateLimited(w.wait))?;
-        // A cached token comes back at once even when the budget is spent.
-        let left = budget.saturating_sub(started.elapsed());
-        let token = tokio::time::timeout(left, self.tokens.token())
+        // Token first, then the slot: a slot booked before a slow token fetch would let the
+        // requests bunch up at Teams beyond the window.
+        let token = tokio::time::timeout(budget, self.tokens.token())
             .await
             .map_err(|_| SendError::Token("not issued within the reply budget".into()))??;
+        let left = budget.saturating_sub(started.elapsed());
+        self.limiter
+            .acquire_within(&self.send_slots(conversation_id), left)
+            .await
+            .map_err(|w| SendError::RateLimited(w.wait))?;
         self.post_once(&url, &body, &token, Some(IN_REQUEST_POST_TIMEOUT))
             .await
             .map_err(|(e, _)| e)
@@ -485,13 +487,13 @@ impl Connector {
             self.members_quota.key(conversation_id),
             self.app_quota.key(""),
         ];
+        let token = tokio::time::timeout(MEMBER_TIMEOUT, self.tokens.token())
+            .await
+            .map_err(|_| SendError::Token("not issued in time for a roster lookup".into()))??;
         self.limiter
             .acquire_within(&slots, MEMBER_WAIT)
             .await
             .map_err(|w| SendError::RateLimited(w.wait))?;
-        let token = tokio::time::timeout(MEMBER_TIMEOUT, self.tokens.token())
-            .await
-            .map_err(|_| SendError::Token("not issued in time for a roster lookup".into()))??;
         let resp = self
             .http
             .get(&url)

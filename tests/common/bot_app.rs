@@ -366,3 +366,98 @@ impl BotTestApp {
             .entities
     }
 }
+
+/// Records when each Connector activity request arrived (path and instant), answering 200.
+#[derive(Clone, Default)]
+pub struct SendLog(pub Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>);
+
+impl wiremock::Respond for SendLog {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        self.0
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), req.url.path().to_string()));
+        ResponseTemplate::new(200).set_body_json(json!({"id": "sent-1"}))
+    }
+}
+
+impl SendLog {
+    pub fn paths(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+    pub fn times(&self) -> Vec<std::time::Instant> {
+        let mut t: Vec<_> = self.0.lock().unwrap().iter().map(|(t, _)| *t).collect();
+        t.sort();
+        t
+    }
+}
+
+impl BotTestApp {
+    /// Put a [`SendLog`] in front of the Connector double's activity routes.
+    pub async fn log_sends(&self) -> SendLog {
+        let log = SendLog::default();
+        Mock::given(method("POST"))
+            .and(path_regex(r"/activities(/[^/]+)?$"))
+            .respond_with(log.clone())
+            .with_priority(1)
+            .mount(&self.connector)
+            .await;
+        log
+    }
+
+    /// Run `BotReplies` on every message of the local `bot-replies` queue until it is empty, as
+    /// `serve`'s worker does; returns the bodies it processed.
+    pub async fn drain_replies(&self) -> Vec<String> {
+        let q = self.state.local_queue.as_ref().expect("local queue");
+        let mut bodies = Vec::new();
+        while let Some(c) = q.receive("bot-replies").await.unwrap() {
+            let msg = bridge::host::QueueMessage {
+                text: c.body.clone(),
+                dequeue_count: c.dequeue_count,
+                id: Some(c.row_key.clone()),
+            };
+            let ctx = bridge::host::functions::InvocationContext {
+                invocation_id: bridge::ids::InvocationId("test".into()),
+                function: "BotReplies",
+            };
+            bridge::bot::replies::on_queued_reply(&self.state, &ctx, msg)
+                .await
+                .expect("queued reply handled");
+            q.complete(&c).await.unwrap();
+            bodies.push(c.body);
+        }
+        bodies
+    }
+
+    /// POST `activity` the way the Functions host invokes a non-forwarded HTTP function:
+    /// `POST /BotMessages` with the request inside `Data.req`; returns the invocation answer.
+    pub async fn invoke_messages(&self, auth: Option<&str>, body: &[u8]) -> Value {
+        let mut headers = json!({"Content-Type": ["application/json"]});
+        if let Some(a) = auth {
+            headers["Authorization"] = json!([a]);
+        }
+        let invocation = json!({
+            "Data": {"req": {
+                "Url": format!("http://{}/api/messages", self.addr),
+                "Method": "POST",
+                "Headers": headers,
+                "Body": String::from_utf8_lossy(body),
+            }},
+            "Metadata": {}
+        });
+        let resp = self
+            .client
+            .post(format!("http://{}/BotMessages", self.addr))
+            .json(&invocation)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "the invocation itself succeeds");
+        resp.json().await.unwrap()
+    }
+}
