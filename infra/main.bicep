@@ -117,6 +117,9 @@ param moodleMaxFormFields int = 1000
 @minValue(1)
 param moodleTimeoutSecs int = 60
 
+@description('MOODLE_ALLOW_INSECURE: accept an http:// moodleUrl (the token then crosses the network in clear text).')
+param moodleAllowInsecure bool = false
+
 @description('LDAP_URL: ldaps:// URL of the school directory. Empty: LDAP source off (LDAP_BIND_PASSWORD is not referenced).')
 param ldapUrl string = ''
 
@@ -289,6 +292,7 @@ var syncDefaults = {
   LDAP_STAFF_BASE: 'ou=people,dc=ent,dc=example'
   LDAP_STAFF_FILTER: '(objectClass=ENTAuxNonEnsEtab)'
   LDAP_STARTTLS: 'false'
+  LDAP_ALLOW_INSECURE: 'false'
   LDAP_STUDENTS_BASE: 'ou=people,dc=ent,dc=example'
   LDAP_STUDENTS_FILTER: '(objectClass=ENTEleve)'
   LDAP_TEACHERS_BASE: 'ou=people,dc=ent,dc=example'
@@ -343,6 +347,7 @@ var appSettings = {
   MOODLE_TOKEN: empty(moodleUrl) ? '' : secretRef.moodleToken
   MOODLE_MAX_FORM_FIELDS: string(moodleMaxFormFields)
   MOODLE_TIMEOUT_SECS: string(moodleTimeoutSecs)
+  MOODLE_ALLOW_INSECURE: string(moodleAllowInsecure)
   // bot (single-tenant: client secret from Key Vault; managed identity: no secret)
   BOT_APP_ID: botAppIdEffective
   BOT_APP_TYPE: botAppType
@@ -369,6 +374,7 @@ var appSettings = {
   LDAP_STAFF_BASE: string(sync.LDAP_STAFF_BASE)
   LDAP_STAFF_FILTER: string(sync.LDAP_STAFF_FILTER)
   LDAP_STARTTLS: string(sync.LDAP_STARTTLS)
+  LDAP_ALLOW_INSECURE: string(sync.LDAP_ALLOW_INSECURE)
   LDAP_STUDENTS_BASE: string(sync.LDAP_STUDENTS_BASE)
   LDAP_STUDENTS_FILTER: string(sync.LDAP_STUDENTS_FILTER)
   LDAP_TEACHERS_BASE: string(sync.LDAP_TEACHERS_BASE)
