@@ -696,6 +696,87 @@ async fn the_double_and_the_real_moodle_agree_on_column_widths() {
     cleanup(&p).await;
 }
 
+fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = lab().url.clone();
+    let mut all: Vec<(&str, &str)> =
+        vec![("MOODLE_URL", url.as_str()), ("STORE_BACKEND", "sqlite")];
+    all.extend_from_slice(env);
+    common::app::run_cli(dir.path(), &all, &["check-config"])
+}
+
+/// check-config reads what the token may do: the lab's `bridge_nocap` (only webservice/rest:use)
+/// fails with the missing capabilities named; the bridge's own token passes.
+#[test]
+fn check_config_fails_on_a_token_without_the_capabilities() {
+    let sample = common::fixtures_dir()
+        .join("ent/sample-school.ldif")
+        .display()
+        .to_string();
+    let source = [
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", sample.as_str()),
+    ];
+    let mut env = vec![("MOODLE_TOKEN", lab().nocap_token())];
+    env.extend_from_slice(&source);
+    let (code, out) = check_config(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("moodle access (sync): FAILED"), "{out}");
+    assert!(
+        out.contains("moodle/user:viewdetails") && out.contains("moodle/cohort:view"),
+        "{out}"
+    );
+    assert!(!out.contains(lab().nocap_token()), "token shown: {out}");
+    let mut env = vec![("MOODLE_TOKEN", lab().token())];
+    env.extend_from_slice(&source);
+    let (code, out) = check_config(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("moodle access (sync): ok"), "{out}");
+}
+
+/// check-config checks the sync's source whenever the sync is configured (not only when
+/// scheduled): a missing export file, a directory that is down, a wrong bind password.
+#[test]
+fn check_config_fails_on_a_missing_file_ldap_down_or_a_wrong_password() {
+    let token = [("MOODLE_TOKEN", lab().token())];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut env: Vec<(&str, &str)> = token.to_vec();
+        env.extend_from_slice(extra);
+        check_config(&env)
+    };
+    let (code, out) = with(&[
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", "/nonexistent/people.ldif"),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("sync source: FAILED") && out.contains("/nonexistent/people.ldif"),
+        "{out}"
+    );
+
+    let down = format!("ldap://127.0.0.1:{}", common::free_port());
+    let ldap = |url: &str, pw: &str| {
+        with(&[
+            ("LDAP_URL", url),
+            ("LDAP_BIND_DN", common::slapd::READER_DN),
+            ("LDAP_BIND_PASSWORD", pw),
+            ("LDAP_TIMEOUT_SECS", "5"),
+        ])
+    };
+    let (code, out) = ldap(&down, common::slapd::READER_PW);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("sync source: FAILED"), "{out}");
+
+    let slapd = common::slapd::Slapd::start(generated("chk", 3).as_bytes());
+    let (code, out) = ldap(&slapd.url, "not-the-password");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("sync source: FAILED"), "{out}");
+    assert!(!out.contains("not-the-password"), "password shown: {out}");
+    let (code, out) = ldap(&slapd.url, common::slapd::READER_PW);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("sync source: ok"), "{out}");
+}
+
 /// Who got mail (never the bodies: they hold temporary passwords).
 fn recipients(prefix: &str) -> Vec<String> {
     mails_to(prefix).into_iter().flat_map(|m| m.rcpt).collect()

@@ -228,6 +228,13 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
     let Some(bot) = state.bot.as_ref() else {
         return Vec::new();
     };
+    let access = match &state.moodle {
+        Some(m) => Some(crate::app::Check {
+            service: "moodle access (bot)".into(),
+            outcome: crate::moodle::access::check(m, crate::moodle::access::BOT_FUNCTIONS).await,
+        }),
+        None => None,
+    };
     let keys = match bot.validator.keys().key("reachability-check").await {
         Ok(_) => Ok("keys loaded".to_string()),
         Err(auth::openid::KeyError::UnknownKid(_)) => Ok(format!(
@@ -243,7 +250,7 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
         .await
         .map(|_| "token issued".to_string())
         .map_err(|e| e.to_string());
-    vec![
+    let mut checks = vec![
         crate::app::Check {
             service: "bot signing keys".into(),
             outcome: keys,
@@ -252,5 +259,7 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
             service: "bot outbound token".into(),
             outcome: token,
         },
-    ]
+    ];
+    checks.extend(access);
+    checks
 }

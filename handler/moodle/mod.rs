@@ -1,6 +1,7 @@
 //! Typed Moodle web-service client (REST, `moodlewsrestformat=json`, PHP-style form arrays).
 //! Function families live in their own files; `client` holds the transport and error mapping.
 
+pub mod access;
 pub mod categories;
 pub mod client;
 pub mod cohorts;

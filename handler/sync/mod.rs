@@ -34,11 +34,24 @@ pub fn router() -> Router<AppState> {
     Router::new()
 }
 
-/// Reachability checks of the sync's sources for `handler check-config`.
+/// Reachability checks of the sync for `handler check-config`: its source (LDAP bind, export
+/// file) and what the Moodle token may do. Checked whenever the sync is in use, scheduled or not:
+/// `handler sync` runs without SYNC_ENABLED.
 pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
     let s = &state.settings.sync;
-    if !s.enabled {
+    if !s.in_use() {
         return Vec::new();
+    }
+    let mut checks = Vec::new();
+    if let Some(m) = &state.moodle {
+        let mut needed = crate::moodle::access::SYNC_FUNCTIONS.to_vec();
+        if s.removal == settings::RemovalMode::Delete {
+            needed.push("core_user_delete_users");
+        }
+        checks.push(crate::app::Check {
+            service: "moodle access (sync)".into(),
+            outcome: crate::moodle::access::check(m, &needed).await,
+        });
     }
     let outcome = match &s.source {
         settings::SourceKind::Ldap => match source::ldap::connect(&s.ldap).await {
@@ -63,8 +76,9 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
             }
         }
     };
-    vec![crate::app::Check {
+    checks.push(crate::app::Check {
         service: "sync source".into(),
         outcome,
-    }]
+    });
+    checks
 }

@@ -726,6 +726,12 @@ impl SyncSettings {
         hex::encode(&Sha256::digest(text.as_bytes())[..12])
     }
 
+    /// The sync is meant to run here: scheduled, or given a bind DN or an export file (settings
+    /// without defaults, so a bot-only deployment is not checked against a directory it lacks).
+    pub fn in_use(&self) -> bool {
+        self.enabled || self.ldap.bind_dn.is_some() || !matches!(self.source, SourceKind::Ldap)
+    }
+
     pub fn role_id(&self, shortname: &str) -> Option<i64> {
         self.role_ids
             .iter()

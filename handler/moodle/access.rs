@@ -1,0 +1,119 @@
+//! What the bridge's token may do, for `handler check-config`: the functions its external service
+//! lists (site info) against those the configured features call, then harmless reads that fail
+//! or come back empty when the service account lacks the capabilities (Moodle often answers a
+//! missing capability with an empty list rather than an error).
+
+use super::{users, Form, MoodleClient, MoodleError};
+
+/// Functions the sync calls (the README lists the same ones).
+pub const SYNC_FUNCTIONS: &[&str] = &[
+    "core_user_create_users",
+    "core_user_update_users",
+    "core_user_get_users_by_field",
+    "core_cohort_create_cohorts",
+    "core_cohort_get_cohorts",
+    "core_cohort_add_cohort_members",
+    "core_cohort_delete_cohort_members",
+    "core_cohort_get_cohort_members",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
+    "core_course_get_courses_by_field",
+    "core_course_get_categories",
+];
+
+/// Functions the Teams bot calls.
+pub const BOT_FUNCTIONS: &[&str] = &[
+    "core_enrol_get_users_courses",
+    "core_enrol_get_enrolled_users",
+    "core_calendar_get_action_events_by_timesort",
+    "mod_assign_get_assignments",
+    "mod_assign_get_submissions",
+    "gradereport_overview_get_course_grades",
+    "gradereport_user_get_grade_items",
+];
+
+/// Moodle's first administrator: created by the installer right after the guest account.
+const FIRST_ADMIN_ID: i64 = 2;
+
+/// `Ok(summary)` when every function in `needed` is in the token's service and the probes show
+/// the capabilities; `Err` lists everything missing at once.
+pub async fn check(client: &MoodleClient, needed: &[&str]) -> Result<String, String> {
+    let info: serde_json::Value = client
+        .call_value("core_webservice_get_site_info", &Form::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let listed: Vec<&str> = info
+        .get("functions")
+        .and_then(|f| f.as_array())
+        .map(|a| a.iter().filter_map(|f| f.get("name")?.as_str()).collect())
+        .unwrap_or_default();
+    let account = info
+        .get("username")
+        .and_then(|u| u.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let mut problems = Vec::new();
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|f| !listed.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "the external service of the token lacks {}",
+            missing.join(", ")
+        ));
+    }
+    if needed.contains(&"core_user_get_users_by_field")
+        && !missing.contains(&"core_user_get_users_by_field")
+    {
+        let found =
+            users::get_by_field(client, users::UserField::Id, &[FIRST_ADMIN_ID.to_string()]).await;
+        match found {
+            Ok(list) if list.is_empty() => problems.push(format!(
+                "{account} cannot see other users (moodle/user:viewdetails, moodle/user:viewalldetails)"
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("core_user_get_users_by_field: {e}")),
+        }
+    }
+    if needed.contains(&"core_cohort_get_cohorts") && !missing.contains(&"core_cohort_get_cohorts")
+    {
+        if let Err(e) = super::cohorts::get_all(client).await {
+            problems.push(match e {
+                MoodleError::MissingCapability(m) => {
+                    format!("{account} cannot read cohorts (moodle/cohort:view): {m}")
+                }
+                other => format!("core_cohort_get_cohorts: {other}"),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "{account}: {} function(s) needed, all in the service; probes passed",
+            needed.len()
+        ))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::testing::fake_moodle::FakeMoodle;
+
+    #[tokio::test]
+    async fn functions_missing_from_the_service_are_named() {
+        // The double's service lists the sync's functions, not the bot's.
+        let fake = FakeMoodle::start().await;
+        let ok = check(&fake.client(), SYNC_FUNCTIONS).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = check(&fake.client(), BOT_FUNCTIONS).await.unwrap_err();
+        assert!(
+            err.contains("lacks core_enrol_get_users_courses")
+                && err.contains("mod_assign_get_assignments"),
+            "{err}"
+        );
+    }
+}
