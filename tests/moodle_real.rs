@@ -696,6 +696,132 @@ async fn the_double_and_the_real_moodle_agree_on_column_widths() {
     cleanup(&p).await;
 }
 
+/// The bot's answers for `student.martin` (seeded by the lab) say what Moodle holds: its courses,
+/// the assignments due soon, the 87.5 grade. The answer code runs in-process against the lab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_answers_for_student_martin_match_what_moodle_holds() {
+    use bridge::bot::answers::{answer, Action, Turn};
+    use bridge::bot::cards::Reply;
+    use bridge::bot::i18n::Lang;
+    let client = lab().client();
+    let found = users::get_by_field(
+        &client,
+        UserField::Username,
+        &["student.martin".to_string()],
+    )
+    .await
+    .unwrap();
+    let martin = found
+        .first()
+        .expect("student.martin is seeded by the lab")
+        .id;
+    let now = chrono::Utc::now().timestamp();
+    let turn = Turn {
+        lang: Lang::En,
+        utc_offset_minutes: 60,
+        now,
+        moodle_url: lab().url.trim_end_matches('/').to_string(),
+        due_soon_days: 15,
+    };
+    let text = |r: Reply| match r {
+        Reply::Text(t) => t,
+        Reply::Card { summary, card } => format!("{summary} {card}"),
+    };
+    // What Moodle holds, read through its web service.
+    let mut form = Form::new().field("userid", martin);
+    form.push("returnusercount", 0);
+    let courses = client
+        .call_value("core_enrol_get_users_courses", &form)
+        .await
+        .unwrap();
+    let courses: Vec<(i64, String)> = courses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_i64().unwrap(),
+                c["fullname"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(courses.len() >= 2, "{courses:?}");
+    let said = text(
+        answer(&client, &turn, martin, &Action::Courses)
+            .await
+            .unwrap(),
+    );
+    for (_, name) in &courses {
+        let shown = serde_json::to_string(name).unwrap();
+        assert!(
+            said.contains(shown.trim_matches('"')),
+            "course {name:?} missing from {said}"
+        );
+    }
+
+    // The service account is not enrolled: without this flag it only gets warnings.
+    let mut form = Form::new().field("includenotenrolledcourses", 1);
+    for (i, (id, _)) in courses.iter().enumerate() {
+        form.push(format!("courseids[{i}]"), id);
+    }
+    let assigns = client
+        .call_value("mod_assign_get_assignments", &form)
+        .await
+        .unwrap();
+    let mut due_soon = Vec::new();
+    for c in assigns["courses"].as_array().unwrap() {
+        for a in c["assignments"].as_array().unwrap() {
+            let due = a["duedate"].as_i64().unwrap_or(0);
+            if due > now && due <= now + 15 * 86_400 {
+                due_soon.push(a["name"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(
+        due_soon.len(),
+        2,
+        "the lab seeds two assignments due in 7 and 14 days"
+    );
+    let said = text(
+        answer(
+            &client,
+            &turn,
+            martin,
+            &Action::Assignments { course: None },
+        )
+        .await
+        .unwrap(),
+    );
+    for name in &due_soon {
+        let shown = serde_json::to_string(name).unwrap();
+        assert!(
+            said.contains(shown.trim_matches('"')),
+            "assignment {name:?} missing from {said}"
+        );
+    }
+
+    let grades = client
+        .call_value(
+            "gradereport_overview_get_course_grades",
+            &Form::new().field("userid", martin),
+        )
+        .await
+        .unwrap();
+    let held: Vec<f64> = grades["grades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["rawgrade"].as_str()?.parse().ok())
+        .collect();
+    assert!(held.contains(&87.5), "{grades}");
+    let said = text(
+        answer(&client, &turn, martin, &Action::Grades)
+            .await
+            .unwrap(),
+    );
+    assert!(said.contains("87.5"), "{said}");
+}
+
 fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = lab().url.clone();
