@@ -147,6 +147,8 @@ impl IntoResponse for FunctionError {
 
 /// The body of every failed invocation, whatever failed (the function, or the invocation itself).
 pub fn invocation_failure(status: StatusCode, message: String, retryable: bool) -> Response {
+    // The host stores Logs (Application Insights): the last net for a quoted remote answer.
+    let message = crate::redact::redact(&message);
     (
         status,
         Json(serde_json::json!({

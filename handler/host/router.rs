@@ -44,6 +44,8 @@ fn failure(status: StatusCode, message: String) -> Response {
 }
 
 fn success(outputs: Map<String, Value>, logs: Vec<String>) -> Response {
+    // The host stores Logs (Application Insights): the last net for a quoted remote answer.
+    let logs: Vec<String> = logs.iter().map(|l| crate::redact::redact(l)).collect();
     Json(json!({ "Outputs": outputs, "Logs": logs, "ReturnValue": null })).into_response()
 }
 
