@@ -155,30 +155,57 @@ pub struct Check {
     pub outcome: Result<String, String>,
 }
 
+/// Lists the app packages, then writes, reads back and removes a probe blob.
+async fn blob_probe(blobs: &dyn crate::store::BlobStore) -> crate::store::StoreResult<usize> {
+    let n = blobs.list("teams-app", "").await?.len();
+    let name = format!("check/probe-{}.txt", uuid::Uuid::new_v4().simple());
+    blobs
+        .put("sync-runs", &name, vec![b'x'; 8 * 1024], "text/plain")
+        .await?;
+    let back = blobs.get("sync-runs", &name).await?;
+    blobs.delete("sync-runs", &name).await?;
+    match back {
+        Some(b) if b.len() == 8 * 1024 => Ok(n),
+        _ => Err(crate::store::StoreError::Backend(
+            "probe blob written but not read back".into(),
+        )),
+    }
+}
+
 /// Reachability of every configured service, each check independent of the others.
 pub async fn check_services(state: &AppState) -> Vec<Check> {
     let mut checks = Vec::new();
-    let store = match state.store.ensure_tables().await {
-        Ok(()) => state
-            .store
-            .get(crate::store::tables::LEASES, "check", "check")
-            .await
-            .map(|_| state.store.describe())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    // Reachable, tables there, and a real write (a full disk or a read-only store fails here).
+    let within = std::time::Duration::from_secs(state.settings.core.store_check_secs);
+    let store = crate::store::check(&state.settings.storage, state.store.as_ref(), within)
+        .await
+        .map(|_| format!("{} (written and read back)", state.store.describe()))
+        .map_err(|e| format!("{e:#}"));
     checks.push(Check {
         service: "store".into(),
         outcome: store,
     });
-    let blobs = state
-        .blobs
-        .list("teams-app", "")
-        .await
-        .map(|l| format!("{} ({} blobs)", state.blobs.describe(), l.len()));
+    let blobs = match crate::store::reachable(&state.settings.storage, "blob", within).await {
+        Err(e) => Err(format!("{e:#}")),
+        Ok(()) => match tokio::time::timeout(within, blob_probe(state.blobs.as_ref())).await {
+            Ok(r) => r
+                .map(|n| {
+                    format!(
+                        "{} ({n} blobs, written and read back)",
+                        state.blobs.describe()
+                    )
+                })
+                .map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "{}: no answer within {} s (STORE_CHECK_TIMEOUT_SECS)",
+                state.blobs.describe(),
+                within.as_secs()
+            )),
+        },
+    };
     checks.push(Check {
         service: "blobs".into(),
-        outcome: blobs.map_err(|e| e.to_string()),
+        outcome: blobs,
     });
     if let Some(m) = &state.moodle {
         let outcome = m

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod http_server;
 pub mod ids;
 pub mod moodle;
 pub mod outbound;

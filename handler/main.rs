@@ -78,6 +78,11 @@ async fn run_lambda() -> anyhow::Result<u8> {
     Ok(0)
 }
 
+async fn check_store(state: &AppState) -> anyhow::Result<()> {
+    let within = std::time::Duration::from_secs(state.settings.core.store_check_secs);
+    bridge::store::check(&state.settings.storage, state.store.as_ref(), within).await
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     #[cfg(feature = "lambda")]
     if cli.command.is_none() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
@@ -90,8 +95,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
                 let settings = load_settings()?;
                 let state = AppState::build(settings, false).await?;
+                // An unreachable store fails start-up in seconds, naming the endpoint and the cause,
+                // instead of every invocation hanging in the SDK's retries.
+                check_store(&state).await?;
                 tracing::info!(port, store = %state.store.describe(), "custom handler listening");
-                axum::serve(listener, app::custom_handler_router(state)).await?;
+                let limits = bridge::http_server::Limits::from_settings(&state.settings.core);
+                bridge::http_server::serve(
+                    listener,
+                    app::custom_handler_router(state),
+                    limits,
+                    std::future::pending(),
+                )
+                .await?;
                 Ok(0)
             }
             None => {
@@ -104,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let addr = addr.unwrap_or(settings.core.serve_addr);
             let listener = tokio::net::TcpListener::bind(addr).await?;
             let state = AppState::build(settings, true).await?;
+            check_store(&state).await?;
             bridge::serve::run(state, listener).await?;
             Ok(0)
         }
@@ -121,7 +137,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             // Warnings met while opening the store (a loosened file mode) reach stderr.
             bridge::telemetry::init(&settings.core.log_level, settings.core.log_json);
-            let state = AppState::build(settings, false).await?;
+            let store = match &settings.storage {
+                bridge::config::StorageSettings::Local { sqlite_path, .. } => {
+                    format!("sqlite:{}", sqlite_path.display())
+                }
+                bridge::config::StorageSettings::Azure(az) => {
+                    format!("azure account {}", az.account)
+                }
+            };
+            let state = match AppState::build(settings, false).await {
+                Ok(s) => s,
+                Err(e) => {
+                    outln!(
+                        "store: FAILED — cannot open {store}: {}",
+                        redact(&format!("{e:#}"))
+                    );
+                    return Ok(1);
+                }
+            };
             let mut failed = false;
             for check in app::check_services(&state).await {
                 match check.outcome {

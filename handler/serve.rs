@@ -56,9 +56,8 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
         }
     }
     tracing::info!(addr = %listener.local_addr()?, store = %state.store.describe(), "serving");
-    axum::serve(listener, public_router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = crate::http_server::Limits::from_settings(&state.settings.core);
+    crate::http_server::serve(listener, public_router(state), limits, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -37,6 +37,12 @@ pub struct CoreSettings {
     pub public_url: Option<url::Url>,
     /// `serve` only: how long a claimed queue message stays invisible before another try.
     pub queue_visibility_secs: u64,
+    /// How long start-up (and `check-config`) waits for the store before failing loudly.
+    pub store_check_secs: u64,
+    /// Longest wait for a request's headers, and between two pieces of its body.
+    pub read_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +184,34 @@ impl CoreSettings {
         if queue_visibility_secs == 0 {
             src.problem("SERVE_QUEUE_VISIBILITY_SECS: at least 1");
         }
+        let store_check_secs = src.parse(
+            "STORE_CHECK_TIMEOUT_SECS",
+            5u64,
+            "seconds start-up and `check-config` wait for the store before failing with its endpoint and the cause",
+        );
+        let read_timeout_secs = src.parse(
+            "HTTP_READ_TIMEOUT_SECS",
+            10u64,
+            "seconds a client may take to send a request's headers, and between two pieces of its body; then the connection is closed",
+        );
+        let max_connections = src.parse(
+            "HTTP_MAX_CONNECTIONS",
+            512usize,
+            "connections served at once; further ones wait in the listen backlog",
+        );
+        for (name, v) in [
+            ("STORE_CHECK_TIMEOUT_SECS", store_check_secs),
+            ("HTTP_READ_TIMEOUT_SECS", read_timeout_secs),
+            ("HTTP_MAX_CONNECTIONS", max_connections as u64),
+        ] {
+            if v == 0 {
+                src.problem(format!("{name}: at least 1"));
+            }
+        }
         CoreSettings {
+            store_check_secs,
+            read_timeout_secs,
+            max_connections,
             queue_visibility_secs,
             log_level,
             log_json,

@@ -51,7 +51,7 @@ fn is_not_found(e: &azure_core::Error) -> bool {
 }
 
 fn backend(e: azure_core::Error) -> StoreError {
-    StoreError::Backend(format!("azure blob: {e}"))
+    StoreError::Backend(format!("azure blob: {}", crate::redact::error_chain(&e)))
 }
 
 #[async_trait]

@@ -147,9 +147,10 @@ fn map_err(e: azure_core::Error) -> StoreError {
             StatusCode::BadRequest => {
                 StoreError::Invalid(format!("azure table rejected the request: {e}"))
             }
-            _ => StoreError::Backend(format!("azure table: {e}")),
+            _ => StoreError::Backend(format!("azure table: {}", crate::redact::error_chain(&e))),
         },
-        _ => StoreError::Backend(format!("azure table: {e}")),
+        // The SDK's retry policy wraps the last error ("retry policy expired"): show the cause.
+        _ => StoreError::Backend(format!("azure table: {}", crate::redact::error_chain(&e))),
     }
 }
 

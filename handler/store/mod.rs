@@ -324,3 +324,89 @@ pub async fn open(
     };
     Ok(pair)
 }
+
+/// Fail fast and say why when the store cannot be used: each Azure endpoint must accept a TCP
+/// connection, then the tables must be created and a probe row written and removed, all within
+/// `within`. Without this the SDK's retry policy spends ~80 s on a closed port and reports only
+/// "retry policy expired". A full disk or a read-only store shows up in the write.
+pub async fn check(
+    settings: &crate::config::StorageSettings,
+    store: &dyn Store,
+    within: std::time::Duration,
+) -> anyhow::Result<()> {
+    reachable(settings, "table", within).await?;
+    reachable(settings, "blob", within).await?;
+    let name = store.describe();
+    let work = async {
+        store.ensure_tables().await?;
+        probe_write(store).await
+    };
+    match tokio::time::timeout(within, work).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("store {name}: {e}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "store {name}: no answer within {} s (STORE_CHECK_TIMEOUT_SECS)",
+            within.as_secs()
+        )),
+    }
+}
+
+/// For Azure storage: the `service` ("table" or "blob") endpoint accepts a TCP connection.
+pub async fn reachable(
+    settings: &crate::config::StorageSettings,
+    service: &str,
+    within: std::time::Duration,
+) -> anyhow::Result<()> {
+    let crate::config::StorageSettings::Azure(az) = settings else {
+        return Ok(());
+    };
+    let configured = match service {
+        "table" => az.table_endpoint.as_deref(),
+        _ => az.blob_endpoint.as_deref(),
+    };
+    let endpoint = azure_table::endpoint(configured, &az.account, service);
+    connect(&endpoint, within)
+        .await
+        .map_err(|e| anyhow::anyhow!("{service} storage at {endpoint}: {e}"))
+}
+
+/// Write, read back and delete one row the size of a real one (a few KiB).
+pub async fn probe_write(store: &dyn Store) -> StoreResult<()> {
+    let rk = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    let e = Entity::new("check", rk.clone()).with("fill", "x".repeat(8 * 1024));
+    store.insert(tables::LEASES, &e).await?;
+    let back = store.get(tables::LEASES, "check", &rk).await?;
+    let removed = store.delete(tables::LEASES, "check", &rk, None).await;
+    if back.is_none() {
+        return Err(StoreError::Backend(
+            "probe row written but not read back".into(),
+        ));
+    }
+    removed
+}
+
+async fn connect(endpoint: &str, within: std::time::Duration) -> anyhow::Result<()> {
+    let url = url::Url::parse(endpoint)?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("no host in the URL"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| anyhow::anyhow!("no port for scheme {}", url.scheme()))?;
+    match tokio::time::timeout(
+        within,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("cannot connect to {host}:{port}: {e}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "no connection to {host}:{port} within {} s",
+            within.as_secs()
+        )),
+    }
+}
