@@ -612,3 +612,141 @@ async fn a_huge_kid_or_alg_does_not_make_a_huge_log_line() {
     let longest = text.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 2048, "a log line of {longest} bytes");
 }
+
+fn metadata_gets(requests: &[wiremock::Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.url.path() == "/v1/.well-known/openidconfiguration")
+        .count()
+}
+
+/// A valid token that no earlier request used (so the verification cache cannot answer).
+fn fresh_token(su: &str, i: i64) -> String {
+    let mut claims = base_claims(su);
+    claims["exp"] = json!(now() + 3600 + i);
+    mint_raw(
+        &header_for(TestKey::EndorsedMsteams),
+        &claims,
+        TestKey::EndorsedMsteams,
+    )
+}
+
+async fn post_concurrently(
+    app: &BotTestApp,
+    tokens: Vec<String>,
+) -> Vec<(u16, std::time::Duration)> {
+    let body = activity("message-personal.json", &app.service_url()).to_string();
+    let url = format!("http://{}/api/messages", app.addr);
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let (client, url, body) = (app.client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let status = client
+                    .post(url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                (status, t.elapsed())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn mount_hanging_metadata(keys: &wiremock::MockServer) {
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(
+            "/v1/.well-known/openidconfiguration",
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(60)),
+        )
+        .mount(keys)
+        .await;
+}
+
+/// One fetch in flight shared by every waiter: with a hanging key endpoint the old code
+/// answered four concurrent requests after 10, 20, 30 and 40 s (one fetch each, in turn).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_key_endpoint_is_fetched_once_and_every_request_answered_within_seconds() {
+    let app = spawn_bot_app(BotAppOptions {
+        with_moodle: false,
+        keys_up: false,
+        ..Default::default()
+    })
+    .await;
+    mount_hanging_metadata(&app.keys).await;
+    let su = app.service_url();
+    let answers = post_concurrently(&app, (0..4).map(|i| fresh_token(&su, i)).collect()).await;
+    for (status, took) in &answers {
+        assert_eq!(*status, 503, "no key set: unavailable, never accepted");
+        assert!(
+            *took < std::time::Duration::from_secs(8),
+            "answered after {took:?}"
+        );
+    }
+    let requests = app.keys.received_requests().await.unwrap();
+    assert_eq!(metadata_gets(&requests), 1, "one fetch shared by the four");
+    assert!(app.sent_activities().await.is_empty());
+}
+
+/// A stale set (older than 12 h) stays in use while the endpoint fails, and failures back off:
+/// the old code fetched once per new token (20 GETs for 20 requests).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_set_stays_in_use_while_refreshes_fail_and_failures_back_off() {
+    let app = spawn_bot_app(BotAppOptions {
+        with_moodle: false,
+        ..Default::default()
+    })
+    .await;
+    let su = app.service_url();
+    assert_eq!(
+        app.post(&activity("message-personal.json", &su))
+            .await
+            .status(),
+        200
+    );
+    let keys = app.state.bot.as_ref().unwrap().validator.keys().clone();
+
+    app.keys.reset().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&app.keys)
+        .await;
+    // Minted first: signing in a debug build is slow enough to spread the requests out.
+    let tokens: Vec<String> = (0..20).map(|i| fresh_token(&su, i)).collect();
+    keys.age_out();
+    // Twenty requests at once, as the Bot Connector sends them.
+    for (i, (status, _)) in post_concurrently(&app, tokens).await.iter().enumerate() {
+        assert_eq!(*status, 200, "request {i}: the stale set still verifies");
+    }
+    let requests = app.keys.received_requests().await.unwrap();
+    let gets = metadata_gets(&requests);
+    assert!((1..=2).contains(&gets), "{gets} GETs for 20 requests");
+
+    // A hanging endpoint does not hold requests either: the stale key answers at once.
+    app.keys.reset().await;
+    mount_hanging_metadata(&app.keys).await;
+    let tokens: Vec<String> = (100..104).map(|i| fresh_token(&su, i)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await; // past the backoff
+    let answers = post_concurrently(&app, tokens).await;
+    for (status, took) in &answers {
+        assert_eq!(*status, 200);
+        assert!(
+            *took < std::time::Duration::from_secs(3),
+            "answered after {took:?}"
+        );
+    }
+    let requests = app.keys.received_requests().await.unwrap();
+    assert!(metadata_gets(&requests) <= 1);
+}

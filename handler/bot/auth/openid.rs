@@ -1,21 +1,34 @@
 //! Bot Connector signing keys: OpenID metadata → `jwks_uri` → RSA keys with their channel
 //! endorsements. Cached; reloaded every 12 h (the service asks for < 24 h); an unknown `kid`
-//! triggers one reload at most every 5 minutes; a failed reload keeps the last good set; no
-//! token is ever accepted before a set has loaded.
+//! triggers one reload at most every 5 minutes; no token is ever accepted before a set has
+//! loaded.
+//!
+//! One fetch at a time, shared by every caller that needs it, running in its own task so a
+//! caller that gives up does not cancel it. After a failure the next attempt waits (1 s,
+//! doubling, at most 5 minutes), and while a refresh fails the last good set stays in use: a
+//! token signed by a key of the stale set is still verified at once, and the refresh of a
+//! stale set never holds a request.
 
 use crate::telemetry::capped;
 use base64::Engine;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use ring::signature::RsaPublicKeyComponents;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
 const REFRESH_EVERY: Duration = Duration::from_secs(12 * 3600);
 const UNKNOWN_KID_MIN_INTERVAL: Duration = Duration::from_secs(300);
-/// While no set has ever loaded, retry the fetch at most this often.
-const UNLOADED_RETRY: Duration = Duration::from_secs(1);
+/// First wait after a failed fetch; doubles with each failure in a row, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest a request waits for a fetch in flight (the fetch itself may take longer).
+const WAIT_FOR_FETCH: Duration = Duration::from_secs(5);
+/// Each GET of a fetch (metadata, then keys).
+const GET_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct SigningKey {
     pub kid: String,
@@ -33,7 +46,8 @@ impl SigningKey {
 
 struct KeySet {
     keys: HashMap<String, Arc<SigningKey>>,
-    loaded_at: Instant,
+    /// When a refresh is due (loaded + 12 h).
+    stale_at: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,19 +65,40 @@ impl KeyError {
     }
 }
 
+type Fetch = Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// Why a fetch is wanted: decides whether it may start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// No set yet: nothing can be verified without one.
+    FirstSet,
+    /// The set is older than 12 h: refresh, but keep using it meanwhile.
+    Stale,
+    /// A `kid` the set does not have: a rotation, or an attacker sending random kids.
+    UnknownKid,
+}
+
 #[derive(Default)]
 struct FetchState {
-    last_attempt: Option<Instant>,
+    in_flight: Option<Fetch>,
+    failures: u32,
+    /// No new fetch before this instant (after a failure).
+    retry_at: Option<Instant>,
     last_forced: Option<Instant>,
 }
 
 pub struct KeyCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     http: reqwest::Client,
     metadata_url: Url,
     set: RwLock<Option<Arc<KeySet>>>,
-    fetch: tokio::sync::Mutex<FetchState>,
-    fetches: std::sync::atomic::AtomicU64,
-    generation: std::sync::atomic::AtomicU64,
+    /// Never held across an await.
+    fetch: Mutex<FetchState>,
+    fetches: AtomicU64,
+    generation: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -95,105 +130,141 @@ struct JwkEntry {
 impl KeyCache {
     pub fn new(http: reqwest::Client, metadata_url: Url) -> Self {
         KeyCache {
-            http,
-            metadata_url,
-            set: RwLock::new(None),
-            fetch: tokio::sync::Mutex::new(FetchState::default()),
-            fetches: Default::default(),
-            generation: Default::default(),
+            inner: Arc::new(Inner {
+                http,
+                metadata_url,
+                set: RwLock::new(None),
+                fetch: Mutex::new(FetchState::default()),
+                fetches: Default::default(),
+                generation: Default::default(),
+            }),
         }
     }
 
     /// Changes every time a key set is loaded: verifications cached under an older set are redone.
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Number of key-set loads attempted (tests assert the unknown-kid rate limit with it).
     pub fn fetch_count(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Treat the loaded set as older than 12 h from now on (the next use refreshes it); for
+    /// tests of the stale path, which cannot wait half a day.
+    pub fn age_out(&self) {
+        let mut g = self.inner.set.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = g.as_ref() {
+            *g = Some(Arc::new(KeySet {
+                keys: set.keys.clone(),
+                stale_at: Instant::now(),
+            }));
+        }
     }
 
     fn snapshot(&self) -> Option<Arc<KeySet>> {
-        self.set.read().ok().and_then(|g| g.clone())
+        self.inner.set.read().ok().and_then(|g| g.clone())
+    }
+
+    fn lookup(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.snapshot().and_then(|s| s.keys.get(kid).cloned())
     }
 
     /// The key for `kid`, loading or reloading the set when needed.
     pub async fn key(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
+        let now = Instant::now();
         if let Some(set) = self.snapshot() {
-            if set.loaded_at.elapsed() < REFRESH_EVERY {
-                if let Some(k) = set.keys.get(kid) {
-                    return Ok(k.clone());
+            if let Some(k) = set.keys.get(kid) {
+                if now >= set.stale_at {
+                    // Refreshed in the background; this request goes on with the stale key.
+                    let _ = self.fetch(now, Need::Stale);
                 }
+                return Ok(k.clone());
             }
+            let Some(fetch) = self.fetch(now, Need::UnknownKid) else {
+                return Err(KeyError::unknown_kid(kid));
+            };
+            let _ = tokio::time::timeout(WAIT_FOR_FETCH, fetch).await;
+            return self.lookup(kid).ok_or_else(|| KeyError::unknown_kid(kid));
         }
-        self.reload_for(kid).await
+        let Some(fetch) = self.fetch(now, Need::FirstSet) else {
+            return Err(KeyError::Unavailable(
+                "signing keys not loaded yet (retrying after a failed fetch)".into(),
+            ));
+        };
+        match tokio::time::timeout(WAIT_FOR_FETCH, fetch).await {
+            Err(_) => Err(KeyError::Unavailable(format!(
+                "the key endpoint did not answer within {WAIT_FOR_FETCH:?}"
+            ))),
+            Ok(Err(e)) => Err(KeyError::Unavailable(e)),
+            Ok(Ok(())) => self.lookup(kid).ok_or_else(|| KeyError::unknown_kid(kid)),
+        }
     }
 
-    async fn reload_for(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
-        let mut state = self.fetch.lock().await;
-        // Someone else may have reloaded while we waited for the lock.
-        let current = self.snapshot();
-        if let Some(set) = &current {
-            if let Some(k) = set.keys.get(kid) {
-                if set.loaded_at.elapsed() < REFRESH_EVERY {
-                    return Ok(k.clone());
-                }
-            }
+    /// The fetch in flight, or a new one when allowed: not while backing off after a failure,
+    /// and for an unknown kid at most once per `UNKNOWN_KID_MIN_INTERVAL`. `None`: no fetch now.
+    fn fetch(&self, now: Instant, need: Need) -> Option<Fetch> {
+        let mut st = self.inner.fetch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &st.in_flight {
+            return Some(f.clone());
         }
-        let now = Instant::now();
-        let may_fetch = match &current {
-            None => state
-                .last_attempt
-                .is_none_or(|t| now.duration_since(t) >= UNLOADED_RETRY),
-            Some(set) if set.loaded_at.elapsed() >= REFRESH_EVERY => true,
-            // Unknown kid with a fresh set: a rotation is possible, but an attacker can send
-            // random kids, so refetch at most once per interval.
-            Some(_) => state
+        if st.retry_at.is_some_and(|t| now < t) {
+            return None;
+        }
+        if need == Need::UnknownKid {
+            if st
                 .last_forced
-                .is_none_or(|t| now.duration_since(t) >= UNKNOWN_KID_MIN_INTERVAL),
-        };
-        if may_fetch {
-            state.last_attempt = Some(now);
-            if current.is_some() {
-                state.last_forced = Some(now);
+                .is_some_and(|t| now.duration_since(t) < UNKNOWN_KID_MIN_INTERVAL)
+            {
+                return None;
             }
-            match self.load().await {
-                Ok(set) => {
-                    let set = Arc::new(set);
-                    if let Ok(mut g) = self.set.write() {
-                        *g = Some(set.clone());
-                    }
-                    self.generation
-                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    return set
-                        .keys
-                        .get(kid)
-                        .cloned()
-                        .ok_or_else(|| KeyError::unknown_kid(kid));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not load Bot Connector signing keys; keeping the last good set");
-                    if current.is_none() {
-                        return Err(KeyError::Unavailable(e));
-                    }
-                }
-            }
+            st.last_forced = Some(now);
         }
-        match current {
-            // A stale set still beats none while the metadata endpoint is down.
-            Some(set) => set
-                .keys
-                .get(kid)
-                .cloned()
-                .ok_or_else(|| KeyError::unknown_kid(kid)),
-            None => Err(KeyError::Unavailable("signing keys not loaded yet".into())),
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move { inner.load_and_install().await });
+        let fetch: Fetch = async move {
+            task.await
+                .unwrap_or_else(|e| Err(format!("key fetch task failed: {e}")))
+        }
+        .boxed()
+        .shared();
+        st.in_flight = Some(fetch.clone());
+        Some(fetch)
+    }
+}
+
+impl Inner {
+    /// One fetch: install the set, or keep the last good one and back off.
+    async fn load_and_install(self: Arc<Self>) -> Result<(), String> {
+        let result = self.load().await;
+        let mut st = self.fetch.lock().unwrap_or_else(|p| p.into_inner());
+        st.in_flight = None;
+        match result {
+            Ok(set) => {
+                if let Ok(mut g) = self.set.write() {
+                    *g = Some(Arc::new(set));
+                }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                st.failures = 0;
+                st.retry_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                st.failures = st.failures.saturating_add(1);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(2u32.saturating_pow(st.failures - 1))
+                    .min(MAX_BACKOFF);
+                st.retry_at = Some(Instant::now() + backoff);
+                tracing::warn!(error = %e, failures = st.failures, retry_in = ?backoff,
+                    "could not load Bot Connector signing keys; keeping the last good set");
+                Err(e)
+            }
         }
     }
 
     async fn load(&self) -> Result<KeySet, String> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let meta: Metadata = self.get_json(self.metadata_url.clone()).await?;
         let jwks_uri = Url::parse(&meta.jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
         // The key URL must be as trustworthy as the metadata URL: https, or the same loopback host.
@@ -239,7 +310,7 @@ impl KeyCache {
         tracing::info!(count = keys.len(), "Bot Connector signing keys loaded");
         Ok(KeySet {
             keys,
-            loaded_at: Instant::now(),
+            stale_at: Instant::now() + REFRESH_EVERY,
         })
     }
 
@@ -247,7 +318,7 @@ impl KeyCache {
         let resp = self
             .http
             .get(url.clone())
-            .timeout(Duration::from_secs(10))
+            .timeout(GET_TIMEOUT)
             .send()
             .await
             .map_err(|e| format!("GET {url}: {e}"))?;
