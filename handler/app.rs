@@ -22,7 +22,8 @@ pub struct AppInner {
     pub store: SharedStore,
     pub blobs: Arc<dyn BlobStore>,
     pub moodle: Option<MoodleClient>,
-    /// Shared outbound HTTP client (rustls), for Graph, Bot Connector and webhooks.
+    /// The process's one outbound HTTP client ([`crate::outbound::http`]): Moodle, Bot
+    /// Connector, token endpoints and storage identity share its pool.
     pub http: reqwest::Client,
     /// Present under `handler serve`: where outbox messages go. Under the Functions host the
     /// host's queues do that job and this is `None`.
@@ -55,10 +56,7 @@ impl AppState {
             .as_ref()
             .map(MoodleClient::new)
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::outbound::http::shared()?;
         let visibility_ms = settings.core.queue_visibility_secs.saturating_mul(1000) as i64;
         let local_queue = with_local_queue
             .then(|| DurableQueue::new(store.clone()).with_visibility_ms(visibility_ms));

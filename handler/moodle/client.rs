@@ -4,6 +4,7 @@
 use super::error::{MoodleError, MoodleException};
 use super::form::Form;
 use crate::config::{MoodleSettings, Secret};
+use crate::outbound::{retry, Failure, RetryPolicy};
 use crate::redact;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -21,7 +22,8 @@ pub struct MoodleClient {
     token: Secret,
     max_form_fields: usize,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
-    retries: u32,
+    timeout: Duration,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for MoodleClient {
@@ -34,12 +36,8 @@ impl std::fmt::Debug for MoodleClient {
 
 impl MoodleClient {
     pub fn new(settings: &MoodleSettings) -> Result<Self, MoodleError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs))
-            .pool_max_idle_per_host(64)
-            .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| MoodleError::Transport(e.to_string()))?;
+        let http = crate::outbound::http::shared()
+            .map_err(|e| MoodleError::Transport(redact::error_chain(&e)))?;
         let mut base = settings.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -53,7 +51,8 @@ impl MoodleClient {
             token: settings.token.clone(),
             max_form_fields: settings.max_form_fields,
             calls: Arc::default(),
-            retries: 3,
+            timeout: Duration::from_secs(settings.timeout_secs),
+            retry: RetryPolicy::MOODLE,
         })
     }
 
@@ -90,26 +89,28 @@ impl MoodleClient {
         function: &str,
         form: &Form,
     ) -> Result<serde_json::Value, MoodleError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.call_once(function, form).await {
-                Err(e) if e.is_transient() && attempt <= self.retries => {
-                    let wait = Duration::from_millis(
-                        200 * 2u64.pow(attempt - 1) + rand::random::<u64>() % 100,
-                    );
-                    tracing::warn!(function, attempt, error = %e, "transient Moodle failure, retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
-            }
-        }
+        self.retry
+            .run(function, |_| async {
+                let mut retry_after = None;
+                self.call_once(function, form, &mut retry_after)
+                    .await
+                    .map_err(|e| {
+                        if e.is_transient() {
+                            Failure::retryable(e, retry_after)
+                        } else {
+                            Failure::permanent(e)
+                        }
+                    })
+            })
+            .await
     }
 
+    /// One POST; `retry_after` is set when an overloaded site says when to come back.
     async fn call_once(
         &self,
         function: &str,
         form: &Form,
+        retry_after: &mut Option<Duration>,
     ) -> Result<serde_json::Value, MoodleError> {
         if let Ok(mut m) = self.calls.lock() {
             *m.entry(function.to_string()).or_default() += 1;
@@ -127,12 +128,14 @@ impl MoodleClient {
             .http
             .post(self.endpoint.clone())
             .form(&fields)
+            .timeout(self.timeout)
             .send()
             .await
             // The URL carries no token (it is in the body); the cause chain says why it failed.
             .map_err(|e| MoodleError::Transport(redact::error_chain(&e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
+            *retry_after = retry::retry_after(resp.headers());
             return Err(MoodleError::HttpStatus(status.as_u16()));
         }
         let bytes = resp
@@ -154,5 +157,76 @@ impl MoodleClient {
             return Err(MoodleError::from_exception(function, ex));
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(server: &MockServer) -> MoodleClient {
+        MoodleClient::new(&MoodleSettings {
+            url: server.uri().parse().unwrap(),
+            token: Secret::new("TOKEN"),
+            max_form_fields: 1000,
+            timeout_secs: 5,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_site_is_retried_after_its_retry_after() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": 1})))
+            .mount(&server)
+            .await;
+        let c = client(&server);
+        let started = Instant::now();
+        let v = c
+            .call_value("core_webservice_get_site_info", &Form::new())
+            .await
+            .unwrap();
+        assert_eq!(v["ok"], 1);
+        assert_eq!(c.total_calls(), 2);
+        // The backoff alone would be at most 200 ms: the site's Retry-After was honoured.
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_stop_after_four_attempts_and_permanent_ones_at_once() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&server)
+            .await;
+        let c = client(&server);
+        let err = c
+            .call_value("core_webservice_get_site_info", &Form::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MoodleError::HttpStatus(502)), "{err}");
+        assert_eq!(c.total_calls(), 4);
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(403))
+            .mount(&server)
+            .await;
+        let c = client(&server);
+        assert!(c
+            .call_value("core_webservice_get_site_info", &Form::new())
+            .await
+            .is_err());
+        assert_eq!(c.total_calls(), 1);
     }
 }
