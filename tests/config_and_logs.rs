@@ -181,7 +181,26 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
         "no SQLite file when Azure storage is configured"
     );
 
-    let h = Handler::custom_handler(dir.path(), &env);
+    // A SyncTimer that really uses the storage: with the sync on, it takes the lease and writes
+    // the run row in Azurite (planning calls no Moodle, so Moodle's address is never dialled).
+    let ldif = dir.path().join("export.ldif");
+    let mut data = Vec::new();
+    bridge::sync::testing::ent_data::write_ldif(
+        &mut data,
+        &bridge::sync::testing::ent_data::Spec::new(6),
+    )
+    .unwrap();
+    std::fs::write(&ldif, data).unwrap();
+    let moodle = format!("http://127.0.0.1:{}/", common::free_port());
+    let mut sync_env = env.to_vec();
+    sync_env.extend([
+        ("SYNC_ENABLED", "true"),
+        ("SYNC_SOURCE", "ldif"),
+        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+        ("MOODLE_URL", moodle.as_str()),
+        ("MOODLE_TOKEN", "tok-azurite-000"),
+    ]);
+    let h = Handler::custom_handler(dir.path(), &sync_env);
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/SyncTimer", h.base))
         .body(common::fixture(
@@ -190,6 +209,42 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    let shards: Vec<Value> = v["Outputs"]["syncWork"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no shards queued: {v}"))
+        .iter()
+        .map(|m| serde_json::from_str(m.as_str().unwrap()).unwrap())
+        .collect();
+    assert!(!shards.is_empty(), "{v}");
+    let run_id = shards[0]["run_id"].as_str().unwrap().to_string();
+    assert!(shards.iter().all(|s| s["run_id"] == run_id.as_str()));
+
+    // Read it back from Azurite with the app's own store, through the same table prefix.
+    let mut settings = common::azurite::storage_settings("readback");
+    settings.table_prefix = prefix.clone();
+    let store = bridge::store::azure_table::AzureTableStore::new(&settings).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (run, held) = rt.block_on(async {
+        let run = bridge::store::Store::get(&store, bridge::store::tables::RUNS, &run_id, "run")
+            .await
+            .unwrap();
+        let store: bridge::store::SharedStore = std::sync::Arc::new(store);
+        (run, bridge::sync::lease::current(&store).await.unwrap())
+    });
+    let run = run.expect("run row written to Azure tables");
+    assert_eq!(run.str("status"), Some("planned"));
+    assert_eq!(run.int("total"), Some(shards.len() as i64));
+    assert_eq!(run.int("done"), Some(0));
+    assert_eq!(
+        held.expect("lease row written").owner,
+        run_id,
+        "the run holds the lease"
+    );
+    assert!(
+        !dir.path().join("bridge.sqlite").exists(),
+        "nothing went to a local file"
+    );
 }
 
 /// Every byte the run left behind: the SQLite file with its journal files, and every blob.

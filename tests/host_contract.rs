@@ -146,7 +146,27 @@ fn the_binary_answers_every_fixture_payload_as_the_host_expects() {
             .starts_with("application/json"));
         let v: Value = r.json().unwrap();
         assert_invocation_shape(&v);
+        // With the sync off (the default) the timer plans nothing and queues nothing, and says why.
+        assert_eq!(v["Outputs"], json!({}), "{timer}: {v}");
+        assert_eq!(
+            v["Logs"],
+            json!(["sync is disabled (SYNC_ENABLED=false)"]),
+            "{timer}"
+        );
     }
+    let rows = |table: &str| -> i64 {
+        rusqlite::Connection::open(dir.path().join("bridge.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM entities WHERE tbl = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(rows("runs"), 0, "no run recorded");
+    assert_eq!(rows("leases"), 0, "no lease taken");
+    assert_eq!(rows("queue"), 0, "nothing queued");
 
     // A queue function that cannot process a message answers non-2xx so the host retries, then poisons it.
     for queue in [
@@ -178,6 +198,24 @@ fn the_binary_answers_every_fixture_payload_as_the_host_expects() {
         v["Outputs"].get("notify").is_none(),
         "a failed request queues nothing"
     );
+    let outputs: Vec<&String> = v["Outputs"].as_object().unwrap().keys().collect();
+    assert_eq!(outputs, ["res"], "only the HTTP answer: {v}");
+    let body: Value = serde_json::from_str(v["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["error"], "no route for POST /api/notify/grade-released",
+        "{v}"
+    );
+    // MoodleWebhook's own route: declared, not built yet. It says so, and queues nothing.
+    http["Data"]["req"]["Url"] = json!("http://localhost:7071/api/webhook");
+    let v: Value = post(&h, "MoodleWebhook", http.to_string()).json().unwrap();
+    assert_eq!(v["Outputs"]["res"]["statusCode"], 501, "{v}");
+    let body: Value = serde_json::from_str(v["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["error"], "MoodleWebhook (api/webhook) is not in this build",
+        "{v}"
+    );
+    let outputs: Vec<&String> = v["Outputs"].as_object().unwrap().keys().collect();
+    assert_eq!(outputs, ["res"], "nothing queued on notify: {v}");
     http["Data"]["req"]["Url"] = json!("http://localhost:7071/api/health");
     http["Data"]["req"]["Method"] = json!("GET");
     let v: Value = post(&h, "MoodleWebhook", http.to_string()).json().unwrap();

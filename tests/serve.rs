@@ -90,11 +90,38 @@ fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
     // Nothing lost, nothing duplicated, the try count kept for the poison rule.
     assert_eq!(queue_rows(dir.path(), "notify"), vec![(id.clone(), 1)]);
     let _h2 = Handler::serve(dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    // The restarted worker takes the same message once its backoff (2 s after the first try)
+    // is over, and counts this second try.
+    let start = Instant::now();
+    while queue_rows(dir.path(), "notify").first().map(|r| r.1) != Some(2) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the restarted server never retried the message: {:?}",
+            queue_rows(dir.path(), "notify")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let rows = queue_rows(dir.path(), "notify");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].0, id);
+    assert_eq!(rows, vec![(id.clone(), 2)], "same message, second try");
     assert!(queue_rows(dir.path(), "notify-poison").is_empty());
+    let conn = rusqlite::Connection::open(dir.path().join("bridge.sqlite")).unwrap();
+    let props: String = conn
+        .query_row(
+            "SELECT props FROM entities WHERE tbl = 'queue' AND pk = 'notify'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&props).unwrap();
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not part of this build"),
+        "the try's failure is recorded: {v}"
+    );
 }
 
 #[test]
