@@ -7,4 +7,5 @@ export MOODLE_LAB_DIR=${MOODLE_LAB_DIR:-/tmp/moodle-lab}
 export MOODLE_LAB_SMTP=${MOODLE_LAB_SMTP:-127.0.0.1:2526}
 bash scripts/install-test-deps.sh
 # Test binaries run in parallel; each starts its own Azurite / slapd on free loopback ports.
-cargo test --all-targets --locked "$@"
+# --workspace: the tests/testkit crate (doubles, `bench`) is built and linted with the rest.
+cargo test --all-targets --workspace --locked "$@"

@@ -2,11 +2,9 @@
 //! minted here from the TEST-ONLY fixture keys and served by a local key server. A rejection is
 //! 401, nothing is stored and nothing is sent.
 
-mod common;
-
-use common::bot_app::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use testkit::bot_app::*;
 
 struct Case {
     name: &'static str,
@@ -481,7 +479,7 @@ async fn key_rotation_is_accepted_after_one_refetch() {
         200
     );
     // The key server rotates to a new key (kid never seen before), endorsed for msteams.
-    let mut jwks = common::fixture_json("botframework/jwks-other-issuer.json");
+    let mut jwks = testkit::fixture_json("botframework/jwks-other-issuer.json");
     jwks["keys"][0]["kid"] = json!("test-kid-rotated");
     jwks["keys"][0]["endorsements"] = json!(["msteams"]);
     app.keys.reset().await;
@@ -520,7 +518,7 @@ async fn key_endpoint_down_at_startup_never_accepts_then_recovers() {
     let status = app.post(&act).await.status().as_u16();
     assert!(status == 503 || status == 401, "got {status}");
     assert!(app.sent_activities().await.is_empty());
-    mount_keys(&app.keys, common::fixture_json("botframework/jwks.json")).await;
+    mount_keys(&app.keys, testkit::fixture_json("botframework/jwks.json")).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(app.post(&act).await.status(), 200);
 }
@@ -537,7 +535,7 @@ async fn other_issuer_key_set_is_never_consulted() {
     .await;
     mount_keys(
         &app.keys,
-        common::fixture_json("botframework/jwks-other-issuer.json"),
+        testkit::fixture_json("botframework/jwks-other-issuer.json"),
     )
     .await;
     let su = app.service_url();
@@ -565,7 +563,7 @@ async fn other_issuer_key_set_is_never_consulted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_kid_or_alg_does_not_make_a_huge_log_line() {
     let keys = wiremock::MockServer::start().await;
-    mount_keys(&keys, common::fixture_json("botframework/jwks.json")).await;
+    mount_keys(&keys, testkit::fixture_json("botframework/jwks.json")).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("handler.log");
     let metadata = format!("{}/v1/.well-known/openidconfiguration", keys.uri());
@@ -576,7 +574,7 @@ async fn a_huge_kid_or_alg_does_not_make_a_huge_log_line() {
         ("BOT_APP_PASSWORD", "test-client-secret"),
         ("BOT_OPENID_METADATA_URL", metadata.as_str()),
     ];
-    let mut h = common::app::Handler::serve_logged(dir.path(), &env, &log);
+    let mut h = testkit::app::Handler::serve_logged(dir.path(), &env, &log);
     let huge = "k".repeat(200 * 1024);
     let su = "https://smba.trafficmanager.net/emea/";
     let tokens = [

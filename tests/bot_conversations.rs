@@ -1,11 +1,9 @@
 //! Every fixture activity, conversations in French and English against the Moodle double, the
 //! teacher question, user mapping, and proactive sends from Store references after a restart.
 
-mod common;
-
-use common::bot_app::*;
-use common::moodle_fixtures::MoodleDouble;
 use serde_json::{json, Value};
+use testkit::bot_app::*;
+use testkit::moodle_fixtures::MoodleDouble;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -287,7 +285,7 @@ async fn invoke_adaptive_card_action_answers_in_the_http_response() {
         .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    let expected = common::fixture_json("botframework/invoke-adaptiveCard-action.response.json");
+    let expected = testkit::fixture_json("botframework/invoke-adaptiveCard-action.response.json");
     assert_eq!(body["statusCode"], expected["statusCode"]);
     assert_eq!(body["type"], expected["type"]);
     assert_eq!(body["value"]["version"], "1.5");
@@ -572,7 +570,7 @@ async fn connector_403_removes_the_reference_and_429_is_retried() {
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "0")
-                .set_body_json(common::fixture_json("botframework/connector-429.json")),
+                .set_body_json(testkit::fixture_json("botframework/connector-429.json")),
         )
         .up_to_n_times(1)
         .with_priority(1)
@@ -587,7 +585,7 @@ async fn connector_403_removes_the_reference_and_429_is_retried() {
     Mock::given(method("POST"))
         .and(path_regex(r"/activities$"))
         .respond_with(
-            ResponseTemplate::new(403).set_body_json(common::fixture_json(
+            ResponseTemplate::new(403).set_body_json(testkit::fixture_json(
                 "botframework/connector-error-403-message-writes-blocked.json",
             )),
         )

@@ -3,11 +3,9 @@
 //! `botReplies` output binding under the Functions host) and sent by `BotReplies` within Teams'
 //! limits, each exactly once; a store that does not answer does not hold the reply.
 
-mod common;
-
-use common::bot_app::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testkit::bot_app::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 

@@ -1,10 +1,8 @@
 //! Configuration is validated at start with every problem named at once; logs are JSON lines
 //! carrying the invocation id; secrets reach neither.
 
-mod common;
-
-use common::app::{run_cli, Handler};
 use serde_json::Value;
+use testkit::app::{run_cli, Handler};
 
 #[test]
 fn check_config_lists_every_problem_and_never_echoes_a_secret() {
@@ -56,7 +54,7 @@ fn check_config_passes_on_the_embedded_default_and_checks_the_store() {
 #[test]
 fn check_config_reports_an_unreachable_moodle_without_its_token() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{}/moodle", common::free_port());
+    let url = format!("http://127.0.0.1:{}/moodle", testkit::free_port());
     let env = [
         ("MOODLE_URL", url.as_str()),
         ("MOODLE_TOKEN", "tok-very-secret-789"),
@@ -80,12 +78,12 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
     let log = dir.path().join("handler.log");
     // The token is sent (the timer checks it before planning a run) to a Moodle that echoes it.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(common::echo_moodle::start());
+    let echo = rt.block_on(testkit::echo_moodle::start());
     let uri = echo.uri();
     let ldif = dir.path().join("people.ldif");
-    bridge::sync::testing::ent_data::write_ldif(
+    testkit::ent_data::write_ldif(
         &mut std::fs::File::create(&ldif).unwrap(),
-        &bridge::sync::testing::ent_data::Spec::new(12),
+        &testkit::ent_data::Spec::new(12),
     )
     .unwrap();
     let env = [
@@ -103,7 +101,7 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
             "X-Azure-Functions-InvocationId",
             "11111111-2222-3333-4444-555555555555",
         )
-        .body(common::fixture(
+        .body(testkit::fixture(
             "azure-functions/requests/timer.schedule-status-set.json",
         ))
         .send()
@@ -160,7 +158,7 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
 
 #[test]
 fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string() {
-    let az = common::azurite::azurite();
+    let az = testkit::azurite::azurite();
     let dir = tempfile::tempdir().unwrap();
     let conn = az.connection_string();
     let prefix = format!("ch{}", std::process::id());
@@ -185,13 +183,9 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
     // the run row in Azurite (planning calls no Moodle, so Moodle's address is never dialled).
     let ldif = dir.path().join("export.ldif");
     let mut data = Vec::new();
-    bridge::sync::testing::ent_data::write_ldif(
-        &mut data,
-        &bridge::sync::testing::ent_data::Spec::new(6),
-    )
-    .unwrap();
+    testkit::ent_data::write_ldif(&mut data, &testkit::ent_data::Spec::new(6)).unwrap();
     std::fs::write(&ldif, data).unwrap();
-    let moodle = format!("http://127.0.0.1:{}/", common::free_port());
+    let moodle = format!("http://127.0.0.1:{}/", testkit::free_port());
     let mut sync_env = env.to_vec();
     sync_env.extend([
         ("SYNC_ENABLED", "true"),
@@ -203,7 +197,7 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
     let h = Handler::custom_handler(dir.path(), &sync_env);
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/SyncTimer", h.base))
-        .body(common::fixture(
+        .body(testkit::fixture(
             "azure-functions/requests/timer.schedule-status-null.json",
         ))
         .send()
@@ -221,7 +215,7 @@ fn the_custom_handler_runs_on_azure_storage_through_the_hosts_connection_string(
     assert!(shards.iter().all(|s| s["run_id"] == run_id.as_str()));
 
     // Read it back from Azurite with the app's own store, through the same table prefix.
-    let mut settings = common::azurite::storage_settings("readback");
+    let mut settings = testkit::azurite::storage_settings("readback");
     settings.table_prefix = prefix.clone();
     let store = bridge::store::azure_table::AzureTableStore::new(&settings).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -309,8 +303,8 @@ const ECHOED_TOKEN: &str = "tokECHO0123456789secret";
 /// appears in no output, log line, report or store row, yet the failure itself is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
-    use bridge::sync::testing::ent_data::{self, Spec};
-    let echo = common::echo_moodle::start().await;
+    use testkit::ent_data::{self, Spec};
+    let echo = testkit::echo_moodle::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("people.ldif");
     ent_data::write_ldif(&mut std::fs::File::create(&ldif).unwrap(), &Spec::new(5)).unwrap();
@@ -399,7 +393,7 @@ fn printing_commands_end_quietly_when_stdout_is_closed() {
         &["check-config"][..],
         &["enqueue", "replay", "{}"][..],
     ] {
-        let mut child = common::app::base_command(dir.path(), &[])
+        let mut child = testkit::app::base_command(dir.path(), &[])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

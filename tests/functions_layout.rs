@@ -184,10 +184,7 @@ fn functions_called(dir: &Path, out: &mut BTreeSet<String>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
-            // The Moodle double and the benchmarks name functions without calling them.
-            if !p.ends_with("testing") && !p.ends_with("bench") {
-                functions_called(&p, out);
-            }
+            functions_called(&p, out);
             continue;
         }
         if p.extension().is_none_or(|x| x != "rs") {

@@ -1,12 +1,10 @@
 //! The Functions host contract, fed with the recorded payload shapes of
 //! `../shared/fixtures/azure-functions/` against the real binary in custom-handler mode.
 
-mod common;
-
 use bridge::host::InvocationRequest;
-use common::app::Handler;
-use common::{fixture, fixture_json};
 use serde_json::{json, Value};
+use testkit::app::Handler;
+use testkit::{fixture, fixture_json};
 
 fn parse(rel: &str) -> InvocationRequest {
     InvocationRequest::parse(fixture(rel).as_bytes()).unwrap()

@@ -1,10 +1,8 @@
 //! Every error answer is JSON (`{"error": …}`), including the body-size refusals that the
 //! framework produces before any handler runs.
 
-mod common;
-
-use common::app::Handler;
 use serde_json::Value;
+use testkit::app::Handler;
 
 fn assert_json_413(r: reqwest::blocking::Response, what: &str) {
     assert_eq!(r.status(), 413, "{what}");

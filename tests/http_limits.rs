@@ -2,12 +2,10 @@
 //! never finish their headers or their body are closed after the timeout, no more than the cap
 //! are served at once, and a normal request still gets its answer meanwhile.
 
-mod common;
-
-use common::app::Handler;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use testkit::app::Handler;
 
 const TIMEOUT_SECS: u64 = 1;
 const CAP: usize = 100;

@@ -1,8 +1,6 @@
 //! The sync against the real Moodle of `../shared/moodle-lab` (started by the test script): what
 //! the directory says must be what Moodle holds afterwards, read back through its web service.
-//! Each test works under its own username and cohort prefix (see `common::moodle_lab`).
-
-mod common;
+//! Each test works under its own username and cohort prefix (see `testkit::moodle_lab`).
 
 use base64::Engine;
 use bridge::config::Source;
@@ -14,10 +12,10 @@ use bridge::store::SharedStore;
 use bridge::sync::run::{run_inline, SyncEnv};
 use bridge::sync::source::Entry;
 use bridge::sync::{RunReport, SyncOptions, SyncSettings};
-use common::moodle_lab::{lab, mails_to, smtp_sink, unique_prefix};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use testkit::moodle_lab::{lab, mails_to, smtp_sink, unique_prefix};
 
 const SAMPLE_SIREN: &str = "99900100000016";
 
@@ -141,7 +139,7 @@ fn parse_ldif(text: &str) -> Vec<Entry> {
 
 /// The sample school with every login, mail and join key prefixed, so it is new to the lab.
 fn prefixed_sample(prefix: &str) -> String {
-    let text = common::fixture("ent/sample-school.ldif");
+    let text = testkit::fixture("ent/sample-school.ldif");
     text.lines()
         .map(|l| {
             if let Some(v) = l.strip_prefix("ENTPersonLogin: ") {
@@ -580,14 +578,14 @@ async fn generated_directory_through_slapd_lands_in_moodle_as_the_directory_says
     smtp_sink();
     let p = unique_prefix("gen");
     let text = generated(&p, 300);
-    let slapd = common::slapd::Slapd::start(text.as_bytes());
+    let slapd = testkit::slapd::Slapd::start(text.as_bytes());
     let w = world(
         &p,
         None,
         &[
             ("LDAP_URL", slapd.url.as_str()),
-            ("LDAP_BIND_DN", common::slapd::READER_DN),
-            ("LDAP_BIND_PASSWORD", common::slapd::READER_PW),
+            ("LDAP_BIND_DN", testkit::slapd::READER_DN),
+            ("LDAP_BIND_PASSWORD", testkit::slapd::READER_PW),
             ("LDAP_PAGE_SIZE", "100"),
             ("SYNC_BATCH_SIZE", "120"),
         ],
@@ -669,7 +667,7 @@ async fn generated_directory_through_slapd_lands_in_moodle_as_the_directory_says
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_double_and_the_real_moodle_agree_on_column_widths() {
     let p = unique_prefix("col");
-    let fake = common::fake_moodle::FakeMoodle::start().await;
+    let fake = testkit::fake_moodle::FakeMoodle::start().await;
     let item = |n: usize, tag: &str| -> Vec<(String, String)> {
         bridge::moodle::users::UserFields {
             username: format!("{p}{tag}"),
@@ -828,14 +826,14 @@ fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut all: Vec<(&str, &str)> =
         vec![("MOODLE_URL", url.as_str()), ("STORE_BACKEND", "sqlite")];
     all.extend_from_slice(env);
-    common::app::run_cli(dir.path(), &all, &["check-config"])
+    testkit::app::run_cli(dir.path(), &all, &["check-config"])
 }
 
 /// check-config reads what the token may do: the lab's `bridge_nocap` (only webservice/rest:use)
 /// fails with the missing capabilities named; the bridge's own token passes.
 #[test]
 fn check_config_fails_on_a_token_without_the_capabilities() {
-    let sample = common::fixtures_dir()
+    let sample = testkit::fixtures_dir()
         .join("ent/sample-school.ldif")
         .display()
         .to_string();
@@ -880,25 +878,25 @@ fn check_config_fails_on_a_missing_file_ldap_down_or_a_wrong_password() {
         "{out}"
     );
 
-    let down = format!("ldap://127.0.0.1:{}", common::free_port());
+    let down = format!("ldap://127.0.0.1:{}", testkit::free_port());
     let ldap = |url: &str, pw: &str| {
         with(&[
             ("LDAP_URL", url),
-            ("LDAP_BIND_DN", common::slapd::READER_DN),
+            ("LDAP_BIND_DN", testkit::slapd::READER_DN),
             ("LDAP_BIND_PASSWORD", pw),
             ("LDAP_TIMEOUT_SECS", "5"),
         ])
     };
-    let (code, out) = ldap(&down, common::slapd::READER_PW);
+    let (code, out) = ldap(&down, testkit::slapd::READER_PW);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("sync source: FAILED"), "{out}");
 
-    let slapd = common::slapd::Slapd::start(generated("chk", 3).as_bytes());
+    let slapd = testkit::slapd::Slapd::start(generated("chk", 3).as_bytes());
     let (code, out) = ldap(&slapd.url, "not-the-password");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("sync source: FAILED"), "{out}");
     assert!(!out.contains("not-the-password"), "password shown: {out}");
-    let (code, out) = ldap(&slapd.url, common::slapd::READER_PW);
+    let (code, out) = ldap(&slapd.url, testkit::slapd::READER_PW);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("sync source: ok"), "{out}");
 }

@@ -3,8 +3,6 @@
 //! double with the TEST-ONLY fixture key, single-flight refresh counted by the double, and the
 //! device-code flow with its pending / slow_down / declined / expired answers.
 
-mod common;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bridge::config::Secret;
@@ -27,7 +25,7 @@ fn form_of(req: &Request) -> BTreeMap<String, String> {
 }
 
 fn token_fixture() -> Value {
-    common::fixture_json("graph/token-client-credentials.json")
+    testkit::fixture_json("graph/token-client-credentials.json")
 }
 
 fn http() -> reqwest::Client {
@@ -132,12 +130,12 @@ fn verify_assertion(form: &BTreeMap<String, String>, audience: &str) -> Value {
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     // Thumbprints of the certificate, computed here from its DER bytes; the SHA-1 one must also
     // equal the `x5t` that mint.py wrote into the fixture key set for the same certificate.
-    let cert_pem = common::fixture("botframework/keys/endorsed-msteams.crt.pem");
+    let cert_pem = testkit::fixture("botframework/keys/endorsed-msteams.crt.pem");
     let der = pem_der(&cert_pem);
     use sha2::Digest;
     let s256 = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
     assert_eq!(header.x5t_s256.as_deref(), Some(s256.as_str()));
-    let jwks = common::fixture_json("botframework/jwks.json");
+    let jwks = testkit::fixture_json("botframework/jwks.json");
     let x5t = jwks["keys"]
         .as_array()
         .unwrap()
@@ -148,7 +146,7 @@ fn verify_assertion(form: &BTreeMap<String, String>, audience: &str) -> Value {
         .unwrap()
         .to_string();
     assert_eq!(header.x5t.as_deref(), Some(x5t.as_str()));
-    let public = common::fixture("botframework/keys/endorsed-msteams.pub.pem");
+    let public = testkit::fixture("botframework/keys/endorsed-msteams.pub.pem");
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[audience]);
@@ -201,8 +199,8 @@ async fn client_certificate_assertion_is_verified_by_the_double() {
         .await;
     let endpoint = format!("{}/tenant/oauth2/v2.0/token", server.uri());
     let cert = ClientCertificate::from_pem(
-        &common::fixture("botframework/keys/endorsed-msteams.crt.pem"),
-        &Secret::new(common::fixture("botframework/keys/endorsed-msteams.pem")),
+        &testkit::fixture("botframework/keys/endorsed-msteams.crt.pem"),
+        &Secret::new(testkit::fixture("botframework/keys/endorsed-msteams.pem")),
     )
     .expect("certificate");
     assert!(!format!("{cert:?}").contains("PRIVATE"));
@@ -228,12 +226,12 @@ async fn client_certificate_assertion_is_verified_by_the_double() {
 
     // A wrong key for the certificate is caught by the double's signature check.
     let wrong = ClientCertificate::from_pem(
-        &common::fixture("botframework/keys/endorsed-msteams.crt.pem"),
-        &Secret::new(common::fixture("botframework/keys/other-issuer.pem")),
+        &testkit::fixture("botframework/keys/endorsed-msteams.crt.pem"),
+        &Secret::new(testkit::fixture("botframework/keys/other-issuer.pem")),
     )
     .unwrap();
     let jwt = wrong.assertion("bot-app-id", &endpoint).unwrap();
-    let public = common::fixture("botframework/keys/endorsed-msteams.pub.pem");
+    let public = testkit::fixture("botframework/keys/endorsed-msteams.pub.pem");
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[&endpoint]);

@@ -1,9 +1,7 @@
 //! `handler serve`: the standalone server with its scheduler and durable queue.
 
-mod common;
-
-use common::app::{base_command, Handler};
 use std::time::{Duration, Instant};
+use testkit::app::{base_command, Handler};
 
 fn enqueue(dir: &std::path::Path, queue: &str, body: &str) -> String {
     let out = base_command(dir, &[])
@@ -158,7 +156,7 @@ fn a_shard_that_cannot_succeed_is_poisoned_at_once_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("export.ldif");
     std::fs::write(&ldif, "").unwrap();
-    let moodle = format!("http://127.0.0.1:{}/", common::free_port());
+    let moodle = format!("http://127.0.0.1:{}/", testkit::free_port());
     let env = [
         ("SYNC_ENABLED", "true"),
         ("SYNC_SOURCE", "ldif"),

@@ -3,13 +3,11 @@
 //! in the middle of the shard, and a restarted server finishes the same run with nothing lost
 //! and nothing created twice.
 
-mod common;
-
-use bridge::sync::testing::ent_data::{self, Spec};
-use bridge::sync::testing::fake_moodle::FakeMoodle;
-use common::app::Handler;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use testkit::app::Handler;
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::FakeMoodle;
 
 async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -2,15 +2,13 @@
 //! unreachable Azure endpoint stops `serve`, the custom handler and `check-config` within
 //! seconds; a full disk (or a store that cannot be written) fails `check-config`.
 
-mod common;
-
-use common::app::{base_command, run_cli};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use testkit::app::{base_command, run_cli};
 
 /// AzureWebJobsStorage whose table and blob endpoints are a closed loopback port.
 fn closed_port_storage() -> (String, u16) {
-    let port = common::free_port();
+    let port = testkit::free_port();
     let conn = format!(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1",
         azure_storage::EMULATOR_ACCOUNT_KEY
@@ -26,7 +24,7 @@ fn run_until_exit(env: &[(&str, &str)], args: &[&str]) -> (Duration, Option<i32>
     if args.is_empty() {
         cmd.env(
             "FUNCTIONS_CUSTOMHANDLER_PORT",
-            common::free_port().to_string(),
+            testkit::free_port().to_string(),
         );
     }
     let start = Instant::now();
@@ -60,7 +58,7 @@ fn an_unreachable_azure_store_stops_serve_and_the_custom_handler_within_seconds(
         ("AzureWebJobsStorage", conn.as_str()),
         ("STORE_CHECK_TIMEOUT_SECS", "3"),
     ];
-    let addr = format!("127.0.0.1:{}", common::free_port());
+    let addr = format!("127.0.0.1:{}", testkit::free_port());
     for (mode, args) in [
         ("serve", vec!["serve", "--addr", addr.as_str()]),
         ("custom handler", vec![]),

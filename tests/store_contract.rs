@@ -1,8 +1,6 @@
 //! One contract, every backend: the embedded SQLite store and Azure Table storage (real Azurite)
 //! must behave the same, so code tested on one runs on the other. Same for the blob stores.
 
-mod common;
-
 use bridge::store::azure_table::AzureTableStore;
 use bridge::store::blob::{AzureBlobStore, BlobStore, FsBlobStore};
 use bridge::store::sqlite::SqliteStore;
@@ -28,7 +26,7 @@ async fn sqlite() -> Fixture {
 }
 
 async fn azure() -> Fixture {
-    let settings = common::azurite::storage_settings("contract");
+    let settings = testkit::azurite::storage_settings("contract");
     let store = AzureTableStore::new(&settings).unwrap();
     store.ensure_tables().await.unwrap();
     // Idempotent: a second call (tables already there) succeeds too.
@@ -678,7 +676,7 @@ fn fs_blobs() -> (Arc<dyn BlobStore>, Option<tempfile::TempDir>) {
 }
 
 fn azure_blobs() -> (Arc<dyn BlobStore>, Option<tempfile::TempDir>) {
-    let settings = common::azurite::storage_settings("blobs");
+    let settings = testkit::azurite::storage_settings("blobs");
     (Arc::new(AzureBlobStore::new(&settings).unwrap()), None)
 }
 
@@ -824,7 +822,7 @@ async fn blob_contract_azure() {
 #[tokio::test]
 async fn azure_store_reports_a_missing_table() {
     // No ensure_tables: a clear error, not "not found".
-    let settings = common::azurite::storage_settings("notables");
+    let settings = testkit::azurite::storage_settings("notables");
     let s = AzureTableStore::new(&settings).unwrap();
     match s.insert(T, &Entity::new("p", "r")).await {
         Err(StoreError::Backend(msg)) => assert!(msg.contains("ensure_tables"), "{msg}"),
@@ -835,13 +833,13 @@ async fn azure_store_reports_a_missing_table() {
         other => panic!("expected a backend error, got {other:?}"),
     }
     // A trailing slash on the endpoint is harmless.
-    let mut slash = common::azurite::storage_settings("slash");
+    let mut slash = testkit::azurite::storage_settings("slash");
     slash.table_endpoint = slash.table_endpoint.map(|e| format!("{e}/"));
     let s = AzureTableStore::new(&slash).unwrap();
     s.ensure_tables().await.unwrap();
     s.insert(T, &Entity::new("p", "r")).await.unwrap();
     // A bad prefix is refused up front.
-    let mut bad = common::azurite::storage_settings("x");
+    let mut bad = testkit::azurite::storage_settings("x");
     bad.table_prefix = "bad-prefix".into();
     assert!(AzureTableStore::new(&bad).is_err());
 }

@@ -3,8 +3,6 @@
 //! read is tightened with a warning.
 #![cfg(unix)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,7 +18,7 @@ fn mode(p: &Path) -> u32 {
 
 /// `handler serve` under `umask 000` (the most permissive), logs to `log`.
 fn serve_with_open_umask(data: &Path, log: &Path) -> std::process::Child {
-    let base = common::app::base_command(data, &[("LOG_LEVEL", "warn")]);
+    let base = testkit::app::base_command(data, &[("LOG_LEVEL", "warn")]);
     let mut cmd = Command::new("sh");
     cmd.env_clear();
     for (k, v) in base.get_envs() {
@@ -28,7 +26,7 @@ fn serve_with_open_umask(data: &Path, log: &Path) -> std::process::Child {
             cmd.env(k, v);
         }
     }
-    let addr = format!("127.0.0.1:{}", common::free_port());
+    let addr = format!("127.0.0.1:{}", testkit::free_port());
     cmd.args(["-c", "umask 000 && exec \"$0\" serve --addr \"$1\""])
         .arg(base.get_program())
         .arg(addr)
@@ -82,7 +80,7 @@ fn an_existing_world_readable_store_is_tightened_with_a_warning() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::create_dir(&blobs).unwrap();
     std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, text) = common::app::run_cli(dir.path(), &[], &["check-config"]);
+    let (code, text) = testkit::app::run_cli(dir.path(), &[], &["check-config"]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&blobs), 0o700);

@@ -2,17 +2,15 @@
 //! a run interrupted by Moodle, an LDIF change file given as the export, and the settings
 //! skeleton used as a standalone `local.settings.json`.
 
-mod common;
-
 use bridge::config::{Settings, Source, StorageSettings};
 use bridge::sync::run::run_inline;
 use bridge::sync::SyncOptions;
-use common::app::run_cli;
-use common::fake_moodle::FakeMoodle;
-use common::sync_env::{sync_settings, world_with};
+use testkit::app::run_cli;
+use testkit::fake_moodle::FakeMoodle;
+use testkit::sync_env::{sync_settings, world_with};
 
 fn sample_path() -> String {
-    common::fixtures_dir()
+    testkit::fixtures_dir()
         .join("ent/sample-school.ldif")
         .display()
         .to_string()

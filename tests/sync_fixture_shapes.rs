@@ -4,11 +4,9 @@
 //! list items like the recorded first item; for errors the same `exception` and `errorcode`).
 //! Seed data differs from the recording lab, so values are not compared.
 
-mod common;
-
-use common::fake_moodle::{FakeCategory, FakeCohort, FakeCourse, FakeMoodle, FakeState, FakeUser};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use testkit::fake_moodle::{FakeCategory, FakeCohort, FakeCourse, FakeMoodle, FakeState, FakeUser};
 
 /// Functions the double implements.
 const FUNCTIONS: &[&str] = &[
@@ -243,7 +241,7 @@ async fn send(fake: &FakeMoodle, request: &Value) -> Value {
 
 #[tokio::test]
 async fn every_recorded_case_of_every_implemented_function_has_the_recorded_shape() {
-    let root = common::fixtures_dir().join("moodle");
+    let root = testkit::fixtures_dir().join("moodle");
     let mut problems = Vec::new();
     let mut checked = BTreeSet::new();
     for function in FUNCTIONS {

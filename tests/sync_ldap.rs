@@ -1,15 +1,13 @@
 //! ENT/LDAP → Moodle sync against a real throwaway slapd and the stateful Moodle double.
 
-mod common;
-
 use bridge::sync::run::{run_inline, RunError};
-use bridge::sync::testing::ent_data::{self, Spec};
 use bridge::sync::{lease, SyncOptions, SyncSettings};
-use common::fake_moodle::FakeMoodle;
-use common::slapd::{Slapd, READER_DN, READER_PW, SIZE_LIMIT};
-use common::sync_env::{self, sync_settings, World};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::FakeMoodle;
+use testkit::slapd::{Slapd, READER_DN, READER_PW, SIZE_LIMIT};
+use testkit::sync_env::{self, sync_settings, World};
 
 const PEOPLE: usize = 2100;
 
@@ -230,7 +228,7 @@ async fn update_only_refreshes_existing_accounts_and_creates_nothing() {
     {
         let mut st = fake.lock();
         for i in [12usize, 13] {
-            st.insert_user(common::fake_moodle::FakeUser {
+            st.insert_user(testkit::fake_moodle::FakeUser {
                 username: ent_data::login(i),
                 firstname: "Old".into(),
                 lastname: "Name".into(),
@@ -319,7 +317,7 @@ async fn a_bad_item_is_isolated_while_the_rest_of_its_batch_lands() {
     let slapd = shared_slapd();
     let fake = FakeMoodle::start().await;
     // Another account already uses person 23's address: Moodle rejects (and rolls back) the batch.
-    fake.lock().insert_user(common::fake_moodle::FakeUser {
+    fake.lock().insert_user(testkit::fake_moodle::FakeUser {
         username: "someone.else".into(),
         firstname: "S".into(),
         lastname: "E".into(),

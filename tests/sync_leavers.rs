@@ -2,13 +2,11 @@
 //! suspends the account on that date, never creates one, and takes away only what the bridge
 //! gave (SYNC_LEAVER_MEMBERSHIPS), never a cohort or role someone else gave.
 
-mod common;
-
 use bridge::sync::run::run_inline;
 use bridge::sync::{RunReport, SyncOptions};
-use common::fake_moodle::FakeMoodle;
-use common::sync_env::{sync_settings, world_with, World};
 use std::path::Path;
+use testkit::fake_moodle::FakeMoodle;
+use testkit::sync_env::{sync_settings, world_with, World};
 
 const SCHOOL: &str = "ENTStructureSIREN=99900100000016,ou=structures,dc=ent,dc=example";
 

@@ -2,16 +2,14 @@
 //! (SYNC_REMOVAL), only after a complete forced read, never above SYNC_REMOVAL_MAX_SHARE unless
 //! forced, and only for accounts the bridge manages (its `mappings`).
 
-mod common;
-
 use bridge::sync::engine::Progress;
 use bridge::sync::run::run_inline;
-use bridge::sync::testing::ent_data::{self, Spec};
 use bridge::sync::{RunReport, SyncOptions, SyncSettings};
-use common::fake_moodle::{FakeMoodle, FakeUser};
-use common::slapd::{Slapd, READER_DN, READER_PW};
-use common::sync_env::{sync_settings, world_with, World};
 use std::sync::{Arc, Mutex};
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::{FakeMoodle, FakeUser};
+use testkit::slapd::{Slapd, READER_DN, READER_PW};
+use testkit::sync_env::{sync_settings, world_with, World};
 
 const PEOPLE: usize = 60;
 

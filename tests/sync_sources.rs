@@ -1,8 +1,6 @@
 //! The other ways people come in: CSV and LDIF exports through `handler sync`'s entry point,
 //! cohorts from directory groups (slapd), and the sharded SyncTimer → SyncWorker path.
 
-mod common;
-
 use bridge::app::AppState;
 use bridge::config::{Settings, Source};
 use bridge::host::functions::{InvocationContext, QUEUE_SYNC_WORK};
@@ -12,14 +10,14 @@ use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};
 use bridge::sync::run::{latest_reports, run_inline};
-use bridge::sync::testing::ent_data::{self, Spec};
 use bridge::sync::{functions, lease, RunReport, SyncOptions};
-use common::fake_moodle::FakeMoodle;
-use common::slapd::{Slapd, READER_DN, READER_PW};
-use common::sync_env::{pairs, sync_settings, world_with};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::FakeMoodle;
+use testkit::slapd::{Slapd, READER_DN, READER_PW};
+use testkit::sync_env::{pairs, sync_settings, world_with};
 
 /// Cohorts from directory groups with the `grp_` prefix, no role rules.
 fn groups_settings(url: &str) -> bridge::sync::SyncSettings {
@@ -200,7 +198,7 @@ async fn ldif_export_of_the_sample_school() {
     let fake = FakeMoodle::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("export.ldif");
-    let mut text = common::fixture("ent/sample-school.ldif");
+    let mut text = testkit::fixture("ent/sample-school.ldif");
     // One more person reusing a login already taken (a merged/duplicate account), CRLF-ended.
     text.push_str(
         "\r\ndn: uid=F0100099,ou=people,dc=ent,dc=example\r\nobjectClass: top\r\nobjectClass: person\r\n\

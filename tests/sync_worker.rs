@@ -4,20 +4,18 @@
 //! permanent one answers 2xx with the message on the `syncWorkPoison` output and marks the run
 //! failed; a shard that must not run is refused before any Moodle call.
 
-mod common;
-
 use bridge::app::AppState;
 use bridge::config::{Settings, Source};
 use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};
 use bridge::sync::lease;
-use bridge::sync::testing::ent_data::{self, Spec};
-use common::fake_moodle::FakeMoodle;
-use common::sync_env::pairs;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::FakeMoodle;
+use testkit::sync_env::pairs;
 use tower::ServiceExt;
 
 /// The app as the custom handler builds it, on a SQLite store in `dir` (one store per test;
@@ -133,7 +131,7 @@ async fn a_read_that_fails_part_way_fails_the_invocation() {
     let fake = FakeMoodle::start().await;
     let dir = tempfile::tempdir().unwrap();
     // LDAP on a closed loopback port: the reader fails after the shard started.
-    let url = format!("ldap://127.0.0.1:{}", common::free_port());
+    let url = format!("ldap://127.0.0.1:{}", testkit::free_port());
     let ldap = [
         ("SYNC_SOURCE", "ldap"),
         ("LDAP_URL", url.as_str()),

@@ -97,23 +97,3 @@ pub async fn check(client: &MoodleClient, needed: &[&str]) -> Result<String, Str
         Err(problems.join("; "))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sync::testing::fake_moodle::FakeMoodle;
-
-    #[tokio::test]
-    async fn functions_missing_from_the_service_are_named() {
-        // The double's service lists the sync's functions, not the bot's.
-        let fake = FakeMoodle::start().await;
-        let ok = check(&fake.client(), SYNC_FUNCTIONS).await;
-        assert!(ok.is_ok(), "{ok:?}");
-        let err = check(&fake.client(), BOT_FUNCTIONS).await.unwrap_err();
-        assert!(
-            err.contains("lacks core_enrol_get_users_courses")
-                && err.contains("mod_assign_get_assignments"),
-            "{err}"
-        );
-    }
-}

@@ -20,7 +20,6 @@ pub mod settings;
 pub mod shard;
 pub mod source;
 pub mod state;
-pub mod testing;
 
 pub use report::{RunReport, SyncOptions};
 pub use run::SyncEnv;

@@ -135,7 +135,7 @@ impl MoodleDouble {
     /// Serve every recorded JSON case made with the service token (`TOKEN`).
     pub async fn start() -> Self {
         let mut cases = Vec::new();
-        let root = super::fixtures_dir().join("moodle");
+        let root = crate::fixtures_dir().join("moodle");
         for dir in std::fs::read_dir(&root).expect("moodle fixtures") {
             let dir = dir.unwrap().path();
             if !dir.is_dir() {
@@ -209,7 +209,7 @@ impl MoodleDouble {
 
     /// The recorded response body of a fixture case, e.g. `"core_enrol_get_users_courses/student.json"`.
     pub fn fixture_body(case: &str) -> Value {
-        super::fixture_json(&format!("moodle/{case}"))["response"]["body"].clone()
+        crate::fixture_json(&format!("moodle/{case}"))["response"]["body"].clone()
     }
 
     pub fn calls(&self, function: &str) -> Vec<Params> {

@@ -80,7 +80,7 @@ impl Slapd {
             );
             cfg.push('\n');
         }
-        let sdet = super::fixtures_dir().join("ent/sdet.schema.ldif");
+        let sdet = crate::fixtures_dir().join("ent/sdet.schema.ldif");
         cfg.push_str(
             &std::fs::read_to_string(&sdet).unwrap_or_else(|e| panic!("{}: {e}", sdet.display())),
         );
@@ -111,7 +111,7 @@ impl Slapd {
             .arg(dir.join("slapd.d"))
             .arg("-l")
             .arg(dir.join("data.ldif")));
-        let port = super::free_port();
+        let port = crate::free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
         // The shell waits on its stdin: when this process goes (even without Drop), it kills slapd and cleans up.
         let script = format!("{slapd} -d 0 -h '{url}' -F '{d}/slapd.d' 2>>'{d}/slapd.log' & pid=$!; read _ignored; kill $pid; wait $pid; rm -rf '{d}'");

@@ -1,22 +1,29 @@
-//! Shared test support: each file starts a real part (Azurite, slapd, the app) or a double.
-#![allow(dead_code)]
+//! Test support of the bridge, shared by the integration tests (`tests/*.rs`) and the `bench`
+//! binary, and kept out of the library so the release `handler` carries none of it: each module
+//! starts a real part (Azurite, slapd, the Moodle lab, the app) or a double, or generates data.
 
 pub mod app;
 pub mod azurite;
+pub mod bot_app;
 pub mod echo_moodle;
+pub mod ent_data;
 pub mod fake_moodle;
 pub mod moodle_fixtures;
 pub mod moodle_lab;
 pub mod slapd;
 pub mod sync_env;
 
+/// The repository's root (this crate lives in `tests/testkit`).
+pub fn repo_root() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
 /// `../shared/fixtures` beside the clone (CI lays it there), or FIXTURES_DIR.
 pub fn fixtures_dir() -> std::path::PathBuf {
     if let Ok(d) = std::env::var("FIXTURES_DIR") {
         return d.into();
     }
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.join("../shared/fixtures")
+    repo_root().join("../shared/fixtures")
 }
 
 pub fn fixture(rel: &str) -> String {
@@ -36,4 +43,3 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-pub mod bot_app;

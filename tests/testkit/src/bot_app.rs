@@ -2,8 +2,8 @@
 //! (OpenID metadata + JWKS from the fixtures), a Bot Connector double (token endpoint, replies,
 //! roster) and the Moodle double — plus a token minter using the TEST-ONLY fixture keys.
 
-use super::moodle_fixtures::MoodleDouble;
-use super::{fixture, fixture_json};
+use crate::moodle_fixtures::MoodleDouble;
+use crate::{fixture, fixture_json};
 use base64::Engine;
 use bridge::app::AppState;
 use bridge::store::SharedStore;

@@ -1,6 +1,8 @@
-//! `cargo run --release --bin bench -- <what>`: prints figures; targets live here, not in tests.
+//! `cargo run --release -p testkit --bin bench -- <what>`: prints figures; targets live here, not in tests.
 
-mod bench;
+mod bot;
+mod startup;
+mod sync;
 
 fn main() -> std::process::ExitCode {
     bridge::install_crypto_provider();
@@ -8,9 +10,9 @@ fn main() -> std::process::ExitCode {
     let what = args.first().map(String::as_str).unwrap_or("help");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let result = match what {
-        "startup" => rt.block_on(bench::startup::run(&args[1..])),
-        "sync" => rt.block_on(bench::sync::run(&args[1..])),
-        "bot" => rt.block_on(bench::bot::run(&args[1..])),
+        "startup" => rt.block_on(startup::run(&args[1..])),
+        "sync" => rt.block_on(sync::run(&args[1..])),
+        "bot" => rt.block_on(bot::run(&args[1..])),
         _ => {
             eprintln!("usage: bench startup|sync|bot [options]");
             return std::process::ExitCode::from(2);

@@ -218,7 +218,7 @@ impl FakeState {
     pub fn write_calls(&self) -> u64 {
         self.calls
             .iter()
-            .filter(|(f, _)| crate::sync::report::is_write(f))
+            .filter(|(f, _)| bridge::sync::report::is_write(f))
             .map(|(_, n)| n)
             .sum()
     }
@@ -265,18 +265,18 @@ impl FakeMoodle {
     }
 
     /// Moodle settings pointing at this double.
-    pub fn settings(&self) -> crate::config::MoodleSettings {
+    pub fn settings(&self) -> bridge::config::MoodleSettings {
         let max = self.lock().max_input_vars;
-        crate::config::MoodleSettings {
+        bridge::config::MoodleSettings {
             url: self.url.parse().expect("url"),
-            token: crate::config::Secret::new("TOKEN"),
+            token: bridge::config::Secret::new("TOKEN"),
             max_form_fields: max,
             timeout_secs: 30,
         }
     }
 
-    pub fn client(&self) -> crate::moodle::MoodleClient {
-        crate::moodle::MoodleClient::new(&self.settings()).expect("client")
+    pub fn client(&self) -> bridge::moodle::MoodleClient {
+        bridge::moodle::MoodleClient::new(&self.settings()).expect("client")
     }
 
     pub fn fail_after(&self, function: &str, after: u64, status: u16, times: Option<u64>) {
@@ -354,7 +354,7 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
             .into_response();
     }
     let n = st.calls.get(&function).copied().unwrap_or(0);
-    let is_write = crate::sync::report::is_write(&function);
+    let is_write = bridge::sync::report::is_write(&function);
     let writes = st.write_calls();
     for rule in st.fail.iter_mut() {
         let (hit, count) = match rule.function.as_str() {
@@ -488,7 +488,7 @@ fn valid_username(u: &str) -> bool {
 }
 
 fn valid_email(e: &str) -> bool {
-    crate::sync::mapping::plausible_email(e)
+    bridge::sync::mapping::plausible_email(e)
 }
 
 fn user_json(u: &FakeUser) -> Value {
@@ -537,7 +537,7 @@ fn too_long(u: &Map<String, Value>) -> bool {
     ]
     .iter()
     .any(|f| {
-        let max = crate::moodle::users::column_chars(f).unwrap_or(usize::MAX);
+        let max = bridge::moodle::users::column_chars(f).unwrap_or(usize::MAX);
         s(u, f).is_some_and(|v| v.chars().count() > max)
     })
 }
@@ -578,7 +578,7 @@ fn create_users(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
         let auth = s(u, "auth").unwrap_or_else(|| "manual".into());
         let createpassword = s(u, "createpassword").as_deref() == Some("1");
         // Moodle wants a password (or createpassword) only for internal auths.
-        if crate::moodle::users::is_internal_auth(&auth)
+        if bridge::moodle::users::is_internal_auth(&auth)
             && s(u, "password").is_none()
             && !createpassword
         {

@@ -1,6 +1,6 @@
 //! Starting the real `handler` binary on a free port, as the Functions host or an admin would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ impl Handler {
         extra_env: &[(&str, &str)],
         log_file: Option<&Path>,
     ) -> Handler {
-        let port = super::free_port();
+        let port = crate::free_port();
         let mut cmd = base_command(data_dir, extra_env);
         match mode {
             Mode::CustomHandler => cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string()),
@@ -94,9 +94,30 @@ impl Drop for Handler {
     }
 }
 
+/// The `handler` binary Cargo built beside the running test (`target/<profile>/deps/<test>` →
+/// `target/<profile>/handler`): `CARGO_BIN_EXE_handler` exists only when compiling the main
+/// package's own integration tests, not this crate.
+pub fn handler_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    let mut dir = exe
+        .parent()
+        .expect("test executable's directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let handler = dir.join(format!("handler{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        handler.exists(),
+        "{} not found: the main package's integration tests build it (cargo test)",
+        handler.display()
+    );
+    handler
+}
+
 /// Environment for a hermetic run: SQLite and blobs in `data_dir`, no inherited app settings.
 pub fn base_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    let mut cmd = Command::new(handler_exe());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SQLITE_PATH", data_dir.join("bridge.sqlite"))

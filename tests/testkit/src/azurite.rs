@@ -67,7 +67,7 @@ impl Azurite {
 }
 
 fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/node_modules/.bin/azurite")
+    crate::repo_root().join("tools/node_modules/.bin/azurite")
 }
 
 fn listening(port: u16) -> bool {
@@ -84,7 +84,7 @@ fn tail(path: &Path) -> String {
 /// One attempt; `Err` when Azurite exited early (e.g. a port taken between `free_port` and bind).
 fn start_once(bin: &Path, attempt: u32) -> Result<Azurite, String> {
     let (blob_port, queue_port, table_port) =
-        (super::free_port(), super::free_port(), super::free_port());
+        (crate::free_port(), super::free_port(), super::free_port());
     let log =
         std::env::temp_dir().join(format!("azurite-test-{}-{attempt}.log", std::process::id()));
     let log_file =

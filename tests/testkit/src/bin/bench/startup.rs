@@ -12,7 +12,7 @@ fn handler_path() -> anyhow::Result<PathBuf> {
     let p = exe.with_file_name("handler");
     anyhow::ensure!(
         p.exists(),
-        "{} not found: build it first (cargo build --release --bins)",
+        "{} not found: build it first (cargo build --release --bin handler)",
         p.display()
     );
     Ok(p)

@@ -1,11 +1,11 @@
 //! A sync environment for in-process tests: settings from name/value pairs, a SQLite store in a
 //! temp dir, and the Moodle double. Shared by the sync test binaries.
 
+use crate::fake_moodle::FakeMoodle;
 use bridge::config::Source;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::SharedStore;
 use bridge::sync::run::SyncEnv;
-use bridge::sync::testing::fake_moodle::FakeMoodle;
 use bridge::sync::SyncSettings;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,12 +6,12 @@ use bridge::config::Source;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::SharedStore;
 use bridge::sync::run::{run_inline, SyncEnv};
-use bridge::sync::testing::ent_data::{self, Spec};
-use bridge::sync::testing::fake_moodle::FakeMoodle;
 use bridge::sync::{SyncOptions, SyncSettings};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use testkit::ent_data::{self, Spec};
+use testkit::fake_moodle::FakeMoodle;
 
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

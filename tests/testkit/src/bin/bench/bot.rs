@@ -1,4 +1,4 @@
-//! `cargo run --release --bin bench -- bot [--secs 10] [--concurrency 64] [--users 2000] [--answer-cache-secs 0]`
+//! `cargo run --release -p testkit --bin bench -- bot [--secs 10] [--concurrency 64] [--users 2000] [--answer-cache-secs 0]`
 //!
 //! 1. `/api/messages` end to end, in-process on loopback: a valid Bot Connector JWT, a personal
 //!    "mes notes" message, the user mapped through the Store, two Moodle reads answered by a

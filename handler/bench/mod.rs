@@ -1,3 +1,0 @@
-pub mod bot;
-pub mod startup;
-pub mod sync;
