@@ -820,6 +820,106 @@ async fn the_bots_answers_for_student_martin_match_what_moodle_holds() {
     assert!(said.contains("87.5"), "{said}");
 }
 
+/// A course created in the lab by its PHP CLI (the bridge's token cannot create courses).
+fn create_course(idnumber: &str, shortname: &str) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moodle-lab/course.php");
+    let root = lab().dir.join("www/moodle");
+    let out = std::process::Command::new("php")
+        .arg(script)
+        .arg(format!("--root={}", root.display()))
+        .arg(format!("--idnumber={idnumber}"))
+        .arg(format!("--shortname={shortname}"))
+        .output()
+        .expect("php (installed with the lab)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Entries skipped for a reason that can change (update-only, a course not there yet) wait in
+/// the retry set and are re-examined by later runs, even when the export file did not change,
+/// until they go through; the report says how many wait and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_entries_are_retried_until_they_go_through() {
+    let p = unique_prefix("retry");
+    let ldif = prefixed_sample(&p);
+    // Courses of this test only: `<prefix><school>$<class>`, none of which exists yet.
+    let rule = format!("ENTAuxEnsClasses|course|editingteacher|{p}{{school}}${{code}}");
+    let w = world(&p, Some(&ldif), &[("SYNC_ROLE_RULES", rule.as_str())]).await;
+
+    let first = w
+        .run(SyncOptions {
+            update_only: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(first.counts["users"].created, 0);
+    assert_eq!(
+        first.waiting.get("update only"),
+        Some(&28),
+        "{}",
+        first.render()
+    );
+    assert!(snapshot(&p).await.users.is_empty());
+
+    // The export did not change: only the waiting entries are read again, and created.
+    let second = w.run(opts()).await;
+    assert_eq!(second.entries_read, 0, "{}", second.render());
+    assert_eq!(second.retry_examined, 28, "{}", second.render());
+    assert_eq!(second.counts["users"].created, 28, "{}", second.render());
+    assert_eq!(second.waiting.get("update only"), None);
+    assert_eq!(
+        second.waiting.get("role context missing"),
+        Some(&5),
+        "the five teachers wait for their courses: {}",
+        second.render()
+    );
+    assert!(second.render().contains("role context missing: 5"));
+    assert!(lab().course_roles(&p).is_empty());
+
+    for (school, class) in [
+        (SAMPLE_SIREN, "6A"),
+        (SAMPLE_SIREN, "6B"),
+        (SAMPLE_SIREN, "5A"),
+        ("99900200000025", "4C"),
+    ] {
+        create_course(
+            &format!("{p}{school}${class}"),
+            &format!("{p}-{school}-{class}"),
+        );
+    }
+    let third = w.run(opts()).await;
+    assert_eq!(third.retry_examined, 5, "{}", third.render());
+    assert!(third.waiting.is_empty(), "{}", third.render());
+    let want = expected(&parse_ldif(&ldif), &|_| true);
+    let roles: BTreeSet<(String, String, String)> = want
+        .iter()
+        .flat_map(|w| {
+            w.courses.iter().map(|c| {
+                (
+                    w.username.clone(),
+                    "editingteacher".to_string(),
+                    format!("{p}{c}"),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(roles.len(), 14);
+    assert_eq!(lab().course_roles(&p), roles);
+    // Nothing waits any more: the next run re-reads nothing.
+    let fourth = w.run(opts()).await;
+    assert_eq!(
+        (fourth.retry_examined, fourth.moodle_writes()),
+        (0, 0),
+        "{}",
+        fourth.render()
+    );
+    cleanup(&p).await;
+}
+
 fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = lab().url.clone();

@@ -129,3 +129,54 @@ fn the_settings_skeleton_is_a_working_standalone_file() {
         settings.storage
     );
 }
+
+/// A create Moodle refused (an address already taken) waits in the retry set; once the cause is
+/// gone the next run creates the person, although the export file did not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_is_retried_although_the_export_did_not_change() {
+    let fake = FakeMoodle::start().await;
+    let squatter = fake
+        .lock()
+        .insert_user(bridge::sync::testing::fake_moodle::FakeUser {
+            username: "someone.else".into(),
+            firstname: "Some".into(),
+            lastname: "One".into(),
+            email: "lea.martin@ent.example".into(),
+            auth: "manual".into(),
+            ..Default::default()
+        });
+    let file = sample_path();
+    let s = sync_settings(
+        &[
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", file.as_str()),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+        &[],
+    );
+    let w = world_with(s, fake).await;
+    let r = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.counts["users"].failed, 1, "{}", r.render());
+    assert_eq!(r.waiting.get("users failed"), Some(&1), "{}", r.render());
+    assert!(r.render().contains("users failed: 1"), "{}", r.render());
+    assert!(w.fake.lock().user_by_username("lea.martin").is_none());
+
+    bridge::moodle::users::delete(&w.env.moodle, &[bridge::ids::MoodleUserId(squatter)])
+        .await
+        .unwrap();
+    let again = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.entries_read,
+        0,
+        "the file did not change: {}",
+        again.render()
+    );
+    assert_eq!(again.retry_examined, 1, "{}", again.render());
+    assert_eq!(again.counts["users"].created, 1, "{}", again.render());
+    assert!(again.waiting.is_empty(), "{}", again.render());
+    assert!(w.fake.lock().user_by_username("lea.martin").is_some());
+}

@@ -8,6 +8,7 @@ use super::mapping::map_person;
 use super::protect::{self, Protected};
 use super::record::{CohortRef, PersonRecord, RoleRef};
 use super::report::{RunReport, SyncOptions};
+use super::retry;
 use super::settings::{CohortSourceKind, LeaverMemberships, Population, SourceKind, SyncSettings};
 use super::source::{self, Entry, Query};
 use super::state::{self, MappingRow};
@@ -42,6 +43,11 @@ pub struct PassState {
     idnumbers: HashMap<String, String>,
     /// Moodle user id → source key of the mapping that owns it (loaded on first need).
     owners: Option<HashMap<i64, String>>,
+    /// The retry set, loaded on first need and kept in step with the store.
+    retry: Option<HashMap<String, retry::Waiting>>,
+    /// Population being read, and the keys its batches processed (the retry pass skips them).
+    population: String,
+    examined: HashSet<String>,
     cohort_index: Option<HashMap<String, MoodleCohortId>>,
     contexts: HashMap<(ContextLevel, String), Result<i64, String>>,
     fake_id: i64,
@@ -83,6 +89,106 @@ fn selected(opts: &SyncOptions) -> Vec<&'static str> {
 
 /// One population: read (incrementally unless forced) and apply every selected entity.
 pub async fn run_population(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    pop: &Population,
+) -> Result<(), PassError> {
+    st.population = pop.name.clone();
+    st.examined.clear();
+    read_population(ctx, st, report, pop).await?;
+    if ctx.opts.user.is_none() {
+        retry_waiting(ctx, st, report, pop).await?;
+        let waiting = retry_set(ctx, st).await?;
+        for w in waiting.values().filter(|w| w.population == pop.name) {
+            *report.waiting.entry(w.why.clone()).or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn retry_set<'a>(
+    ctx: &Ctx,
+    st: &'a mut PassState,
+) -> Result<&'a mut HashMap<String, retry::Waiting>, StoreError> {
+    if st.retry.is_none() {
+        let all = retry::load(&ctx.store).await?;
+        st.retry = Some(all.into_iter().map(|w| (w.key.clone(), w)).collect());
+    }
+    Ok(st.retry.as_mut().expect("just set"))
+}
+
+/// Re-read by key the entries of the retry set this pass did not see (their directory entry did
+/// not change, or the export file did not), and apply them like any other entry.
+async fn retry_waiting(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    pop: &Population,
+) -> Result<(), PassError> {
+    let s = &ctx.settings;
+    let examined = std::mem::take(&mut st.examined);
+    let mut keys: Vec<String> = retry_set(ctx, st)
+        .await?
+        .values()
+        .filter(|w| w.population == pop.name && !examined.contains(&w.key))
+        .map(|w| w.key.clone())
+        .collect();
+    st.examined = examined;
+    keys.sort();
+    for chunk in keys.chunks(100) {
+        let any: String = chunk
+            .iter()
+            .map(|k| super::filter::equals(&s.mapping.key, k))
+            .collect();
+        report.trace(|| format!("{}: re-examining {} waiting entries", pop.name, chunk.len()));
+        let query = Query {
+            base: pop.base.clone(),
+            filter: format!("(&{}(|{any}))", pop.filter),
+            since: None,
+            attrs: s.person_attributes(),
+        };
+        let (mut rx, handle) = source::spawn_read(s, query);
+        let mut batch = Vec::new();
+        while let Some(e) = rx.recv().await {
+            batch.push(e);
+        }
+        match handle.await {
+            Ok(Ok(sum)) => report.retry_requests += sum.requests,
+            Ok(Err(e)) => {
+                report
+                    .errors
+                    .push(format!("{}: re-reading waiting entries: {e}", pop.name));
+                return Ok(());
+            }
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("{}: reader crashed: {e}", pop.name));
+                return Ok(());
+            }
+        }
+        // Gone from the directory (or out of the population): nothing left to wait for.
+        let found: HashSet<String> = batch
+            .iter()
+            .filter_map(|e| e.first(&s.mapping.key).map(str::to_string))
+            .collect();
+        if !ctx.opts.simulate {
+            for k in chunk.iter().filter(|k| !found.contains(*k)) {
+                retry::clear(&ctx.store, k).await?;
+                retry_set(ctx, st).await?.remove(k);
+            }
+        }
+        report.retry_examined += batch.len() as u64;
+        if !batch.is_empty() {
+            process_batch(ctx, st, report, batch).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One population's read: incremental unless forced, every selected entity.
+async fn read_population(
     ctx: &Ctx,
     st: &mut PassState,
     report: &mut RunReport,
@@ -459,14 +565,20 @@ async fn process_batch(
                     diff_plan(r, &list[0], opts)
                 }
             } else if !opts.users {
-                report.skipped(
+                report.waiting(
                     "users",
                     &r.key,
+                    "not in Moodle yet",
                     "not in Moodle yet (users were not selected)",
                 );
                 UserPlan::Skip
             } else if opts.update_only {
-                report.skipped("users", &r.key, "update only: no Moodle account to update");
+                report.waiting(
+                    "users",
+                    &r.key,
+                    "update only",
+                    "update only: no Moodle account to update",
+                );
                 UserPlan::Skip
             } else {
                 UserPlan::Create
@@ -660,6 +772,36 @@ async fn process_batch(
         }
         state::save_all(&ctx.store, &out).await?;
     }
+    // ---- the retry set: entries marked by this batch wait, the others no longer do
+    let marks = std::mem::take(&mut report.retry_marks);
+    if !opts.simulate {
+        let population = st.population.clone();
+        let since = chrono::Utc::now().to_rfc3339();
+        for k in &keys {
+            let known = retry_set(ctx, st).await?.get(k).cloned();
+            match (marks.get(k), known) {
+                (Some((why, reason)), known) => {
+                    let w = retry::Waiting {
+                        key: k.clone(),
+                        population: population.clone(),
+                        why: why.clone(),
+                        reason: reason.clone(),
+                        since: known.map(|w| w.since).unwrap_or_else(|| since.clone()),
+                    };
+                    if retry_set(ctx, st).await?.get(k) != Some(&w) {
+                        retry::save(&ctx.store, &w).await?;
+                        retry_set(ctx, st).await?.insert(k.clone(), w);
+                    }
+                }
+                (None, Some(_)) => {
+                    retry::clear(&ctx.store, k).await?;
+                    retry_set(ctx, st).await?.remove(k);
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    st.examined.extend(keys.iter().cloned());
     Ok(keys)
 }
 
@@ -1006,9 +1148,10 @@ pub(crate) async fn apply_cohort_memberships(
                 None => {
                     planned = true;
                     applied.remove(k);
-                    report.skipped(
+                    report.waiting(
                         "memberships",
                         &recs[i].key,
+                        "cohort missing",
                         format!("cohort {k} is not available"),
                     );
                 }
@@ -1186,7 +1329,12 @@ pub(crate) async fn apply_roles(
                     ));
                     applied.insert(label.clone());
                 }
-                Err(why) => report.skipped("roles", &r.key, format!("{label}: {why}")),
+                Err(why) => report.waiting(
+                    "roles",
+                    &r.key,
+                    "role context missing",
+                    format!("{label}: {why}"),
+                ),
             }
         }
         for label in prev.iter().filter(|l| !desired.contains_key(*l)) {

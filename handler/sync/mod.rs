@@ -15,6 +15,7 @@ pub mod protect;
 pub mod record;
 pub mod removal;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod settings;
 pub mod shard;

@@ -92,6 +92,18 @@ pub struct RunReport {
     pub trace_dropped: u64,
     #[serde(skip)]
     pub trace_limit: usize,
+    /// Entries of the retry set re-read by key this run (not counted in `entries_read`), and the
+    /// source requests that took.
+    #[serde(default)]
+    pub retry_examined: u64,
+    #[serde(default)]
+    pub retry_requests: u64,
+    /// Entries waiting in the retry set after this run, per reason (see `sync::retry`).
+    #[serde(default)]
+    pub waiting: BTreeMap<String, u64>,
+    /// Keys marked for a retry by the batch in progress: key → (reason class, reason).
+    #[serde(skip)]
+    pub retry_marks: BTreeMap<String, (String, String)>,
 }
 
 /// Functions that change something in Moodle.
@@ -144,8 +156,25 @@ impl RunReport {
     }
 
     pub fn failed(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+        let reason = reason.into();
         self.counts(entity).failed += 1;
+        self.mark_retry(key, &format!("{entity} failed"), &reason);
         self.issue(entity, key, "failed", reason);
+    }
+
+    /// Skipped for a reason that can change while the entry does not (update-only, a course or
+    /// cohort not there yet): the entry joins the retry set.
+    pub fn waiting(&mut self, entity: &str, key: &str, why: &str, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.counts(entity).skipped += 1;
+        self.mark_retry(key, why, &reason);
+        self.issue(entity, key, "skipped", reason);
+    }
+
+    fn mark_retry(&mut self, key: &str, why: &str, reason: &str) {
+        self.retry_marks
+            .entry(key.to_string())
+            .or_insert_with(|| (why.to_string(), reason.to_string()));
     }
 
     /// Per-entry trace line, built only for verbose runs.
@@ -197,6 +226,11 @@ impl RunReport {
             *self.moodle_calls.entry(f.clone()).or_default() += n;
         }
         self.complete &= o.complete;
+        self.retry_examined += o.retry_examined;
+        self.retry_requests += o.retry_requests;
+        for (k, n) in &o.waiting {
+            *self.waiting.entry(k.clone()).or_default() += n;
+        }
         self.errors.extend(o.errors.iter().cloned());
         self.trace.extend(o.trace.iter().cloned());
         self.trace_dropped += o.trace_dropped;
@@ -240,6 +274,27 @@ impl RunReport {
             self.moodle_calls.values().sum::<u64>(),
             self.moodle_writes()
         ));
+        let waiting: u64 = self.waiting.values().sum();
+        if self.retry_examined > 0 {
+            out.push_str(&format!(
+                "retry set: {} waiting entr{} re-examined in {} request(s)\n",
+                self.retry_examined,
+                if self.retry_examined == 1 { "y" } else { "ies" },
+                self.retry_requests
+            ));
+        }
+        if waiting > 0 {
+            let why: Vec<String> = self
+                .waiting
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            out.push_str(&format!(
+                "retry set: {waiting} entr{} waiting, re-examined every run ({})\n",
+                if waiting == 1 { "y" } else { "ies" },
+                why.join(", ")
+            ));
+        }
         for e in &self.errors {
             out.push_str(&format!("error: {e}\n"));
         }
