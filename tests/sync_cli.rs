@@ -135,16 +135,14 @@ fn the_settings_skeleton_is_a_working_standalone_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_create_is_retried_although_the_export_did_not_change() {
     let fake = FakeMoodle::start().await;
-    let squatter = fake
-        .lock()
-        .insert_user(bridge::sync::testing::fake_moodle::FakeUser {
-            username: "someone.else".into(),
-            firstname: "Some".into(),
-            lastname: "One".into(),
-            email: "lea.martin@ent.example".into(),
-            auth: "manual".into(),
-            ..Default::default()
-        });
+    let squatter = fake.lock().insert_user(testkit::fake_moodle::FakeUser {
+        username: "someone.else".into(),
+        firstname: "Some".into(),
+        lastname: "One".into(),
+        email: "lea.martin@ent.example".into(),
+        auth: "manual".into(),
+        ..Default::default()
+    });
     let file = sample_path();
     let s = sync_settings(
         &[
