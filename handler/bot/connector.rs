@@ -7,17 +7,16 @@
 
 use crate::bot::settings::{BotIdentity, BotSettings};
 use crate::outbound::limiter::{Quota, RateLimiter, Slot, Window};
+use crate::outbound::token::client_credentials::{tenant_token_endpoint, ClientProof};
+use crate::outbound::token::{ClientCredentials, ManagedIdentity, MsiEndpoint};
+use crate::outbound::{retry, Failure, RetryPolicy, TokenSource};
 use crate::redact;
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const BOT_SCOPE: &str = "https://api.botframework.com/.default";
 pub const BOT_RESOURCE: &str = "https://api.botframework.com";
-const MAX_ATTEMPTS: u32 = 5;
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 /// A send on the request path that got a slot: how long its POST may take. Longer and the
 /// Bot Connector (which gives up after ~15 s) would retry the inbound activity.
 const IN_REQUEST_POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,7 +48,7 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SendError::Transport(_) | SendError::Token(_) | SendError::RateLimited(_) => true,
-            SendError::Status { status, .. } => matches!(status, 429 | 412 | 502 | 503 | 504),
+            SendError::Status { status, .. } => retry::is_retryable_status(*status),
             SendError::UntrustedServiceUrl(_) | SendError::Forbidden { .. } => false,
         }
     }
@@ -75,139 +74,65 @@ pub struct ResourceResponse {
 // ---------------------------------------------------------------------------------------------
 // Token
 
-struct CachedToken {
-    value: String,
-    refresh_at: Instant,
-}
-
+/// The bot's outbound token: the outbound layer's cached source for its identity, asked for the
+/// Bot Connector scope (the v1 resource for a managed identity).
 pub struct TokenProvider {
-    http: reqwest::Client,
-    identity: BotIdentity,
-    app_id: String,
-    endpoint: Option<url::Url>,
-    cached: Mutex<Option<CachedToken>>,
-    fetch: tokio::sync::Mutex<()>,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    /// Seconds; the MSI endpoint sends it as a string.
-    #[serde(default)]
-    expires_in: Option<Value>,
+    source: Box<dyn TokenSource>,
+    scope: &'static str,
 }
 
 impl TokenProvider {
     pub fn new(http: reqwest::Client, settings: &BotSettings) -> Self {
-        TokenProvider {
-            http,
-            identity: settings.identity.clone(),
-            app_id: settings.app_id.clone(),
-            endpoint: settings.token_endpoint.clone(),
-            cached: Mutex::new(None),
-            fetch: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn cached(&self) -> Option<String> {
-        let g = self.cached.lock().ok()?;
-        g.as_ref()
-            .filter(|t| Instant::now() < t.refresh_at)
-            .map(|t| t.value.clone())
-    }
-
-    pub async fn token(&self) -> Result<String, SendError> {
-        if let Some(t) = self.cached() {
-            return Ok(t);
-        }
-        let _one_at_a_time = self.fetch.lock().await;
-        if let Some(t) = self.cached() {
-            return Ok(t);
-        }
-        let resp = self.request().await?;
-        let lifetime = resp
-            .expires_in
-            .as_ref()
-            .and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            })
-            .unwrap_or(3600);
-        // The lifetime comes from the remote answer: `u64::MAX` must not overflow the Instant
-        // (a panic on the reply path). Entra tokens live 60-90 min; trust at most a day.
-        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME_SECS);
-        // Refresh five minutes early (or at half-life for very short tokens).
-        let margin = if lifetime > 600 { 300 } else { lifetime / 2 };
-        let now = Instant::now();
-        let refresh_at = now
-            .checked_add(Duration::from_secs(lifetime - margin))
-            .unwrap_or(now);
-        if let Ok(mut g) = self.cached.lock() {
-            *g = Some(CachedToken {
-                value: resp.access_token.clone(),
-                refresh_at,
-            });
-        }
-        Ok(resp.access_token)
-    }
-
-    async fn request(&self) -> Result<TokenResponse, SendError> {
-        let err = |e: String| SendError::Token(e);
-        let req = match &self.identity {
+        match &settings.identity {
             BotIdentity::SingleTenant {
                 tenant_id,
                 password,
             } => {
-                let url = match &self.endpoint {
-                    Some(u) => u.to_string(),
-                    None => {
-                        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token")
-                    }
-                };
-                self.http.post(url).form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", self.app_id.as_str()),
-                    ("client_secret", password.expose()),
-                    ("scope", BOT_SCOPE),
-                ])
+                let endpoint = settings
+                    .token_endpoint
+                    .clone()
+                    .unwrap_or_else(|| tenant_token_endpoint(tenant_id));
+                TokenProvider {
+                    source: Box::new(
+                        ClientCredentials::new(
+                            http,
+                            endpoint,
+                            settings.app_id.clone(),
+                            ClientProof::Secret(password.clone()),
+                        )
+                        .cached(),
+                    ),
+                    scope: BOT_SCOPE,
+                }
             }
             BotIdentity::UserAssignedMsi { client_id } => {
-                let endpoint = match &self.endpoint {
-                    Some(u) => u.to_string(),
-                    None => std::env::var("IDENTITY_ENDPOINT").map_err(|_| {
-                        err("IDENTITY_ENDPOINT is not set (no managed identity here)".into())
-                    })?,
+                let endpoint = match &settings.token_endpoint {
+                    Some(u) => MsiEndpoint::AppService {
+                        endpoint: u.to_string(),
+                        header: settings
+                            .platform_identity
+                            .header
+                            .clone()
+                            .unwrap_or_default(),
+                    },
+                    None => MsiEndpoint::from_settings(&settings.platform_identity),
                 };
-                let header = std::env::var("IDENTITY_HEADER").unwrap_or_default();
-                self.http
-                    .get(endpoint)
-                    .query(&[
-                        ("api-version", "2019-08-01"),
-                        ("resource", BOT_RESOURCE),
-                        ("client_id", client_id.as_str()),
-                    ])
-                    .header("X-IDENTITY-HEADER", header)
+                TokenProvider {
+                    source: Box::new(
+                        ManagedIdentity::new(http, endpoint, Some(client_id.clone())).cached(),
+                    ),
+                    scope: BOT_RESOURCE,
+                }
             }
-        };
-        let resp = req
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .map_err(|e| err(redact::error_chain(&e.without_url())))?;
-        let status = resp.status();
-        if !status.is_success() {
-            // The body may echo request details; keep only the status and the error code.
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            let code = body
-                .get("error")
-                .and_then(Value::as_str)
-                .map_or_else(|| "unknown".into(), |c| redact::excerpt(c, CODE_CHARS));
-            return Err(err(format!("token endpoint answered {status} ({code})")));
         }
-        // A decoding error never quotes the body here (it would hold the token).
-        resp.json::<TokenResponse>()
+    }
+
+    pub async fn token(&self) -> Result<String, SendError> {
+        self.source
+            .token(self.scope)
             .await
-            .map_err(|e| err(redact::error_chain(&e.without_url())))
+            .map(|t| t.secret.expose().to_string())
+            .map_err(|e| SendError::Token(e.to_string()))
     }
 }
 
@@ -261,8 +186,8 @@ pub struct Connector {
     members_quota: Quota,
     app_quota: Quota,
     trusted: Vec<TrustedBase>,
-    /// First retry delay when the service gives no Retry-After.
-    pub base_backoff: Duration,
+    /// How failed sends are retried (429/412/502/503/504, `Retry-After` honoured).
+    pub retry: RetryPolicy,
 }
 
 /// encodeURIComponent: conversation ids carry `:`, `;`, `@`.
@@ -302,7 +227,7 @@ impl Connector {
                 .iter()
                 .filter_map(|t| TrustedBase::parse(t))
                 .collect(),
-            base_backoff: Duration::from_millis(500),
+            retry: RetryPolicy::MICROSOFT,
         }
     }
 
@@ -371,23 +296,25 @@ impl Connector {
         let base = self.checked_base(service_url)?;
         let url = Self::activities_url(&base, conversation_id, reply_to);
         let body = serde_json::to_vec(activity).map_err(|e| SendError::Transport(e.to_string()))?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // Token first: the slot's instant is then (nearly) when Teams sees the request.
-            let token = self.tokens.token().await?;
-            self.limiter
-                .acquire(&self.send_slots(conversation_id))
-                .await;
-            match self.post_once(&url, &body, &token, None).await {
-                Ok(r) => return Ok(r),
-                Err((e, retry_after)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    tracing::warn!(attempt, error = %e, "Bot Connector send failed, retrying");
-                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        self.retry
+            .run("Bot Connector send", |_| async {
+                // Token first: the slot's instant is then (nearly) when Teams sees the request.
+                // A token failure ends this call; a queue worker tries the message again later.
+                let token = self.tokens.token().await.map_err(Failure::permanent)?;
+                self.limiter
+                    .acquire(&self.send_slots(conversation_id))
+                    .await;
+                self.post_once(&url, &body, &token, None)
+                    .await
+                    .map_err(|(e, retry_after)| {
+                        if e.is_retryable() {
+                            Failure::retryable(e, retry_after)
+                        } else {
+                            Failure::permanent(e)
+                        }
+                    })
+            })
+            .await
     }
 
     /// The request path's send: one attempt, made only if the rate limits give a slot within
@@ -447,12 +374,7 @@ impl Connector {
         if (200..300).contains(&status) {
             return Ok(resp.json::<ResourceResponse>().await.unwrap_or_default());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry::retry_after(resp.headers());
         let correlation = resp
             .headers()
             .get("x-correlating-operationid")
@@ -523,16 +445,6 @@ impl Connector {
         self.trusted_base(service_url).ok_or_else(|| {
             SendError::UntrustedServiceUrl(crate::telemetry::capped(service_url).into_owned())
         })
-    }
-
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let jitter = |d: Duration| {
-            d + Duration::from_millis(rand::random::<u64>() % (d.as_millis() as u64 / 2 + 1))
-        };
-        match retry_after {
-            Some(d) => jitter(d.min(MAX_RETRY_AFTER)),
-            None => jitter(self.base_backoff * 2u32.pow(attempt.saturating_sub(1))),
-        }
     }
 }
 
@@ -707,6 +619,39 @@ mod tests {
         assert_eq!(tokens.token().await.unwrap(), "t1");
         // Cached (for at most a day), not fetched again.
         assert_eq!(tokens.token().await.unwrap(), "t1");
+    }
+
+    #[tokio::test]
+    async fn a_managed_identity_bot_finds_its_endpoint_in_the_settings_not_the_environment() {
+        use wiremock::matchers::{header, method, path, query_param};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/msi/token"))
+            .and(query_param("api-version", "2019-08-01"))
+            .and(query_param("resource", BOT_RESOURCE))
+            .and(query_param("client_id", "bot-mi"))
+            .and(header("X-IDENTITY-HEADER", "platform-header"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "mi-token",
+                "expires_in": "3599",
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let endpoint = format!("{}/msi/token", server.uri());
+        // Only the settings source has these: the process environment does not.
+        let (settings, problems) = crate::bot::settings::tests::load(&[
+            ("BOT_APP_ID", "app"),
+            ("BOT_APP_TYPE", "UserAssignedMSI"),
+            ("BOT_MSI_CLIENT_ID", "bot-mi"),
+            ("IDENTITY_ENDPOINT", &endpoint),
+            ("IDENTITY_HEADER", "platform-header"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let tokens = TokenProvider::new(reqwest::Client::new(), &settings.unwrap());
+        assert_eq!(tokens.token().await.unwrap(), "mi-token");
+        assert_eq!(tokens.token().await.unwrap(), "mi-token");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct BotSettings {
     pub answer_cache_secs: u64,
     /// Bot API requests per second for the whole app on this instance (Teams: 50 per app and tenant).
     pub app_rate_per_sec: usize,
+    /// The platform's managed-identity endpoint, for a `UserAssignedMSI` bot.
+    pub platform_identity: crate::config::IdentitySettings,
 }
 
 /// `http` is only accepted for loopback hosts (tests and local doubles); everything else is https.
@@ -137,6 +139,7 @@ impl BotSettings {
             src.problem("BOT_DUE_SOON_DAYS: between 1 and 60");
         }
 
+        let platform_identity = crate::config::IdentitySettings::load(src);
         let Some(app_id) = app_id else {
             if password.is_some() || msi_client_id.is_some() {
                 src.problem(
@@ -183,6 +186,7 @@ impl BotSettings {
             due_soon_days,
             answer_cache_secs,
             app_rate_per_sec,
+            platform_identity,
         })
     }
 }
@@ -192,7 +196,7 @@ pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn load(pairs: &[(&str, &str)]) -> (Option<BotSettings>, Vec<String>) {
+    pub(crate) fn load(pairs: &[(&str, &str)]) -> (Option<BotSettings>, Vec<String>) {
         let map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -184,7 +184,7 @@ mod tests {
     async fn a_huge_lifetime_does_not_overflow() {
         let cache = counting(Duration::MAX, false);
         let t = cache.token("s").await.unwrap();
-        assert!(t.expires_at > SystemTime::now() + Duration::from_secs(300 * 24 * 3600));
+        assert!(t.expires_at > SystemTime::now() + Duration::from_secs(23 * 3600));
         cache.token("s").await.unwrap();
         assert_eq!(cache.inner().calls.load(Ordering::SeqCst), 1);
     }

@@ -21,10 +21,30 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Entra always states `expires_in`; this is only for an answer that does not.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`
-pub fn tenant_token_endpoint(tenant_id: &str) -> Result<url::Url, TokenError> {
-    url::Url::parse(&format!("{ENTRA_AUTHORITY}/{tenant_id}/oauth2/v2.0/token"))
-        .map_err(|e| TokenError::Config(format!("tenant id {tenant_id:?}: {e}")))
+/// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`; the tenant is one encoded
+/// path segment, so a stray `/` or `?` in a setting cannot point the request elsewhere.
+pub fn tenant_token_endpoint(tenant_id: &str) -> url::Url {
+    let mut u = url::Url::parse(ENTRA_AUTHORITY).expect("constant URL");
+    u.path_segments_mut()
+        .expect("an https URL has a path")
+        .clear()
+        .extend([tenant_id, "oauth2", "v2.0", "token"]);
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tenant_endpoint_keeps_the_tenant_in_its_segment() {
+        assert_eq!(
+            super::tenant_token_endpoint("00000000-aaaa-4aaa-8aaa-000000000001").as_str(),
+            "https://login.microsoftonline.com/00000000-aaaa-4aaa-8aaa-000000000001/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            super::tenant_token_endpoint("evil/../x?y").as_str(),
+            "https://login.microsoftonline.com/evil%2F..%2Fx%3Fy/oauth2/v2.0/token"
+        );
+    }
 }
 
 /// A certificate and its private key, ready to sign client assertions.

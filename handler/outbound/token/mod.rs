@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Longest lifetime believed from a token answer: a huge `expires_in` must neither overflow the
-/// clock arithmetic nor keep a token for ever.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+/// clock arithmetic nor keep a token for ever. Entra and managed-identity tokens live at most a day.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// An access token; the value only leaves through `secret.expose()`.
 #[derive(Clone, Debug)]
