@@ -78,8 +78,8 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
     let log = dir.path().join("handler.log");
     // The token is sent (the timer checks it before planning a run) to a Moodle that echoes it.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(testkit::echo_moodle::start());
-    let uri = echo.uri();
+    let echo = rt.block_on(testkit::moodle_fixtures::MoodleDouble::echo());
+    let uri = echo.url();
     let ldif = dir.path().join("people.ldif");
     testkit::ent_data::write_ldif(
         &mut std::fs::File::create(&ldif).unwrap(),
@@ -304,11 +304,11 @@ const ECHOED_TOKEN: &str = "tokECHO0123456789secret";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
     use testkit::ent_data::{self, Spec};
-    let echo = testkit::echo_moodle::start().await;
+    let echo = testkit::moodle_fixtures::MoodleDouble::echo().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("people.ldif");
     ent_data::write_ldif(&mut std::fs::File::create(&ldif).unwrap(), &Spec::new(5)).unwrap();
-    let uri = echo.uri();
+    let uri = echo.url();
     let env = [
         ("MOODLE_URL", uri.as_str()),
         ("MOODLE_TOKEN", ECHOED_TOKEN),

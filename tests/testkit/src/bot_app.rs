@@ -10,7 +10,7 @@ use bridge::store::SharedStore;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -176,15 +176,20 @@ pub async fn mount_keys(keys: &MockServer, jwks: Value) {
         .await;
 }
 
-/// Connector double: token endpoint, replies/sends (200 with an id), roster lookups.
-pub async fn mount_connector(connector: &MockServer) {
+/// The Entra token endpoint the bot gets its outbound token from (`/oauth2/v2.0/token`).
+pub async fn mount_token(server: &MockServer) {
     let token = fixture("botframework/outbound-token.response.json")
         .replace("{{ACCESS_TOKEN}}", ACCESS_TOKEN);
     Mock::given(method("POST"))
         .and(path("/oauth2/v2.0/token"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(token, "application/json"))
-        .mount(connector)
+        .mount(server)
         .await;
+}
+
+/// Connector double: token endpoint, replies/sends (200 with an id), roster lookups.
+pub async fn mount_connector(connector: &MockServer) {
+    mount_token(connector).await;
     Mock::given(method("POST"))
         .and(path_regex(
             r"^/emea/v3/conversations/[^/]+/activities(/[^/]+)?$",
@@ -192,6 +197,48 @@ pub async fn mount_connector(connector: &MockServer) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "sent-1"})))
         .mount(connector)
         .await;
+}
+
+/// The bot's settings on the embedded store, pointed at a key server (`keys`, OpenID metadata of
+/// [`mount_keys`]), a token endpoint (`token`, [`mount_token`]) and a trusted Connector.
+pub fn bot_env(
+    sqlite: &Path,
+    blobs: &Path,
+    keys: &str,
+    token: &str,
+    connector: &str,
+) -> BTreeMap<String, String> {
+    [
+        ("STORE_BACKEND", "sqlite".to_string()),
+        ("SQLITE_PATH", sqlite.display().to_string()),
+        ("BLOB_DIR", blobs.display().to_string()),
+        ("BOT_APP_ID", APP_ID.into()),
+        ("BOT_APP_TYPE", "SingleTenant".into()),
+        ("BOT_TENANT_ID", TENANT_ID.into()),
+        ("BOT_APP_PASSWORD", "test-client-secret".into()),
+        (
+            "BOT_OPENID_METADATA_URL",
+            format!("{keys}/v1/.well-known/openidconfiguration"),
+        ),
+        ("BOT_TOKEN_ENDPOINT", format!("{token}/oauth2/v2.0/token")),
+        ("BOT_TRUSTED_SERVICE_URLS", connector.to_string()),
+        ("BOT_ANSWER_CACHE_SECS", "0".into()),
+        ("LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Map an Entra user to a Moodle user the way the sync does (`mappings` table).
+pub async fn map_user(store: &SharedStore, aad: &str, moodle_id: i64) -> anyhow::Result<()> {
+    let e = bridge::store::Entity::new(
+        bridge::bot::mapping::ENTRA_USER_PARTITION,
+        aad.to_ascii_lowercase(),
+    )
+    .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, moodle_id);
+    store.upsert(bridge::store::tables::MAPPINGS, &e).await?;
+    Ok(())
 }
 
 pub async fn spawn_bot_app(opts: BotAppOptions) -> BotTestApp {
@@ -215,29 +262,13 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
         .sqlite_path
         .clone()
         .unwrap_or_else(|| dir.path().join("bridge.sqlite"));
-    let mut env: BTreeMap<String, String> = [
-        ("STORE_BACKEND", "sqlite".to_string()),
-        ("SQLITE_PATH", sqlite_path.display().to_string()),
-        ("BLOB_DIR", dir.path().join("blobs").display().to_string()),
-        ("BOT_APP_ID", APP_ID.into()),
-        ("BOT_APP_TYPE", "SingleTenant".into()),
-        ("BOT_TENANT_ID", TENANT_ID.into()),
-        ("BOT_APP_PASSWORD", "test-client-secret".into()),
-        (
-            "BOT_OPENID_METADATA_URL",
-            format!("{}/v1/.well-known/openidconfiguration", keys.uri()),
-        ),
-        (
-            "BOT_TOKEN_ENDPOINT",
-            format!("{}/oauth2/v2.0/token", connector.uri()),
-        ),
-        ("BOT_TRUSTED_SERVICE_URLS", connector.uri()),
-        ("BOT_ANSWER_CACHE_SECS", "0".into()),
-        ("LOG_LEVEL", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut env = bot_env(
+        &sqlite_path,
+        &dir.path().join("blobs"),
+        &keys.uri(),
+        &connector.uri(),
+        &connector.uri(),
+    );
     if let Some(m) = &moodle {
         env.insert("MOODLE_URL".into(), m.url());
         env.insert("MOODLE_TOKEN".into(), "TOKEN".into());
@@ -347,15 +378,7 @@ impl BotTestApp {
 
     /// Map an Entra user to a Moodle user the way the sync does (`mappings` table).
     pub async fn map_user(&self, aad: &str, moodle_id: i64) {
-        let e = bridge::store::Entity::new(
-            bridge::bot::mapping::ENTRA_USER_PARTITION,
-            aad.to_ascii_lowercase(),
-        )
-        .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, moodle_id);
-        self.store
-            .upsert(bridge::store::tables::MAPPINGS, &e)
-            .await
-            .unwrap();
+        map_user(&self.store, aad, moodle_id).await.unwrap();
     }
 
     pub async fn conversation_rows(&self, partition: &str) -> Vec<bridge::store::Entity> {

@@ -5,7 +5,6 @@
 pub mod app;
 pub mod azurite;
 pub mod bot_app;
-pub mod echo_moodle;
 pub mod ent_data;
 pub mod fake_moodle;
 pub mod moodle_fixtures;

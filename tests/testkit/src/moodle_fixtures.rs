@@ -1,7 +1,8 @@
 //! A Moodle double that replays the recorded responses of `../shared/fixtures/moodle/`: a request
 //! is answered with the recorded case of the same `wsfunction` whose form parameters match best
 //! (time-window parameters ignored, id parameters must not conflict). Tests can override any
-//! answer, and read back the calls made.
+//! answer, and read back the calls made. In echo mode ([`MoodleDouble::echo`]) it reflects the
+//! request instead, as a proxy, WAF or debug page might.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ struct Override {
 
 #[derive(Default)]
 struct State {
+    /// Answer every call 200 with its own form body as HTML (see [`MoodleDouble::echo`]).
+    echo: bool,
     cases: Vec<Case>,
     overrides: Vec<Override>,
     calls: Vec<(String, Params)>,
@@ -89,6 +92,11 @@ pub fn moodle_error(code: &str, message: &str) -> Value {
 
 impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if self.0.lock().unwrap().echo {
+            let mut page = request.body.clone();
+            page.extend_from_slice(b"\n<html><body>request logged</body></html>");
+            return ResponseTemplate::new(200).set_body_raw(page, "text/html");
+        }
         let form: Vec<(String, String)> =
             serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
         let params: Params = form.into_iter().collect();
@@ -177,10 +185,26 @@ impl MoodleDouble {
                 });
             }
         }
-        let state = Arc::new(Mutex::new(State {
+        Self::serve(State {
             cases,
             ..Default::default()
-        }));
+        })
+        .await
+    }
+
+    /// A Moodle that reflects the request: every POST to the web-service endpoint is answered
+    /// 200 with its own form body as HTML, so whatever the bridge copies from a non-JSON answer
+    /// is exactly what it sent, token included.
+    pub async fn echo() -> Self {
+        Self::serve(State {
+            echo: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn serve(state: State) -> Self {
+        let state = Arc::new(Mutex::new(state));
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/webservice/rest/server.php"))
@@ -192,6 +216,11 @@ impl MoodleDouble {
 
     pub fn url(&self) -> String {
         self.server.uri()
+    }
+
+    /// Every request received, as sent (wiremock's record).
+    pub async fn received_requests(&self) -> Option<Vec<Request>> {
+        self.server.received_requests().await
     }
 
     /// Answer `function` with `body` whenever the request has all of `params`.

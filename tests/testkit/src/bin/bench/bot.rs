@@ -7,61 +7,30 @@
 //! 2. JWT validation alone (`TokenValidator::verify` with the key set cached), tight loop.
 //!
 //! Everything (load generator, app, doubles) shares this machine's cores.
+//!
+//! The key server and the token endpoint (each called once, then cached) are the tests' doubles
+//! (`testkit::bot_app`), and so are the settings, the token and the mappings. The two doubles on
+//! the hot path (the Connector's reply route, the Moodle reads) are bare counters here: wiremock
+//! keeps a copy of every request, and this measures the bridge, not the doubles.
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use bridge::app::AppState;
 use bridge::store::SharedStore;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const APP_ID: &str = "b0700000-0000-4000-8000-000000000001";
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
-}
-
-fn fixture(rel: &str) -> anyhow::Result<String> {
-    let p = fixtures_dir().join(rel);
-    std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-}
-
-fn moodle_body(case: &str) -> anyhow::Result<Value> {
-    let v: Value = serde_json::from_str(&fixture(&format!("moodle/{case}"))?)?;
-    Ok(v["response"]["body"].clone())
-}
+use testkit::bot_app::{self, APP_ID};
+use testkit::moodle_fixtures::MoodleDouble;
 
 struct Doubles {
-    base: String,
-    jwks: Value,
     grades: Value,
     courses: Value,
     moodle_calls: AtomicU64,
     replies: AtomicU64,
-}
-
-async fn metadata(State(d): State<Arc<Doubles>>) -> Json<Value> {
-    Json(
-        json!({"issuer": "https://api.botframework.com", "jwks_uri": format!("{}/keys", d.base),
-                "id_token_signing_alg_values_supported": ["RS256"]}),
-    )
-}
-
-async fn keys(State(d): State<Arc<Doubles>>) -> Json<Value> {
-    Json(d.jwks.clone())
-}
-
-async fn token() -> Json<Value> {
-    Json(
-        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "bench-token"}),
-    )
 }
 
 async fn reply(State(d): State<Arc<Doubles>>, _body: axum::body::Bytes) -> Json<Value> {
@@ -94,15 +63,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn mint(service_url: &str) -> anyhow::Result<String> {
-    let pem = fixture("botframework/keys/endorsed-msteams.pem")?;
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())?;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("test-kid-endorsed-msteams".into());
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"serviceurl": service_url, "nbf": now - 300, "exp": now + 3600,
-                        "iss": "https://api.botframework.com", "aud": APP_ID});
-    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+/// One `/api/messages` POST as the Connector sends it.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    body: bytes::Bytes,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
 }
 
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
@@ -111,21 +85,20 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let users: usize = arg(args, "--users", 2000);
     let cache_secs: u64 = arg(args, "--answer-cache-secs", 0);
 
-    // Doubles: key server, token endpoint, Connector, Moodle — one loopback server.
+    // Doubles: the tests' key server and token endpoint on one server; the Connector and
+    // Moodle on another, counting.
+    let keys = wiremock::MockServer::start().await;
+    bot_app::mount_keys(&keys, testkit::fixture_json("botframework/jwks.json")).await;
+    bot_app::mount_token(&keys).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let doubles = Arc::new(Doubles {
-        base: base.clone(),
-        jwks: serde_json::from_str(&fixture("botframework/jwks.json")?)?,
-        grades: moodle_body("gradereport_overview_get_course_grades/student.json")?,
-        courses: moodle_body("core_enrol_get_users_courses/student.json")?,
+        grades: MoodleDouble::fixture_body("gradereport_overview_get_course_grades/student.json"),
+        courses: MoodleDouble::fixture_body("core_enrol_get_users_courses/student.json"),
         moodle_calls: AtomicU64::new(0),
         replies: AtomicU64::new(0),
     });
     let double_router = Router::new()
-        .route("/v1/.well-known/openidconfiguration", get(metadata))
-        .route("/keys", get(keys))
-        .route("/oauth2/v2.0/token", post(token))
         .route("/emea/v3/conversations/{conv}/activities/{id}", post(reply))
         .route("/webservice/rest/server.php", post(moodle))
         .with_state(doubles.clone());
@@ -135,42 +108,21 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("bridge-bench-bot-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let sqlite = dir.join("bench.sqlite");
-    let env: BTreeMap<String, String> = [
-        ("STORE_BACKEND", "sqlite".to_string()),
-        ("SQLITE_PATH", sqlite.display().to_string()),
-        ("BLOB_DIR", dir.join("blobs").display().to_string()),
+    let mut env = bot_app::bot_env(&sqlite, &dir.join("blobs"), &keys.uri(), &keys.uri(), &base);
+    let extra = [
         ("MOODLE_URL", base.clone()),
         ("MOODLE_TOKEN", "TOKEN".into()),
-        ("BOT_APP_ID", APP_ID.into()),
-        (
-            "BOT_TENANT_ID",
-            "7e570000-0000-4000-8000-000000000001".into(),
-        ),
-        ("BOT_APP_PASSWORD", "bench-secret".into()),
-        (
-            "BOT_OPENID_METADATA_URL",
-            format!("{base}/v1/.well-known/openidconfiguration"),
-        ),
-        ("BOT_TOKEN_ENDPOINT", format!("{base}/oauth2/v2.0/token")),
-        ("BOT_TRUSTED_SERVICE_URLS", base.clone()),
         ("BOT_ANSWER_CACHE_SECS", cache_secs.to_string()),
         // The Connector double has no app-wide quota; Teams' 50 per second would make every
         // reply past the 50th of a second go through the queue, and this measures the bridge.
         ("BOT_APP_RATE_PER_SEC", "1000000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    ];
+    env.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
     let settings = bridge::config::Settings::load(&mut bridge::config::Source::from_map(env))?;
     let store: SharedStore = Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite)?);
     store.ensure_tables().await?;
     for i in 0..users {
-        let e = bridge::store::Entity::new(
-            bridge::bot::mapping::ENTRA_USER_PARTITION,
-            format!("aad-user-{i}"),
-        )
-        .with(bridge::bot::mapping::MOODLE_USER_ID_PROP, 7i64);
-        store.upsert(bridge::store::tables::MAPPINGS, &e).await?;
+        bot_app::map_user(&store, &format!("aad-user-{i}"), 7).await?;
     }
     let blobs = Arc::new(bridge::store::blob::FsBlobStore::new(dir.join("blobs")));
     let state = AppState::from_parts(settings, store, blobs, false)?;
@@ -180,8 +132,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(app_listener, router).await });
 
     let service_url = format!("{base}/emea/");
-    let token = mint(&service_url)?;
-    let template: Value = serde_json::from_str(&fixture("botframework/message-personal.json")?)?;
+    let token = bot_app::valid_token(&service_url);
+    let template: Value = testkit::fixture_json("botframework/message-personal.json");
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
         (0..users)
             .map(|i| {
@@ -219,13 +171,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                     if i >= bodies.len() {
                         break;
                     }
-                    let r = client
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .body(bodies[i].clone())
-                        .send()
-                        .await;
+                    let r = send(&client, &url, &auth, bodies[i].clone()).await;
                     if !matches!(r, Ok(ref r) if r.status() == 200) {
                         eprintln!("warm-up request failed: {:?}", r.map(|r| r.status()));
                     }
@@ -260,13 +206,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 while Instant::now() < deadline {
                     let i = next.fetch_add(1, Ordering::Relaxed) % bodies.len();
                     let t = Instant::now();
-                    let r = client
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .body(bodies[i].clone())
-                        .send()
-                        .await;
+                    let r = send(&client, &url, &auth, bodies[i].clone()).await;
                     match r {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.bytes().await;
