@@ -142,6 +142,18 @@ param logLevel string = 'info'
 @minValue(1024)
 param maxBodyBytes int = 262144
 
+@description('STORE_CHECK_TIMEOUT_SECS: seconds a store check at start may take before the handler fails naming the endpoint.')
+@minValue(1)
+param storeCheckTimeoutSecs int = 5
+
+@description('HTTP_READ_TIMEOUT_SECS: seconds a client has to send a request\'s headers and body.')
+@minValue(1)
+param httpReadTimeoutSecs int = 10
+
+@description('HTTP_MAX_CONNECTIONS: most connections served at once; more wait in the listen backlog.')
+@minValue(1)
+param httpMaxConnections int = 512
+
 @description('STORE_TABLE_PREFIX: prefix of the app table names (letters and digits).')
 param storeTablePrefix string = 'bridge'
 
@@ -323,6 +335,12 @@ var syncDefaults = {
   SYNC_TRACE_LIMIT: '20000'
   SYNC_PROTECTED_USERS: ''
   SYNC_USER_AUTH: 'cas'
+  SYNC_SUSPEND_ON_DELETION_DATE: 'true'
+  SYNC_MANUAL_PASSWORD_MAIL: 'false'
+  SYNC_LEAVER_MEMBERSHIPS: 'keep'
+  SYNC_FULL_SCHEDULE: '0 0 2 * * *'
+  SYNC_DELETION_DATE_ATTRIBUTE: 'ENTPersonDateSuppression'
+  SYNC_DECLARED_DUPLICATES: 'skip'
 }
 var sync = union(syncDefaults, syncSettings)
 
@@ -340,6 +358,9 @@ var appSettings = {
   LOG_LEVEL: logLevel
   LOG_FORMAT: 'json'
   MAX_BODY_BYTES: string(maxBodyBytes)
+  STORE_CHECK_TIMEOUT_SECS: string(storeCheckTimeoutSecs)
+  HTTP_READ_TIMEOUT_SECS: string(httpReadTimeoutSecs)
+  HTTP_MAX_CONNECTIONS: string(httpMaxConnections)
   SYNC_SCHEDULE: syncSchedule
   PUBLIC_URL: empty(publicUrl) ? appUrl : publicUrl
   // Moodle
@@ -405,6 +426,12 @@ var appSettings = {
   SYNC_TRACE_LIMIT: string(sync.SYNC_TRACE_LIMIT)
   SYNC_PROTECTED_USERS: string(sync.SYNC_PROTECTED_USERS)
   SYNC_USER_AUTH: string(sync.SYNC_USER_AUTH)
+  SYNC_SUSPEND_ON_DELETION_DATE: string(sync.SYNC_SUSPEND_ON_DELETION_DATE)
+  SYNC_MANUAL_PASSWORD_MAIL: string(sync.SYNC_MANUAL_PASSWORD_MAIL)
+  SYNC_LEAVER_MEMBERSHIPS: string(sync.SYNC_LEAVER_MEMBERSHIPS)
+  SYNC_FULL_SCHEDULE: string(sync.SYNC_FULL_SCHEDULE)
+  SYNC_DELETION_DATE_ATTRIBUTE: string(sync.SYNC_DELETION_DATE_ATTRIBUTE)
+  SYNC_DECLARED_DUPLICATES: string(sync.SYNC_DECLARED_DUPLICATES)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret
 }
