@@ -20,9 +20,11 @@ pub const BOT_RESOURCE: &str = "https://api.botframework.com";
 /// A send on the request path that got a slot: how long its POST may take. Longer and the
 /// Bot Connector (which gives up after ~15 s) would retry the inbound activity.
 const IN_REQUEST_POST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Roster lookups run on the request path too: how long they may wait for a slot, and take.
-const MEMBER_WAIT: Duration = Duration::from_secs(2);
-const MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Roster lookups run on the request path too (before the reply is even computed): how long
+/// they may wait for a slot, and for the token and the GET each; the user then gets an answer
+/// without the roster's e-mail rather than none.
+const MEMBER_WAIT: Duration = Duration::from_secs(1);
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
