@@ -72,7 +72,10 @@ fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
     );
     assert_eq!(queue_rows(dir.path(), "notify"), vec![(id.clone(), 0)]);
 
-    let mut h = Handler::serve(dir.path(), &[]);
+    // A claim dies with its worker after 2 s (the kill may land between the claim and the
+    // record of the failed try), so the restarted server sees the message within seconds.
+    let env = [("SERVE_QUEUE_VISIBILITY_SECS", "2")];
+    let mut h = Handler::serve(dir.path(), &env);
     // The notify worker claims it; fan-out is not built yet, so the try fails and is counted.
     let start = Instant::now();
     while queue_rows(dir.path(), "notify").first().map(|r| r.1) != Some(1) {
@@ -87,9 +90,9 @@ fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
 
     // Nothing lost, nothing duplicated, the try count kept for the poison rule.
     assert_eq!(queue_rows(dir.path(), "notify"), vec![(id.clone(), 1)]);
-    let _h2 = Handler::serve(dir.path(), &[]);
+    let _h2 = Handler::serve(dir.path(), &env);
     // The restarted worker takes the same message once its backoff (2 s after the first try)
-    // is over, and counts this second try.
+    // or the dead worker's claim is over, and counts this second try.
     let start = Instant::now();
     while queue_rows(dir.path(), "notify").first().map(|r| r.1) != Some(2) {
         assert!(
@@ -105,21 +108,27 @@ fn queued_messages_survive_kill_9_and_keep_their_retry_count() {
     assert_eq!(rows, vec![(id.clone(), 2)], "same message, second try");
     assert!(queue_rows(dir.path(), "notify-poison").is_empty());
     let conn = rusqlite::Connection::open(dir.path().join("bridge.sqlite")).unwrap();
-    let props: String = conn
-        .query_row(
-            "SELECT props FROM entities WHERE tbl = 'queue' AND pk = 'notify'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&props).unwrap();
-    assert!(
-        v["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("not part of this build"),
-        "the try's failure is recorded: {v}"
-    );
+    // The second try's failure is recorded once the worker settles it.
+    let start = Instant::now();
+    let last_error = || -> String {
+        let props: String = conn
+            .query_row(
+                "SELECT props FROM entities WHERE tbl = 'queue' AND pk = 'notify'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&props).unwrap();
+        v["last_error"].as_str().unwrap_or_default().to_string()
+    };
+    while !last_error().contains("not part of this build") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the try's failure is not recorded: {:?}",
+            last_error()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -176,7 +185,10 @@ fn a_shard_that_cannot_succeed_is_poisoned_at_once_with_the_reason() {
     let id = String::from_utf8(id.stdout).unwrap().trim().to_string();
     let _h = Handler::serve(dir.path(), &env);
     let start = Instant::now();
-    while queue_rows(dir.path(), "sync-work-poison").is_empty() {
+    // Poisoning writes the poison row, then removes the original: wait for both.
+    while queue_rows(dir.path(), "sync-work-poison").is_empty()
+        || !queue_rows(dir.path(), "sync-work").is_empty()
+    {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "never poisoned: {:?}",
