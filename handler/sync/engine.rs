@@ -17,6 +17,7 @@ use crate::moodle::roles::{Assignment, ContextLevel};
 use crate::moodle::users::{MoodleUser, UserField};
 use crate::moodle::{categories, cohorts, courses, roles, users, MoodleClient, MoodleError};
 use crate::store::{key_escape, tables, SharedStore, StoreError};
+use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub struct PassState {
     fake_id: i64,
     /// Moodle's own accounts (read once per pass, on first need).
     pub(crate) protected: Option<Protected>,
+    create_rate: super::create_rate::CreateRate,
 }
 
 impl PassState {
@@ -642,17 +644,30 @@ async fn process_batch(
             ids[*i] = Some(MoodleUserId(st.fake_id()));
         }
     } else {
+        // Calls of one batch are independent (different people): up to SYNC_WRITE_CONCURRENCY
+        // run at once, so Moodle's PHP workers and database share the load.
+        let conc = s.write_concurrency.max(1);
         let sizes: Vec<usize> = creates.iter().map(|(_, f)| f.len()).collect();
-        for range in chunks(&sizes, budget, s.batch_size) {
-            let part: Vec<(usize, Vec<(String, String)>)> = creates[range].to_vec();
-            let client = &ctx.moodle;
-            let out = bisect(
-                part,
-                |items| async move { users::create(client, &items).await },
-            )
-            .await?;
+        let client = &ctx.moodle;
+        let started = std::time::Instant::now();
+        let outs: Vec<_> = stream::iter(chunks(&sizes, budget, s.batch_size).into_iter().map(
+            |range| {
+                let part: Vec<(usize, Vec<(String, String)>)> = creates[range].to_vec();
+                bisect(
+                    part,
+                    |items| async move { users::create(client, &items).await },
+                )
+            },
+        ))
+        .buffered(conc)
+        .collect()
+        .await;
+        let mut created_now = 0u64;
+        for out in outs {
+            let out = out?;
             for (i, created) in out.ok {
                 ids[i] = Some(created.id);
+                created_now += 1;
                 report.counts("users").created += 1;
             }
             for (i, why) in out.failed {
@@ -664,11 +679,26 @@ async fn process_batch(
                 );
             }
         }
+        if let Some(w) = st.create_rate.observe(created_now, started.elapsed()) {
+            tracing::warn!(run = %ctx.run_id, "{w}");
+            report.warnings.push(w);
+        }
         let sizes: Vec<usize> = updates.iter().map(|(_, f)| f.len()).collect();
-        for range in chunks(&sizes, budget, s.batch_size) {
-            let part = &updates[range];
-            let items: Vec<Vec<(String, String)>> = part.iter().map(|(_, f)| f.clone()).collect();
-            let warnings = users::update(&ctx.moodle, &items).await?;
+        let outs: Vec<_> = stream::iter(chunks(&sizes, budget, s.batch_size).into_iter().map(
+            |range| {
+                let part = &updates[range];
+                async move {
+                    let items: Vec<Vec<(String, String)>> =
+                        part.iter().map(|(_, f)| f.clone()).collect();
+                    users::update(client, &items).await.map(|w| (part, w))
+                }
+            },
+        ))
+        .buffered(conc)
+        .collect()
+        .await;
+        for out in outs {
+            let (part, warnings) = out?;
             let mut bad: HashMap<i64, String> = HashMap::new();
             for w in warnings {
                 if let Some(id) = w.itemid {

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod checkpoint;
 pub mod cli;
+pub mod create_rate;
 pub mod engine;
 pub mod filter;
 pub mod full_pass;

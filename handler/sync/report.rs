@@ -86,6 +86,9 @@ pub struct RunReport {
     /// Whether every source read finished (removals and checkpoints depend on it).
     pub complete: bool,
     pub errors: Vec<String>,
+    /// Not errors: things the admin should know (e.g. Moodle slowing down as it fills).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub trace: Vec<String>,
     #[serde(default)]
@@ -232,6 +235,7 @@ impl RunReport {
             *self.waiting.entry(k.clone()).or_default() += n;
         }
         self.errors.extend(o.errors.iter().cloned());
+        self.warnings.extend(o.warnings.iter().cloned());
         self.trace.extend(o.trace.iter().cloned());
         self.trace_dropped += o.trace_dropped;
     }
@@ -297,6 +301,9 @@ impl RunReport {
         }
         for e in &self.errors {
             out.push_str(&format!("error: {e}\n"));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
         }
         for i in self.issues.iter().take(50) {
             out.push_str(&format!(

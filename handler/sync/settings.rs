@@ -193,6 +193,8 @@ pub struct SyncSettings {
     /// Role shortname → Moodle role id (Moodle has no web service to list roles).
     pub role_ids: Vec<(String, i64)>,
     pub batch_size: usize,
+    /// Independent write calls of one batch in flight at once.
+    pub write_concurrency: usize,
     pub overlap_secs: i64,
     pub removal: RemovalMode,
     pub removal_max_share: f64,
@@ -579,6 +581,14 @@ impl SyncSettings {
             }
         }
         let batch_size = src.parse("SYNC_BATCH_SIZE", 500usize, "people planned together: one lookup per batch, writes split further by MOODLE_MAX_FORM_FIELDS");
+        let write_concurrency = src.parse(
+            "SYNC_WRITE_CONCURRENCY",
+            2usize,
+            "Moodle write calls of one batch in flight at once (independent people; memberships wait for their users)",
+        );
+        if write_concurrency == 0 {
+            src.problem("SYNC_WRITE_CONCURRENCY: at least 1");
+        }
         let overlap_secs = src.parse("SYNC_OVERLAP_SECS", 120i64, "incremental runs re-read this many seconds before the checkpoint (clock skew, whole-second timestamps)");
         let removal_raw = src.string(
             "SYNC_REMOVAL",
@@ -692,6 +702,7 @@ impl SyncSettings {
             role_rules,
             role_ids,
             batch_size: batch_size.max(1),
+            write_concurrency: write_concurrency.max(1),
             overlap_secs: overlap_secs.max(0),
             removal,
             removal_max_share,

@@ -95,6 +95,11 @@ pub struct FakeState {
     pub stale_member_reads: bool,
     /// Usernames Moodle would have sent a "New user account" password mail to (createpassword=1).
     pub password_mails: Vec<String>,
+    /// Every request waits this long before it is answered (a busy site), so overlap shows.
+    pub latency: Option<std::time::Duration>,
+    in_flight: u64,
+    /// Most requests being answered at the same time so far.
+    pub max_in_flight: u64,
     next_id: i64,
 }
 
@@ -123,6 +128,9 @@ impl Default for FakeState {
             fail: Vec::new(),
             stale_member_reads: false,
             password_mails: Vec::new(),
+            latency: None,
+            in_flight: 0,
+            max_in_flight: 0,
             next_id: 100,
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
@@ -319,7 +327,18 @@ async fn handle_get(State(state): State<Arc<Mutex<FakeState>>>, uri: axum::http:
 }
 
 async fn handle(State(state): State<Arc<Mutex<FakeState>>>, body: axum::body::Bytes) -> Response {
-    answer(&state, &body)
+    let latency = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        st.latency
+    };
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
+    let response = answer(&state, &body);
+    state.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+    response
 }
 
 fn json_response(v: Value) -> Response {

@@ -13,8 +13,9 @@ fn main() -> std::process::ExitCode {
         "startup" => rt.block_on(startup::run(&args[1..])),
         "sync" => rt.block_on(sync::run(&args[1..])),
         "bot" => rt.block_on(bot::run(&args[1..])),
+        "ent-ldif" => sync::write_directory(&args[1..]),
         _ => {
-            eprintln!("usage: bench startup|sync|bot [options]");
+            eprintln!("usage: bench startup|sync|bot|ent-ldif [options]");
             return std::process::ExitCode::from(2);
         }
     };

@@ -106,3 +106,23 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
+
+/// `bench ent-ldif --users N`: the generated SDET directory as LDIF on stdout, for
+/// `scripts/bench-moodle-lab.sh` to load into slapd (the same people `bench sync` uses).
+pub fn write_directory(args: &[String]) -> anyhow::Result<()> {
+    let mut users = 2_000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--users" {
+            users = it
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("--users N"))?
+                .parse()?;
+        }
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    ent_data::write_ldif(&mut out, &Spec::new(users))?;
+    use std::io::Write;
+    out.flush()?;
+    Ok(())
+}
