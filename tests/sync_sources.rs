@@ -602,3 +602,32 @@ async fn timer_plans_shards_workers_apply_them_and_the_run_is_reported_once() {
         .unwrap();
     assert_eq!(next.queue.len(), 3);
 }
+
+#[tokio::test]
+async fn class_cohorts_are_named_after_the_school_not_its_siren() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    std::fs::write(&ldif, common::fixture("ent/sample-school.ldif")).unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+    );
+    let (code, r) = cli_sync(&state, &[]).await;
+    assert_eq!(code, 0, "{}", r.render());
+    let st = fake.lock();
+    let c = st
+        .cohort_by_idnumber("ent_99900100000016$6A")
+        .expect("class cohort");
+    assert_eq!(c.name, "6A (COLLÈGE SIMONE VEIL - SAINT-AUBIN-DES-PRÉS)");
+    // Noé Dubois's second school has no structure entry in the file: its id stays.
+    let other = st
+        .cohort_by_idnumber("ent_99900200000025$ULIS-A")
+        .expect("other school's cohort");
+    assert_eq!(other.name, "ULIS-A (99900200000025)");
+}

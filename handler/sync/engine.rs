@@ -55,6 +55,7 @@ pub struct PassState {
     /// Moodle's own accounts (read once per pass, on first need).
     pub(crate) protected: Option<Protected>,
     create_rate: super::create_rate::CreateRate,
+    school_names: Option<HashMap<String, String>>,
 }
 
 impl PassState {
@@ -1034,6 +1035,24 @@ pub(crate) async fn ensure_cohorts(
     }
     if to_create.is_empty() {
         return Ok(found);
+    }
+    if matches!(ctx.settings.cohorts.kind, CohortSourceKind::Attribute(_)) {
+        if st.school_names.is_none() {
+            let names = match super::schools::load(&ctx.settings).await {
+                Ok(n) => n,
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "school names not read ({e}): new cohorts carry the structure id"
+                    ));
+                    HashMap::new()
+                }
+            };
+            st.school_names = Some(names);
+        }
+        let names = st.school_names.as_ref().expect("just set");
+        for (key, c) in &mut to_create {
+            c.name = super::schools::cohort_name(key, &c.name, names);
+        }
     }
     if ctx.opts.update_only {
         for (key, _) in &to_create {

@@ -18,6 +18,7 @@ pub mod removal;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod schools;
 pub mod settings;
 pub mod shard;
 pub mod source;

@@ -120,6 +120,10 @@ pub struct CohortSettings {
     pub kind: CohortSourceKind,
     /// idnumber prefix that marks the cohorts the bridge created (the "cohort lock").
     pub prefix: String,
+    /// Where the school (structure) entries are, to name class cohorts after the school.
+    pub structures_base: String,
+    /// Attribute of a structure entry giving its name; None: the structure id is used.
+    pub school_name_attr: Option<String>,
 }
 
 /// `attribute|level|role|template`: each value of `attribute` (`<structure>$<code>[$…]`) gives
@@ -519,6 +523,18 @@ impl SyncSettings {
             "ent_",
             "idnumber prefix of the cohorts the bridge creates and owns",
         );
+        let structures_base = src.string(
+            "LDAP_STRUCTURES_BASE",
+            "ou=structures,dc=ent,dc=example",
+            "base DN of the school (structure) entries whose names class cohorts carry",
+        );
+        let school_name_attr = src.string(
+            "SYNC_SCHOOL_NAME_ATTRIBUTE",
+            "ENTStructureNomCourant",
+            "attribute of a structure entry naming the school in cohort names (`3A (COLLÈGE …)`); `-` keeps the structure id",
+        );
+        let school_name_attr =
+            (!school_name_attr.is_empty() && school_name_attr != "-").then_some(school_name_attr);
         if prefix.is_empty() {
             src.problem(
                 "SYNC_COHORT_PREFIX: cannot be empty (it is how the bridge recognises its cohorts)",
@@ -698,7 +714,12 @@ impl SyncSettings {
             },
             populations,
             mapping,
-            cohorts: CohortSettings { kind, prefix },
+            cohorts: CohortSettings {
+                kind,
+                prefix,
+                structures_base,
+                school_name_attr,
+            },
             role_rules,
             role_ids,
             batch_size: batch_size.max(1),
