@@ -2,7 +2,7 @@
 //! (SYNC_REMOVAL), only after a complete forced read, never above SYNC_REMOVAL_MAX_SHARE unless
 //! forced, and only for accounts the bridge manages (its `mappings`).
 
-use bridge::sync::engine::Progress;
+use bridge::sync::engine::{Progress, Step};
 use bridge::sync::run::run_inline;
 use bridge::sync::{RunReport, SyncOptions, SyncSettings};
 use std::sync::{Arc, Mutex};
@@ -285,9 +285,11 @@ async fn a_read_that_fails_midway_removes_nobody() {
     // first applied batch leaves most of the directory unread.
     let slapd = Arc::new(Mutex::new(Some(slapd)));
     let s2 = slapd.clone();
-    let progress: Progress = Arc::new(move |_| {
-        if let Some(d) = s2.lock().unwrap().take() {
-            drop(d);
+    let progress: Progress = Arc::new(move |step| {
+        if matches!(step, Step::Written(_)) {
+            if let Some(d) = s2.lock().unwrap().take() {
+                drop(d);
+            }
         }
     });
     let r = run_inline(&w.env, &forced(), Some(progress)).await.unwrap();

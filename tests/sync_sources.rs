@@ -631,3 +631,27 @@ async fn class_cohorts_are_named_after_the_school_not_its_siren() {
         .expect("other school's cohort");
     assert_eq!(other.name, "ULIS-A (99900200000025)");
 }
+
+#[tokio::test]
+async fn check_config_tells_the_admin_about_moodles_email_check_and_both_remedies() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    std::fs::write(&ldif, common::fixture("ent/sample-school.ldif")).unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+        ],
+    );
+    let checks = bridge::sync::reachability(&state).await;
+    let note = checks
+        .iter()
+        .find(|c| c.service == "moodle user creation")
+        .expect("the e-mail check note");
+    let text = note.outcome.as_ref().expect("advice, not a failure");
+    assert!(text.contains("allowaccountssameemail=1"), "{text}");
+    assert!(text.contains("lower(email)"), "{text}");
+}

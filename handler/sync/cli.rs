@@ -1,11 +1,9 @@
 //! `handler sync`: the ENT manual-sync page's options on the command line, with a progress bar
 //! and the report at the end.
 
-use super::engine::Progress;
 use super::report::SyncOptions;
 use super::run::{run_inline, SyncEnv};
 use clap::Args;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
@@ -72,18 +70,21 @@ pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<
     let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
     // The store holds the checkpoints: say which one, so a run against the wrong file is visible.
     eprintln!("store: {}", state.store.describe());
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {elapsed} {pos} entries ({per_sec}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let b = bar.clone();
-    let progress: Progress = Arc::new(move |n| b.inc(n));
-    let result = run_inline(&env, &args.options(), Some(progress)).await;
-    bar.finish_and_clear();
+    // The last complete full read says how many entries to expect (the ETA); a first run has none.
+    let expected = super::run::latest_reports(&state.store, 10)
+        .await
+        .ok()
+        .and_then(|rs| {
+            rs.into_iter()
+                .find(|r| {
+                    r.complete && (r.options.full || r.options.force) && r.options.user.is_none()
+                })
+                .map(|r| r.entries_read)
+        });
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let display = super::progress::Display::start(terminal, expected);
+    let result = run_inline(&env, &args.options(), Some(display.progress.clone())).await;
+    display.finish();
     let report = match result {
         Ok(r) => r,
         Err(e) => {

@@ -21,7 +21,18 @@ use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// What a pass reports as it goes (entries of one batch at a time), for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Entries taken from the source.
+    Read(u64),
+    /// Entries compared and planned (what to create, update, leave).
+    Planned(u64),
+    /// Entries whose writes are done and remembered.
+    Written(u64),
+}
+
+pub type Progress = Arc<dyn Fn(Step) + Send + Sync>;
 
 /// Everything a pass needs; the clients come in as parameters so tests pass doubles.
 #[derive(Clone)]
@@ -276,6 +287,9 @@ async fn read_population(
         if batch.len() >= s.batch_size || (done && !batch.is_empty()) {
             let n = batch.len() as u64;
             report.entries_read += n;
+            if let Some(p) = &ctx.progress {
+                p(Step::Read(n));
+            }
             let keys = process_batch(ctx, st, report, std::mem::take(&mut batch)).await;
             let keys = match keys {
                 Ok(k) => k,
@@ -290,7 +304,7 @@ async fn read_population(
             seen_here.extend(keys);
             applied += n as i64;
             if let Some(p) = &ctx.progress {
-                p(n);
+                p(Step::Written(n));
             }
             if !ctx.opts.simulate && ctx.opts.user.is_none() {
                 for (e, cp) in entities.iter().zip(&cps) {
@@ -360,6 +374,7 @@ async fn process_batch(
 ) -> Result<Vec<String>, PassError> {
     let s = &ctx.settings;
     let opts = &ctx.opts;
+    let batch_len = entries.len() as u64;
     let mut recs: Vec<PersonRecord> = Vec::with_capacity(entries.len());
     let mut keys = Vec::with_capacity(entries.len());
     for e in entries {
@@ -588,6 +603,9 @@ async fn process_batch(
             };
             plans[i] = plan;
         }
+    }
+    if let Some(p) = &ctx.progress {
+        p(Step::Planned(batch_len));
     }
     let mut ids: Vec<Option<MoodleUserId>> = vec![None; recs.len()];
     let mut user_ok: Vec<bool> = vec![true; recs.len()];

@@ -12,6 +12,7 @@ pub mod functions;
 pub mod groups;
 pub mod lease;
 pub mod mapping;
+pub mod progress;
 pub mod protect;
 pub mod record;
 pub mod removal;
@@ -36,6 +37,21 @@ pub fn router() -> Router<AppState> {
     Router::new()
 }
 
+/// Not a failure, a fact the admin must know before a large load: Moodle's web services compare
+/// each created or updated user's e-mail with every account, and web services cannot tell
+/// whether the site is tuned, so the advice is always given.
+pub fn email_check_note() -> crate::app::Check {
+    crate::app::Check {
+        service: "moodle user creation".into(),
+        outcome: Ok("each created or updated user's e-mail is compared with every account \
+                     (LOWER(email) = LOWER(:email), a scan of mdl_user on PostgreSQL), so large loads \
+                     slow down as the site grows; unless the site sets allowaccountssameemail=1, \
+                     add the index CREATE INDEX mdl_user_lower_email ON mdl_user (lower(email)) \
+                     (README: \"Loading a large directory\")"
+            .into()),
+    }
+}
+
 /// Reachability checks of the sync for `handler check-config`: its source (LDAP bind, export
 /// file) and what the Moodle token may do. Checked whenever the sync is in use, scheduled or not:
 /// `handler sync` runs without SYNC_ENABLED.
@@ -54,6 +70,7 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
             service: "moodle access (sync)".into(),
             outcome: crate::moodle::access::check(m, &needed).await,
         });
+        checks.push(email_check_note());
     }
     let outcome = match &s.source {
         settings::SourceKind::Ldap => match source::ldap::connect(&s.ldap).await {
