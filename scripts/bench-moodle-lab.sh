@@ -31,7 +31,7 @@ FIX=${FIXTURES_DIR:-$ROOT/../shared/fixtures}
 # of these figures (Moodle's PHP and PostgreSQL dominate), but say which profile you measured.
 PROFILE=${BENCH_PROFILE:-release}
 T=${CARGO_TARGET_DIR:-target}/$PROFILE
-if [[ $PROFILE == release ]]; then cargo build --quiet --release --bins; else cargo build --quiet --bins; fi
+if [[ $PROFILE == release ]]; then cargo build --quiet --release --workspace --bins; else cargo build --quiet --workspace --bins; fi
 WORK=$(mktemp -d /tmp/bench-moodle-lab.XXXXXX)
 SLAPD_PID=""
 cleanup() { [[ -n $SLAPD_PID ]] && kill "$SLAPD_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }

@@ -608,7 +608,7 @@ async fn class_cohorts_are_named_after_the_school_not_its_siren() {
     let fake = FakeMoodle::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("export.ldif");
-    std::fs::write(&ldif, common::fixture("ent/sample-school.ldif")).unwrap();
+    std::fs::write(&ldif, testkit::fixture("ent/sample-school.ldif")).unwrap();
     let state = app(
         dir.path(),
         &fake,
@@ -637,7 +637,7 @@ async fn check_config_tells_the_admin_about_moodles_email_check_and_both_remedie
     let fake = FakeMoodle::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("export.ldif");
-    std::fs::write(&ldif, common::fixture("ent/sample-school.ldif")).unwrap();
+    std::fs::write(&ldif, testkit::fixture("ent/sample-school.ldif")).unwrap();
     let state = app(
         dir.path(),
         &fake,
