@@ -150,7 +150,13 @@ async fn retry_waiting(
         .collect();
     st.examined = examined;
     keys.sort();
-    for chunk in keys.chunks(100) {
+    // A directory answers a filter of 100 keys from its index; an export file has no index, so
+    // every query is a full scan: read it once for all waiting keys instead of once per 100.
+    let per_query = match s.source {
+        super::settings::SourceKind::Ldap => 100,
+        _ => keys.len().max(1),
+    };
+    for chunk in keys.chunks(per_query) {
         let any: String = chunk
             .iter()
             .map(|k| super::filter::equals(&s.mapping.key, k))
