@@ -15,10 +15,12 @@ fn help_message(app: &BotTestApp, id: &str) -> Value {
     a
 }
 
-/// `times` sorted: no window of `period` holds more than `limit` of them (with a little slack
-/// for the time between booking a slot and the double seeing the request).
+/// `times` sorted: no window of `period` holds more than `limit` of them (with slack for the time
+/// between booking a slot and the double seeing the request: on a loaded 2-core CI machine one
+/// send was seen 69 ms late while the next was on time). The limiter's own unit tests check the
+/// booked moments exactly; this checks that nothing bypasses it.
 fn assert_window(times: &[Instant], limit: usize, period: Duration) {
-    let slack = Duration::from_millis(60);
+    let slack = Duration::from_millis(200);
     for i in 0..times.len().saturating_sub(limit) {
         let span = times[i + limit] - times[i];
         assert!(
