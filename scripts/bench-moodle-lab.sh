@@ -96,19 +96,22 @@ peer() { # $1 config
   LDAP_URL=$URL LDAP_BIND_DN=$READER LDAP_BIND_PASSWORD=$READERPW LDAP_PEOPLE_BASE=ou=people,$SUFFIX \
     bash "$LABSRC/peers/auth_ldap.sh" configure >/dev/null
   local a b c
-  a=$(now); bash "$LABSRC/peers/auth_ldap.sh" sync > "$WORK/peer1.log" 2>&1; b=$(now); P_INIT=$(secs "$a" "$b")
-  a=$(now); bash "$LABSRC/peers/auth_ldap.sh" sync > "$WORK/peer2.log" 2>&1; b=$(now); P_NOOP=$(secs "$a" "$b")
+  # A failed peer run shows its log before the work folder goes.
+  peer_sync() { bash "$LABSRC/peers/auth_ldap.sh" sync > "$1" 2>&1 || { echo "auth_ldap sync failed:" >&2; tail -20 "$1" >&2; exit 1; }; }
+  a=$(now); peer_sync "$WORK/peer1.log"; b=$(now); P_INIT=$(secs "$a" "$b")
+  a=$(now); peer_sync "$WORK/peer2.log"; b=$(now); P_NOOP=$(secs "$a" "$b")
   change_100
-  a=$(now); bash "$LABSRC/peers/auth_ldap.sh" sync > "$WORK/peer3.log" 2>&1; c=$(now); P_100=$(secs "$a" "$c")
+  a=$(now); peer_sync "$WORK/peer3.log"; c=$(now); P_100=$(secs "$a" "$c")
   P_USERS=$(users_in_moodle)
 }
 
 bridge() { # $1 config, $2 concurrency
   lab "$1"
-  local env=(MOODLE_URL="http://127.0.0.1:$MOODLE_HTTP_PORT/moodle" MOODLE_TOKEN="$(cat "$MOODLE_LAB_DIR/token.txt")"
-    MOODLE_MAX_FORM_FIELDS=5000 LDAP_URL=$URL LDAP_BIND_DN=$READER LDAP_BIND_PASSWORD=$READERPW
-    LDAP_PEOPLE_BASE=ou=people,$SUFFIX SYNC_ROLE_RULES=- SYNC_WRITE_CONCURRENCY=$2
-    SQLITE_PATH=$WORK/bridge-$1-$2.sqlite BLOB_DIR=$WORK/blobs BRIDGE_SETTINGS_FILE=$WORK/none.json LOG_LEVEL=warn)
+  local env=(
+    "MOODLE_URL=http://127.0.0.1:$MOODLE_HTTP_PORT/moodle" "MOODLE_TOKEN=$(cat "$MOODLE_LAB_DIR/token.txt")"
+    "MOODLE_MAX_FORM_FIELDS=5000" "LDAP_URL=$URL" "LDAP_BIND_DN=$READER" "LDAP_BIND_PASSWORD=$READERPW"
+    "LDAP_PEOPLE_BASE=ou=people,$SUFFIX" "SYNC_ROLE_RULES=-" "SYNC_WRITE_CONCURRENCY=$2"
+    "SQLITE_PATH=$WORK/bridge-$1-$2.sqlite" "BLOB_DIR=$WORK/blobs" "BRIDGE_SETTINGS_FILE=$WORK/none.json" "LOG_LEVEL=warn")
   rm -f "$WORK/bridge-$1-$2.sqlite"*
   local a b
   a=$(now); env "${env[@]}" "$T/handler" sync --users > "$WORK/b1.log" 2>&1 || true; b=$(now); B_INIT=$(secs "$a" "$b")
@@ -134,7 +137,7 @@ fi
 N=${SYNC_WRITE_CONCURRENCY:-2}
 printf '%-11s | %-27s | %-27s | %-27s\n' config "initial (peer / bridge / ratio)" "no change (peer / bridge / x)" "100 changes (peer / bridge / x)"
 for cfg in ${CONFIGS//,/ }; do
-  if [[ $PEER == yes ]]; then peer "$cfg"; else P_INIT=nan P_NOOP=nan P_100=nan P_USERS=?; fi
+  if [[ $PEER == yes ]]; then peer "$cfg"; else P_INIT=nan P_NOOP=nan P_100=nan P_USERS='?'; fi
   bridge "$cfg" "$N"
   python3 - "$cfg" "$P_INIT" "$B_INIT" "$P_NOOP" "$B_NOOP" "$P_100" "$B_100" <<'PY'
 import sys
