@@ -341,6 +341,9 @@ var syncDefaults = {
   SYNC_FULL_SCHEDULE: '0 0 2 * * *'
   SYNC_DELETION_DATE_ATTRIBUTE: 'ENTPersonDateSuppression'
   SYNC_DECLARED_DUPLICATES: 'skip'
+  LDAP_STRUCTURES_BASE: 'ou=structures,dc=ent,dc=example'
+  SYNC_SCHOOL_NAME_ATTRIBUTE: 'ENTStructureNomCourant'
+  SYNC_WRITE_CONCURRENCY: '2'
 }
 var sync = union(syncDefaults, syncSettings)
 
@@ -432,6 +435,9 @@ var appSettings = {
   SYNC_FULL_SCHEDULE: string(sync.SYNC_FULL_SCHEDULE)
   SYNC_DELETION_DATE_ATTRIBUTE: string(sync.SYNC_DELETION_DATE_ATTRIBUTE)
   SYNC_DECLARED_DUPLICATES: string(sync.SYNC_DECLARED_DUPLICATES)
+  LDAP_STRUCTURES_BASE: string(sync.LDAP_STRUCTURES_BASE)
+  SYNC_SCHOOL_NAME_ATTRIBUTE: string(sync.SYNC_SCHOOL_NAME_ATTRIBUTE)
+  SYNC_WRITE_CONCURRENCY: string(sync.SYNC_WRITE_CONCURRENCY)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret
 }

@@ -56,7 +56,7 @@ mkdir -p "$WORK/slapd.d" "$WORK/db"
   printf 'dn: olcDatabase={1}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\nolcDatabase: {1}mdb\nolcSuffix: %s\nolcDbDirectory: %s/db\nolcDbMaxSize: 1073741824\nolcRootDN: %s\nolcRootPW: %s\nolcSizeLimit: size.soft=500 size.hard=500 size.prtotal=unlimited\nolcDbIndex: objectClass eq\nolcDbIndex: uid eq\nolcDbIndex: ENTPersonLogin eq\nolcDbIndex: entryCSN eq\nolcDbIndex: modifyTimestamp eq\nolcAccess: to attrs=userPassword by anonymous auth by * none\nolcAccess: to * by * read\n\n' "$SUFFIX" "$WORK" "$ROOTDN" "$ROOTPW"
 } > "$WORK/config.ldif"
 slapadd -q -n0 -F "$WORK/slapd.d" -l "$WORK/config.ldif"
-"$T/bench" ent-ldif --users "$USERS" > "$WORK/people.ldif"
+"$T/bench" ent-ldif --users "$USERS" --no-duplicate-logins > "$WORK/people.ldif"
 printf '\ndn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n' "$READER" "$READERPW" >> "$WORK/people.ldif"
 slapadd -q -n1 -F "$WORK/slapd.d" -l "$WORK/people.ldif"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

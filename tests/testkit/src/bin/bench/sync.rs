@@ -109,11 +109,17 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 /// `bench ent-ldif --users N`: the generated SDET directory as LDIF on stdout, for
 /// `scripts/bench-moodle-lab.sh` to load into slapd (the same people `bench sync` uses).
+/// `--no-duplicate-logins` leaves out the duplicate logins: Moodle's own auth_ldap sync aborts
+/// on them (`dmlwriteexception` on its temporary table's unique username), so a side-by-side
+/// run needs a directory both can load.
 pub fn write_directory(args: &[String]) -> anyhow::Result<()> {
     let mut users = 2_000usize;
+    let mut duplicates = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--users" {
+        if a == "--no-duplicate-logins" {
+            duplicates = false;
+        } else if a == "--users" {
             users = it
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("--users N"))?
@@ -121,7 +127,11 @@ pub fn write_directory(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    ent_data::write_ldif(&mut out, &Spec::new(users))?;
+    let mut spec = Spec::new(users);
+    if !duplicates {
+        spec.duplicate_login_every = 0;
+    }
+    ent_data::write_ldif(&mut out, &spec)?;
     use std::io::Write;
     out.flush()?;
     Ok(())
