@@ -29,6 +29,7 @@ pub struct AppInner {
     /// host's queues do that job and this is `None`.
     pub local_queue: Option<DurableQueue>,
     pub bot: Option<crate::bot::BotRuntime>,
+    pub notify: crate::notify::NotifyRuntime,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,6 +62,10 @@ impl AppState {
         let local_queue = with_local_queue
             .then(|| DurableQueue::new(store.clone()).with_visibility_ms(visibility_ms));
         let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
+        let notify = crate::notify::NotifyRuntime::new(
+            &settings.notify,
+            crate::outbound::public_dns::PublicResolver::default(),
+        )?;
         Ok(AppState(Arc::new(AppInner {
             settings,
             store,
@@ -69,6 +74,7 @@ impl AppState {
             http,
             local_queue,
             bot,
+            notify,
         })))
     }
 }
@@ -86,6 +92,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/api/health", get(ready))
         .merge(crate::bot::router())
         .merge(crate::sync::router())
+        .merge(crate::notify::router())
         .merge(crate::host::functions::not_built_router())
         .fallback(crate::error::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), outbox_layer))

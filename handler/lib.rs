@@ -10,6 +10,7 @@ pub mod host;
 pub mod http_server;
 pub mod ids;
 pub mod moodle;
+pub mod notify;
 pub mod outbound;
 pub mod queue;
 pub mod redact;

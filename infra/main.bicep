@@ -85,6 +85,29 @@ param botDisplayName string = 'Moodle'
 ])
 param botDefaultLocale string = 'fr'
 
+@description('WEBHOOK_REPLAY_WINDOW_SECS: seconds a signed webhook\'s timestamp may be off from now (either way).')
+@minValue(10)
+@maxValue(3600)
+param webhookReplayWindowSecs int = 300
+
+@description('WEBHOOK_MAX_BODY_BYTES: largest notification accepted on /api/webhook, in bytes.')
+@minValue(1024)
+param webhookMaxBodyBytes int = 65536
+
+@description('NOTIFY_SWEEP_SCHEDULE: six-field NCRONTAB schedule of NotifySweep (pull timer).')
+param notifySweepSchedule string = '0 */30 * * * *'
+
+@description('NOTIFY_SWEEP_COURSES: Moodle course ids NotifySweep reads, comma-separated (empty: off).')
+param notifySweepCourses string = ''
+
+@description('NOTIFY_DUE_WINDOW_HOURS: hours ahead an assignment counts as due soon for reminders.')
+@minValue(1)
+@maxValue(336)
+param notifyDueWindowHours int = 48
+
+@description('CONNECTOR_SSO_AUDIENCE: audience of Teams SSO tokens for /connector/config (the app\'s api:// resource); empty: the page refuses every save.')
+param connectorSsoAudience string = ''
+
 @description('BOT_DUE_SOON_DAYS: days ahead that "due soon" covers.')
 @minValue(1)
 param botDueSoonDays int = 7
@@ -440,6 +463,15 @@ var appSettings = {
   SYNC_WRITE_CONCURRENCY: string(sync.SYNC_WRITE_CONCURRENCY)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret
+  WEBHOOK_REPLAY_WINDOW_SECS: string(webhookReplayWindowSecs)
+  WEBHOOK_MAX_BODY_BYTES: string(webhookMaxBodyBytes)
+  NOTIFY_SWEEP_SCHEDULE: notifySweepSchedule
+  NOTIFY_SWEEP_COURSES: notifySweepCourses
+  NOTIFY_DUE_WINDOW_HOURS: string(notifyDueWindowHours)
+  // channel configuration page: Teams SSO tokens of this tenant, for the app's api:// resource
+  CONNECTOR_SSO_TENANT_ID: tenant().tenantId
+  CONNECTOR_SSO_AUDIENCE: connectorSsoAudience
+  CONNECTOR_SSO_OPENID_METADATA_URL: ''
 }
 
 // Settings only the Functions platform reads.

@@ -20,6 +20,7 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("SQLITE_PATH", "embedded store; on Azure STORE_BACKEND=azure uses Table storage"),
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
     ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),
+    ("NOTIFY_WEBHOOK_DOUBLE_URL", "test doubles only: in Azure channel posts go to the Workflows hosts of the allow-list"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
     ("IDENTITY_ENDPOINT", "set by App Service / Functions at run time for the managed identity; an app setting must not override it"),
     ("IDENTITY_HEADER", "set by App Service / Functions at run time with IDENTITY_ENDPOINT; never an app setting"),
@@ -45,7 +46,7 @@ const PLATFORM: &[&str] = &[
 /// Vault plumbing now; the bot and LDAP work lands separately). Once the code reads one, it is
 /// checked like any other; if the code picks a different name, the first check below fails and
 /// names it.
-const AHEAD_OF_CODE: &[&str] = &["WEBHOOK_SECRET"];
+const AHEAD_OF_CODE: &[&str] = &[];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -44,6 +44,9 @@ pub struct ConversationRef {
     pub team_id: Option<String>,
     pub team_name: Option<String>,
     pub bot_id: Option<String>,
+    /// The user's locale when the reference was written (language of proactive notifications).
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 impl ConversationRef {
@@ -61,6 +64,7 @@ impl ConversationRef {
             team_id: a.team().map(|t| t.id.clone()),
             team_name: a.team().and_then(|t| t.name.clone()),
             bot_id: a.recipient.as_ref().map(|r| r.id.clone()),
+            locale: a.user_locale().map(str::to_string),
         };
         match a.conversation_type() {
             "personal" => {
@@ -114,6 +118,7 @@ impl ConversationRef {
             ("team_id", &self.team_id),
             ("team_name", &self.team_name),
             ("bot_id", &self.bot_id),
+            ("locale", &self.locale),
         ] {
             if let Some(v) = v {
                 e.set(name, v.as_str());
@@ -134,6 +139,7 @@ impl ConversationRef {
             team_id: s("team_id"),
             team_name: s("team_name"),
             bot_id: s("bot_id"),
+            locale: s("locale"),
         })
     }
 }

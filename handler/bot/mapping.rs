@@ -17,6 +17,25 @@ use std::time::{Duration, Instant};
 /// Contract with the sync: `mappings` rows `(ENTRA_USER_PARTITION, <object id lower case>)`.
 pub const ENTRA_USER_PARTITION: &str = "entra-user";
 pub const MOODLE_USER_ID_PROP: &str = "moodle_user_id";
+/// The reverse row, for notifications (Moodle user → Teams user): `(MOODLE_USER_PARTITION,
+/// <Moodle user id>)` with [`ENTRA_OBJECT_ID_PROP`].
+pub const MOODLE_USER_PARTITION: &str = "moodle-user";
+pub const ENTRA_OBJECT_ID_PROP: &str = "entra_object_id";
+
+/// Write both directions of a match, so notifications can find the Teams user of a Moodle user.
+pub async fn remember_pair(
+    store: &SharedStore,
+    aad: &str,
+    moodle: MoodleUserId,
+) -> crate::store::StoreResult<()> {
+    let aad = aad.to_ascii_lowercase();
+    let forward = crate::store::Entity::new(ENTRA_USER_PARTITION, key_escape(&aad))
+        .with(MOODLE_USER_ID_PROP, moodle.0);
+    let reverse = crate::store::Entity::new(MOODLE_USER_PARTITION, moodle.0.to_string())
+        .with(ENTRA_OBJECT_ID_PROP, aad.as_str());
+    store.upsert(MAPPINGS, &forward).await?;
+    store.upsert(MAPPINGS, &reverse).await.map(|_| ())
+}
 
 const KNOWN_TTL: Duration = Duration::from_secs(600);
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);
@@ -80,6 +99,13 @@ impl UserMapper {
         let found = self.by_roster(activity, moodle, connector).await?;
         if !aad.is_empty() {
             self.remember(&aad, found);
+            if let Some(id) = found {
+                // Lets notifications reach this user; the answer does not wait on it.
+                let write = remember_pair(store, &aad, id);
+                if let Err(e) = deadline::within(deadline::REQUEST_PATH, write).await {
+                    tracing::warn!(error = %e, "could not store the Teams user of a Moodle user");
+                }
+            }
         }
         Ok(found)
     }

@@ -19,6 +19,7 @@ pub struct Settings {
     pub moodle: Option<MoodleSettings>,
     pub sync: crate::sync::SyncSettings,
     pub bot: Option<crate::bot::BotSettings>,
+    pub notify: crate::notify::NotifySettings,
     /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
     pub identity: IdentitySettings,
 }
@@ -118,6 +119,7 @@ impl Settings {
             moodle: MoodleSettings::load(src),
             sync: crate::sync::SyncSettings::load(src),
             bot: crate::bot::BotSettings::load(src),
+            notify: crate::notify::NotifySettings::load(src),
             identity,
         };
         let problems = src.take_problems();

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 pub const QUEUE_SYNC_WORK: &str = "sync-work";
 pub const QUEUE_SYNC_WORK_POISON: &str = "sync-work-poison";
 pub const QUEUE_NOTIFY: &str = "notify";
+pub const QUEUE_NOTIFY_POISON: &str = "notify-poison";
 pub const QUEUE_BOT_REPLIES: &str = "bot-replies";
 
 pub type FunctionResult = Result<FunctionOutputs, FunctionError>;
@@ -89,15 +90,11 @@ fn bot_replies<'a>(
 }
 
 fn notify_fanout<'a>(
-    _: &'a AppState,
-    _: &'a InvocationContext,
-    _: QueueMessage,
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    msg: QueueMessage,
 ) -> BoxFuture<'a, FunctionResult> {
-    Box::pin(async {
-        Err(FunctionError::NotConfigured(
-            "notification fan-out is not part of this build yet; the message stays queued".into(),
-        ))
-    })
+    Box::pin(crate::notify::fanout::on_message(state, ctx, msg))
 }
 
 pub const FUNCTIONS: &[FunctionSpec] = &[
@@ -152,7 +149,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "api/webhook",
             methods: &["post"],
-            built: false,
+            built: true,
         },
         outputs: &[QUEUE_NOTIFY],
     },
@@ -160,10 +157,12 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         name: "NotifyFanout",
         kind: FunctionKind::Queue {
             queue: QUEUE_NOTIFY,
+            // The function poisons itself, with the reason (see `notify::fanout`).
             poison: None,
             run: notify_fanout,
         },
-        outputs: &[],
+        // Fan-out queues one message per target on `notify` itself.
+        outputs: &[QUEUE_NOTIFY, QUEUE_NOTIFY_POISON],
     },
     FunctionSpec {
         name: "ConnectorConfig",

@@ -26,3 +26,22 @@ pub fn shared() -> Result<reqwest::Client, reqwest::Error> {
     // Two first callers racing both build; one client wins and both use it.
     Ok(CLIENT.get_or_init(|| built).clone())
 }
+
+/// Connect and total budget of a request to a URL a user pasted in (a channel webhook).
+const UNTRUSTED_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const UNTRUSTED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client for URLs users supply (channel webhooks): same TLS and user agent as [`shared`],
+/// but it never follows a redirect (an allowed host could point anywhere) and resolves names
+/// only to public addresses ([`super::public_dns`]). Its own pool, as the resolver differs.
+pub fn untrusted(
+    resolver: super::public_dns::PublicResolver,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(UNTRUSTED_TIMEOUT)
+        .connect_timeout(UNTRUSTED_CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(resolver))
+        .user_agent(concat!("moodle-teams-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

@@ -4,6 +4,7 @@
 //!   each cached per scope with single-flight refresh;
 //! - `retry`: the retry policy (retryable / permanent, `Retry-After`, full-jitter backoff,
 //!   bounded attempts and total wait);
+//! - `public_dns`: DNS that resolves only to public addresses, for user-supplied URLs;
 //! - `limiter`: keyed rate limits with several windows per key, which can answer "would wait
 //!   longer than X" instead of waiting.
 //!
@@ -11,6 +12,7 @@
 
 pub mod http;
 pub mod limiter;
+pub mod public_dns;
 pub mod retry;
 pub mod token;
 

@@ -1,0 +1,49 @@
+//! Notifications (issue 19): Moodle → `/api/webhook` → queue `notify` → Teams.
+//!
+//! - `schema` (+ `notification.schema.json`): the documented body, both shapes;
+//! - `auth`: HMAC signature with a replay window, or bearer secret; `intake`: `MoodleWebhook`;
+//! - `queue`: what travels on `notify`; `fanout`: `NotifyFanout`, one message per target;
+//! - `deliveries`: at most once per (notification, target); `recipients`: Moodle → Teams user;
+//! - `card`: the Adaptive Card (FR/EN), as bot activity and as Workflows payload;
+//! - `channels`: channel configurations (`webhooks` table); `webhook_url`: the allow-list;
+//!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only).
+
+pub mod auth;
+pub mod card;
+pub mod channels;
+pub mod deliveries;
+pub mod fanout;
+pub mod intake;
+pub mod queue;
+pub mod recipients;
+pub mod schema;
+pub mod settings;
+pub mod webhook_send;
+pub mod webhook_url;
+
+pub use settings::NotifySettings;
+
+use crate::app::AppState;
+use crate::outbound::public_dns::PublicResolver;
+use axum::routing::post;
+use axum::Router;
+
+/// Long-lived notification state: the webhook sender and its per-webhook limiter.
+pub struct NotifyRuntime {
+    pub webhooks: webhook_send::WebhookSender,
+}
+
+impl NotifyRuntime {
+    pub fn new(settings: &NotifySettings, resolver: PublicResolver) -> anyhow::Result<Self> {
+        Ok(NotifyRuntime {
+            webhooks: webhook_send::WebhookSender::new(
+                resolver,
+                settings.webhook_double_url.clone(),
+            )?,
+        })
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/webhook", post(intake::webhook))
+}
