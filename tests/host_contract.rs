@@ -203,13 +203,14 @@ fn the_binary_answers_every_fixture_payload_as_the_host_expects() {
         body["error"], "no route for POST /api/notify/grade-released",
         "{v}"
     );
-    // MoodleWebhook's own route: declared, not built yet. It says so, and queues nothing.
+    // MoodleWebhook's own route, with no WEBHOOK_SECRET configured: refused, and nothing queued.
     http["Data"]["req"]["Url"] = json!("http://localhost:7071/api/webhook");
     let v: Value = post(&h, "MoodleWebhook", http.to_string()).json().unwrap();
-    assert_eq!(v["Outputs"]["res"]["statusCode"], 501, "{v}");
+    assert_eq!(v["Outputs"]["res"]["statusCode"], 401, "{v}");
     let body: Value = serde_json::from_str(v["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
     assert_eq!(
-        body["error"], "MoodleWebhook (api/webhook) is not in this build",
+        body["error"],
+        "authentication failed: WEBHOOK_SECRET is not configured: every notification is refused",
         "{v}"
     );
     let outputs: Vec<&String> = v["Outputs"].as_object().unwrap().keys().collect();

@@ -71,9 +71,8 @@ pub async fn on_message(
 ) -> Result<FunctionOutputs, FunctionError> {
     let parsed: Result<NotifyMessage, _> = serde_json::from_str(&msg.text);
     let result = match parsed {
-        Err(e) => Err(DeliverError::Permanent(format!(
-            "not a notify message: {e}"
-        ))),
+        // Retried like any bad input: during a deployment another build may read it.
+        Err(e) => Err(DeliverError::Retry(format!("not a notify message: {e}"))),
         Ok(NotifyMessage::Fanout { notification }) => split(state, &notification).await,
         Ok(NotifyMessage::Deliver {
             notification,
