@@ -39,6 +39,8 @@ pub enum Command {
     Enqueue { queue: String, body: String },
     /// Run a sync now (same options as the manual-sync page).
     Sync(crate::sync::cli::SyncArgs),
+    /// Teams app package: build, validate, publish to the org catalog, install.
+    TeamsApp(crate::teams_app::cli::TeamsAppArgs),
 }
 
 /// Exit status after stdout was closed early: what a shell reports for a process ended by

@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod sync;
+pub mod teams_app;
 pub mod telemetry;
 
 /// rustls panics at the first handshake when two crypto providers are linked and none is chosen;

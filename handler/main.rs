@@ -226,5 +226,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let code = bridge::sync::cli::run(state, args).await?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
+        Some(Command::TeamsApp(args)) => {
+            let settings = load_settings()?;
+            let state = AppState::build(settings, false).await?;
+            let code = bridge::teams_app::cli::run(state, args).await?;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
     }
 }

@@ -183,6 +183,9 @@ param storeTablePrefix string = 'bridge'
 @description('PUBLIC_URL: public base URL of the app. Empty: https://<function app default host name>.')
 param publicUrl string = ''
 
+@description('Overrides of the Teams app package settings (name → string value), e.g. {"TEAMS_APP_NAME": "Moodle lycée", "TEAMS_APP_VERSION": "2.0.0"}. Unset names keep the code\'s defaults below (README settings table).')
+param teamsAppSettings object = {}
+
 // ---- who deploys --------------------------------------------------------------------------------
 
 @description('Object id of the user or service principal running deploy.sh: gets Key Vault Secrets Officer (to set secrets) and, off Flex, upload rights on the package container. Empty: grant nothing.')
@@ -370,6 +373,27 @@ var syncDefaults = {
 }
 var sync = union(syncDefaults, syncSettings)
 
+// The code's defaults for the Teams app package (empty = derived or drawn by the code).
+var teamsAppDefaults = {
+  TEAMS_APP_ID: ''
+  TEAMS_APP_VERSION: ''
+  TEAMS_APP_NAME: 'Moodle'
+  TEAMS_APP_FULL_NAME: 'Moodle for Microsoft Teams'
+  TEAMS_APP_DEVELOPER: 'Moodle Teams Bridge'
+  TEAMS_APP_ACCENT_COLOR: '#F98012'
+  TEAMS_APP_COLOR_ICON: ''
+  TEAMS_APP_OUTLINE_ICON: ''
+  TEAMS_APP_SSO_RESOURCE: ''
+  TEAMS_APP_PRIVACY_URL: ''
+  TEAMS_APP_TERMS_URL: ''
+  TEAMS_APP_AUTHORITY: 'https://login.microsoftonline.com/'
+  TEAMS_APP_TENANT_ID: ''
+  TEAMS_APP_PUBLISH_CLIENT_ID: ''
+  TEAMS_APP_SERVICE_URL: 'https://smba.trafficmanager.net/teams/'
+  TEAMS_APP_INSTALL_SCHEDULE: '0 30 * * * *'
+}
+var teamsApp = union(teamsAppDefaults, teamsAppSettings)
+
 // Settings the code reads (`handler settings`). A secret is only referenced when its feature is on:
 // an unresolved reference would reach the app as the literal `@Microsoft.KeyVault(...)` text.
 var appSettings = {
@@ -472,6 +496,23 @@ var appSettings = {
   CONNECTOR_SSO_TENANT_ID: tenant().tenantId
   CONNECTOR_SSO_AUDIENCE: connectorSsoAudience
   CONNECTOR_SSO_OPENID_METADATA_URL: ''
+  // Teams app package (publish sign-in runs from an admin's `handler teams-app publish`)
+  TEAMS_APP_ID: string(teamsApp.TEAMS_APP_ID)
+  TEAMS_APP_VERSION: string(teamsApp.TEAMS_APP_VERSION)
+  TEAMS_APP_NAME: string(teamsApp.TEAMS_APP_NAME)
+  TEAMS_APP_FULL_NAME: string(teamsApp.TEAMS_APP_FULL_NAME)
+  TEAMS_APP_DEVELOPER: string(teamsApp.TEAMS_APP_DEVELOPER)
+  TEAMS_APP_ACCENT_COLOR: string(teamsApp.TEAMS_APP_ACCENT_COLOR)
+  TEAMS_APP_COLOR_ICON: string(teamsApp.TEAMS_APP_COLOR_ICON)
+  TEAMS_APP_OUTLINE_ICON: string(teamsApp.TEAMS_APP_OUTLINE_ICON)
+  TEAMS_APP_SSO_RESOURCE: string(teamsApp.TEAMS_APP_SSO_RESOURCE)
+  TEAMS_APP_PRIVACY_URL: string(teamsApp.TEAMS_APP_PRIVACY_URL)
+  TEAMS_APP_TERMS_URL: string(teamsApp.TEAMS_APP_TERMS_URL)
+  TEAMS_APP_AUTHORITY: string(teamsApp.TEAMS_APP_AUTHORITY)
+  TEAMS_APP_TENANT_ID: string(teamsApp.TEAMS_APP_TENANT_ID)
+  TEAMS_APP_PUBLISH_CLIENT_ID: string(teamsApp.TEAMS_APP_PUBLISH_CLIENT_ID)
+  TEAMS_APP_SERVICE_URL: string(teamsApp.TEAMS_APP_SERVICE_URL)
+  TEAMS_APP_INSTALL_SCHEDULE: string(teamsApp.TEAMS_APP_INSTALL_SCHEDULE)
 }
 
 // Settings only the Functions platform reads.

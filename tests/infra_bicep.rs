@@ -22,6 +22,8 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),
     ("NOTIFY_WEBHOOK_DOUBLE_URL", "test doubles only: in Azure channel posts go to the Workflows hosts of the allow-list"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
+    ("TEAMS_APP_TOKEN_KEY", "the publish sign-in is interactive (device code) and runs from an admin's `handler teams-app publish`, which keeps the encrypted refresh token on that machine"),
+    ("TEAMS_APP_TOKEN_FILE", "owner-only file of the admin machine that ran the publish sign-in; the Functions app has no writable persistent disk"),
     ("IDENTITY_ENDPOINT", "set by App Service / Functions at run time for the managed identity; an app setting must not override it"),
     ("IDENTITY_HEADER", "set by App Service / Functions at run time with IDENTITY_ENDPOINT; never an app setting"),
     (

@@ -22,6 +22,7 @@ pub struct Settings {
     pub notify: crate::notify::NotifySettings,
     /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
     pub identity: IdentitySettings,
+    pub teams_app: crate::teams_app::TeamsAppSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +121,7 @@ impl Settings {
             sync: crate::sync::SyncSettings::load(src),
             bot: crate::bot::BotSettings::load(src),
             notify: crate::notify::NotifySettings::load(src),
+            teams_app: crate::teams_app::TeamsAppSettings::load(src),
             identity,
         };
         let problems = src.take_problems();
