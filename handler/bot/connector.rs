@@ -20,6 +20,8 @@ pub const BOT_RESOURCE: &str = "https://api.botframework.com";
 /// A send on the request path that got a slot: how long its POST may take. Longer and the
 /// Bot Connector (which gives up after ~15 s) would retry the inbound activity.
 const IN_REQUEST_POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Margin of the app-wide window (see [`Quota::with_margin`]): 5% of the 50 per second.
+const APP_WINDOW_MARGIN: Duration = Duration::from_millis(50);
 /// Roster lookups run on the request path too (before the reply is even computed): how long
 /// they may wait for a slot, and for the token and the GET each; the user then gets an answer
 /// without the roster's e-mail rather than none.
@@ -185,6 +187,9 @@ pub struct Connector {
     /// Shared by replies, proactive sends and roster lookups of this instance.
     pub limiter: RateLimiter,
     conversation_quota: Quota,
+    /// The same limits with a margin, for sends that can afford to wait (queue workers,
+    /// proactive messages): same quota name, so both paths count the same bookings.
+    queued_conversation_quota: Quota,
     members_quota: Quota,
     app_quota: Quota,
     trusted: Vec<TrustedBase>,
@@ -222,8 +227,11 @@ impl Connector {
             http,
             limiter: RateLimiter::new(),
             conversation_quota: Quota::teams_conversation(),
+            queued_conversation_quota: Quota::teams_conversation().with_margin(APP_WINDOW_MARGIN),
             members_quota: teams_members_quota(),
-            app_quota: Quota::teams_app(settings.app_rate_per_sec),
+            // Every send of every conversation counts here: the one window where the arrival
+            // jitter of many concurrent senders adds up, so it keeps a margin.
+            app_quota: Quota::teams_app(settings.app_rate_per_sec).with_margin(APP_WINDOW_MARGIN),
             trusted: settings
                 .trusted_service_urls
                 .iter()
@@ -279,6 +287,15 @@ impl Connector {
         ]
     }
 
+    /// Slots of a send off the request path: a booking exactly one period after an earlier one
+    /// reaches Teams up to a few milliseconds early as often as late, and Teams counts arrivals.
+    fn queued_slots<'a>(&'a self, conversation_id: &'a str) -> [Slot<'a>; 2] {
+        [
+            self.queued_conversation_quota.key(conversation_id),
+            self.app_quota.key(""),
+        ]
+    }
+
     /// How long a send to this conversation would wait for the rate limits now.
     pub fn would_wait(&self, conversation_id: &str, now: Instant) -> Duration {
         self.limiter
@@ -304,7 +321,7 @@ impl Connector {
                 // A token failure ends this call; a queue worker tries the message again later.
                 let token = self.tokens.token().await.map_err(Failure::permanent)?;
                 self.limiter
-                    .acquire(&self.send_slots(conversation_id))
+                    .acquire(&self.queued_slots(conversation_id))
                     .await;
                 self.post_once(&url, &body, &token, None)
                     .await
@@ -544,6 +561,25 @@ mod tests {
         assert!(
             wait > Duration::from_secs(14),
             "61st within 30 s must wait: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn queued_sends_keep_a_margin_and_share_the_bookings_of_the_request_path() {
+        let c = Connector::new(
+            reqwest::Client::new(),
+            &crate::bot::settings::tests::minimal(),
+        );
+        let t0 = Instant::now();
+        for _ in 0..7 {
+            assert!(c
+                .limiter
+                .reserve(&c.send_slots("c"), t0, Duration::ZERO)
+                .is_ok());
+        }
+        assert_eq!(
+            c.limiter.would_wait(&c.queued_slots("c"), t0),
+            Duration::from_secs(1) + APP_WINDOW_MARGIN
         );
     }
 

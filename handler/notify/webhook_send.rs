@@ -75,7 +75,8 @@ impl WebhookSender {
             http: crate::outbound::http::untrusted(resolver.clone())?,
             resolver,
             limiter: RateLimiter::new(),
-            quota: Quota::webhook(),
+            // A post that reaches the flow early would be throttled: keep a margin.
+            quota: Quota::webhook().with_margin(Duration::from_millis(50)),
             double,
             retry: WEBHOOK_RETRY,
         })

@@ -63,6 +63,17 @@ impl Quota {
         }
     }
 
+    /// The same limits, each window `margin` longer: a client booking exact instants still
+    /// reaches the service a little early or late (scheduling, network), and a service counting
+    /// arrivals would see a burst where the client booked none. Costs `margin / period` of the
+    /// rate (50 ms on 1 s: 5%).
+    pub fn with_margin(mut self, margin: Duration) -> Quota {
+        for w in &mut self.windows {
+            w.period += margin;
+        }
+        self
+    }
+
     /// This quota applied to `key`.
     pub fn key<'a>(&'a self, key: &'a str) -> Slot<'a> {
         Slot { quota: self, key }
@@ -305,6 +316,22 @@ mod tests {
             !go(&l, &[hook.key("https://hook/1")], t0),
             "4 per second per webhook"
         );
+    }
+
+    #[test]
+    fn a_margin_lengthens_every_window() {
+        let l = RateLimiter::new();
+        let hook = Quota::webhook().with_margin(Duration::from_millis(50));
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert!(go(&l, &[hook.key("h")], t0));
+        }
+        assert_eq!(
+            l.would_wait(&[hook.key("h")], t0),
+            Duration::from_millis(1050)
+        );
+        let conv = Quota::teams_conversation().with_margin(Duration::from_millis(50));
+        assert_eq!(conv.windows[3].period, Duration::from_millis(3_600_050));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod ent_data;
 pub mod fake_moodle;
 pub mod moodle_fixtures;
 pub mod moodle_lab;
+pub mod notify_app;
+pub mod notify_doubles;
 pub mod slapd;
 pub mod sync_env;
 
