@@ -655,3 +655,103 @@ async fn check_config_tells_the_admin_about_moodles_email_check_and_both_remedie
     assert!(text.contains("allowaccountssameemail=1"), "{text}");
     assert!(text.contains("lower(email)"), "{text}");
 }
+
+/// Checkpoints are keyed by source; an install upgraded from the single `ldap` partition still
+/// finds the checkpoints its export-file passes left there, so it does not start over.
+#[tokio::test]
+async fn an_upgraded_install_keeps_the_checkpoints_of_the_legacy_ldap_partition() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = dir.path().join("export.ldif");
+    std::fs::write(&ldif, testkit::fixture("ent/sample-school.ldif")).unwrap();
+    let state = app(
+        dir.path(),
+        &fake,
+        &[
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+            ("SYNC_ROLE_RULES", "-"),
+        ],
+    );
+    let (code, r) = cli_sync(&state, &[]).await;
+    assert_eq!(code, 0, "{}", r.render());
+    assert!(r.entries_read > 0, "{}", r.render());
+    let rows = state
+        .store
+        .query(tables::CHECKPOINTS, "ldif", None, 1000)
+        .await
+        .unwrap()
+        .entities;
+    assert!(!rows.is_empty(), "an export file's checkpoints are its own");
+    // What an install before the upgrade holds: the same rows, under `ldap`.
+    for mut e in rows {
+        state
+            .store
+            .delete(tables::CHECKPOINTS, "ldif", &e.row_key, None)
+            .await
+            .unwrap();
+        e.partition_key = "ldap".into();
+        e.etag = None;
+        state.store.upsert(tables::CHECKPOINTS, &e).await.unwrap();
+    }
+    fake.reset_calls();
+    let (code, r) = cli_sync(&state, &[]).await;
+    assert_eq!(code, 0, "{}", r.render());
+    assert_eq!(
+        r.entries_read,
+        0,
+        "the unchanged export is not read again: {}",
+        r.render()
+    );
+    assert!(
+        r.counts.get("users").is_none_or(|c| c.created == 0),
+        "{}",
+        r.render()
+    );
+    assert_eq!(fake.calls().get("core_user_create_users"), None);
+}
+
+/// Class cohorts and directory groups share one cohort-member writer. A removal Moodle refuses
+/// fails the memberships of that call in the report and the pass goes on; the group writer of
+/// before stopped the whole groups pass on it.
+#[tokio::test]
+async fn a_refused_member_removal_of_a_group_is_reported_and_the_pass_goes_on() {
+    let spec = Spec::new(20);
+    let mut data = Vec::new();
+    ent_data::write_ldif(&mut data, &spec).unwrap();
+    data.extend(group("club", &[person_dn(4)]).as_bytes());
+    data.extend(group("chorale", &[person_dn(6)]).as_bytes());
+    let slapd = Slapd::start(&data);
+    let fake = FakeMoodle::start().await;
+    {
+        // Someone in the bridge's cohort who is not in the group: to be removed.
+        let mut st = fake.lock();
+        let cid = st.insert_cohort("club", "grp_club");
+        let uid = st.insert_user(testkit::fake_moodle::FakeUser {
+            username: "someone.else".into(),
+            firstname: "Some".into(),
+            lastname: "One".into(),
+            email: "someone.else@example.org".into(),
+            ..Default::default()
+        });
+        st.members.entry(cid).or_default().insert(uid);
+    }
+    fake.fail_with_exception("core_cohort_delete_cohort_members", "invalidparameter");
+    let w = world_with(groups_settings(&slapd.url), fake).await;
+    let r = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert!(
+        r.issues.iter().any(|i| i.entity == "memberships"
+            && i.key == "club"
+            && i.outcome == "failed"
+            && i.reason.contains("remove from club")),
+        "{}",
+        r.render()
+    );
+    assert!(r.errors.is_empty(), "{}", r.render());
+    let st = w.fake.lock();
+    assert!(st.members_of("grp_club").contains("someone.else"));
+    assert!(st.members_of("grp_club").contains(&ent_data::login(4)));
+    assert!(st.members_of("grp_chorale").contains(&ent_data::login(6)));
+}

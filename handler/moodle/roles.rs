@@ -21,6 +21,19 @@ impl ContextLevel {
     }
 }
 
+/// `course`, or `coursecat` (also spelt `category`); anything else is refused, never guessed.
+impl std::str::FromStr for ContextLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "course" => Ok(ContextLevel::Course),
+            "coursecat" | "category" => Ok(ContextLevel::Coursecat),
+            other => Err(format!("{other:?}: context level is course or coursecat")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Assignment {
     pub roleid: MoodleRoleId,

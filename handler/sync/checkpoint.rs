@@ -2,11 +2,17 @@
 //! whole pass was read and applied; after each applied batch the row records progress (and the
 //! mapping rows written with the batch make a repeated batch a no-op), so a crashed run resumes
 //! from the old marker without duplicates.
+//!
+//! Checkpoints are keyed by source: each person source names its partition
+//! (`PersonSource::checkpoint_partition`), so markers of an LDAP directory, an export file or
+//! another kind of source never stand in for each other. Before that, every source wrote to
+//! [`LEGACY_PARTITION`]; those rows are still read so an upgraded install does not start over.
 
 use crate::store::{key_escape, Entity, SharedStore, StoreError};
 use chrono::{DateTime, Utc};
 
-pub const PARTITION: &str = "ldap";
+/// The one partition of every source before checkpoints were keyed by source.
+pub const LEGACY_PARTITION: &str = "ldap";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
@@ -23,17 +29,33 @@ pub fn row_key(entity: &str, population: &str) -> String {
     key_escape(&format!("{entity}-{population}"))
 }
 
+/// The checkpoint of (`entity`, `population`) of the source whose partition is `partition`.
+/// The directory sources (LDAP, LDIF, CSV) fall back to the legacy partition, where all of them
+/// wrote before; a source that came later has no legacy rows.
 pub async fn load(
     store: &SharedStore,
+    partition: &str,
     entity: &str,
     population: &str,
 ) -> Result<Option<Checkpoint>, StoreError> {
+    use crate::sync::source::directory::{CSV_PARTITION, LDIF_PARTITION};
+    let key = row_key(entity, population);
+    if let Some(cp) = read(store, partition, &key).await? {
+        return Ok(Some(cp));
+    }
+    match partition {
+        LDIF_PARTITION | CSV_PARTITION => read(store, LEGACY_PARTITION, &key).await,
+        _ => Ok(None),
+    }
+}
+
+async fn read(
+    store: &SharedStore,
+    partition: &str,
+    key: &str,
+) -> Result<Option<Checkpoint>, StoreError> {
     let Some(e) = store
-        .get(
-            crate::store::tables::CHECKPOINTS,
-            PARTITION,
-            &row_key(entity, population),
-        )
+        .get(crate::store::tables::CHECKPOINTS, partition, key)
         .await?
     else {
         return Ok(None);
@@ -49,11 +71,12 @@ pub async fn load(
 
 pub async fn save(
     store: &SharedStore,
+    partition: &str,
     entity: &str,
     population: &str,
     cp: &Checkpoint,
 ) -> Result<(), StoreError> {
-    let mut e = Entity::new(PARTITION, row_key(entity, population))
+    let mut e = Entity::new(partition, row_key(entity, population))
         .with("config_hash", cp.config_hash.as_str())
         .with("run_id", cp.run_id.as_str())
         .with("progress", cp.progress)

@@ -1,23 +1,23 @@
-//! The pass over one population: entries → typed records → plan (create / update / unchanged /
-//! skip, with a reason) → batched writes → mapping rows and checkpoint. Simulation is the same
-//! plan with the writes left out.
+//! The pass over one population: the source's person records → what the bridge and Moodle
+//! hold for them (reads) → plan (`plan`: create / update / unchanged / skip, with a reason;
+//! pure) → batched writes (`apply`) → mapping rows, retry set and checkpoint. A simulation
+//! tallies the plan instead of applying it, and remembers nothing.
 
-use super::apply::{bisect, chunks};
+use super::apply::{self, MemberWrite, RoleWrite};
 use super::checkpoint::{self, Checkpoint};
-use super::mapping::map_person;
+use super::plan::{self, Account, Cohort, UserOp};
 use super::protect::{self, Protected};
-use super::record::{CohortRef, PersonRecord, RoleRef};
+use super::record::{CohortRef, PersonRecord};
 use super::report::{RunReport, SyncOptions};
 use super::retry;
-use super::settings::{CohortSourceKind, LeaverMemberships, Population, SourceKind, SyncSettings};
-use super::source::{self, Entry, Query};
+use super::settings::{CohortSourceKind, LeaverMemberships, Population, SyncSettings};
+use super::source::{self, Item, Only, PersonSource, Selection};
 use super::state::{self, MappingRow};
-use crate::ids::{MoodleCohortId, MoodleRoleId, MoodleUserId};
+use crate::ids::{MoodleCohortId, MoodleUserId};
 use crate::moodle::roles::{Assignment, ContextLevel};
 use crate::moodle::users::{MoodleUser, UserField};
-use crate::moodle::{categories, cohorts, courses, roles, users, MoodleClient, MoodleError};
+use crate::moodle::{categories, cohorts, courses, users, MoodleClient, MoodleError};
 use crate::store::{key_escape, tables, SharedStore, StoreError};
-use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -40,6 +40,8 @@ pub struct Ctx {
     pub settings: Arc<SyncSettings>,
     pub store: SharedStore,
     pub moodle: MoodleClient,
+    /// Where the people come from (`source::for_settings`).
+    pub source: Arc<dyn PersonSource>,
     pub opts: SyncOptions,
     pub run_id: String,
     pub progress: Option<Progress>,
@@ -60,20 +62,13 @@ pub struct PassState {
     /// Population being read, and the keys its batches processed (the retry pass skips them).
     population: String,
     examined: HashSet<String>,
-    cohort_index: Option<HashMap<String, MoodleCohortId>>,
+    /// Cohort idnumber → cohort: what Moodle holds, plus what a simulated pass would create.
+    cohort_index: Option<HashMap<String, Cohort>>,
     contexts: HashMap<(ContextLevel, String), Result<i64, String>>,
-    fake_id: i64,
     /// Moodle's own accounts (read once per pass, on first need).
     pub(crate) protected: Option<Protected>,
     create_rate: super::create_rate::CreateRate,
     school_names: Option<HashMap<String, String>>,
-}
-
-impl PassState {
-    fn fake_id(&mut self) -> i64 {
-        self.fake_id -= 1;
-        self.fake_id
-    }
 }
 
 /// Stop the shard (the queue retries it; a CLI run reports it).
@@ -140,7 +135,6 @@ async fn retry_waiting(
     report: &mut RunReport,
     pop: &Population,
 ) -> Result<(), PassError> {
-    let s = &ctx.settings;
     let examined = std::mem::take(&mut st.examined);
     let mut keys: Vec<String> = retry_set(ctx, st)
         .await?
@@ -150,28 +144,17 @@ async fn retry_waiting(
         .collect();
     st.examined = examined;
     keys.sort();
-    // A directory answers a filter of 100 keys from its index; an export file has no index, so
-    // every query is a full scan: read it once for all waiting keys instead of once per 100.
-    let per_query = match s.source {
-        super::settings::SourceKind::Ldap => 100,
-        _ => keys.len().max(1),
-    };
-    for chunk in keys.chunks(per_query) {
-        let any: String = chunk
-            .iter()
-            .map(|k| super::filter::equals(&s.mapping.key, k))
-            .collect();
+    for chunk in keys.chunks(ctx.source.keys_per_read(keys.len())) {
         report.trace(|| format!("{}: re-examining {} waiting entries", pop.name, chunk.len()));
-        let query = Query {
-            base: pop.base.clone(),
-            filter: format!("(&{}(|{any}))", pop.filter),
+        let sel = Selection {
+            population: pop.clone(),
             since: None,
-            attrs: s.person_attributes(),
+            only: Only::Keys(chunk.to_vec()),
         };
-        let (mut rx, handle) = source::spawn_read(s, query);
+        let (mut rx, handle) = ctx.source.read(&sel);
         let mut batch = Vec::new();
-        while let Some(e) = rx.recv().await {
-            batch.push(e);
+        while let Some(item) = rx.recv().await {
+            batch.push(item);
         }
         match handle.await {
             Ok(Ok(sum)) => report.retry_requests += sum.requests,
@@ -189,12 +172,9 @@ async fn retry_waiting(
             }
         }
         // Gone from the directory (or out of the population): nothing left to wait for.
-        let found: HashSet<String> = batch
-            .iter()
-            .filter_map(|e| e.first(&s.mapping.key).map(str::to_string))
-            .collect();
+        let found: HashSet<&str> = batch.iter().map(Item::key).collect();
         if !ctx.opts.simulate {
-            for k in chunk.iter().filter(|k| !found.contains(*k)) {
+            for k in chunk.iter().filter(|k| !found.contains(k.as_str())) {
                 retry::clear(&ctx.store, k).await?;
                 retry_set(ctx, st).await?.remove(k);
             }
@@ -218,9 +198,10 @@ async fn read_population(
     let entities = selected(&ctx.opts);
     let config_hash = s.config_hash();
     let pass_start = checkpoint::generalized(chrono::Utc::now());
+    let partition = ctx.source.checkpoint_partition();
     let mut cps = Vec::new();
     for e in &entities {
-        cps.push(checkpoint::load(&ctx.store, e, &pop.name).await?);
+        cps.push(checkpoint::load(&ctx.store, partition, e, &pop.name).await?);
     }
     let full = ctx.opts.force
         || ctx.opts.full
@@ -238,10 +219,7 @@ async fn read_population(
             .min()
             .and_then(|m| checkpoint::since_with_overlap(m, s.overlap_secs))
     };
-    let file_hash = match &s.source {
-        SourceKind::Ldif(p) | SourceKind::Csv(p) => Some(source::file_hash(p)?),
-        SourceKind::Ldap => None,
-    };
+    let file_hash = ctx.source.content_hash()?;
     if !full
         && file_hash.is_some()
         && cps
@@ -257,30 +235,23 @@ async fn read_population(
         });
         return Ok(());
     }
-    let filter = match &ctx.opts.user {
-        Some(u) => format!(
-            "(&{}(|{}{}))",
-            pop.filter,
-            super::filter::equals(&s.mapping.key, u),
-            super::filter::equals(&s.mapping.username.attr, u)
-        ),
-        None => pop.filter.clone(),
+    let sel = Selection {
+        population: pop.clone(),
+        only: match &ctx.opts.user {
+            Some(u) => Only::Person(u.clone()),
+            None => Only::All,
+        },
+        since,
     };
     report.trace(|| {
         format!(
-            "{}: search {filter} under {} since {}",
+            "{}: {} since {}",
             pop.name,
-            pop.base,
-            since.as_deref().unwrap_or("the beginning")
+            ctx.source.describe(&sel),
+            sel.since.as_deref().unwrap_or("the beginning")
         )
     });
-    let query = Query {
-        base: pop.base.clone(),
-        filter,
-        since,
-        attrs: s.person_attributes(),
-    };
-    let (mut rx, handle) = source::spawn_read(s, query);
+    let (mut rx, handle) = ctx.source.read(&sel);
     let mut batch = Vec::with_capacity(s.batch_size);
     let mut applied: i64 = 0;
     let mut seen_here = Vec::new();
@@ -303,7 +274,7 @@ async fn read_population(
                     drop(rx);
                     let _ = handle.await;
                     // The report of an interrupted run still says what was read, and how.
-                    report.source_requests += source::requests_for(s, applied as u64 + n);
+                    report.source_requests += ctx.source.requests_for(applied as u64 + n);
                     return Err(e);
                 }
             };
@@ -317,7 +288,7 @@ async fn read_population(
                     let mut cp = cp.clone().unwrap_or_default();
                     cp.run_id = ctx.run_id.clone();
                     cp.progress = applied;
-                    checkpoint::save(&ctx.store, e, &pop.name, &cp).await?;
+                    checkpoint::save(&ctx.store, partition, e, &pop.name, &cp).await?;
                 }
             }
         }
@@ -328,7 +299,7 @@ async fn read_population(
     let summary = match handle.await {
         Ok(Ok(sum)) => sum,
         Ok(Err(e)) => {
-            report.source_requests += source::requests_for(s, applied as u64);
+            report.source_requests += ctx.source.requests_for(applied as u64);
             report.complete = false;
             report.errors.push(format!(
                 "{}: read failed after {applied} entries: {e}",
@@ -355,20 +326,10 @@ async fn read_population(
                 run_id: ctx.run_id.clone(),
                 progress: applied,
             };
-            checkpoint::save(&ctx.store, e, &pop.name, &cp).await?;
+            checkpoint::save(&ctx.store, partition, e, &pop.name, &cp).await?;
         }
     }
     Ok(())
-}
-
-enum UserPlan {
-    Unchanged(MoodleUserId),
-    Update(MoodleUserId, Vec<&'static str>),
-    /// The planned deletion date has come: suspend the account.
-    Suspend(MoodleUserId),
-    Create,
-    Lookup,
-    Skip,
 }
 
 /// Apply one batch; returns the keys it saw (for removals).
@@ -376,86 +337,24 @@ async fn process_batch(
     ctx: &Ctx,
     st: &mut PassState,
     report: &mut RunReport,
-    entries: Vec<Entry>,
+    items: Vec<Item>,
 ) -> Result<Vec<String>, PassError> {
     let s = &ctx.settings;
     let opts = &ctx.opts;
-    let batch_len = entries.len() as u64;
-    let mut recs: Vec<PersonRecord> = Vec::with_capacity(entries.len());
-    let mut keys = Vec::with_capacity(entries.len());
-    for e in entries {
-        match map_person(s, &e) {
-            Ok(r) => {
-                keys.push(r.key.clone());
-                match st.usernames.get(&r.fields.username) {
-                    Some(other) if other != &r.key => {
-                        let reason = format!(
-                            "duplicate login {:?}: already used by {other} in this directory",
-                            r.fields.username
-                        );
-                        report.skipped("users", &r.key, reason);
-                        continue;
-                    }
-                    _ => {
-                        st.usernames
-                            .insert(r.fields.username.clone(), r.key.clone());
-                    }
-                }
-                for n in &r.notes {
-                    report.trace(|| format!("users {}: {n}", r.key));
-                }
-                for n in &r.shortened {
-                    report.issue("users", &r.key, "shortened", n.clone());
-                }
-                recs.push(r);
-            }
-            Err(reason) => {
-                let key = Entry::rdn_value(&e.dn).unwrap_or(&e.dn).to_string();
-                keys.push(key.clone());
-                report.skipped("users", &key, reason);
-            }
-        }
-    }
+    let batch_len = items.len() as u64;
+    let (recs, keys) = admit(st, report, items);
     let recs = drop_conflicts(st, report, recs);
     let mut rows: Vec<Option<MappingRow>> = Vec::with_capacity(recs.len());
     for r in &recs {
         rows.push(state::load(&ctx.store, &r.key).await?);
     }
-    // ---- Moodle's own accounts (guest, admin, the service account) are never managed.
+    // Moodle's own accounts (guest, admin, the service account) are never managed.
     let protected = if recs.is_empty() {
         Protected::default()
     } else {
         protect::load(ctx, st).await?.clone()
     };
-    let mut kept_recs = Vec::with_capacity(recs.len());
-    let mut kept_rows = Vec::with_capacity(rows.len());
-    for (r, row) in recs.into_iter().zip(rows) {
-        let label = protected
-            .matches(None, &r.fields.username)
-            .or_else(|| {
-                row.as_ref()
-                    .and_then(|row| protected.matches(row.moodle_id, &row.username))
-            })
-            .map(str::to_string);
-        let Some(label) = label else {
-            kept_recs.push(r);
-            kept_rows.push(row);
-            continue;
-        };
-        report.skipped("users", &r.key, protect::reason(&label));
-        if row.is_some() && !opts.simulate {
-            // A stale row (older version, hand edit) must not keep pointing at the account.
-            report.trace(|| {
-                format!(
-                    "users {}: stale mapping to a protected account forgotten",
-                    r.key
-                )
-            });
-            forget(&ctx.store, &r.key).await?;
-        }
-    }
-    let mut recs = kept_recs;
-    let rows = kept_rows;
+    let (mut recs, rows, stale) = drop_protected(&protected, report, recs, rows);
     let budget = ctx.moodle.field_budget();
     let today = chrono::Utc::now().date_naive();
     let leaving: Vec<bool> = recs
@@ -463,319 +362,73 @@ async fn process_batch(
         .map(|r| s.leavers.suspend_on_date && r.has_left(today))
         .collect();
 
-    // ---- users
-    let mut plans: Vec<UserPlan> = Vec::with_capacity(recs.len());
+    // ---- users: what Moodle holds for those the rows do not answer for, then the plan
+    let view = moodle_view(ctx, st, &recs, &rows, &leaving, budget).await?;
+    let mut accounts: Vec<Option<Account>> = vec![None; recs.len()];
+    let mut user_ok: Vec<bool> = vec![true; recs.len()];
+    let mut suspended_now: Vec<bool> = vec![false; recs.len()];
+    let mut writes = UserWrites::default();
     for (i, (r, row)) in recs.iter().zip(&rows).enumerate() {
-        if leaving[i] {
-            plans.push(leaver_plan(report, r, row.as_ref(), opts));
-            continue;
+        let d = plan::user(r, row.as_ref(), leaving[i], &view, &protected, opts);
+        for note in d.notes {
+            note.record(report, "users", &r.key);
         }
-        let known = row
-            .as_ref()
-            .filter(|row| !opts.force && !row.suspended && row.fields.is_some())
-            .and_then(|row| row.moodle_id.map(|id| (row, id)));
-        plans.push(match known {
-            Some((row, id)) if row.fingerprint == r.fingerprint() => {
-                UserPlan::Unchanged(MoodleUserId(id))
-            }
-            Some((row, id)) if opts.users => {
-                let diff = r.fields.diff_fields(row.fields.as_ref().expect("filtered"));
-                UserPlan::Update(MoodleUserId(id), diff)
-            }
-            Some((_, id)) => UserPlan::Unchanged(MoodleUserId(id)),
-            None => UserPlan::Lookup,
-        });
-    }
-    let lookup_idx: Vec<usize> = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| matches!(p, UserPlan::Lookup))
-        .map(|(i, _)| i)
-        .collect();
-    if !lookup_idx.is_empty() {
-        let names: Vec<String> = lookup_idx
-            .iter()
-            .map(|i| recs[*i].fields.username.clone())
-            .collect();
-        let by_name = lookup(&ctx.moodle, UserField::Username, &names, budget).await?;
-        let mut by_name: HashMap<String, MoodleUser> = by_name
-            .into_iter()
-            .map(|u| (u.username.clone(), u))
-            .collect();
-        let missing: Vec<String> = lookup_idx
-            .iter()
-            .filter(|i| {
-                !by_name.contains_key(&recs[**i].fields.username)
-                    && !recs[**i].fields.idnumber.is_empty()
-            })
-            .map(|i| recs[*i].fields.idnumber.clone())
-            .collect();
-        let found_idn = lookup(&ctx.moodle, UserField::Idnumber, &missing, budget).await?;
-        let mut by_idn: HashMap<String, Vec<MoodleUser>> = HashMap::new();
-        for u in found_idn {
-            by_idn.entry(u.idnumber.clone()).or_default().push(u);
-        }
-        for i in lookup_idx {
-            let r = &recs[i];
-            let plan = if let Some(mu) = by_name.remove(&r.fields.username) {
-                if let Some(label) = protected.matches(Some(mu.id.0), &mu.username) {
-                    report.skipped("users", &r.key, protect::reason(label));
-                    UserPlan::Skip
-                } else if !mu.idnumber.is_empty()
-                    && !r.fields.idnumber.is_empty()
-                    && mu.idnumber != r.fields.idnumber
-                {
-                    report.skipped("users", &r.key, format!("username {:?} belongs to another Moodle account (idnumber {:?}, not {:?})", mu.username, mu.idnumber, r.fields.idnumber));
-                    UserPlan::Skip
-                } else {
-                    report.trace(|| {
-                        format!(
-                            "users {}: found in Moodle by username (id {})",
-                            r.key, mu.id
-                        )
-                    });
-                    diff_plan(r, &mu, opts)
+        match d.op {
+            UserOp::Keep(id) => {
+                accounts[i] = Some(Account::Id(id));
+                if opts.users {
+                    report.counts("users").unchanged += 1;
                 }
-            } else if let Some(list) = by_idn
-                .get(&r.fields.idnumber)
-                .filter(|_| !r.fields.idnumber.is_empty())
-            {
-                let owner = match list.as_slice() {
-                    [mu] if mu.username != r.fields.username => owner_of(ctx, st, mu.id).await?,
-                    _ => None,
-                };
-                if let Some(label) = list
-                    .iter()
-                    .find_map(|mu| protected.matches(Some(mu.id.0), &mu.username))
-                {
-                    report.skipped(
-                        "users",
-                        &r.key,
-                        format!(
-                            "{} (found by idnumber {:?})",
-                            protect::reason(label),
-                            r.fields.idnumber
-                        ),
-                    );
-                    UserPlan::Skip
-                } else if let Some(owner) = owner.filter(|o| o != &r.key) {
-                    report.conflict(
-                        "users",
-                        &r.key,
-                        format!(
-                            "conflict: Moodle account {:?} (idnumber {:?}) already belongs to {owner}: not applied",
-                            list[0].username, r.fields.idnumber
-                        ),
-                    );
-                    UserPlan::Skip
-                } else if list.len() > 1 {
-                    report.skipped(
-                        "users",
-                        &r.key,
-                        format!(
-                            "{} Moodle accounts share idnumber {:?}",
-                            list.len(),
-                            r.fields.idnumber
-                        ),
-                    );
-                    UserPlan::Skip
-                } else {
-                    report.trace(|| {
-                        format!(
-                            "users {}: found in Moodle by idnumber (id {}, username {:?})",
-                            r.key, list[0].id, list[0].username
-                        )
-                    });
-                    diff_plan(r, &list[0], opts)
-                }
-            } else if !opts.users {
-                report.waiting(
-                    "users",
-                    &r.key,
-                    "not in Moodle yet",
-                    "not in Moodle yet (users were not selected)",
-                );
-                UserPlan::Skip
-            } else if opts.update_only {
-                report.waiting(
-                    "users",
-                    &r.key,
-                    "update only",
-                    "update only: no Moodle account to update",
-                );
-                UserPlan::Skip
-            } else {
-                UserPlan::Create
-            };
-            plans[i] = plan;
+            }
+            UserOp::Update(id, diff) => {
+                accounts[i] = Some(Account::Id(id));
+                writes
+                    .updates
+                    .push((i, id, r.fields.update_item(id, &diff)));
+            }
+            UserOp::Suspend(id) => {
+                accounts[i] = Some(Account::Id(id));
+                writes.suspends.push((i, id));
+            }
+            UserOp::Create => writes
+                .creates
+                .push((i, r.fields.create_item(s.password_mail))),
+            UserOp::Skip => user_ok[i] = false,
         }
     }
     if let Some(p) = &ctx.progress {
         p(Step::Planned(batch_len));
     }
-    let mut ids: Vec<Option<MoodleUserId>> = vec![None; recs.len()];
-    let mut user_ok: Vec<bool> = vec![true; recs.len()];
-    let mut suspended_now: Vec<bool> = vec![false; recs.len()];
-    let mut creates = Vec::new();
-    let mut updates = Vec::new();
-    let mut suspends = Vec::new();
-    for (i, p) in plans.iter().enumerate() {
-        match p {
-            UserPlan::Suspend(id) => {
-                ids[i] = Some(*id);
-                report.trace(|| {
-                    format!(
-                        "users {}: planned deletion date {} has come: suspend",
-                        recs[i].key,
-                        recs[i].leaves_on.map(|d| d.to_string()).unwrap_or_default()
-                    )
-                });
-                suspends.push((i, *id));
-            }
-            UserPlan::Unchanged(id) => {
-                ids[i] = Some(*id);
-                if opts.users {
-                    report.counts("users").unchanged += 1;
-                    report.trace(|| format!("users {}: unchanged", recs[i].key));
-                }
-            }
-            UserPlan::Update(id, diff) if diff.is_empty() => {
-                ids[i] = Some(*id);
-                report.counts("users").unchanged += 1;
-                report.trace(|| format!("users {}: unchanged", recs[i].key));
-            }
-            UserPlan::Update(id, diff) => {
-                ids[i] = Some(*id);
-                report.trace(|| format!("users {}: update {}", recs[i].key, diff.join(", ")));
-                updates.push((i, recs[i].fields.update_item(*id, diff)));
-            }
-            UserPlan::Create => {
-                report.trace(|| {
-                    format!(
-                        "users {}: create {:?}",
-                        recs[i].key, recs[i].fields.username
-                    )
-                });
-                creates.push((i, recs[i].fields.create_item(s.password_mail)));
-            }
-            UserPlan::Skip | UserPlan::Lookup => user_ok[i] = false,
-        }
-    }
     if opts.simulate {
-        report.counts("users").created += creates.len() as u64;
-        report.counts("users").updated += updates.len() as u64;
-        report.counts("users").removed += suspends.len() as u64;
-        for (i, _) in &creates {
-            ids[*i] = Some(MoodleUserId(st.fake_id()));
+        let counts = report.counts("users");
+        counts.created += writes.creates.len() as u64;
+        counts.updated += writes.updates.len() as u64;
+        counts.removed += writes.suspends.len() as u64;
+        for (i, _) in &writes.creates {
+            accounts[*i] = Some(Account::Planned);
         }
     } else {
-        // Calls of one batch are independent (different people): up to SYNC_WRITE_CONCURRENCY
-        // run at once, so Moodle's PHP workers and database share the load.
-        let conc = s.write_concurrency.max(1);
-        let sizes: Vec<usize> = creates.iter().map(|(_, f)| f.len()).collect();
-        let client = &ctx.moodle;
-        let started = std::time::Instant::now();
-        let outs: Vec<_> = stream::iter(chunks(&sizes, budget, s.batch_size).into_iter().map(
-            |range| {
-                let part: Vec<(usize, Vec<(String, String)>)> = creates[range].to_vec();
-                bisect(
-                    part,
-                    |items| async move { users::create(client, &items).await },
-                )
-            },
-        ))
-        .buffered(conc)
-        .collect()
-        .await;
-        let mut created_now = 0u64;
-        for out in outs {
-            let out = out?;
-            for (i, created) in out.ok {
-                ids[i] = Some(created.id);
-                created_now += 1;
-                report.counts("users").created += 1;
-            }
-            for (i, why) in out.failed {
-                user_ok[i] = false;
-                report.failed(
-                    "users",
-                    &recs[i].key,
-                    format!("create {:?}: {why}", recs[i].fields.username),
-                );
-            }
+        let outcome = write_users(ctx, st, report, &recs, writes, budget).await?;
+        for (i, id) in outcome.created {
+            accounts[i] = Some(Account::Id(id));
         }
-        if let Some(w) = st.create_rate.observe(created_now, started.elapsed()) {
-            tracing::warn!(run = %ctx.run_id, "{w}");
-            report.warnings.push(w);
+        for i in outcome.failed {
+            user_ok[i] = false;
         }
-        let sizes: Vec<usize> = updates.iter().map(|(_, f)| f.len()).collect();
-        let outs: Vec<_> = stream::iter(chunks(&sizes, budget, s.batch_size).into_iter().map(
-            |range| {
-                let part = &updates[range];
-                async move {
-                    let items: Vec<Vec<(String, String)>> =
-                        part.iter().map(|(_, f)| f.clone()).collect();
-                    users::update(client, &items).await.map(|w| (part, w))
-                }
-            },
-        ))
-        .buffered(conc)
-        .collect()
-        .await;
-        for out in outs {
-            let (part, warnings) = out?;
-            let mut bad: HashMap<i64, String> = HashMap::new();
-            for w in warnings {
-                if let Some(id) = w.itemid {
-                    bad.insert(id, format!("{}: {}", w.warningcode, w.message));
-                }
-            }
-            for (i, _) in part {
-                let id = ids[*i].map(|m| m.0).unwrap_or_default();
-                match bad.get(&id) {
-                    Some(why) => {
-                        user_ok[*i] = false;
-                        report.failed("users", &recs[*i].key, format!("update (id {id}): {why}"));
-                    }
-                    None => report.counts("users").updated += 1,
-                }
-            }
-        }
-    }
-
-    if !opts.simulate {
-        let per_call = (budget / 2).clamp(1, s.batch_size);
-        for part in suspends.chunks(per_call) {
-            let list: Vec<MoodleUserId> = part.iter().map(|(_, id)| *id).collect();
-            let warnings = users::suspend(&ctx.moodle, &list).await?;
-            for (i, id) in part {
-                match warnings.iter().find(|w| w.itemid == Some(id.0)) {
-                    Some(w) => {
-                        user_ok[*i] = false;
-                        report.failed(
-                            "users",
-                            &recs[*i].key,
-                            format!("suspend (id {id}): {} {}", w.warningcode, w.message),
-                        );
-                    }
-                    None => {
-                        suspended_now[*i] = true;
-                        report.counts("users").removed += 1;
-                    }
-                }
-            }
+        for i in outcome.suspended {
+            suspended_now[i] = true;
         }
     }
 
     // A leaver keeps, or loses, what the bridge gave (SYNC_LEAVER_MEMBERSHIPS); nobody else's
     // cohorts or roles are touched either way.
-    let mut group_ids = ids.clone();
+    let mut group_accounts = accounts.clone();
     for (i, r) in recs.iter_mut().enumerate() {
         if !leaving[i] {
             continue;
         }
         match s.leavers.memberships {
-            LeaverMemberships::Keep => group_ids[i] = None,
+            LeaverMemberships::Keep => group_accounts[i] = None,
             LeaverMemberships::Remove => {
                 r.cohorts.clear();
                 r.roles.clear();
@@ -786,19 +439,28 @@ async fn process_batch(
     let mut cohort_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
     if opts.cohorts && matches!(s.cohorts.kind, CohortSourceKind::Attribute(_)) {
         cohort_sets =
-            apply_cohort_memberships(ctx, st, report, &recs, &rows, &group_ids, budget).await?;
+            apply_cohort_memberships(ctx, st, report, &recs, &rows, &group_accounts, budget)
+                .await?;
     }
     // ---- role assignments
     let mut role_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
     if opts.roles && !s.role_rules.is_empty() {
-        role_sets = apply_roles(ctx, st, report, &recs, &rows, &group_ids, budget).await?;
+        role_sets = apply_roles(ctx, st, report, &recs, &rows, &group_accounts, budget).await?;
     }
 
-    // ---- remember what was applied
+    // ---- remember what was applied, and what waits for a retry
+    let marks = std::mem::take(&mut report.retry_marks);
     if !opts.simulate {
+        for key in &stale {
+            // A stale row (older version, hand edit) must not keep pointing at the account.
+            report.trace(|| format!("users {key}: stale mapping to a protected account forgotten"));
+            forget(&ctx.store, key).await?;
+        }
         let mut out = Vec::new();
         for (i, r) in recs.iter().enumerate() {
-            let Some(id) = ids[i] else { continue };
+            let Some(Account::Id(id)) = accounts[i] else {
+                continue;
+            };
             let old = rows[i].clone().unwrap_or_default();
             let users_written = opts.users && user_ok[i] && !leaving[i];
             let row = MappingRow {
@@ -826,38 +488,271 @@ async fn process_batch(
             }
         }
         state::save_all(&ctx.store, &out).await?;
-    }
-    // ---- the retry set: entries marked by this batch wait, the others no longer do
-    let marks = std::mem::take(&mut report.retry_marks);
-    if !opts.simulate {
-        let population = st.population.clone();
-        let since = chrono::Utc::now().to_rfc3339();
-        for k in &keys {
-            let known = retry_set(ctx, st).await?.get(k).cloned();
-            match (marks.get(k), known) {
-                (Some((why, reason)), known) => {
-                    let w = retry::Waiting {
-                        key: k.clone(),
-                        population: population.clone(),
-                        why: why.clone(),
-                        reason: reason.clone(),
-                        since: known.map(|w| w.since).unwrap_or_else(|| since.clone()),
-                    };
-                    if retry_set(ctx, st).await?.get(k) != Some(&w) {
-                        retry::save(&ctx.store, &w).await?;
-                        retry_set(ctx, st).await?.insert(k.clone(), w);
-                    }
-                }
-                (None, Some(_)) => {
-                    retry::clear(&ctx.store, k).await?;
-                    retry_set(ctx, st).await?.remove(k);
-                }
-                (None, None) => {}
-            }
-        }
+        remember_waiting(ctx, st, &keys, &marks).await?;
     }
     st.examined.extend(keys.iter().cloned());
     Ok(keys)
+}
+
+/// The retry set: entries marked by this batch wait, the others no longer do.
+async fn remember_waiting(
+    ctx: &Ctx,
+    st: &mut PassState,
+    keys: &[String],
+    marks: &BTreeMap<String, (String, String)>,
+) -> Result<(), StoreError> {
+    let population = st.population.clone();
+    let since = chrono::Utc::now().to_rfc3339();
+    for k in keys {
+        let known = retry_set(ctx, st).await?.get(k).cloned();
+        match (marks.get(k), known) {
+            (Some((why, reason)), known) => {
+                let w = retry::Waiting {
+                    key: k.clone(),
+                    population: population.clone(),
+                    why: why.clone(),
+                    reason: reason.clone(),
+                    since: known.map(|w| w.since).unwrap_or_else(|| since.clone()),
+                };
+                if retry_set(ctx, st).await?.get(k) != Some(&w) {
+                    retry::save(&ctx.store, &w).await?;
+                    retry_set(ctx, st).await?.insert(k.clone(), w);
+                }
+            }
+            (None, Some(_)) => {
+                retry::clear(&ctx.store, k).await?;
+                retry_set(ctx, st).await?.remove(k);
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The source's items → the records to plan (and every key seen, for removals): unmapped
+/// entries and a second entry with a login already used in this pass are skipped.
+fn admit(
+    st: &mut PassState,
+    report: &mut RunReport,
+    items: Vec<Item>,
+) -> (Vec<PersonRecord>, Vec<String>) {
+    let mut recs = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for item in items {
+        let r = match item {
+            Item::Person(r) => *r,
+            Item::Unmapped { key, reason } => {
+                report.skipped("users", &key, reason);
+                keys.push(key);
+                continue;
+            }
+        };
+        keys.push(r.key.clone());
+        match st.usernames.get(&r.fields.username) {
+            Some(other) if other != &r.key => {
+                let reason = format!(
+                    "duplicate login {:?}: already used by {other} in this directory",
+                    r.fields.username
+                );
+                report.skipped("users", &r.key, reason);
+                continue;
+            }
+            _ => {
+                st.usernames
+                    .insert(r.fields.username.clone(), r.key.clone());
+            }
+        }
+        for n in &r.notes {
+            report.trace(|| format!("users {}: {n}", r.key));
+        }
+        for n in &r.shortened {
+            report.issue("users", &r.key, "shortened", n.clone());
+        }
+        recs.push(r);
+    }
+    (recs, keys)
+}
+
+/// Records landing on a protected account are skipped; returns the others with their rows,
+/// and the keys whose row points at a protected account (to forget).
+fn drop_protected(
+    protected: &Protected,
+    report: &mut RunReport,
+    recs: Vec<PersonRecord>,
+    rows: Vec<Option<MappingRow>>,
+) -> (Vec<PersonRecord>, Vec<Option<MappingRow>>, Vec<String>) {
+    let mut kept_recs = Vec::with_capacity(recs.len());
+    let mut kept_rows = Vec::with_capacity(rows.len());
+    let mut stale = Vec::new();
+    for (r, row) in recs.into_iter().zip(rows) {
+        let label = protected
+            .matches(None, &r.fields.username)
+            .or_else(|| {
+                row.as_ref()
+                    .and_then(|row| protected.matches(row.moodle_id, &row.username))
+            })
+            .map(str::to_string);
+        let Some(label) = label else {
+            kept_recs.push(r);
+            kept_rows.push(row);
+            continue;
+        };
+        report.skipped("users", &r.key, protect::reason(&label));
+        if row.is_some() {
+            stale.push(r.key);
+        }
+    }
+    (kept_recs, kept_rows, stale)
+}
+
+/// What Moodle holds for the records the mapping rows do not answer for: accounts by username,
+/// then by idnumber for those not found, and who owns an account found by idnumber alone.
+async fn moodle_view(
+    ctx: &Ctx,
+    st: &mut PassState,
+    recs: &[PersonRecord],
+    rows: &[Option<MappingRow>],
+    leaving: &[bool],
+    budget: usize,
+) -> Result<plan::MoodleView, PassError> {
+    let mut view = plan::MoodleView::default();
+    let unknown: Vec<&PersonRecord> = recs
+        .iter()
+        .zip(rows)
+        .zip(leaving)
+        .filter(|((_, row), leaving)| plan::needs_lookup(row.as_ref(), **leaving, &ctx.opts))
+        .map(|((r, _), _)| r)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(view);
+    }
+    let names: Vec<String> = unknown.iter().map(|r| r.fields.username.clone()).collect();
+    view.by_username = lookup(&ctx.moodle, UserField::Username, &names, budget)
+        .await?
+        .into_iter()
+        .map(|u| (u.username.clone(), u))
+        .collect();
+    let missing: Vec<String> = unknown
+        .iter()
+        .filter(|r| {
+            !view.by_username.contains_key(&r.fields.username) && !r.fields.idnumber.is_empty()
+        })
+        .map(|r| r.fields.idnumber.clone())
+        .collect();
+    for u in lookup(&ctx.moodle, UserField::Idnumber, &missing, budget).await? {
+        view.by_idnumber
+            .entry(u.idnumber.clone())
+            .or_default()
+            .push(u);
+    }
+    for r in unknown {
+        if let Some(id) = plan::owner_needed(r, &view) {
+            if let Some(owner) = owner_of(ctx, st, id).await? {
+                view.owners.insert(id, owner);
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// The user writes of one batch: (index in the batch, …).
+#[derive(Default)]
+struct UserWrites {
+    creates: Vec<(usize, apply::UserForm)>,
+    updates: Vec<(usize, MoodleUserId, apply::UserForm)>,
+    suspends: Vec<(usize, MoodleUserId)>,
+}
+
+/// What the user writes did, by index in the batch.
+struct UsersWritten {
+    created: Vec<(usize, MoodleUserId)>,
+    failed: Vec<usize>,
+    suspended: Vec<usize>,
+}
+
+async fn write_users(
+    ctx: &Ctx,
+    st: &mut PassState,
+    report: &mut RunReport,
+    recs: &[PersonRecord],
+    writes: UserWrites,
+    budget: usize,
+) -> Result<UsersWritten, PassError> {
+    let s = &ctx.settings;
+    let mut done = UsersWritten {
+        created: Vec::new(),
+        failed: Vec::new(),
+        suspended: Vec::new(),
+    };
+    // Calls of one batch are independent (different people): up to SYNC_WRITE_CONCURRENCY
+    // run at once, so Moodle's PHP workers and database share the load.
+    let started = std::time::Instant::now();
+    let forms: Vec<apply::UserForm> = writes.creates.iter().map(|(_, f)| f.clone()).collect();
+    let out = apply::create_users(
+        &ctx.moodle,
+        &forms,
+        budget,
+        s.batch_size,
+        s.write_concurrency,
+    )
+    .await?;
+    for (j, id) in &out.ok {
+        done.created.push((writes.creates[*j].0, *id));
+    }
+    report.counts("users").created += out.ok.len() as u64;
+    for (j, why) in out.failed {
+        let i = writes.creates[j].0;
+        done.failed.push(i);
+        report.failed(
+            "users",
+            &recs[i].key,
+            format!("create {:?}: {why}", recs[i].fields.username),
+        );
+    }
+    if let Some(w) = st
+        .create_rate
+        .observe(out.ok.len() as u64, started.elapsed())
+    {
+        tracing::warn!(run = %ctx.run_id, "{w}");
+        report.warnings.push(w);
+    }
+    let items: Vec<(MoodleUserId, apply::UserForm)> = writes
+        .updates
+        .iter()
+        .map(|(_, id, f)| (*id, f.clone()))
+        .collect();
+    let results = apply::update_users(
+        &ctx.moodle,
+        &items,
+        budget,
+        s.batch_size,
+        s.write_concurrency,
+    )
+    .await?;
+    for ((i, id, _), result) in writes.updates.iter().zip(results) {
+        match result {
+            Some(why) => {
+                done.failed.push(*i);
+                report.failed("users", &recs[*i].key, format!("update (id {id}): {why}"));
+            }
+            None => report.counts("users").updated += 1,
+        }
+    }
+    let ids: Vec<MoodleUserId> = writes.suspends.iter().map(|(_, id)| *id).collect();
+    let results = apply::suspend_users(&ctx.moodle, &ids, budget, s.batch_size).await?;
+    for ((i, id), result) in writes.suspends.iter().zip(results) {
+        match result {
+            Some(why) => {
+                done.failed.push(*i);
+                report.failed("users", &recs[*i].key, format!("suspend (id {id}): {why}"));
+            }
+            None => {
+                done.suspended.push(*i);
+                report.counts("users").removed += 1;
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// Two directory entries with one join key would both match (and take turns renaming) one
@@ -954,42 +849,6 @@ pub(crate) async fn forget(store: &SharedStore, key: &str) -> Result<(), StoreEr
     }
 }
 
-/// A person whose planned deletion date has come: suspend the account the bridge manages (once),
-/// never create one.
-fn leaver_plan(
-    report: &mut RunReport,
-    r: &PersonRecord,
-    row: Option<&MappingRow>,
-    opts: &SyncOptions,
-) -> UserPlan {
-    let date = r.leaves_on.map(|d| d.format("%d/%m/%Y").to_string());
-    match row.and_then(|row| row.moodle_id.map(|id| (row.suspended, MoodleUserId(id)))) {
-        Some((false, id)) if opts.users => UserPlan::Suspend(id),
-        Some((_, id)) => {
-            report.trace(|| format!("users {}: left on {date:?}, already suspended", r.key));
-            UserPlan::Unchanged(id)
-        }
-        None => {
-            report.skipped(
-                "users",
-                &r.key,
-                format!(
-                    "planned deletion date {} has passed: no account created",
-                    date.unwrap_or_default()
-                ),
-            );
-            UserPlan::Skip
-        }
-    }
-}
-
-fn diff_plan(r: &PersonRecord, mu: &MoodleUser, opts: &SyncOptions) -> UserPlan {
-    if !opts.users {
-        return UserPlan::Unchanged(mu.id);
-    }
-    UserPlan::Update(mu.id, r.fields.diff(mu))
-}
-
 /// `core_user_get_users_by_field` in chunks that fit the form budget.
 async fn lookup(
     client: &MoodleClient,
@@ -1007,57 +866,51 @@ async fn lookup(
 async fn cohort_index<'a>(
     ctx: &Ctx,
     st: &'a mut PassState,
-) -> Result<&'a mut HashMap<String, MoodleCohortId>, MoodleError> {
+) -> Result<&'a mut HashMap<String, Cohort>, MoodleError> {
     if st.cohort_index.is_none() {
         let all = cohorts::get_all(&ctx.moodle).await?;
         st.cohort_index = Some(
             all.into_iter()
                 .filter(|c| !c.idnumber.is_empty())
-                .map(|c| (c.idnumber, c.id))
+                .map(|c| (c.idnumber, Cohort::Id(c.id)))
                 .collect(),
         );
     }
     Ok(st.cohort_index.as_mut().expect("just set"))
 }
 
-/// Find (or create) the Moodle cohorts for `wanted`; returns key → id, and reports skips.
-/// With the cohort lock (default) only cohorts whose idnumber carries the bridge's prefix are
-/// used; without it, an existing cohort whose idnumber is the bare key is adopted.
+/// Find (or create) the Moodle cohorts for `wanted`; returns key → cohort, and reports skips
+/// (see `plan::cohorts` for which cohort is used). A simulation remembers the cohorts it would
+/// create for the rest of the pass, so each is counted once.
 pub(crate) async fn ensure_cohorts(
     ctx: &Ctx,
     st: &mut PassState,
     report: &mut RunReport,
     wanted: &BTreeMap<String, CohortRef>,
-) -> Result<HashMap<String, MoodleCohortId>, PassError> {
-    let prefix = ctx.settings.cohorts.prefix.clone();
-    let mut found = HashMap::new();
-    let mut to_create = Vec::new();
-    {
-        let index = cohort_index(ctx, st).await?;
-        for (key, c) in wanted {
-            let ours = format!("{prefix}{key}");
-            // Without the lock, a cohort someone else made for the same key takes precedence.
-            if let Some(id) = index.get(key).filter(|_| ctx.opts.no_cohort_lock) {
-                report.trace(|| format!("cohorts {key}: adopting the existing cohort {key:?} (cohort lock disabled)"));
-                found.insert(key.clone(), *id);
-            } else if let Some(id) = index.get(&ours) {
-                found.insert(key.clone(), *id);
-            } else {
-                if index.contains_key(key) {
-                    report.trace(|| format!("cohorts {key}: a cohort with idnumber {key:?} exists but was not created by the bridge (locked); using {ours:?}"));
-                }
-                to_create.push((
-                    key.clone(),
-                    cohorts::NewCohort {
-                        name: c.name.clone(),
-                        idnumber: ours,
-                        description: "Synchronised from the ENT directory".into(),
-                    },
-                ));
-            }
-        }
+) -> Result<HashMap<String, Cohort>, PassError> {
+    let index = cohort_index(ctx, st).await?;
+    let plan = plan::cohorts(
+        wanted,
+        index,
+        &ctx.settings.cohorts.prefix,
+        ctx.opts.no_cohort_lock,
+    );
+    for (key, note) in plan.notes {
+        note.record(report, "cohorts", &key);
     }
+    let mut found = plan.found;
+    let mut to_create = plan.create;
     if to_create.is_empty() {
+        return Ok(found);
+    }
+    if ctx.opts.update_only {
+        for (key, _) in &to_create {
+            report.skipped(
+                "cohorts",
+                key,
+                "update only: cohort does not exist in Moodle",
+            );
+        }
         return Ok(found);
     }
     if matches!(ctx.settings.cohorts.kind, CohortSourceKind::Attribute(_)) {
@@ -1078,61 +931,60 @@ pub(crate) async fn ensure_cohorts(
             c.name = super::schools::cohort_name(key, &c.name, names);
         }
     }
-    if ctx.opts.update_only {
-        for (key, _) in &to_create {
-            report.skipped(
-                "cohorts",
-                key,
-                "update only: cohort does not exist in Moodle",
-            );
-        }
-        return Ok(found);
-    }
     if ctx.opts.simulate {
         for (key, c) in to_create {
             report.counts("cohorts").created += 1;
             report.trace(|| format!("cohorts {key}: create {:?}", c.idnumber));
-            let id = MoodleCohortId(st.fake_id());
-            found.insert(key.clone(), id);
-            cohort_index(ctx, st).await?.insert(c.idnumber, id);
+            found.insert(key, Cohort::Planned);
+            cohort_index(ctx, st)
+                .await?
+                .insert(c.idnumber, Cohort::Planned);
         }
         return Ok(found);
     }
-    let sizes = vec![cohorts::CREATE_FIELDS; to_create.len()];
-    for range in chunks(&sizes, ctx.moodle.field_budget(), ctx.settings.batch_size) {
-        let part: Vec<(usize, cohorts::NewCohort)> =
-            range.clone().map(|i| (i, to_create[i].1.clone())).collect();
-        let client = &ctx.moodle;
-        let out = bisect(part, |items| async move {
-            cohorts::create(client, &items).await
-        })
-        .await?;
-        for (i, c) in out.ok {
-            report.counts("cohorts").created += 1;
-            report.trace(|| {
-                format!(
-                    "cohorts {}: created {:?} (id {})",
-                    to_create[i].0, c.idnumber, c.id
-                )
-            });
-            found.insert(to_create[i].0.clone(), c.id);
-            cohort_index(ctx, st)
-                .await?
-                .insert(c.idnumber.clone(), c.id);
-        }
-        for (i, why) in out.failed {
-            report.failed(
-                "cohorts",
-                &to_create[i].0,
-                format!("create {:?}: {why}", to_create[i].1.idnumber),
-            );
-        }
+    let new: Vec<cohorts::NewCohort> = to_create.iter().map(|(_, c)| c.clone()).collect();
+    let out = apply::create_cohorts(
+        &ctx.moodle,
+        &new,
+        ctx.moodle.field_budget(),
+        ctx.settings.batch_size,
+    )
+    .await?;
+    let index = cohort_index(ctx, st).await?;
+    for (i, c) in out.ok {
+        report.counts("cohorts").created += 1;
+        report.trace(|| {
+            format!(
+                "cohorts {}: created {:?} (id {})",
+                to_create[i].0, c.idnumber, c.id
+            )
+        });
+        found.insert(to_create[i].0.clone(), Cohort::Id(c.id));
+        index.insert(c.idnumber.clone(), Cohort::Id(c.id));
+    }
+    for (i, why) in out.failed {
+        report.failed(
+            "cohorts",
+            &to_create[i].0,
+            format!("create {:?}: {why}", to_create[i].1.idnumber),
+        );
     }
     Ok(found)
 }
 
-/// (desired, to add, to remove) cohort keys of one person.
-type MembershipPlan = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
+/// A planned membership as a write: only between a cohort and an account that exist (always
+/// so once the users and cohorts of a real run are written).
+fn member_write(op: &plan::MemberOp) -> Option<MemberWrite> {
+    match (op.cohort, op.user) {
+        (Cohort::Id(cohort), Account::Id(user)) => Some(MemberWrite {
+            key: op.key.clone(),
+            cohort_key: op.cohort_key.clone(),
+            cohort,
+            user,
+        }),
+        _ => None,
+    }
+}
 
 /// Membership from the person's class values, differential against what the bridge gave before.
 pub(crate) async fn apply_cohort_memberships(
@@ -1141,41 +993,11 @@ pub(crate) async fn apply_cohort_memberships(
     report: &mut RunReport,
     recs: &[PersonRecord],
     rows: &[Option<MappingRow>],
-    ids: &[Option<MoodleUserId>],
+    accounts: &[Option<Account>],
     budget: usize,
 ) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
     let force = ctx.opts.force;
-    let mut wanted: BTreeMap<String, CohortRef> = BTreeMap::new();
-    let mut plans: Vec<Option<MembershipPlan>> = Vec::with_capacity(recs.len());
-    for (i, r) in recs.iter().enumerate() {
-        if ids[i].is_none() {
-            plans.push(None);
-            continue;
-        }
-        let desired: BTreeSet<String> = r.cohorts.iter().map(|c| c.key.clone()).collect();
-        let prev = rows[i]
-            .as_ref()
-            .map(|row| row.cohorts.clone())
-            .unwrap_or_default();
-        let add: BTreeSet<String> = if force || rows[i].is_none() {
-            desired.clone()
-        } else {
-            desired.difference(&prev).cloned().collect()
-        };
-        let remove: BTreeSet<String> = prev.difference(&desired).cloned().collect();
-        for c in &r.cohorts {
-            if add.contains(&c.key) || remove.contains(&c.key) {
-                wanted.insert(c.key.clone(), c.clone());
-            }
-        }
-        for k in &remove {
-            wanted.entry(k.clone()).or_insert_with(|| CohortRef {
-                key: k.clone(),
-                name: k.clone(),
-            });
-        }
-        plans.push(Some((desired, add, remove)));
-    }
+    let (changes, wanted) = plan::member_changes(recs, rows, accounts, force);
     let cohort_ids = if wanted.is_empty() {
         HashMap::new()
     } else {
@@ -1183,127 +1005,59 @@ pub(crate) async fn apply_cohort_memberships(
     };
     // A forced pass re-examines memberships against what Moodle holds, so only the missing
     // ones are written (and counted).
-    let current: HashSet<(MoodleCohortId, MoodleUserId)> = if force {
+    let mut current: HashSet<(MoodleCohortId, MoodleUserId)> = HashSet::new();
+    if force {
         let existing: Vec<MoodleCohortId> = cohort_ids
             .values()
-            .filter(|c| c.0 > 0)
-            .copied()
+            .filter_map(|c| match c {
+                Cohort::Id(id) => Some(*id),
+                Cohort::Planned => None,
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut set = HashSet::new();
         for part in existing.chunks(budget.saturating_sub(1).max(1)) {
             for m in cohorts::get_members(&ctx.moodle, part).await? {
-                set.extend(m.userids.iter().map(|u| (m.cohortid, *u)));
+                current.extend(m.userids.iter().map(|u| (m.cohortid, *u)));
             }
         }
-        set
-    } else {
-        HashSet::new()
-    };
-    let mut adds: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
-    let mut removes: Vec<(usize, String, (MoodleCohortId, MoodleUserId))> = Vec::new();
-    let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
-    for (i, plan) in plans.iter().enumerate() {
-        let (Some((desired, add, remove)), Some(uid)) = (plan, ids[i]) else {
-            continue;
-        };
-        let mut applied = desired.clone();
-        let mut planned = false;
-        for k in add {
-            match cohort_ids.get(k) {
-                Some(cid) if current.contains(&(*cid, uid)) => {}
-                Some(cid) => {
-                    report.trace(|| format!("memberships {}: add to {k}", recs[i].key));
-                    adds.push((i, k.clone(), (*cid, uid)));
-                    planned = true;
-                }
-                None => {
-                    planned = true;
-                    applied.remove(k);
-                    report.waiting(
-                        "memberships",
-                        &recs[i].key,
-                        "cohort missing",
-                        format!("cohort {k} is not available"),
-                    );
-                }
-            }
-        }
-        for k in remove {
-            if let Some(cid) = cohort_ids.get(k) {
-                report.trace(|| format!("memberships {}: remove from {k}", recs[i].key));
-                removes.push((i, k.clone(), (*cid, uid)));
-                planned = true;
-            }
-        }
-        if !planned && remove.is_empty() {
-            report.counts("memberships").unchanged += 1;
-        }
-        result[i] = Some(applied);
     }
+    let mut plan = plan::memberships(recs, &changes, accounts, &cohort_ids, &current);
+    for (key, note) in std::mem::take(&mut plan.notes) {
+        note.record(report, "memberships", &key);
+    }
+    report.counts("memberships").unchanged += plan.unchanged;
     if ctx.opts.simulate {
-        report.counts("memberships").created += adds.len() as u64;
-        report.counts("memberships").removed += removes.len() as u64;
-        return Ok(result);
+        report.counts("memberships").created += plan.adds.len() as u64;
+        report.counts("memberships").removed += plan.removes.len() as u64;
+        return Ok(plan.applied);
     }
-    let per_call = (budget / cohorts::MEMBER_FIELDS).clamp(1, 1000);
-    for part in adds.chunks(per_call) {
-        let pairs: Vec<(MoodleCohortId, MoodleUserId)> = part.iter().map(|(_, _, p)| *p).collect();
-        let warnings = cohorts::add_members(&ctx.moodle, &pairs).await?;
-        let mut failed_users: HashSet<String> = HashSet::new();
-        let mut already = 0u64;
-        for w in &warnings {
-            if w.warningcode == "3" {
-                already += 1;
-                continue;
-            }
-            // Warnings carry no item index: "user id=N not exists" / "cohort … not exists".
-            let culprit = part.iter().find(|(_, _, (c, u))| {
-                w.message.contains(&format!("id={u} ")) || w.message.contains(&format!("id={c} "))
-            });
-            match culprit {
-                Some((i, k, _)) => {
-                    failed_users.insert(format!("{i}|{k}"));
-                    report.failed(
-                        "memberships",
-                        &recs[*i].key,
-                        format!("add to {k}: {} {}", w.warningcode, w.message),
-                    );
-                    if let Some(set) = result[*i].as_mut() {
-                        set.remove(k);
-                    }
-                }
-                None => report.errors.push(format!(
-                    "add_cohort_members warning {}: {}",
-                    w.warningcode, w.message
-                )),
-            }
-        }
-        let ok = part.len() as u64 - failed_users.len() as u64;
-        report.counts("memberships").created += ok.saturating_sub(already);
-        report.counts("memberships").unchanged += already;
-    }
-    for part in removes.chunks(per_call) {
-        let pairs: Vec<(MoodleCohortId, MoodleUserId)> = part.iter().map(|(_, _, p)| *p).collect();
-        match cohorts::delete_members(&ctx.moodle, &pairs).await {
-            Ok(()) => report.counts("memberships").removed += part.len() as u64,
-            Err(e) if e.may_be_item_specific() => {
-                for (i, k, _) in part {
-                    report.failed(
-                        "memberships",
-                        &recs[*i].key,
-                        format!("remove from {k}: {e}"),
-                    );
-                    if let Some(set) = result[*i].as_mut() {
-                        set.insert(k.clone());
-                    }
-                }
-            }
-            Err(e) => return Err(e.into()),
+    let (adds, add_ops): (Vec<MemberWrite>, Vec<&plan::MemberOp>) = plan
+        .adds
+        .iter()
+        .filter_map(|op| member_write(op).map(|w| (w, op)))
+        .unzip();
+    let (removes, remove_ops): (Vec<MemberWrite>, Vec<&plan::MemberOp>) = plan
+        .removes
+        .iter()
+        .filter_map(|op| member_write(op).map(|w| (w, op)))
+        .unzip();
+    let failed = apply::cohort_members(&ctx.moodle, report, &adds, &removes, budget).await?;
+    let mut applied = plan.applied.clone();
+    // Moodle still holds the previous state for a write that failed.
+    for j in failed.adds {
+        let op = add_ops[j];
+        if let Some(set) = applied[op.person].as_mut() {
+            set.remove(&op.cohort_key);
         }
     }
-    Ok(result)
+    for j in failed.removes {
+        let op = remove_ops[j];
+        if let Some(set) = applied[op.person].as_mut() {
+            set.insert(op.cohort_key.clone());
+        }
+    }
+    Ok(applied)
 }
 
 /// Resolve a context idnumber to its Moodle instance id (course or category), cached per pass.
@@ -1353,113 +1107,32 @@ pub(crate) async fn apply_roles(
     report: &mut RunReport,
     recs: &[PersonRecord],
     rows: &[Option<MappingRow>],
-    ids: &[Option<MoodleUserId>],
+    accounts: &[Option<Account>],
     budget: usize,
 ) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
     let s = &ctx.settings;
-    let mut result: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
-    let mut assigns: Vec<(usize, String, Assignment)> = Vec::new();
-    let mut unassigns: Vec<(usize, String, Assignment)> = Vec::new();
-    for (i, r) in recs.iter().enumerate() {
-        let Some(uid) = ids[i] else { continue };
-        let prev = rows[i]
-            .as_ref()
-            .map(|row| row.roles.clone())
-            .unwrap_or_default();
-        let desired: BTreeMap<String, &RoleRef> =
-            r.roles.iter().map(|rr| (rr.label(), rr)).collect();
-        let mut applied: BTreeSet<String> = BTreeSet::new();
-        let mut changed = false;
-        for (label, rr) in &desired {
-            // Moodle has no web service listing role assignments of users who are not
-            // enrolled, so even a forced pass trusts what the bridge assigned before: the
-            // assignment is idempotent, re-sending it would only count a change that is not one.
-            if prev.contains(label) {
-                applied.insert(label.clone());
-                continue;
-            }
-            let Some(roleid) = s.role_id(&rr.role) else {
-                report.skipped(
-                    "roles",
-                    &r.key,
-                    format!("{label}: role {:?} has no id in SYNC_ROLE_IDS", rr.role),
-                );
-                continue;
-            };
-            match resolve_context(ctx, st, rr.level, &rr.context).await? {
-                Ok(instance) => {
-                    changed = true;
-                    report.trace(|| format!("roles {}: assign {label}", r.key));
-                    assigns.push((
-                        i,
-                        label.clone(),
-                        Assignment {
-                            roleid: MoodleRoleId(roleid),
-                            userid: uid,
-                            level: rr.level,
-                            instanceid: instance,
-                        },
-                    ));
-                    applied.insert(label.clone());
-                }
-                Err(why) => report.waiting(
-                    "roles",
-                    &r.key,
-                    "role context missing",
-                    format!("{label}: {why}"),
-                ),
-            }
-        }
-        for label in prev.iter().filter(|l| !desired.contains_key(*l)) {
-            let mut parts = label.splitn(2, '@');
-            let (Some(role), Some(rest)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Some((level, context)) = rest.split_once(':') else {
-                continue;
-            };
-            let level = if level == "coursecat" {
-                ContextLevel::Coursecat
-            } else {
-                ContextLevel::Course
-            };
-            let (Some(roleid), Ok(instance)) = (
-                s.role_id(role),
-                resolve_context(ctx, st, level, context).await?,
-            ) else {
-                report
-                    .trace(|| format!("roles {}: {label} no longer resolvable, forgotten", r.key));
-                continue;
-            };
-            changed = true;
-            report.trace(|| format!("roles {}: unassign {label}", r.key));
-            unassigns.push((
-                i,
-                label.clone(),
-                Assignment {
-                    roleid: MoodleRoleId(roleid),
-                    userid: uid,
-                    level,
-                    instanceid: instance,
-                },
-            ));
-        }
-        if !changed && !desired.is_empty() {
-            report.counts("roles").unchanged += 1;
-        }
-        result[i] = Some(applied);
+    let role_id = |shortname: &str| s.role_id(shortname);
+    for (level, idnumber) in plan::role_contexts(recs, rows, accounts, &role_id) {
+        // The answer lands in `st.contexts`, which the plan reads.
+        let _ = resolve_context(ctx, st, level, &idnumber).await?;
     }
+    let mut plan = plan::roles(recs, rows, accounts, &role_id, &st.contexts);
+    for (key, note) in std::mem::take(&mut plan.notes) {
+        note.record(report, "roles", &key);
+    }
+    report.counts("roles").unchanged += plan.unchanged;
     if ctx.opts.simulate {
-        report.counts("roles").created += assigns.len() as u64;
-        report.counts("roles").removed += unassigns.len() as u64;
-        return Ok(result);
+        report.counts("roles").created += plan.assigns.len() as u64;
+        report.counts("roles").removed += plan.unassigns.len() as u64;
+        return Ok(plan.applied);
     }
+    let mut applied = plan.applied.clone();
     write_roles(
         ctx,
         report,
         recs,
-        &mut result,
-        &assigns,
+        &mut applied,
+        &plan.assigns,
         budget,
         RoleWrite::Assign,
     )
@@ -1468,66 +1141,66 @@ pub(crate) async fn apply_roles(
         ctx,
         report,
         recs,
-        &mut result,
-        &unassigns,
+        &mut applied,
+        &plan.unassigns,
         budget,
         RoleWrite::Unassign,
     )
     .await?;
-    Ok(result)
+    Ok(applied)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum RoleWrite {
-    Assign,
-    Unassign,
-}
-
-/// Assign or unassign in batches sized by form fields; a batch Moodle rejects is bisected so the
-/// bad items are reported and the rest land. `result` keeps each person's applied role set true
-/// to what Moodle now holds.
+/// Write planned role operations; `applied` keeps each person's role set true to what Moodle
+/// now holds.
 async fn write_roles(
     ctx: &Ctx,
     report: &mut RunReport,
     recs: &[PersonRecord],
-    result: &mut [Option<BTreeSet<String>>],
-    items: &[(usize, String, Assignment)],
+    applied: &mut [Option<BTreeSet<String>>],
+    ops: &[plan::RoleOp],
     budget: usize,
     op: RoleWrite,
 ) -> Result<(), PassError> {
-    let sizes = vec![roles::ASSIGN_FIELDS; items.len()];
-    for range in chunks(&sizes, budget, ctx.settings.batch_size * 4) {
-        let part: Vec<(usize, Assignment)> =
-            range.clone().map(|j| (j, items[j].2.clone())).collect();
-        let client = &ctx.moodle;
-        let out = bisect(part, |batch| async move {
-            match op {
-                RoleWrite::Assign => roles::assign(client, &batch).await,
-                RoleWrite::Unassign => roles::unassign(client, &batch).await,
-            }
-            .map(|()| vec![(); batch.len()])
+    let (items, ops): (Vec<Assignment>, Vec<&plan::RoleOp>) = ops
+        .iter()
+        .filter_map(|o| match o.user {
+            Account::Id(userid) => Some((
+                Assignment {
+                    roleid: o.roleid,
+                    userid,
+                    level: o.level,
+                    instanceid: o.instance,
+                },
+                o,
+            )),
+            Account::Planned => None,
         })
-        .await?;
-        let counts = report.counts("roles");
-        match op {
-            RoleWrite::Assign => counts.created += out.ok.len() as u64,
-            RoleWrite::Unassign => counts.removed += out.ok.len() as u64,
-        }
-        for (j, why) in out.failed {
-            let (i, label, _) = &items[j];
-            let verb = if op == RoleWrite::Assign {
-                "assign"
+        .unzip();
+    let out =
+        apply::write_roles(&ctx.moodle, &items, budget, ctx.settings.batch_size * 4, op).await?;
+    let counts = report.counts("roles");
+    match op {
+        RoleWrite::Assign => counts.created += out.ok.len() as u64,
+        RoleWrite::Unassign => counts.removed += out.ok.len() as u64,
+    }
+    for (j, why) in out.failed {
+        let o = ops[j];
+        let verb = if op == RoleWrite::Assign {
+            "assign"
+        } else {
+            "unassign"
+        };
+        report.failed(
+            "roles",
+            &recs[o.person].key,
+            format!("{verb} {}: {why}", o.label),
+        );
+        if let Some(set) = applied[o.person].as_mut() {
+            // The write failed, so Moodle still holds the previous state for this role.
+            if op == RoleWrite::Assign {
+                set.remove(&o.label);
             } else {
-                "unassign"
-            };
-            report.failed("roles", &recs[*i].key, format!("{verb} {label}: {why}"));
-            if let Some(set) = result[*i].as_mut() {
-                // The write failed, so Moodle still holds the previous state for this role.
-                if op == RoleWrite::Assign {
-                    set.remove(label);
-                } else {
-                    set.insert(label.clone());
-                }
+                set.insert(o.label.clone());
             }
         }
     }

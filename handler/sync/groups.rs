@@ -8,15 +8,17 @@
 //! even though the group itself did not change. Moodle's own accounts are never added to or
 //! removed from a cohort.
 
+use super::apply::{self, MemberWrite};
 use super::checkpoint::{self, Checkpoint};
 use super::engine::{ensure_cohorts, Ctx, PassError, PassState};
+use super::plan::Cohort;
 use super::protect;
 use super::record::CohortRef;
 use super::report::RunReport;
 use super::settings::CohortSourceKind;
 use super::source::{self, Entry, Query};
 use super::state;
-use crate::ids::{MoodleCohortId, MoodleUserId};
+use crate::ids::MoodleUserId;
 use crate::moodle::cohorts;
 use crate::store::{key_escape, tables, Entity, SharedStore, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -94,7 +96,8 @@ pub async fn run_groups(
     };
     let config_hash = ctx.settings.config_hash();
     let pass_start = checkpoint::generalized(chrono::Utc::now());
-    let cp = checkpoint::load(&ctx.store, "cohorts", POPULATION).await?;
+    let partition = ctx.source.checkpoint_partition();
+    let cp = checkpoint::load(&ctx.store, partition, "cohorts", POPULATION).await?;
     let since = match &cp {
         Some(c) if !ctx.opts.force && c.config_hash == config_hash => c
             .marker
@@ -173,7 +176,7 @@ pub async fn run_groups(
             groups.extend(again);
         }
     }
-    let per_call = (ctx.moodle.field_budget() / cohorts::MEMBER_FIELDS).max(1);
+    let budget = ctx.moodle.field_budget();
     let protected = if groups.is_empty() {
         protect::Protected::default()
     } else {
@@ -223,24 +226,22 @@ pub async fn run_groups(
         )]
         .into();
         let ids = ensure_cohorts(ctx, st, report, &wanted).await?;
-        let Some(cid) = ids.get(&key).copied() else {
+        let Some(cohort) = ids.get(&key).copied() else {
             continue;
         };
         // Moodle's own accounts in a bridge cohort (added by hand) are left where they are.
-        let current: BTreeSet<MoodleUserId> = if cid.0 < 0 {
-            BTreeSet::new()
-        } else {
-            cohorts::get_members(&ctx.moodle, &[cid])
+        let current: BTreeSet<MoodleUserId> = match cohort {
+            // A cohort a simulation would create has no members yet.
+            Cohort::Planned => BTreeSet::new(),
+            Cohort::Id(cid) => cohorts::get_members(&ctx.moodle, &[cid])
                 .await?
                 .into_iter()
                 .flat_map(|m| m.userids)
                 .filter(|u| !protected.is_protected_id(u.0))
-                .collect()
+                .collect(),
         };
-        let add: Vec<(MoodleCohortId, MoodleUserId)> =
-            want_ids.difference(&current).map(|u| (cid, *u)).collect();
-        let remove: Vec<(MoodleCohortId, MoodleUserId)> =
-            current.difference(&want_ids).map(|u| (cid, *u)).collect();
+        let add: Vec<MoodleUserId> = want_ids.difference(&current).copied().collect();
+        let remove: Vec<MoodleUserId> = current.difference(&want_ids).copied().collect();
         report.trace(|| {
             format!(
                 "cohorts {key}: {} in LDAP, {} in Moodle: add {}, remove {}",
@@ -267,26 +268,18 @@ pub async fn run_groups(
             report.counts("memberships").removed += remove.len() as u64;
             continue;
         }
-        for part in add.chunks(per_call) {
-            let warnings = cohorts::add_members(&ctx.moodle, part).await?;
-            // "3": already a member (added meanwhile): not a new membership.
-            let already = warnings.iter().filter(|w| w.warningcode == "3").count() as u64;
-            let bad = warnings.len() as u64 - already;
-            for w in warnings.iter().filter(|w| w.warningcode != "3") {
-                report.failed(
-                    "memberships",
-                    &key,
-                    format!("{} {}", w.warningcode, w.message),
-                );
-            }
-            let counts = report.counts("memberships");
-            counts.created += (part.len() as u64).saturating_sub(bad + already);
-            counts.unchanged += already;
-        }
-        for part in remove.chunks(per_call) {
-            cohorts::delete_members(&ctx.moodle, part).await?;
-            report.counts("memberships").removed += part.len() as u64;
-        }
+        let Cohort::Id(cid) = cohort else {
+            continue;
+        };
+        let write = |user: &MoodleUserId| MemberWrite {
+            key: key.clone(),
+            cohort_key: key.clone(),
+            cohort: cid,
+            user: *user,
+        };
+        let adds: Vec<MemberWrite> = add.iter().map(write).collect();
+        let removes: Vec<MemberWrite> = remove.iter().map(write).collect();
+        apply::cohort_members(&ctx.moodle, report, &adds, &removes, budget).await?;
         if missing.is_empty() {
             if pending.contains_key(&key) {
                 clear_pending(&ctx.store, &key).await?;
@@ -303,7 +296,7 @@ pub async fn run_groups(
             run_id: ctx.run_id.clone(),
             progress: groups.len() as i64,
         };
-        checkpoint::save(&ctx.store, "cohorts", POPULATION, &cp).await?;
+        checkpoint::save(&ctx.store, partition, "cohorts", POPULATION, &cp).await?;
     }
     Ok(())
 }

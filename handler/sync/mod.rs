@@ -12,6 +12,7 @@ pub mod functions;
 pub mod groups;
 pub mod lease;
 pub mod mapping;
+pub mod plan;
 pub mod progress;
 pub mod protect;
 pub mod record;

@@ -21,8 +21,31 @@ pub struct RoleRef {
 }
 
 impl RoleRef {
+    /// `role@level:context`, as remembered in the mapping rows.
     pub fn label(&self) -> String {
         format!("{}@{}:{}", self.role, self.level.as_str(), self.context)
+    }
+}
+
+/// A label written by [`RoleRef::label`]; an unknown context level is an error.
+impl std::str::FromStr for RoleRef {
+    type Err = String;
+
+    fn from_str(label: &str) -> Result<Self, String> {
+        let (role, rest) = label
+            .split_once('@')
+            .ok_or_else(|| format!("{label:?} is not role@level:context"))?;
+        let (level, context) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("{label:?} is not role@level:context"))?;
+        if role.is_empty() || context.is_empty() {
+            return Err(format!("{label:?} is not role@level:context"));
+        }
+        Ok(RoleRef {
+            role: role.to_string(),
+            level: level.parse()?,
+            context: context.to_string(),
+        })
     }
 }
 
@@ -54,5 +77,38 @@ impl PersonRecord {
     /// The planned deletion date has come (on `today` or before).
     pub fn has_left(&self, today: chrono::NaiveDate) -> bool {
         self.leaves_on.is_some_and(|d| d <= today)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_labels_read_back_what_they_wrote() {
+        let rr = RoleRef {
+            role: "editingteacher".into(),
+            level: ContextLevel::Coursecat,
+            context: "S$6A:x".into(),
+        };
+        assert_eq!(rr.label().parse::<RoleRef>(), Ok(rr));
+        assert_eq!(
+            "student@course:C1".parse::<RoleRef>().unwrap().level,
+            ContextLevel::Course
+        );
+    }
+
+    #[test]
+    fn an_unknown_context_level_is_an_error_not_a_course() {
+        let err = "editingteacher@planet:C1".parse::<RoleRef>().unwrap_err();
+        assert!(err.contains("course or coursecat"), "{err}");
+        for bad in [
+            "editingteacher",
+            "editingteacher@course",
+            "@course:C1",
+            "r@course:",
+        ] {
+            assert!(bad.parse::<RoleRef>().is_err(), "{bad}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use super::apply::bisect;
 use super::engine::{apply_cohort_memberships, apply_roles};
 use super::engine::{forget, Ctx, PassError, PassState};
+use super::plan::Account;
 use super::protect;
 use super::record::PersonRecord;
 use super::report::RunReport;
@@ -184,8 +185,10 @@ async fn strip(
         })
         .collect();
     let before: Vec<Option<MappingRow>> = rows.iter().cloned().map(Some).collect();
-    let ids: Vec<Option<MoodleUserId>> =
-        rows.iter().map(|r| r.moodle_id.map(MoodleUserId)).collect();
+    let ids: Vec<Option<Account>> = rows
+        .iter()
+        .map(|r| r.moodle_id.map(|id| Account::Id(MoodleUserId(id))))
+        .collect();
     let budget = ctx.moodle.field_budget();
     if ctx.opts.cohorts && matches!(ctx.settings.cohorts.kind, CohortSourceKind::Attribute(_)) {
         let sets = apply_cohort_memberships(ctx, st, report, &recs, &before, &ids, budget).await?;

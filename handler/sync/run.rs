@@ -43,6 +43,7 @@ impl SyncEnv {
             settings: self.settings.clone(),
             store: self.store.clone(),
             moodle: self.moodle.clone(),
+            source: super::source::for_settings(&self.settings),
             opts: opts.clone(),
             run_id: run_id.to_string(),
             progress,

@@ -144,11 +144,7 @@ impl RoleRule {
                 "{s:?}: expected attribute|course or coursecat|role shortname|idnumber template"
             ));
         };
-        let level = match *level {
-            "course" => ContextLevel::Course,
-            "coursecat" | "category" => ContextLevel::Coursecat,
-            other => return Err(format!("{other:?}: context level is course or coursecat")),
-        };
+        let level: ContextLevel = level.parse()?;
         Ok(RoleRule {
             attr: attr.to_string(),
             level,

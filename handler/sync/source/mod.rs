@@ -1,14 +1,35 @@
-//! Where people come from: an LDAP directory (paged search) or an export file (LDIF, CSV).
-//! Every source streams entries through a bounded channel, so the directory is never held in
-//! memory; the reader's summary (complete or failed, request count) arrives when it ends.
+//! Where people come from. The engine is source-neutral: it asks a [`PersonSource`] for the
+//! people of a [`Selection`] and gets [`Item`]s back — each a [`PersonRecord`] already mapped
+//! to Moodle fields, or an entry that could not become one (reported as skipped). Every source
+//! streams through a bounded channel, so the whole population is never held in memory; the
+//! reader's summary (complete or failed, request count) arrives on the handle when it ends.
+//!
+//! Today's sources are directory-shaped ([`directory::Directory`]: an LDAP directory with paged
+//! search, or an LDIF / CSV export file); they read [`Entry`]s and map them with the configured
+//! attribute mapping (`sync::mapping`). How a new source plugs in (e.g. Microsoft Entra users
+//! through Graph):
+//! 1. add a `SourceKind` variant in the sync settings and a module here with a type
+//!    implementing [`PersonSource`]: it turns its own records into `PersonRecord`s (key: a
+//!    stable id, never the login), honours the selection (a population, only the given keys
+//!    when the retry set is re-read, one person for `--user`) and reports what it read;
+//! 2. return it from [`for_settings`];
+//! 3. pick its [`PersonSource::checkpoint_partition`]: change markers and progress of its passes
+//!    are kept apart from the other sources' (`sync::checkpoint`).
+//!
+//! Nothing else changes: plan, writes, mapping rows, retry set and removals work on records.
+//! Directory groups (`SYNC_COHORT_SOURCE=groups`) and school names stay directory features and
+//! read raw entries with [`spawn_read`].
 
 pub mod csv;
+pub mod directory;
 pub mod ldap;
 pub mod ldif;
 
 use super::filter::Filter;
-use super::settings::{SourceKind, SyncSettings};
+use super::record::PersonRecord;
+use super::settings::{Population, SourceKind, SyncSettings};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -84,6 +105,69 @@ pub enum SourceError {
 
 pub type EntryStream = mpsc::Receiver<Entry>;
 pub type ReadHandle = JoinHandle<Result<ReadSummary, SourceError>>;
+
+/// What a person source hands the engine for each entry it read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Person(Box<PersonRecord>),
+    /// An entry that cannot become a person (no login, a refused address…): skipped, with why.
+    Unmapped {
+        key: String,
+        reason: String,
+    },
+}
+
+impl Item {
+    /// The source key (for an unmapped entry: the best the source could tell).
+    pub fn key(&self) -> &str {
+        match self {
+            Item::Person(r) => &r.key,
+            Item::Unmapped { key, .. } => key,
+        }
+    }
+}
+
+/// Which people of a population to read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Only {
+    /// Everyone (changed since the marker, if one is given).
+    All,
+    /// These source keys (the retry set re-read by key).
+    Keys(Vec<String>),
+    /// One person by source key or login (`handler sync --user`).
+    Person(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub population: Population,
+    /// Entries changed at or after this GeneralizedTime (incremental pass); None: all.
+    pub since: Option<String>,
+    pub only: Only,
+}
+
+pub type ItemStream = mpsc::Receiver<Item>;
+
+/// A source of people (see the module comment for how one plugs in).
+pub trait PersonSource: Send + Sync {
+    /// Partition of the `checkpoints` table holding this source's change markers.
+    fn checkpoint_partition(&self) -> &'static str;
+    /// Content hash when the source is one file: an unchanged file needs no pass. None otherwise.
+    fn content_hash(&self) -> Result<Option<String>, SourceError>;
+    /// Start reading; items arrive on the receiver, the handle tells whether the read was complete.
+    fn read(&self, sel: &Selection) -> (ItemStream, ReadHandle);
+    /// Requests a read of `entries` entries took (or had taken when it stopped).
+    fn requests_for(&self, entries: u64) -> u64;
+    /// How many waiting keys one re-read asks for (`waiting` are waiting in all).
+    fn keys_per_read(&self, waiting: usize) -> usize;
+    /// One line for the verbose trace: what `read` will ask the source for.
+    fn describe(&self, sel: &Selection) -> String;
+}
+
+/// The person source the settings select.
+pub fn for_settings(settings: &Arc<SyncSettings>) -> Arc<dyn PersonSource> {
+    Arc::new(directory::Directory::new(settings.clone()))
+}
 
 /// Requests a read of `entries` entries took (or had taken when it stopped): search pages for
 /// LDAP, one per export file.

@@ -1,0 +1,120 @@
+//! The directory-shaped person source: an LDAP directory or an LDIF / CSV export of one. It
+//! builds the search (population filter, change marker, keys), reads raw entries through
+//! [`spawn_read`] and maps each one to a person with the configured attribute mapping.
+
+use super::{
+    file_hash, requests_for, spawn_read, Entry, Item, ItemStream, Only, PersonSource, Query,
+    ReadHandle, Selection, SourceError,
+};
+use crate::sync::filter::equals;
+use crate::sync::mapping::map_person;
+use crate::sync::settings::{SourceKind, SyncSettings};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A directory keeps its checkpoints in the partition every source used before they were keyed
+/// by source; its export files get their own.
+pub const LDAP_PARTITION: &str = "ldap";
+pub const LDIF_PARTITION: &str = "ldif";
+pub const CSV_PARTITION: &str = "csv";
+
+pub struct Directory {
+    settings: Arc<SyncSettings>,
+}
+
+impl Directory {
+    pub fn new(settings: Arc<SyncSettings>) -> Self {
+        Directory { settings }
+    }
+
+    fn query(&self, sel: &Selection) -> Query {
+        let s = &self.settings;
+        let pop = &sel.population;
+        let filter = match &sel.only {
+            Only::All => pop.filter.clone(),
+            Only::Keys(keys) => {
+                let any: String = keys.iter().map(|k| equals(&s.mapping.key, k)).collect();
+                format!("(&{}(|{any}))", pop.filter)
+            }
+            Only::Person(u) => format!(
+                "(&{}(|{}{}))",
+                pop.filter,
+                equals(&s.mapping.key, u),
+                equals(&s.mapping.username.attr, u)
+            ),
+        };
+        Query {
+            base: pop.base.clone(),
+            filter,
+            since: sel.since.clone(),
+            attrs: s.person_attributes(),
+        }
+    }
+}
+
+/// An entry the mapping refuses is reported under its source key when it has one, else under
+/// the value of its first RDN (else its whole dn).
+fn item(settings: &SyncSettings, e: Entry) -> Item {
+    match map_person(settings, &e) {
+        Ok(r) => Item::Person(Box::new(r)),
+        Err(reason) => Item::Unmapped {
+            key: e
+                .first(&settings.mapping.key)
+                .or_else(|| Entry::rdn_value(&e.dn))
+                .unwrap_or(&e.dn)
+                .to_string(),
+            reason,
+        },
+    }
+}
+
+impl PersonSource for Directory {
+    fn checkpoint_partition(&self) -> &'static str {
+        match self.settings.source {
+            SourceKind::Ldap => LDAP_PARTITION,
+            SourceKind::Ldif(_) => LDIF_PARTITION,
+            SourceKind::Csv(_) => CSV_PARTITION,
+        }
+    }
+
+    fn content_hash(&self) -> Result<Option<String>, SourceError> {
+        match &self.settings.source {
+            SourceKind::Ldif(p) | SourceKind::Csv(p) => file_hash(p).map(Some),
+            SourceKind::Ldap => Ok(None),
+        }
+    }
+
+    fn read(&self, sel: &Selection) -> (ItemStream, ReadHandle) {
+        let (mut raw, handle) = spawn_read(&self.settings, self.query(sel));
+        let (tx, rx) = mpsc::channel(1024);
+        let settings = self.settings.clone();
+        // Mapping runs beside the reader; a consumer that stops closes `rx`, this task ends and
+        // drops `raw`, which stops the reader too.
+        tokio::spawn(async move {
+            while let Some(e) = raw.recv().await {
+                if tx.send(item(&settings, e)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (rx, handle)
+    }
+
+    fn requests_for(&self, entries: u64) -> u64 {
+        requests_for(&self.settings, entries)
+    }
+
+    fn keys_per_read(&self, waiting: usize) -> usize {
+        // A directory answers a filter of 100 keys from its index; an export file has no
+        // index, so every query is a full scan: read it once for all waiting keys.
+        match self.settings.source {
+            SourceKind::Ldap => 100,
+            _ => waiting.max(1),
+        }
+    }
+
+    fn describe(&self, sel: &Selection) -> String {
+        let q = self.query(sel);
+        format!("search {} under {}", q.filter, q.base)
+    }
+}
