@@ -86,7 +86,10 @@ impl PersonSource for Directory {
 
     fn read(&self, sel: &Selection) -> (ItemStream, ReadHandle) {
         let (mut raw, handle) = spawn_read(&self.settings, self.query(sel));
-        let (tx, rx) = mpsc::channel(1024);
+        // The reader's channel is the buffer: this one only hands mapped entries over, so the
+        // source stays at most about one channel ahead of the engine (a read that fails midway
+        // has not run far ahead of what was applied).
+        let (tx, rx) = mpsc::channel(16);
         let settings = self.settings.clone();
         // Mapping runs beside the reader; a consumer that stops closes `rx`, this task ends and
         // drops `raw`, which stops the reader too.
