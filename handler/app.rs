@@ -92,6 +92,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/api/health", get(ready))
         .merge(crate::bot::router())
         .merge(crate::sync::router())
+        .merge(crate::teams_app::http::router())
         .merge(crate::notify::router())
         .merge(crate::host::functions::not_built_router())
         .fallback(crate::error::no_route)

@@ -1,6 +1,7 @@
 //! moodle-teams-bridge: connects a school's ENT/LDAP directory, its Moodle site and Microsoft Teams.
 //! `main.rs` is the table of contents of the binary; this is the one of the library.
 
+pub mod admin;
 pub mod app;
 pub mod bot;
 pub mod cli;

@@ -186,6 +186,9 @@ param publicUrl string = ''
 @description('Overrides of the Teams app package settings (name → string value), e.g. {"TEAMS_APP_NAME": "Moodle lycée", "TEAMS_APP_VERSION": "2.0.0"}. Unset names keep the code\'s defaults below (README settings table).')
 param teamsAppSettings object = {}
 
+@description('ADMIN_GROUP_IDS: object ids (comma-separated) of the Entra groups whose members may call the admin functions (ManifestPublish). Empty: every admin call is refused. Needs App Service authentication (Microsoft provider) on the function app.')
+param adminGroupIds string = ''
+
 // ---- who deploys --------------------------------------------------------------------------------
 
 @description('Object id of the user or service principal running deploy.sh: gets Key Vault Secrets Officer (to set secrets) and, off Flex, upload rights on the package container. Empty: grant nothing.')
@@ -513,6 +516,9 @@ var appSettings = {
   TEAMS_APP_PUBLISH_CLIENT_ID: string(teamsApp.TEAMS_APP_PUBLISH_CLIENT_ID)
   TEAMS_APP_SERVICE_URL: string(teamsApp.TEAMS_APP_SERVICE_URL)
   TEAMS_APP_INSTALL_SCHEDULE: string(teamsApp.TEAMS_APP_INSTALL_SCHEDULE)
+  // admin functions: App Service authentication + membership of these groups, in this tenant
+  ADMIN_GROUP_IDS: adminGroupIds
+  ADMIN_TENANT_ID: tenant().tenantId
 }
 
 // Settings only the Functions platform reads.

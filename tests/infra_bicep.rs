@@ -24,6 +24,7 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
     ("TEAMS_APP_TOKEN_KEY", "the publish sign-in is interactive (device code) and runs from an admin's `handler teams-app publish`, which keeps the encrypted refresh token on that machine"),
     ("TEAMS_APP_TOKEN_FILE", "owner-only file of the admin machine that ran the publish sign-in; the Functions app has no writable persistent disk"),
+    ("WEBSITE_AUTH_ENABLED", "set by App Service itself when its authentication is on; an app setting claiming it would let forged principal headers through"),
     ("IDENTITY_ENDPOINT", "set by App Service / Functions at run time for the managed identity; an app setting must not override it"),
     ("IDENTITY_HEADER", "set by App Service / Functions at run time with IDENTITY_ENDPOINT; never an app setting"),
     (

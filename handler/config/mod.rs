@@ -23,6 +23,7 @@ pub struct Settings {
     /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
     pub identity: IdentitySettings,
     pub teams_app: crate::teams_app::TeamsAppSettings,
+    pub admin: crate::admin::AdminSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +123,7 @@ impl Settings {
             bot: crate::bot::BotSettings::load(src),
             notify: crate::notify::NotifySettings::load(src),
             teams_app: crate::teams_app::TeamsAppSettings::load(src),
+            admin: crate::admin::AdminSettings::load(src),
             identity,
         };
         let problems = src.take_problems();

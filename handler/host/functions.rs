@@ -178,7 +178,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "teams-app/{*rest}",
             methods: &["get", "post"],
-            built: false,
+            built: true,
         },
         outputs: &[],
     },

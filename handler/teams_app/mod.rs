@@ -9,9 +9,11 @@
 //! - `validate`: schema + own rules, each failure with its JSON path and rule;
 //! - `package`: zip layout, version (pinned or bumped when the content changes), blob storage;
 //! - `token_store`: the publish sign-in's refresh token, encrypted in an owner-only file;
-//! - `cli`: `handler teams-app build | validate | publish | install`.
+//! - `cli`: `handler teams-app build | validate | publish | install`;
+//! - `http`: the admin-only `ManifestPublish` routes.
 
 pub mod cli;
+pub mod http;
 pub mod icons;
 pub mod manifest;
 pub mod package;
