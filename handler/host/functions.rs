@@ -1,4 +1,4 @@
-//! The nine functions, their triggers, bindings, handlers and schedule settings, in one table.
+//! The functions, their triggers, bindings, handlers and schedule settings, in one table.
 //! `functions/<Name>/function.json` is checked against it by tests/functions_layout.rs, and the
 //! Functions host router and `serve` both dispatch through it, so none of them can drift apart.
 
@@ -79,6 +79,18 @@ fn sync_worker<'a>(
     msg: QueueMessage,
 ) -> BoxFuture<'a, FunctionResult> {
     Box::pin(crate::sync::functions::on_shard(state, ctx, msg))
+}
+
+fn sweep_schedule(s: &Settings) -> &str {
+    &s.notify.sweep_schedule
+}
+
+fn notify_sweep<'a>(
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    timer: TimerInfo,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(crate::notify::sweep::on_timer(state, ctx, timer))
 }
 
 fn bot_replies<'a>(
@@ -163,6 +175,15 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         },
         // Fan-out queues one message per target on `notify` itself.
         outputs: &[QUEUE_NOTIFY, QUEUE_NOTIFY_POISON],
+    },
+    FunctionSpec {
+        name: "NotifySweep",
+        kind: FunctionKind::Timer {
+            schedule_setting: "NOTIFY_SWEEP_SCHEDULE",
+            schedule: sweep_schedule,
+            run: notify_sweep,
+        },
+        outputs: &[QUEUE_NOTIFY],
     },
     FunctionSpec {
         name: "ConnectorConfig",

@@ -37,6 +37,8 @@ pub async fn course_grades(
 #[derive(Debug, Clone, Deserialize)]
 pub struct GradeItem {
     #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
     pub itemname: Option<String>,
     #[serde(default)]
     pub itemtype: String,
@@ -50,6 +52,12 @@ pub struct GradeItem {
     pub grademax: Option<f64>,
     #[serde(default)]
     pub gradeishidden: Option<bool>,
+    /// Unix time the grade was given; null while ungraded.
+    #[serde(default)]
+    pub gradedategraded: Option<i64>,
+    /// Hidden until a date that has not come yet.
+    #[serde(default)]
+    pub gradehiddenbydate: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,5 +81,14 @@ pub async fn grade_items(
     user: MoodleUserId,
 ) -> Result<GradeItems, MoodleError> {
     let form = Form::new().field("courseid", course).field("userid", user);
+    client.call("gradereport_user_get_grade_items", &form).await
+}
+
+/// `gradereport_user_get_grade_items` for every user of one course (no `userid`).
+pub async fn course_grade_items(
+    client: &MoodleClient,
+    course: MoodleCourseId,
+) -> Result<GradeItems, MoodleError> {
+    let form = Form::new().field("courseid", course);
     client.call("gradereport_user_get_grade_items", &form).await
 }

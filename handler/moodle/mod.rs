@@ -20,5 +20,6 @@ pub use form::Form;
 pub mod assign;
 pub mod calendar;
 pub mod enrolled;
+pub mod forum;
 pub mod grades;
 pub mod site;

@@ -6,7 +6,8 @@
 //! - `deliveries`: at most once per (notification, target); `recipients`: Moodle → Teams user;
 //! - `card`: the Adaptive Card (FR/EN), as bot activity and as Workflows payload;
 //! - `channels`: channel configurations (`webhooks` table); `webhook_url`: the allow-list;
-//!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only).
+//!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only);
+//! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin.
 
 pub mod auth;
 pub mod card;
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod recipients;
 pub mod schema;
 pub mod settings;
+pub mod sweep;
 pub mod webhook_send;
 pub mod webhook_url;
 
