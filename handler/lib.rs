@@ -7,6 +7,7 @@ pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod graph;
 pub mod host;
 pub mod http_server;
 pub mod ids;

@@ -134,6 +134,8 @@ hosting_plan=$(json_get "$workdir/outputs.json" hostingPlan)
 moodle_enabled=$(json_get "$workdir/outputs.json" moodleEnabled)
 ldap_enabled=$(json_get "$workdir/outputs.json" ldapEnabled)
 bot_app_type=$(json_get "$workdir/outputs.json" botAppType)
+graph_enabled=$(json_get "$workdir/outputs.json" graphEnabled)
+graph_auth=$(json_get "$workdir/outputs.json" graphAuth)
 
 # ---- 3. secrets ----------------------------------------------------------------------------------
 step "Key Vault secrets in $vault"
@@ -173,6 +175,13 @@ ensure_secret webhook-secret WEBHOOK_SECRET generate
 [ "$moodle_enabled" != "true" ] || ensure_secret moodle-token MOODLE_TOKEN required
 [ "$bot_app_type" != "SingleTenant" ] || ensure_secret bot-client-secret BOT_APP_PASSWORD required
 [ "$ldap_enabled" != "true" ] || ensure_secret ldap-bind-password LDAP_BIND_PASSWORD required
+if [ "$graph_enabled" = "true" ] && [ "$graph_auth" = "secret" ]; then
+  ensure_secret graph-client-secret GRAPH_CLIENT_SECRET required
+fi
+if [ "$graph_enabled" = "true" ] && [ "$graph_auth" = "certificate" ]; then
+  ensure_secret graph-certificate GRAPH_CERTIFICATE required
+  ensure_secret graph-certificate-key GRAPH_CERTIFICATE_KEY required
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   die "secrets missing from $vault: ${missing[*]}; export them and run again (nothing was published)"
 fi

@@ -127,6 +127,23 @@ param botAppRatePerSec int = 50
 ])
 param botSku string = 'F0'
 
+// ---- Microsoft Graph (Entra users, Teams) --------------------------------------------------------
+
+@description('GRAPH_AUTH: how the app gets its app-only Graph token. secret: client secret of the app registration graphClientId, in Key Vault (graph-client-secret). certificate: PEM certificate and key in Key Vault (graph-certificate, graph-certificate-key). managed-identity: the app\'s user-assigned identity (grant it the Graph app roles).')
+@allowed([
+  'secret'
+  'certificate'
+  'managed-identity'
+])
+param graphAuth string = 'secret'
+
+@description('GRAPH_CLIENT_ID: client id of the app registration holding the Graph application permissions. Empty with secret/certificate: Graph features off.')
+param graphClientId string = ''
+
+@description('GRAPH_IDENTITY_RU_PER_10S: identity resource units per 10 s the client paces itself to (Graph: 3500 below 50 users, 5000 up to 500, 8000 above).')
+@minValue(1)
+param graphIdentityRuPer10s int = 3500
+
 // ---- app configuration (each maps to one app setting) --------------------------------------------
 
 @description('MOODLE_URL: base URL of the Moodle site. Empty: Moodle features off (MOODLE_TOKEN is not referenced).')
@@ -320,7 +337,13 @@ var secretRef = {
   botClientSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/bot-client-secret/)'
   ldapBindPassword: '@Microsoft.KeyVault(SecretUri=${kv}secrets/ldap-bind-password/)'
   webhookSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/webhook-secret/)'
+  graphClientSecret: '@Microsoft.KeyVault(SecretUri=${kv}secrets/graph-client-secret/)'
+  graphCertificate: '@Microsoft.KeyVault(SecretUri=${kv}secrets/graph-certificate/)'
+  graphCertificateKey: '@Microsoft.KeyVault(SecretUri=${kv}secrets/graph-certificate-key/)'
 }
+
+// Graph is on with managed identity, or with an app registration for secret/certificate.
+var graphEnabled = graphAuth == 'managed-identity' || !empty(graphClientId)
 
 // The code's defaults for the sync and LDAP settings; `syncSettings` overrides any of them.
 var syncDefaults = {
@@ -434,6 +457,17 @@ var appSettings = {
   BOT_DUE_SOON_DAYS: string(botDueSoonDays)
   BOT_ANSWER_CACHE_SECS: string(botAnswerCacheSecs)
   BOT_APP_RATE_PER_SEC: string(botAppRatePerSec)
+  // Microsoft Graph (secret or certificate from Key Vault; managed identity: no secret)
+  GRAPH_AUTH: graphAuth
+  GRAPH_CLIENT_ID: graphAuth == 'managed-identity' ? '' : graphClientId
+  GRAPH_TENANT_ID: tenant().tenantId
+  GRAPH_CLIENT_SECRET: graphEnabled && graphAuth == 'secret' ? secretRef.graphClientSecret : ''
+  GRAPH_CERTIFICATE: graphEnabled && graphAuth == 'certificate' ? secretRef.graphCertificate : ''
+  GRAPH_CERTIFICATE_KEY: graphEnabled && graphAuth == 'certificate' ? secretRef.graphCertificateKey : ''
+  GRAPH_MSI_CLIENT_ID: graphAuth == 'managed-identity' ? identity.properties.clientId : ''
+  GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+  GRAPH_TOKEN_ENDPOINT: ''
+  GRAPH_IDENTITY_RU_PER_10S: string(graphIdentityRuPer10s)
   // LDAP source
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn
@@ -569,3 +603,5 @@ output hostingPlan string = hostingPlan
 output packageBlobUrl string = isFlex ? '' : '${storage.outputs.deploymentContainerUrl}/${packageBlobName}'
 output moodleEnabled bool = !empty(moodleUrl)
 output ldapEnabled bool = !empty(ldapUrl)
+output graphEnabled bool = graphEnabled
+output graphAuth string = graphAuth

@@ -20,6 +20,8 @@ pub struct Settings {
     pub sync: crate::sync::SyncSettings,
     pub bot: Option<crate::bot::BotSettings>,
     pub notify: crate::notify::NotifySettings,
+    /// Microsoft Graph (Entra users, Teams); on when `GRAPH_CLIENT_ID` is set.
+    pub graph: Option<crate::graph::GraphSettings>,
     /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
     pub identity: IdentitySettings,
     pub teams_app: crate::teams_app::TeamsAppSettings,
@@ -124,6 +126,7 @@ impl Settings {
             notify: crate::notify::NotifySettings::load(src),
             teams_app: crate::teams_app::TeamsAppSettings::load(src),
             admin: crate::admin::AdminSettings::load(src),
+            graph: crate::graph::GraphSettings::load(src, &identity),
             identity,
         };
         let problems = src.take_problems();

@@ -85,6 +85,12 @@ impl<F: Fetch> TokenSource for Cached<F> {
         }
         result
     }
+
+    fn forget(&self, scope: &str) {
+        if let Some(slot) = self.lock().get_mut(scope) {
+            slot.token = None;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,10 @@ impl TokenError {
 #[async_trait::async_trait]
 pub trait TokenSource: Send + Sync {
     async fn token(&self, scope: &str) -> Result<AccessToken, TokenError>;
+
+    /// Drop the cached token of `scope` (a service answered 401 to it: revoked or rotated), so the
+    /// next `token` call fetches a fresh one. Sources without a cache have nothing to drop.
+    fn forget(&self, _scope: &str) {}
 }
 
 /// One request for a fresh token; [`Cached`] decides when to call it.

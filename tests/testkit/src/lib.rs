@@ -7,6 +7,7 @@ pub mod azurite;
 pub mod bot_app;
 pub mod ent_data;
 pub mod fake_moodle;
+pub mod graph_double;
 pub mod moodle_fixtures;
 pub mod moodle_lab;
 pub mod notify_app;
