@@ -29,6 +29,9 @@ pub struct AppInner {
     /// host's queues do that job and this is `None`.
     pub local_queue: Option<DurableQueue>,
     pub bot: Option<crate::bot::BotRuntime>,
+    /// One Graph client per process (its token cache and pacing are shared by every caller),
+    /// when `GRAPH_*` is configured.
+    pub graph: Option<Arc<crate::graph::GraphClient>>,
     pub notify: crate::notify::NotifyRuntime,
 }
 
@@ -62,6 +65,12 @@ impl AppState {
         let local_queue = with_local_queue
             .then(|| DurableQueue::new(store.clone()).with_visibility_ms(visibility_ms));
         let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
+        let graph = settings
+            .graph
+            .as_ref()
+            .map(|g| crate::graph::GraphClient::from_settings(http.clone(), g).map(Arc::new))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let notify = crate::notify::NotifyRuntime::new(
             &settings.notify,
             crate::outbound::public_dns::PublicResolver::default(),
@@ -74,6 +83,7 @@ impl AppState {
             http,
             local_queue,
             bot,
+            graph,
             notify,
         })))
     }

@@ -21,6 +21,7 @@ pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod teams_app;
+pub mod teams_sync;
 pub mod telemetry;
 
 /// rustls panics at the first handshake when two crypto providers are linked and none is chosen;

@@ -172,6 +172,9 @@ param syncEnabled bool = false
 @description('Overrides of the sync and LDAP settings (name → string value), e.g. {"LDAP_PEOPLE_BASE": "ou=people,dc=ent,dc=fr", "SYNC_REMOVAL": "suspend"}. Unset names keep the defaults below, which are the code\'s own defaults (see the README settings table).')
 param syncSettings object = {}
 
+@description('Moodle courses → Teams (needs the GRAPH_* settings): overrides of the TEAMS_* settings (name → string value), e.g. {"TEAMS_COURSES": "category", "TEAMS_COURSE_CATEGORIES": "4,7", "TEAMS_OWNER_ROLES": "editingteacher,teacher"}. Unset names keep the defaults below, the code\'s own (README settings table); TEAMS_COURSES=none (the default) creates no team.')
+param teamsSettings object = {}
+
 @description('SYNC_SCHEDULE: six-field NCRONTAB of the SyncTimer function (the host reads it too, as %SYNC_SCHEDULE%).')
 param syncSchedule string = '0 */15 * * * *'
 
@@ -420,6 +423,29 @@ var teamsAppDefaults = {
 }
 var teamsApp = union(teamsAppDefaults, teamsAppSettings)
 
+// The code's defaults for Moodle courses → Teams; `teamsSettings` overrides any of them.
+var teamsDefaults = {
+  TEAMS_COURSES: 'none'
+  TEAMS_COURSE_IDS: ''
+  TEAMS_COURSE_CATEGORIES: ''
+  TEAMS_COURSE_IDNUMBER_PATTERN: ''
+  TEAMS_OWNER_ROLES: 'editingteacher'
+  TEAMS_MEMBER_ROLES: 'student'
+  TEAMS_NAME_PREFIX: ''
+  TEAMS_NAME_FIELD: 'fullname'
+  TEAMS_NAME_SUFFIX: ''
+  TEAMS_MAIL_NICKNAME_PREFIX: 'moodle-'
+  TEAMS_TEMPLATE: 'standard'
+  TEAMS_VISIBILITY: 'private'
+  TEAMS_ARCHIVE_ENDED: 'false'
+  TEAMS_ARCHIVE_HIDDEN: 'false'
+  TEAMS_COURSES_PER_SHARD: '50'
+  TEAMS_POLL_SECS: '60'
+  TEAMS_FRESH_GROUP_TRIES: '3'
+  TEAMS_FRESH_GROUP_WAIT_SECS: '10'
+}
+var teams = union(teamsDefaults, teamsSettings)
+
 // Settings the code reads (`handler settings`). A secret is only referenced when its feature is on:
 // an unresolved reference would reach the app as the literal `@Microsoft.KeyVault(...)` text.
 var appSettings = {
@@ -522,6 +548,25 @@ var appSettings = {
   LDAP_STRUCTURES_BASE: string(sync.LDAP_STRUCTURES_BASE)
   SYNC_SCHOOL_NAME_ATTRIBUTE: string(sync.SYNC_SCHOOL_NAME_ATTRIBUTE)
   SYNC_WRITE_CONCURRENCY: string(sync.SYNC_WRITE_CONCURRENCY)
+  // Moodle courses -> Teams
+  TEAMS_COURSES: string(teams.TEAMS_COURSES)
+  TEAMS_COURSE_IDS: string(teams.TEAMS_COURSE_IDS)
+  TEAMS_COURSE_CATEGORIES: string(teams.TEAMS_COURSE_CATEGORIES)
+  TEAMS_COURSE_IDNUMBER_PATTERN: string(teams.TEAMS_COURSE_IDNUMBER_PATTERN)
+  TEAMS_OWNER_ROLES: string(teams.TEAMS_OWNER_ROLES)
+  TEAMS_MEMBER_ROLES: string(teams.TEAMS_MEMBER_ROLES)
+  TEAMS_NAME_PREFIX: string(teams.TEAMS_NAME_PREFIX)
+  TEAMS_NAME_FIELD: string(teams.TEAMS_NAME_FIELD)
+  TEAMS_NAME_SUFFIX: string(teams.TEAMS_NAME_SUFFIX)
+  TEAMS_MAIL_NICKNAME_PREFIX: string(teams.TEAMS_MAIL_NICKNAME_PREFIX)
+  TEAMS_TEMPLATE: string(teams.TEAMS_TEMPLATE)
+  TEAMS_VISIBILITY: string(teams.TEAMS_VISIBILITY)
+  TEAMS_ARCHIVE_ENDED: string(teams.TEAMS_ARCHIVE_ENDED)
+  TEAMS_ARCHIVE_HIDDEN: string(teams.TEAMS_ARCHIVE_HIDDEN)
+  TEAMS_COURSES_PER_SHARD: string(teams.TEAMS_COURSES_PER_SHARD)
+  TEAMS_POLL_SECS: string(teams.TEAMS_POLL_SECS)
+  TEAMS_FRESH_GROUP_TRIES: string(teams.TEAMS_FRESH_GROUP_TRIES)
+  TEAMS_FRESH_GROUP_WAIT_SECS: string(teams.TEAMS_FRESH_GROUP_WAIT_SECS)
   // Moodle -> bridge notifications
   WEBHOOK_SECRET: secretRef.webhookSecret
   WEBHOOK_REPLAY_WINDOW_SECS: string(webhookReplayWindowSecs)

@@ -62,6 +62,7 @@ async fn world(prefix: &str, ldif: Option<&str>, extra: &[(&str, &str)]) -> Worl
             store,
             blobs: None,
             moodle: lab().client(),
+            teams: None,
         },
         dir,
     }

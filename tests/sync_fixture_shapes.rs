@@ -201,6 +201,8 @@ fn seeded(function: &str, case: &str) -> FakeState {
             fullname: short.into(),
             idnumber: idn.into(),
             category: 2,
+            visible: true,
+            enddate: 0,
         });
     }
     st

@@ -18,6 +18,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub moodle: Option<MoodleSettings>,
     pub sync: crate::sync::SyncSettings,
+    /// Moodle courses → Teams.
+    pub teams: crate::teams_sync::TeamsSettings,
     pub bot: Option<crate::bot::BotSettings>,
     pub notify: crate::notify::NotifySettings,
     /// Microsoft Graph (Entra users, Teams); on when `GRAPH_CLIENT_ID` is set.
@@ -122,6 +124,7 @@ impl Settings {
             storage: StorageSettings::load(src, &identity),
             moodle: MoodleSettings::load(src),
             sync: crate::sync::SyncSettings::load(src),
+            teams: crate::teams_sync::TeamsSettings::load(src),
             bot: crate::bot::BotSettings::load(src),
             notify: crate::notify::NotifySettings::load(src),
             teams_app: crate::teams_app::TeamsAppSettings::load(src),

@@ -16,6 +16,13 @@ pub struct SyncArgs {
     /// Sync role assignments in course/category contexts.
     #[arg(long)]
     pub roles: bool,
+    /// Moodle courses → Teams: a team per selected course (TEAMS_COURSES), owners and members
+    /// kept in step.
+    #[arg(long)]
+    pub teams: bool,
+    /// Only this Moodle course's team (implies --teams).
+    #[arg(long, value_name = "COURSE_ID")]
+    pub course: Option<i64>,
     /// Only this person (login or uid): push a changed entry now.
     #[arg(long, value_name = "LOGIN_OR_UID")]
     pub user: Option<String>,
@@ -60,6 +67,8 @@ impl SyncArgs {
             verbose: self.verbose,
             no_cohort_lock: self.no_cohort_lock,
             allow_mass_removal: self.allow_mass_removal,
+            teams: self.teams || self.course.is_some(),
+            course: self.course,
         }
     }
 }

@@ -52,6 +52,12 @@ pub struct SyncOptions {
     pub no_cohort_lock: bool,
     /// Allow removals above SYNC_REMOVAL_MAX_SHARE.
     pub allow_mass_removal: bool,
+    /// Moodle courses → Teams (when TEAMS_COURSES selects courses and Graph is configured).
+    #[serde(default)]
+    pub teams: bool,
+    /// Only this Moodle course's team (implies `teams`).
+    #[serde(default)]
+    pub course: Option<i64>,
 }
 
 impl SyncOptions {
@@ -61,6 +67,7 @@ impl SyncOptions {
             users: true,
             cohorts: true,
             roles: true,
+            teams: true,
             ..Default::default()
         }
     }
@@ -83,6 +90,9 @@ pub struct RunReport {
     pub source_requests: u64,
     pub entries_read: u64,
     pub moodle_calls: BTreeMap<String, u64>,
+    /// Graph calls per kind (`POST /teams`, `GET /teams/{id}/members` …).
+    #[serde(default)]
+    pub graph_calls: BTreeMap<String, u64>,
     /// Whether every source read finished (removals and checkpoints depend on it).
     pub complete: bool,
     pub errors: Vec<String>,
@@ -228,6 +238,9 @@ impl RunReport {
         for (f, n) in &o.moodle_calls {
             *self.moodle_calls.entry(f.clone()).or_default() += n;
         }
+        for (f, n) in &o.graph_calls {
+            *self.graph_calls.entry(f.clone()).or_default() += n;
+        }
         self.complete &= o.complete;
         self.retry_examined += o.retry_examined;
         self.retry_requests += o.retry_requests;
@@ -278,6 +291,18 @@ impl RunReport {
             self.moodle_calls.values().sum::<u64>(),
             self.moodle_writes()
         ));
+        if !self.graph_calls.is_empty() {
+            let writes: u64 = self
+                .graph_calls
+                .iter()
+                .filter(|(k, _)| !k.starts_with("GET "))
+                .map(|(_, n)| n)
+                .sum();
+            out.push_str(&format!(
+                "graph: {} call(s), {writes} write(s)\n",
+                self.graph_calls.values().sum::<u64>()
+            ));
+        }
         let waiting: u64 = self.waiting.values().sum();
         if self.retry_examined > 0 {
             out.push_str(&format!(

@@ -22,6 +22,8 @@ pub struct SyncEnv {
     pub store: SharedStore,
     pub blobs: Option<Arc<dyn BlobStore>>,
     pub moodle: MoodleClient,
+    /// Moodle courses → Teams, when TEAMS_COURSES selects courses and Graph is configured.
+    pub teams: Option<crate::teams_sync::TeamsEnv>,
 }
 
 impl SyncEnv {
@@ -34,6 +36,7 @@ impl SyncEnv {
             settings: Arc::new(state.settings.sync.clone()),
             store: state.store.clone(),
             blobs: Some(state.blobs.clone()),
+            teams: crate::teams_sync::env_from_app(state, &moodle),
             moodle,
         })
     }
@@ -102,12 +105,44 @@ pub fn new_run_id() -> String {
 
 fn normalise(opts: &SyncOptions) -> SyncOptions {
     let mut o = opts.clone();
-    if !o.users && !o.cohorts && !o.roles {
+    if o.course.is_some() {
+        o.teams = true;
+    }
+    if !o.users && !o.cohorts && !o.roles && !o.teams {
         o.users = true;
         o.cohorts = true;
         o.roles = true;
+        o.teams = true;
     }
     o
+}
+
+/// Whether a run with these options reads the ENT/LDAP side at all (a `--teams` run does not).
+fn ent_entities(opts: &SyncOptions) -> bool {
+    opts.users || opts.cohorts || opts.roles
+}
+
+/// Whether the Teams pass runs: asked for, and set up (courses selected, Graph configured; an
+/// explicit `--course` needs only Graph).
+fn teams_wanted(env: &SyncEnv, opts: &SyncOptions) -> bool {
+    opts.teams
+        && opts.user.is_none()
+        && env
+            .teams
+            .as_ref()
+            .is_some_and(|t| opts.course.is_some() || t.settings.selects_courses())
+}
+
+fn teams_error(context: &str, e: crate::teams_sync::TeamsRunError) -> RunError {
+    use crate::teams_sync::TeamsRunError as T;
+    match e {
+        T::Fatal(m) => RunError::Permanent(format!("{context}: {m}")),
+        T::Moodle(source) => RunError::Moodle {
+            context: context.to_string(),
+            source,
+        },
+        T::Store(e) => RunError::Store(e),
+    }
 }
 
 /// Name of the one shard of a scheduled full pass: every population, then the removals.
@@ -151,6 +186,9 @@ async fn record_full_pass(
 
 /// Shards of a run: one per population, plus the group pass when cohorts come from groups.
 fn shard_names(s: &SyncSettings, opts: &SyncOptions) -> Vec<String> {
+    if !ent_entities(opts) {
+        return Vec::new();
+    }
     let mut names: Vec<String> = s.populations.iter().map(|p| p.name.clone()).collect();
     if opts.cohorts
         && opts.user.is_none()
@@ -249,7 +287,7 @@ pub async fn run_inline(
             break;
         }
     }
-    if !failed {
+    if !failed && ent_entities(&opts) {
         if let Err(e) = run_removals(&ctx, &mut st, &mut report).await {
             report.errors.push(format!("removals: {e}"));
         }
@@ -259,6 +297,14 @@ pub async fn run_inline(
         }
         if let Err(e) = record_full_pass(&ctx, &report, started_at).await {
             report.errors.push(format!("full-pass record: {e}"));
+        }
+    }
+    if !failed && teams_wanted(env, &opts) {
+        if let Some(t) = &env.teams {
+            if let Err(e) = crate::teams_sync::run(t, &opts, None, &mut report).await {
+                report.complete = false;
+                report.errors.push(teams_error("teams", e).to_string());
+            }
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -281,11 +327,39 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
             return Err(e.into());
         }
     };
-    let names = if opts.full || opts.force {
+    let mut names = if !ent_entities(&opts) {
+        Vec::new()
+    } else if opts.full || opts.force {
         vec![FULL_PASS.to_string()]
     } else {
         shard_names(&env.settings, &opts)
     };
+    let mut batches = vec![Vec::new(); names.len()];
+    if teams_wanted(env, &opts) {
+        if let Some(t) = &env.teams {
+            match crate::teams_sync::plan_batches(t, &opts).await {
+                Ok(b) => {
+                    for (i, courses) in b.into_iter().enumerate() {
+                        names.push(format!("{}{i}", crate::teams_sync::SHARD_PREFIX));
+                        batches.push(courses);
+                    }
+                }
+                Err(e) => {
+                    let _ = lease::release(&env.store, &run_id).await;
+                    return Err(teams_error("listing the courses for Teams", e));
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        // Nothing to hand out: a run that does nothing still ends (and frees the lease).
+        let report = RunReport::new(&run_id, &opts, env.settings.trace_limit);
+        let saved = save_report(env, &report, "run", "done").await;
+        let released = lease::release(&env.store, &run_id).await;
+        saved?;
+        released?;
+        return Ok(Vec::new());
+    }
     let total = names.len();
     let report = RunReport::new(&run_id, &opts, env.settings.trace_limit);
     let row = Entity::new(&run_id, "run")
@@ -296,13 +370,15 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
     env.store.upsert(tables::RUNS, &row).await?;
     Ok(names
         .into_iter()
+        .zip(batches)
         .enumerate()
-        .map(|(index, population)| Shard {
+        .map(|(index, (population, courses))| Shard {
             run_id: run_id.clone(),
             index,
             total,
             population,
             options: opts.clone(),
+            courses,
         })
         .collect())
 }
@@ -318,11 +394,25 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
     report.shard = Some(shard.population.clone());
     let mut st = PassState::default();
     let context = format!("shard {} of run {}", shard.population, shard.run_id);
-    match run_one(&ctx, &mut st, &mut report, &shard.population).await {
-        Ok(()) => {}
-        Err(PassError::Moodle(source)) => return Err(RunError::Moodle { context, source }),
-        // Transient Moodle/store failure: fail the invocation so the queue retries.
-        Err(e) => return Err(RunError::Invalid(format!("{context}: {e}"))),
+    if shard
+        .population
+        .starts_with(crate::teams_sync::SHARD_PREFIX)
+    {
+        let Some(t) = &env.teams else {
+            return Err(RunError::Permanent(format!(
+                "{context}: Teams is not configured (GRAPH_* settings) any more"
+            )));
+        };
+        crate::teams_sync::run(t, &shard.options, Some(&shard.courses), &mut report)
+            .await
+            .map_err(|e| teams_error(&context, e))?;
+    } else {
+        match run_one(&ctx, &mut st, &mut report, &shard.population).await {
+            Ok(()) => {}
+            Err(PassError::Moodle(source)) => return Err(RunError::Moodle { context, source }),
+            // Transient Moodle/store failure: fail the invocation so the queue retries.
+            Err(e) => return Err(RunError::Invalid(format!("{context}: {e}"))),
+        }
     }
     if !report.complete {
         // The source read failed part-way: the shard is not done, and must not look done.
@@ -450,6 +540,9 @@ async fn check_shard(env: &SyncEnv, shard: &Shard) -> Result<(), RunError> {
         return Err(RunError::Finished(shard.run_id.clone(), status.to_string()));
     }
     if shard.population != FULL_PASS
+        && !shard
+            .population
+            .starts_with(crate::teams_sync::SHARD_PREFIX)
         && !shard_names(&env.settings, &shard.options).contains(&shard.population)
     {
         return Err(RunError::Permanent(format!(

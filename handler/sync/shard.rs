@@ -8,9 +8,13 @@ pub struct Shard {
     pub run_id: String,
     pub index: usize,
     pub total: usize,
-    /// A population name, or `groups` for the directory-group cohort pass.
+    /// A population name, `groups` for the directory-group cohort pass, or `teams-<n>` for a
+    /// batch of courses of the Teams pass.
     pub population: String,
     pub options: SyncOptions,
+    /// The Moodle course ids of a Teams shard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub courses: Vec<i64>,
 }
 
 impl Shard {

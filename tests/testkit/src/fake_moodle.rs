@@ -44,6 +44,9 @@ pub struct FakeCourse {
     pub fullname: String,
     pub idnumber: String,
     pub category: i64,
+    pub visible: bool,
+    /// Unix time; 0 = none.
+    pub enddate: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +196,8 @@ impl FakeState {
             fullname: shortname.into(),
             idnumber: idnumber.into(),
             category,
+            visible: true,
+            enddate: 0,
         });
         id
     }
@@ -427,6 +432,7 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
         "core_course_get_courses_by_field" => courses_by_field(&st, &params),
         "core_course_get_categories" => get_categories(&st, &params),
         "enrol_manual_enrol_users" => enrol(&mut st, &params),
+        "core_enrol_get_enrolled_users" => enrolled_users(&st, &params),
         _ => Err(exception(
             "dml_missing_record_exception",
             "invalidrecord",
@@ -1060,7 +1066,8 @@ fn course_json(c: &FakeCourse, categories: &[FakeCategory]) -> Value {
     // Two halves: one `json!` this large exceeds the macro recursion limit.
     let rest = json!({
         "format": "topics", "showgrades": 1,
-        "newsitems": 1, "startdate": 0, "enddate": 0, "maxbytes": 0, "showreports": 0, "visible": 1,
+        "newsitems": 1, "startdate": 0, "enddate": c.enddate, "maxbytes": 0, "showreports": 0,
+        "visible": i64::from(c.visible),
         "groupmode": 0, "groupmodeforce": 0, "defaultgroupingid": 0, "enablecompletion": 1,
         "completionnotify": 0, "lang": "", "theme": "", "marker": 0, "legacyfiles": 0,
         "calendartype": "", "timecreated": 0, "timemodified": 0, "requested": 0, "cacherev": 0,
@@ -1088,6 +1095,14 @@ fn courses_by_field(st: &FakeState, p: &Value) -> Result<Value, Value> {
             .filter(|c| c.id.to_string() == value)
             .map(|c| course_json(c, &st.categories))
             .collect(),
+        "ids" => {
+            let ids: BTreeSet<&str> = value.split(',').map(str::trim).collect();
+            st.courses
+                .iter()
+                .filter(|c| ids.contains(c.id.to_string().as_str()))
+                .map(|c| course_json(c, &st.categories))
+                .collect()
+        }
         "idnumber" => st
             .courses
             .iter()
@@ -1164,4 +1179,50 @@ fn enrol(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
     }
     st.enrolments.extend(todo);
     Ok(Value::Null)
+}
+
+/// Role shortnames of the fixtures' site (core_enrol_get_enrolled_users answers them).
+fn role_shortname(id: i64) -> &'static str {
+    match id {
+        3 => "editingteacher",
+        4 => "teacher",
+        5 => "student",
+        _ => "",
+    }
+}
+
+/// `core_enrol_get_enrolled_users` (shape of `core_enrol_get_enrolled_users/success.json`): the
+/// users of `enrolments` in the course, each with the roles they were enrolled with.
+fn enrolled_users(st: &FakeState, p: &Value) -> Result<Value, Value> {
+    let course = p
+        .get("courseid")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(invalid_parameter)?;
+    if !st.courses.iter().any(|c| c.id == course) {
+        return Err(exception(
+            "dml_missing_record_exception",
+            "invalidrecord",
+            "Can't find data record in database table course.",
+        ));
+    }
+    let mut roles: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (role, user, c) in &st.enrolments {
+        if *c == course {
+            roles.entry(*user).or_default().push(*role);
+        }
+    }
+    let list: Vec<Value> = roles
+        .into_iter()
+        .filter_map(|(uid, rs)| {
+            let u = st.users.get(&uid)?;
+            Some(json!({
+                "id": u.id, "username": u.username, "firstname": u.firstname, "lastname": u.lastname,
+                "fullname": format!("{} {}", u.firstname, u.lastname), "email": u.email,
+                "idnumber": u.idnumber, "firstaccess": 0, "lastaccess": 0, "lastcourseaccess": 0,
+                "roles": rs.iter().map(|r| json!({"roleid": r, "name": "", "shortname": role_shortname(*r), "sortorder": 0})).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    Ok(Value::Array(list))
 }

@@ -44,6 +44,7 @@ pub async fn world_with(settings: SyncSettings, fake: FakeMoodle) -> World {
         store,
         blobs: None,
         moodle: fake.client(),
+        teams: None,
     };
     World {
         env,

@@ -13,6 +13,7 @@
 //! registered that way get tokens, permissions, throttling, faults and `$batch` for free.
 
 mod batch;
+pub mod teams;
 mod throttle;
 mod users;
 
@@ -276,6 +277,7 @@ impl GraphDouble {
         });
         let double = GraphDouble { addr, shared, task };
         users::register(&double);
+        teams::register(&double);
         double
     }
 

@@ -3,6 +3,7 @@
 mod bot;
 mod startup;
 mod sync;
+mod teams;
 
 fn main() -> std::process::ExitCode {
     bridge::install_crypto_provider();
@@ -13,9 +14,10 @@ fn main() -> std::process::ExitCode {
         "startup" => rt.block_on(startup::run(&args[1..])),
         "sync" => rt.block_on(sync::run(&args[1..])),
         "bot" => rt.block_on(bot::run(&args[1..])),
+        "teams" => rt.block_on(teams::run(&args[1..])),
         "ent-ldif" => sync::write_directory(&args[1..]),
         _ => {
-            eprintln!("usage: bench startup|sync|bot|ent-ldif [options]");
+            eprintln!("usage: bench startup|sync|bot|teams|ent-ldif [options]");
             return std::process::ExitCode::from(2);
         }
     };

@@ -66,6 +66,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         store,
         blobs: None,
         moodle: fake.client(),
+        teams: None,
     };
     let opts = SyncOptions::scheduled();
 
