@@ -8,13 +8,17 @@
 //! - `icons`: the icons, drawn or read, and their checks;
 //! - `validate`: schema + own rules, each failure with its JSON path and rule;
 //! - `package`: zip layout, version (pinned or bumped when the content changes), blob storage;
+//! - `catalog`: publish/update in the org catalog with the admin's delegated token;
+//! - `install`: app-only installs in synced teams and for users, personal chats stored;
 //! - `token_store`: the publish sign-in's refresh token, encrypted in an owner-only file;
 //! - `cli`: `handler teams-app build | validate | publish | install`;
 //! - `http`: the admin-only `ManifestPublish` routes.
 
+pub mod catalog;
 pub mod cli;
 pub mod http;
 pub mod icons;
+pub mod install;
 pub mod manifest;
 pub mod package;
 pub mod settings;
@@ -46,4 +50,6 @@ pub enum TeamsAppError {
     Token(#[from] crate::outbound::TokenError),
     #[error("refresh token store: {0}")]
     TokenStore(String),
+    #[error("{0}")]
+    Graph(#[from] crate::graph::GraphError),
 }

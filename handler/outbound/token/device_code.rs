@@ -100,12 +100,29 @@ impl DeviceCode {
         self
     }
 
+    /// Start from a refresh token kept from an earlier sign-in (the admin is only asked again
+    /// when Entra no longer accepts it).
+    pub fn with_refresh_token(self, refresh_token: Secret) -> Self {
+        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh_token);
+        self
+    }
+
+    /// The newest refresh token, to be kept (encrypted) for the next run.
+    pub fn refresh_token(&self) -> Option<Secret> {
+        self.refresh_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn cached(self) -> super::Cached<Self> {
         super::Cached::new(self)
     }
 
     fn keep_refresh_token(&self, refresh_token: Option<String>) {
         if let Some(rt) = refresh_token {
+            // Entra's answers are scrubbed from any error text that might quote them.
+            crate::redact::register(&rt);
             *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(Secret::new(rt));
         }
     }

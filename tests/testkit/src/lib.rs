@@ -14,6 +14,7 @@ pub mod notify_app;
 pub mod notify_doubles;
 pub mod slapd;
 pub mod sync_env;
+pub mod teams_app_double;
 
 /// The repository's root (this crate lives in `tests/testkit`).
 pub fn repo_root() -> &'static std::path::Path {

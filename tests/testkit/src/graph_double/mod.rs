@@ -363,6 +363,11 @@ impl GraphDouble {
         self.lock().tokens.clear();
     }
 
+    /// Accepts `token` as a valid bearer token from now on (delegated tokens of an Entra double).
+    pub fn accept_token(&self, token: &str) {
+        self.lock().tokens.insert(token.to_string());
+    }
+
     pub fn deny(&self, permission: &str) {
         self.lock().granted.remove(permission);
     }
@@ -497,8 +502,16 @@ fn graph(
             );
         }
     }
+    let zip = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/zip"));
     let body: Value = if body.is_empty() {
         Value::Null
+    } else if zip {
+        // A Teams app package upload: handed to the route as base64 under `$zip`.
+        use base64::Engine;
+        json!({ "$zip": base64::engine::general_purpose::STANDARD.encode(body) })
     } else {
         match serde_json::from_slice(body) {
             Ok(v) => v,

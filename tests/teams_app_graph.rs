@@ -1,0 +1,501 @@
+//! Teams app publish and install (issue 18 item 4) against the Graph double's catalog and
+//! installation routes and an Entra double for the admin's device-code sign-in.
+
+use base64::Engine;
+use bridge::app::AppState;
+use bridge::bot::conversations::{self, ConversationKind, ConversationRef};
+use bridge::config::{Settings, Source};
+use bridge::outbound::AccessToken;
+use bridge::store::{tables, Entity};
+use bridge::teams_app::catalog::{self, Catalog, Published, SignIn};
+use bridge::teams_app::install::{self, Outcome};
+use bridge::teams_app::{manifest::Inputs, package};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use testkit::graph_double::{Fault, GraphDouble};
+use testkit::teams_app_double::{self as apps, EntraDouble, Poll, DELEGATED_TOKEN, REFRESH_TOKEN};
+
+const TEAM_A: &str = "22222222-2222-4222-8222-000000000001";
+const TEAM_B: &str = "22222222-2222-4222-8222-000000000002";
+const USER: &str = "11111111-1111-4111-8111-000000000002";
+
+struct World {
+    graph: GraphDouble,
+    entra: EntraDouble,
+    state: AppState,
+    dir: tempfile::TempDir,
+}
+
+async fn world(polls: Vec<Poll>, extra: &[(&str, &str)]) -> World {
+    bridge::install_crypto_provider();
+    let graph = GraphDouble::start().await;
+    apps::register(&graph);
+    graph.accept_token(DELEGATED_TOKEN);
+    let entra = EntraDouble::start(polls).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let mut map: std::collections::BTreeMap<String, String> = graph.env().into_iter().collect();
+    for (k, v) in [
+        ("BOT_APP_ID", "00000000-bbbb-4bbb-8bbb-000000000003"),
+        ("BOT_TENANT_ID", "00000000-aaaa-4aaa-8aaa-000000000001"),
+        ("BOT_APP_PASSWORD", "pw-123456"),
+        ("PUBLIC_URL", "https://bridge.example.org"),
+        ("MOODLE_URL", "https://moodle.example.org"),
+        ("MOODLE_TOKEN", "tok-123456"),
+        (
+            "TEAMS_APP_PUBLISH_CLIENT_ID",
+            "00000000-cccc-4ccc-8ccc-000000000004",
+        ),
+        ("TEAMS_APP_TOKEN_KEY", key.as_str()),
+        ("TEAMS_APP_AUTHORITY", entra.authority().as_str()),
+    ] {
+        map.insert(k.into(), v.into());
+    }
+    map.insert(
+        "SQLITE_PATH".into(),
+        dir.path().join("b.sqlite").display().to_string(),
+    );
+    map.insert(
+        "BLOB_DIR".into(),
+        dir.path().join("blobs").display().to_string(),
+    );
+    map.insert(
+        "TEAMS_APP_TOKEN_FILE".into(),
+        dir.path().join("token.enc").display().to_string(),
+    );
+    for (k, v) in extra {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let settings = Settings::load(&mut Source::from_map(map)).expect("settings");
+    let state = AppState::build(settings, false).await.expect("state");
+    state.store.ensure_tables().await.unwrap();
+    World {
+        graph,
+        entra,
+        state,
+        dir,
+    }
+}
+
+async fn sign_in(w: &World) -> (Result<AccessToken, String>, Vec<String>) {
+    let prompts = Arc::new(Mutex::new(Vec::new()));
+    let p = prompts.clone();
+    let r = SignIn::from_settings(&w.state.settings)
+        .unwrap()
+        .token(
+            w.state.http.clone(),
+            move |d| p.lock().unwrap().push(d.user_code.clone()),
+            Some(Duration::from_millis(5)),
+        )
+        .await
+        .map_err(|e| e.to_string());
+    let prompts = prompts.lock().unwrap().clone();
+    (r, prompts)
+}
+
+async fn build(w: &World) -> package::Built {
+    package::build_and_store(&w.state.settings, w.state.blobs.as_ref())
+        .await
+        .unwrap()
+}
+
+fn app_id(w: &World) -> String {
+    Inputs::from_settings(&w.state.settings).unwrap().app_id
+}
+
+fn catalog_for(w: &World, token: AccessToken) -> Catalog {
+    Catalog::new(
+        w.state.http.clone(),
+        catalog::graph_base(&w.state.settings),
+        token,
+    )
+}
+
+#[tokio::test]
+async fn device_code_sign_in_then_first_publish_update_and_a_kept_refresh_token() {
+    let w = world(vec![Poll::Pending, Poll::SlowDown, Poll::Success], &[]).await;
+    let (token, prompts) = sign_in(&w).await;
+    let token = token.unwrap();
+    assert_eq!(prompts, [apps::USER_CODE]);
+    {
+        let e = w.entra.state.lock().unwrap();
+        assert_eq!(e.poll_count, 3, "pending, slow_down, then success");
+        assert!(e
+            .forms
+            .iter()
+            .all(|f| f["client_id"] == "00000000-cccc-4ccc-8ccc-000000000004"));
+    }
+    // The refresh token is kept, encrypted, owner-only.
+    let file = w.dir.path().join("token.enc");
+    let raw = std::fs::read(&file).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(REFRESH_TOKEN));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    let first = build(&w).await;
+    let cat = catalog_for(&w, token);
+    let r = cat
+        .publish(&first.zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    assert!(matches!(r.outcome, Published::Created { .. }), "{r:?}");
+    assert!(!r.requires_review && !r.conflict_resolved);
+    assert_eq!(w.graph.lock().count("POST", "/appCatalogs/teamsApps"), 1);
+    // Publishing the same version again sends nothing.
+    let again = cat
+        .publish(&first.zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again.outcome, Published::AlreadyCurrent { .. }),
+        "{again:?}"
+    );
+    assert_eq!(w.graph.lock().count("POST", "/appCatalogs/teamsApps"), 1);
+
+    // A changed package is a new definition of the same catalog app.
+    let mut settings = w.state.settings.clone();
+    settings.teams_app.name_short = "Moodle lycée".into();
+    let second = package::build_and_store(&settings, w.state.blobs.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(second.latest.version, "1.0.1");
+    let r2 = cat
+        .publish(&second.zip, &app_id(&w), "1.0.1", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r2.outcome,
+        Published::Updated {
+            catalog_id: r.catalog_id().to_string()
+        }
+    );
+    let defs = apps::with_apps(&w.graph, |a| a.catalog[0].definitions.clone());
+    assert_eq!(
+        defs,
+        [
+            ("1.0.0".into(), "published".into()),
+            ("1.0.1".into(), "published".into())
+        ]
+    );
+
+    // Submitted for review: reported as such, the definition waits.
+    settings.teams_app.name_short = "Moodle collège".into();
+    let third = package::build_and_store(&settings, w.state.blobs.as_ref())
+        .await
+        .unwrap();
+    let r3 = cat
+        .publish(&third.zip, &app_id(&w), "1.0.2", true)
+        .await
+        .unwrap();
+    assert!(r3.requires_review, "{r3:?}");
+    assert!(w
+        .graph
+        .lock()
+        .log
+        .iter()
+        .any(|(_, p)| p.ends_with("/appDefinitions?requiresReview=true")));
+
+    // Next sign-in: the kept refresh token, no new device code.
+    let (token, prompts) = sign_in(&w).await;
+    assert!(token.is_ok() && prompts.is_empty());
+    let e = w.entra.state.lock().unwrap();
+    assert_eq!((e.device_requests, e.refresh_requests), (1, 1));
+}
+
+#[tokio::test]
+async fn a_409_on_first_publish_becomes_an_update_and_app_only_tokens_are_refused() {
+    let w = world(vec![Poll::Success], &[]).await;
+    let (token, _) = sign_in(&w).await;
+    let zip = build(&w).await.zip;
+    apps::with_apps(&w.graph, |a| a.conflict_next_publish = true);
+    let r = catalog_for(&w, token.unwrap())
+        .publish(&zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    assert!(r.conflict_resolved, "{r:?}");
+    assert!(matches!(r.outcome, Published::Updated { .. }), "{r:?}");
+    assert_eq!(
+        w.graph.lock().count("POST", "/appCatalogs/teamsApps/"),
+        1,
+        "then appDefinitions"
+    );
+
+    // An app-only token: Graph refuses, the error names the delegated permission.
+    w.graph.accept_token("app-only-token");
+    let app_only = AccessToken::expiring_in(
+        bridge::config::Secret::new("app-only-token"),
+        Duration::from_secs(600),
+    );
+    let mut settings = w.state.settings.clone();
+    settings.teams_app.version = Some("2.0.0".into());
+    let zip2 = package::build_and_store(&settings, w.state.blobs.as_ref())
+        .await
+        .unwrap()
+        .zip;
+    let err = catalog_for(&w, app_only)
+        .publish(&zip2, &app_id(&w), "2.0.0", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("AppCatalog.ReadWrite.All (delegated only)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_device_code_fails_the_sign_in_and_nothing_is_kept() {
+    let w = world(vec![Poll::Pending, Poll::Expired], &[]).await;
+    let (token, prompts) = sign_in(&w).await;
+    let err = token.unwrap_err();
+    assert!(err.contains("expired"), "{err}");
+    assert_eq!(prompts.len(), 1);
+    assert!(!w.dir.path().join("token.enc").exists());
+}
+
+/// Publishes 1.0.0 and marks two synced teams.
+async fn published_world() -> World {
+    let w = world(vec![Poll::Success], &[]).await;
+    let (token, _) = sign_in(&w).await;
+    let zip = build(&w).await.zip;
+    catalog_for(&w, token.unwrap())
+        .publish(&zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    apps::with_apps(&w.graph, |a| a.teams = vec![TEAM_A.into(), TEAM_B.into()]);
+    for (course, team, stage) in [
+        (7, TEAM_A, "active"),
+        (8, TEAM_B, "active"),
+        (9, "33333333-0000-4000-8000-000000000009", "provisioning"),
+    ] {
+        let e = Entity::new(install::COURSE_TEAMS, course.to_string())
+            .with("stage", stage)
+            .with("team_id", team);
+        w.state.store.upsert(tables::MAPPINGS, &e).await.unwrap();
+    }
+    w
+}
+
+fn outcomes(r: &install::InstallReport) -> Vec<(String, Outcome)> {
+    r.targets
+        .iter()
+        .map(|t| (t.id.clone(), t.outcome.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_an_update() {
+    let w = published_world().await;
+    let users = vec![USER.to_string()];
+    let r = install::install_from_settings(&w.state, true, &users)
+        .await
+        .unwrap();
+    assert_eq!(r.version, "1.0.0");
+    assert_eq!(
+        outcomes(&r),
+        [
+            (TEAM_A.into(), Outcome::Installed),
+            (TEAM_B.into(), Outcome::Installed),
+            (USER.into(), Outcome::Installed),
+        ],
+        "only active course teams; {r:?}"
+    );
+    assert_eq!(
+        r.targets[2].chat_id.as_deref(),
+        Some(apps::chat_id(USER).as_str())
+    );
+    let conv = conversations::load(&w.state.store, ConversationKind::User, USER)
+        .await
+        .unwrap()
+        .expect("stored conversation");
+    assert_eq!(conv.conversation_id, apps::chat_id(USER));
+    assert_eq!(conv.service_url, "https://smba.trafficmanager.net/teams/");
+    assert_eq!(
+        conv.bot_id.as_deref(),
+        Some("28:00000000-bbbb-4bbb-8bbb-000000000003")
+    );
+
+    // Nothing to do the second time: no install call goes out.
+    let posts = w.graph.lock().count("POST", "/teams/");
+    let r = install::install_from_settings(&w.state, true, &users)
+        .await
+        .unwrap();
+    assert!(
+        r.targets.iter().all(|t| t.outcome == Outcome::Current),
+        "{r:?}"
+    );
+    assert_eq!(w.graph.lock().count("POST", "/teams/"), posts);
+
+    // A catalog update: teams are upgraded, the user's install is reported as older.
+    apps::with_apps(&w.graph, |a| {
+        a.catalog[0]
+            .definitions
+            .push(("1.0.1".into(), "published".into()))
+    });
+    let r = install::install_from_settings(&w.state, true, &users)
+        .await
+        .unwrap();
+    assert_eq!(r.version, "1.0.1");
+    assert_eq!(
+        outcomes(&r),
+        [
+            (
+                TEAM_A.into(),
+                Outcome::Upgraded {
+                    from: "1.0.0".into()
+                }
+            ),
+            (
+                TEAM_B.into(),
+                Outcome::Upgraded {
+                    from: "1.0.0".into()
+                }
+            ),
+            (
+                USER.into(),
+                Outcome::Outdated {
+                    version: "1.0.0".into()
+                }
+            ),
+        ]
+    );
+    let versions = apps::with_apps(&w.graph, |a| {
+        a.team_installs
+            .values()
+            .map(|i| i.version.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(versions, ["1.0.1", "1.0.1"]);
+}
+
+#[tokio::test]
+async fn a_409_is_already_installed_and_a_known_conversation_is_kept() {
+    let w = published_world().await;
+    // Installed by someone else under an id the lookup does not match: the POST answers 409.
+    apps::with_apps(&w.graph, |a| {
+        a.team_installs.insert(
+            TEAM_A.into(),
+            apps::Installation {
+                id: "other".into(),
+                app_id: "someone-else".into(),
+                version: "1.0.0".into(),
+            },
+        );
+    });
+    let known = ConversationRef {
+        kind: ConversationKind::User,
+        key: USER.into(),
+        conversation_id: "a:real-conversation".into(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+        tenant_id: None,
+        user_id: Some("29:real".into()),
+        team_id: None,
+        team_name: None,
+        bot_id: None,
+        locale: Some("fr-FR".into()),
+    };
+    conversations::save(&w.state.store, &known).await.unwrap();
+    let r = install::install_from_settings(&w.state, true, &[USER.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(r.targets[0].outcome, Outcome::AlreadyInstalled, "{r:?}");
+    assert_eq!(r.targets[2].outcome, Outcome::Installed);
+    let conv = conversations::load(&w.state.store, ConversationKind::User, USER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        conv.conversation_id, "a:real-conversation",
+        "learned from the bot's traffic: kept"
+    );
+}
+
+#[tokio::test]
+async fn a_403_names_the_missing_permission_and_stops_and_a_429_is_waited_out() {
+    let w = published_world().await;
+    // 429 with a fractional Retry-After on the first install: waited out, then installed.
+    w.graph.inject(Fault {
+        method: Some("POST".into()),
+        path_prefix: format!("/teams/{TEAM_A}/installedApps"),
+        status: 429,
+        retry_after: Some("0.4".into()),
+        times: 1,
+    });
+    let started = Instant::now();
+    let r = install::install_from_settings(&w.state, true, &[])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.targets[0].outcome, Outcome::Installed, "{r:?}");
+    assert_eq!(
+        w.graph
+            .lock()
+            .count("POST", &format!("/teams/{TEAM_A}/installedApps")),
+        2
+    );
+
+    // Without the install permission: the report names it and stops at the first team.
+    apps::with_apps(&w.graph, |a| a.team_installs.clear());
+    w.graph.deny("TeamsAppInstallation.ReadWriteForTeam.All");
+    let r = install::install_from_settings(&w.state, true, &[USER.to_string()])
+        .await
+        .unwrap();
+    let stopped = r.stopped.clone().expect("stopped");
+    assert!(
+        stopped.contains("TeamsAppInstallation.ReadWriteForTeam.All"),
+        "{stopped}"
+    );
+    assert_eq!(r.targets.len(), 1, "stopped after the first refusal: {r:?}");
+    assert!(r.targets[0].to_string().contains("FAILED"));
+}
+
+#[tokio::test]
+async fn install_before_publish_says_so() {
+    let w = world(vec![Poll::Success], &[]).await;
+    let err = install::install_from_settings(&w.state, true, &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not in the organisation's catalog"), "{err}");
+    let err = install::install_from_settings(&w.state, false, &["alice@school".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--users"), "{err}");
+}
+
+#[test]
+fn publish_without_a_sign_in_prints_the_manual_upload_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("BOT_APP_ID", "00000000-bbbb-4bbb-8bbb-000000000003"),
+        ("BOT_TENANT_ID", "00000000-aaaa-4aaa-8aaa-000000000001"),
+        ("BOT_APP_PASSWORD", "pw-123456"),
+        ("PUBLIC_URL", "https://bridge.example.org"),
+        ("MOODLE_URL", "https://moodle.example.org"),
+        ("MOODLE_TOKEN", "tok-123456"),
+    ];
+    let out = dir.path().join("pkg.zip");
+    let (code, text) = testkit::app::run_cli(
+        dir.path(),
+        &env,
+        &["teams-app", "publish", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("TEAMS_APP_PUBLISH_CLIENT_ID"), "{text}");
+    assert!(
+        text.contains(&format!("upload {} by hand", out.display())),
+        "{text}"
+    );
+    assert!(out.exists());
+}
