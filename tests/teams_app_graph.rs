@@ -499,3 +499,51 @@ fn publish_without_a_sign_in_prints_the_manual_upload_path() {
     );
     assert!(out.exists());
 }
+
+#[tokio::test]
+async fn the_install_timer_keeps_synced_teams_in_step_and_idles_without_a_published_app() {
+    let ctx = bridge::host::functions::InvocationContext {
+        invocation_id: bridge::ids::InvocationId("timer-1".into()),
+        function: "TeamsAppInstall",
+    };
+    let timer = || bridge::host::TimerInfo {
+        is_past_due: false,
+        last: None,
+        next: None,
+    };
+    let idle = world(vec![Poll::Success], &[]).await;
+    let out = bridge::teams_app::functions::on_timer(&idle.state, &ctx, timer())
+        .await
+        .unwrap();
+    assert!(
+        out.logs.iter().any(|l| l.contains("not run")),
+        "{:?}",
+        out.logs
+    );
+
+    let w = published_world().await;
+    let out = bridge::teams_app::functions::on_timer(&w.state, &ctx, timer())
+        .await
+        .unwrap();
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains(&format!("team {TEAM_A}: installed"))),
+        "{:?}",
+        out.logs
+    );
+    assert_eq!(apps::with_apps(&w.graph, |a| a.team_installs.len()), 2);
+    // A missing permission is a permanent failure of the run, naming it.
+    apps::with_apps(&w.graph, |a| a.team_installs.clear());
+    w.graph.deny("TeamsAppInstallation.ReadWriteForTeam.All");
+    let err = bridge::teams_app::functions::on_timer(&w.state, &ctx, timer())
+        .await
+        .unwrap_err();
+    assert!(
+        !err.retryable()
+            && err
+                .to_string()
+                .contains("TeamsAppInstallation.ReadWriteForTeam.All"),
+        "{err}"
+    );
+}

@@ -86,6 +86,7 @@ async fn anonymous_and_wrong_group_callers_are_refused_and_an_admin_builds_and_d
         ("GET", "/teams-app/package"),
         ("GET", "/teams-app/status"),
         ("POST", "/teams-app/build"),
+        ("POST", "/teams-app/install"),
     ] {
         let (status, _) = call(&s, method, path, None).await;
         assert_eq!(
@@ -121,6 +122,11 @@ async fn anonymous_and_wrong_group_callers_are_refused_and_an_admin_builds_and_d
     let (status, zip) = call(&s, "GET", "/teams-app/package", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bridge::teams_app::package::check_zip(&zip).unwrap(), vec![]);
+    let (status, body) = call(&s, "POST", "/teams-app/install", Some(&admin)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no Graph settings");
+    assert!(String::from_utf8_lossy(&body).contains("GRAPH_CLIENT_ID"));
+    let (status, _) = call(&s, "POST", "/teams-app/unknown", Some(&admin)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = call(&s, "GET", "/teams-app/status", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

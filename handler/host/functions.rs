@@ -101,6 +101,18 @@ fn bot_replies<'a>(
     Box::pin(crate::bot::replies::on_queued_reply(state, ctx, msg))
 }
 
+fn teams_app_schedule(s: &Settings) -> &str {
+    &s.teams_app.install_schedule
+}
+
+fn teams_app_install<'a>(
+    state: &'a AppState,
+    ctx: &'a InvocationContext,
+    timer: TimerInfo,
+) -> BoxFuture<'a, FunctionResult> {
+    Box::pin(crate::teams_app::functions::on_timer(state, ctx, timer))
+}
+
 fn notify_fanout<'a>(
     state: &'a AppState,
     ctx: &'a InvocationContext,
@@ -200,6 +212,15 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
             route: "teams-app/{*rest}",
             methods: &["get", "post"],
             built: true,
+        },
+        outputs: &[],
+    },
+    FunctionSpec {
+        name: "TeamsAppInstall",
+        kind: FunctionKind::Timer {
+            schedule_setting: "TEAMS_APP_INSTALL_SCHEDULE",
+            schedule: teams_app_schedule,
+            run: teams_app_install,
         },
         outputs: &[],
     },

@@ -2,7 +2,10 @@
 //! current package, build it, publish it to the org catalog, install it.
 //! - `GET  /teams-app/package` → the latest zip;
 //! - `GET  /teams-app/status`  → what `latest.json` says;
-//! - `POST /teams-app/build`   → build, validate and store (version bumped when content changed).
+//! - `POST /teams-app/build`   → build, validate and store (version bumped when content changed);
+//! - `POST /teams-app/install` → install or upgrade the catalog's version in every synced team.
+//!
+//! Publishing needs the admin's interactive sign-in, so it stays with `handler teams-app publish`.
 
 use super::{package, TeamsAppError};
 use crate::admin::auth::Admin;
@@ -39,13 +42,14 @@ async fn on_post(
 ) -> Result<Response, AppError> {
     match rest.as_str() {
         "build" => build(state, admin).await,
+        "install" => install(state, admin).await,
         other => Err(unknown("POST", other)),
     }
 }
 
 fn unknown(method: &str, action: &str) -> AppError {
     AppError::NotFound(format!(
-        "no Teams app action {method} /teams-app/{action} (GET package|status, POST build)"
+        "no Teams app action {method} /teams-app/{action} (GET package|status, POST build|install)"
     ))
 }
 
@@ -94,4 +98,20 @@ async fn build(state: AppState, admin: Admin) -> Result<Response, AppError> {
         "content_hash": built.latest.content_hash,
     }))
     .into_response())
+}
+
+async fn install(state: AppState, admin: Admin) -> Result<Response, AppError> {
+    let report = super::install::install_from_settings(&state, true, &[]).await?;
+    tracing::info!(admin = %admin.object_id, version = %report.version, targets = report.targets.len(), failed = report.failed(), "Teams app install run");
+    Ok(Json(report_json(&report)).into_response())
+}
+
+pub fn report_json(r: &super::install::InstallReport) -> serde_json::Value {
+    serde_json::json!({
+        "version": r.version,
+        "catalog_id": r.catalog_id,
+        "failed": r.failed(),
+        "stopped": r.stopped,
+        "targets": r.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+    })
 }

@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod functions;
 pub mod http;
 pub mod icons;
 pub mod install;
