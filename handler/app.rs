@@ -1,10 +1,10 @@
 //! Builds the application once: shared state and the one router that the custom-handler mode,
 //! `serve` and Lambda all feed (zero2prod's `Application::build`).
 
-use crate::config::Settings;
 use crate::host::Outbox;
 use crate::moodle::MoodleClient;
 use crate::queue::DurableQueue;
+use crate::settings::Settings;
 use crate::store::{BlobStore, SharedStore};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -64,7 +64,7 @@ impl AppState {
         let visibility_ms = settings.core.queue_visibility_secs.saturating_mul(1000) as i64;
         let local_queue = with_local_queue
             .then(|| DurableQueue::new(store.clone()).with_visibility_ms(visibility_ms));
-        let bot = crate::bot::BotRuntime::from_settings(&settings, &http)?;
+        let bot = crate::bot::BotRuntime::from_settings(settings.bot.as_ref(), &http)?;
         let graph = settings
             .graph
             .as_ref()

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod redact;
 pub mod schedule;
 pub mod serve;
+pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod teams_app;

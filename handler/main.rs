@@ -2,9 +2,9 @@
 
 use bridge::app::{self, AppState};
 use bridge::cli::{Cli, Command, SettingsFormat};
-use bridge::config::Settings;
 use bridge::outln;
 use bridge::redact::redact;
+use bridge::settings::Settings;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -59,14 +59,6 @@ fn settings_example(docs: &[bridge::config::SettingDoc]) -> anyhow::Result<Strin
     }))?)
 }
 
-/// Port given by the Functions host (the older name is still set by some hosts).
-fn host_port() -> Option<u16> {
-    ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// AWS Lambda (feature `lambda`): the same public router behind API Gateway / ALB events.
 #[cfg(feature = "lambda")]
 async fn run_lambda() -> anyhow::Result<u8> {
@@ -84,12 +76,13 @@ async fn check_store(state: &AppState) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let platform = bridge::config::Platform::from_process();
     #[cfg(feature = "lambda")]
-    if cli.command.is_none() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    if cli.command.is_none() && platform.lambda_runtime {
         return run_lambda().await;
     }
     match cli.command {
-        None => match host_port() {
+        None => match platform.custom_handler_port {
             Some(port) => {
                 // Bind before anything slow: the host polls readiness every 25 ms and gives up after 30-60 s.
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -132,7 +132,7 @@ fn host_json_follows_the_custom_handler_rules() {
 fn local_settings_example_lists_every_setting_the_app_reads() {
     let example = read_json("local.settings.example.json");
     let values = example["Values"].as_object().unwrap();
-    let documented: BTreeSet<String> = bridge::config::Settings::documented()
+    let documented: BTreeSet<String> = bridge::settings::Settings::documented()
         .into_iter()
         .map(|d| d.name)
         .collect();
@@ -153,7 +153,7 @@ fn local_settings_example_lists_every_setting_the_app_reads() {
     );
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
     for (k, v) in values {
-        let secret = bridge::config::Settings::documented()
+        let secret = bridge::settings::Settings::documented()
             .into_iter()
             .any(|d| &d.name == k && d.secret);
         if secret {
@@ -168,7 +168,7 @@ fn local_settings_example_lists_every_setting_the_app_reads() {
 #[test]
 fn readme_documents_every_setting() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let missing: Vec<String> = bridge::config::Settings::documented()
+    let missing: Vec<String> = bridge::settings::Settings::documented()
         .into_iter()
         .map(|d| d.name)
         .filter(|n| !readme.contains(&format!("`{n}`")))
@@ -234,7 +234,8 @@ fn readme_lists_exactly_the_moodle_functions_the_code_calls() {
 /// JSON 501 "not in this build" — never the router's "no route" 404.
 #[tokio::test]
 async fn every_declared_route_is_answered_by_the_router() {
-    use bridge::config::{Settings, Source};
+    use bridge::config::Source;
+    use bridge::settings::Settings;
     use tower::ServiceExt;
     bridge::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! a run interrupted by Moodle, an LDIF change file given as the export, and the settings
 //! skeleton used as a standalone `local.settings.json`.
 
-use bridge::config::{Settings, Source, StorageSettings};
+use bridge::config::{Source, StorageSettings};
+use bridge::settings::Settings;
 use bridge::sync::run::run_inline;
 use bridge::sync::SyncOptions;
 use testkit::app::run_cli;

@@ -2,10 +2,11 @@
 //! cohorts from directory groups (slapd), and the sharded SyncTimer → SyncWorker path.
 
 use bridge::app::AppState;
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
 use bridge::host::functions::{InvocationContext, QUEUE_SYNC_WORK};
 use bridge::host::{QueueMessage, TimerInfo};
 use bridge::ids::InvocationId;
+use bridge::settings::Settings;
 use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};

@@ -5,7 +5,8 @@
 //! failed; a shard that must not run is refused before any Moodle call.
 
 use bridge::app::AppState;
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
+use bridge::settings::Settings;
 use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};

@@ -5,7 +5,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use bridge::app::{self, AppState};
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
+use bridge::settings::Settings;
 use tower::ServiceExt;
 
 const GROUP: &str = "0a0a0a0a-0000-4000-8000-000000000001";

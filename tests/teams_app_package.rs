@@ -2,7 +2,8 @@
 //! Teams wants and is stored with its version; the fixtures' examples get the verdicts of
 //! `examples/EXPECTED.json`; icon checks; the `handler teams-app build | validate` commands.
 
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
+use bridge::settings::Settings;
 use bridge::store::blob::FsBlobStore;
 use bridge::store::BlobStore;
 use bridge::teams_app::package::{self, Latest};

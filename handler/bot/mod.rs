@@ -22,7 +22,6 @@ pub mod settings;
 pub use settings::BotSettings;
 
 use crate::app::AppState;
-use crate::config::Settings;
 use crate::ids::MoodleUserId;
 use crate::store::{deadline, SharedStore, StoreResult};
 use answers::Action;
@@ -63,11 +62,12 @@ pub enum ProactiveError {
 }
 
 impl BotRuntime {
+    /// None when the bot is off (no `BOT_APP_ID`).
     pub fn from_settings(
-        settings: &Settings,
+        bot: Option<&BotSettings>,
         http: &reqwest::Client,
     ) -> anyhow::Result<Option<Self>> {
-        let Some(bot) = settings.bot.clone() else {
+        let Some(bot) = bot.cloned() else {
             return Ok(None);
         };
         let keys = Arc::new(KeyCache::new(http.clone(), bot.openid_metadata_url.clone()));

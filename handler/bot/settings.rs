@@ -1,5 +1,5 @@
-//! Bot settings (Azure app-setting names). Read unconditionally so `handler settings` lists them all;
-//! the bot is on when `BOT_APP_ID` is set.
+//! Bot settings (Azure app-setting names), owned by the bot and gathered by `crate::settings`. Read
+//! unconditionally so `handler settings` lists them all; the bot is on when `BOT_APP_ID` is set.
 
 use crate::bot::i18n::Lang;
 use crate::config::{Secret, Source};
@@ -148,8 +148,21 @@ impl BotSettings {
             }
             return None;
         };
-        let identity = match app_type.as_str() {
-            "SingleTenant" => match (tenant_id, password) {
+        #[derive(Clone, Copy)]
+        enum AppType {
+            SingleTenant,
+            UserAssignedMsi,
+        }
+        // Checked only when the bot is on (a bot-off deployment may carry any leftover value).
+        let app_type = crate::config::pick(
+            &app_type,
+            &[
+                ("SingleTenant", AppType::SingleTenant),
+                ("UserAssignedMSI", AppType::UserAssignedMsi),
+            ],
+        );
+        let identity = match app_type {
+            Ok(AppType::SingleTenant) => match (tenant_id, password) {
                 (Some(tenant_id), Some(password)) => BotIdentity::SingleTenant {
                     tenant_id,
                     password,
@@ -164,15 +177,17 @@ impl BotSettings {
                     return None;
                 }
             },
-            "UserAssignedMSI" => match msi_client_id {
+            Ok(AppType::UserAssignedMsi) => match msi_client_id {
                 Some(client_id) => BotIdentity::UserAssignedMsi { client_id },
                 None => {
                     src.problem("BOT_MSI_CLIENT_ID: required for a UserAssignedMSI bot");
                     return None;
                 }
             },
-            other => {
-                src.problem(format!("BOT_APP_TYPE: {other:?} is not SingleTenant or UserAssignedMSI (multi-tenant bots can no longer be created)"));
+            Err(e) => {
+                src.problem(format!(
+                    "BOT_APP_TYPE: {e} (multi-tenant bots can no longer be created)"
+                ));
                 return None;
             }
         };

@@ -1,34 +1,27 @@
-//! One typed settings tree, read from Azure-style app settings (environment) layered over
-//! `local.settings.json`, validated at start with every problem reported at once.
+//! Where settings come from and the settings every capability shares. The environment (Azure-style
+//! app settings) is layered over `local.settings.json` in [`Source`], which every loader reads from
+//! and which records what was read, so `handler settings` lists the real set; problems are collected
+//! and reported all at once.
+//!
+//! This module names no capability: the sync and the bot declare and load their own settings beside
+//! their code, and `crate::settings` gathers them (see there for why this direction, and
+//! `layering` for the check that keeps it).
 
+pub mod connection_string;
 pub mod identity;
+#[cfg(test)]
+mod layering;
+pub mod platform;
 pub mod secret;
 pub mod source;
 
 pub use identity::IdentitySettings;
+pub use platform::Platform;
 pub use secret::Secret;
-pub use source::{SettingDoc, Source};
+pub use source::{pick, SettingDoc, Source};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub core: CoreSettings,
-    pub storage: StorageSettings,
-    pub moodle: Option<MoodleSettings>,
-    pub sync: crate::sync::SyncSettings,
-    /// Moodle courses → Teams.
-    pub teams: crate::teams_sync::TeamsSettings,
-    pub bot: Option<crate::bot::BotSettings>,
-    pub notify: crate::notify::NotifySettings,
-    /// Microsoft Graph (Entra users, Teams); on when `GRAPH_CLIENT_ID` is set.
-    pub graph: Option<crate::graph::GraphSettings>,
-    /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
-    pub identity: IdentitySettings,
-    pub teams_app: crate::teams_app::TeamsAppSettings,
-    pub admin: crate::admin::AdminSettings,
-}
 
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
@@ -108,48 +101,8 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 #[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
 
-impl Settings {
-    /// Environment over `local.settings.json` in the working directory (or `BRIDGE_SETTINGS_FILE`).
-    pub fn from_process() -> Result<Self, ConfigError> {
-        let file =
-            std::env::var("BRIDGE_SETTINGS_FILE").unwrap_or_else(|_| "local.settings.json".into());
-        let mut src = Source::from_process().with_local_settings(std::path::Path::new(&file));
-        Self::load(&mut src)
-    }
-
-    pub fn load(src: &mut Source) -> Result<Self, ConfigError> {
-        let identity = IdentitySettings::load(src);
-        let settings = Settings {
-            core: CoreSettings::load(src),
-            storage: StorageSettings::load(src, &identity),
-            moodle: MoodleSettings::load(src),
-            sync: crate::sync::SyncSettings::load(src),
-            teams: crate::teams_sync::TeamsSettings::load(src),
-            bot: crate::bot::BotSettings::load(src),
-            notify: crate::notify::NotifySettings::load(src),
-            teams_app: crate::teams_app::TeamsAppSettings::load(src),
-            admin: crate::admin::AdminSettings::load(src),
-            graph: crate::graph::GraphSettings::load(src, &identity),
-            identity,
-        };
-        let problems = src.take_problems();
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigError(problems))
-        }
-    }
-
-    /// Every setting the app reads, with descriptions: loads from an empty source and reports what was asked for.
-    pub fn documented() -> Vec<SettingDoc> {
-        let mut src = Source::default();
-        let _ = Self::load(&mut src);
-        src.documented()
-    }
-}
-
 impl CoreSettings {
-    fn load(src: &mut Source) -> Self {
+    pub fn load(src: &mut Source) -> Self {
         let serve_addr = src.parse(
             "SERVE_ADDR",
             SocketAddr::from(([127, 0, 0, 1], 7071)),
@@ -169,7 +122,14 @@ impl CoreSettings {
         if !plausible || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             src.problem(format!("LOG_LEVEL: {log_level:?} is not a valid filter"));
         }
-        let log_json = src.string("LOG_FORMAT", "json", "json (default) or text") != "text";
+        let log_json = src
+            .choice(
+                "LOG_FORMAT",
+                "json",
+                &[("json", true), ("text", false)],
+                "json (default) or text",
+            )
+            .unwrap_or(true);
         let max_body_bytes = src.parse(
             "MAX_BODY_BYTES",
             256 * 1024,
@@ -236,10 +196,21 @@ impl CoreSettings {
 }
 
 impl StorageSettings {
-    fn load(src: &mut Source, identity: &IdentitySettings) -> Self {
-        let backend = src.string(
+    pub fn load(src: &mut Source, identity: &IdentitySettings) -> Self {
+        #[derive(Clone, Copy)]
+        enum Backend {
+            Sqlite,
+            Azure,
+            Auto,
+        }
+        let backend = src.choice(
             "STORE_BACKEND",
             "auto",
+            &[
+                ("sqlite", Backend::Sqlite),
+                ("azure", Backend::Azure),
+                ("auto", Backend::Auto),
+            ],
             "sqlite, azure, or auto (azure when AzureWebJobsStorage is set)",
         );
         let conn = src.secret(
@@ -280,16 +251,11 @@ impl StorageSettings {
             "data/blobs",
             "folder for blobs when running standalone (relative: from the settings file's folder)",
         );
-        let azure_wanted = match backend.as_str() {
-            "sqlite" => false,
-            "azure" => true,
-            "auto" => conn.is_some() || account_name.is_some(),
-            other => {
-                src.problem(format!(
-                    "STORE_BACKEND: {other:?} is not sqlite, azure or auto"
-                ));
-                false
-            }
+        let azure_wanted = match backend {
+            Some(Backend::Azure) => true,
+            Some(Backend::Auto) => conn.is_some() || account_name.is_some(),
+            // Not one of them (a problem already): the embedded store, nothing reached.
+            Some(Backend::Sqlite) | None => false,
         };
         if !azure_wanted {
             return StorageSettings::Local {
@@ -298,7 +264,7 @@ impl StorageSettings {
             };
         }
         if let Some(conn) = conn {
-            match crate::store::connection_string::parse(conn.expose()) {
+            match connection_string::parse(conn.expose()) {
                 Ok(mut az) => {
                     az.table_prefix = table_prefix;
                     az.identity = identity.clone();
@@ -331,7 +297,7 @@ impl StorageSettings {
 }
 
 impl MoodleSettings {
-    fn load(src: &mut Source) -> Option<Self> {
+    pub fn load(src: &mut Source) -> Option<Self> {
         let url = src.url(
             "MOODLE_URL",
             &["https", "http"],
@@ -385,136 +351,6 @@ impl MoodleSettings {
                 src.problem("MOODLE_URL: required when MOODLE_TOKEN is set");
                 None
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::load(&mut Source::from_map(map))
-    }
-
-    #[test]
-    fn empty_environment_gives_the_embedded_default() {
-        let s = load(&[]).unwrap();
-        assert!(matches!(s.storage, StorageSettings::Local { .. }));
-        assert!(s.moodle.is_none());
-        assert_eq!(s.core.sync_schedule, "0 */15 * * * *");
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once_and_secrets_stay_hidden() {
-        let err = load(&[
-            ("SERVE_ADDR", "nope"),
-            ("SYNC_SCHEDULE", "every tuesday"),
-            ("MOODLE_TOKEN", "s3cr3t-token"),
-            ("STORE_BACKEND", "mongo"),
-        ])
-        .unwrap_err();
-        let text = err.to_string();
-        for name in ["SERVE_ADDR", "SYNC_SCHEDULE", "MOODLE_URL", "STORE_BACKEND"] {
-            assert!(text.contains(name), "{name} missing from {text}");
-        }
-        assert!(!text.contains("s3cr3t-token"));
-    }
-
-    #[test]
-    fn an_unresolved_key_vault_reference_is_a_named_problem() {
-        let err = load(&[
-            ("MOODLE_URL", "https://moodle.example.org"),
-            (
-                "MOODLE_TOKEN",
-                "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/moodle-token/)",
-            ),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("MOODLE_TOKEN: the Key Vault reference was not resolved"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn relative_store_paths_are_taken_from_the_settings_file_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("local.settings.json");
-        std::fs::write(&file, r#"{"Values":{"SQLITE_PATH":"state/b.sqlite"}}"#).unwrap();
-        let mut src = Source::from_map(BTreeMap::new()).with_local_settings(&file);
-        let s = Settings::load(&mut src).unwrap();
-        let StorageSettings::Local {
-            sqlite_path,
-            blob_dir,
-        } = s.storage
-        else {
-            panic!("expected the local store");
-        };
-        // The working directory (the crate root under cargo test) plays no part.
-        assert_eq!(sqlite_path, dir.path().join("state/b.sqlite"));
-        assert_eq!(blob_dir, dir.path().join("data/blobs"));
-        let mut src =
-            Source::from_map([("SQLITE_PATH".to_string(), "/srv/b.sqlite".to_string())].into())
-                .with_local_settings(&file);
-        let s = Settings::load(&mut src).unwrap();
-        assert!(
-            matches!(s.storage, StorageSettings::Local { ref sqlite_path, .. } if sqlite_path == std::path::Path::new("/srv/b.sqlite"))
-        );
-    }
-
-    #[test]
-    fn a_clear_text_moodle_url_to_another_host_is_refused_unless_allowed() {
-        let with = |url: &str, extra: &[(&str, &str)]| {
-            let mut pairs = vec![("MOODLE_URL", url), ("MOODLE_TOKEN", "tok-123456")];
-            pairs.extend_from_slice(extra);
-            load(&pairs)
-        };
-        let err = with("http://moodle.example.org", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("MOODLE_URL")
-                && err.contains("clear text")
-                && err.contains("MOODLE_ALLOW_INSECURE=true"),
-            "{err}"
-        );
-        assert!(!err.contains("tok-123456"), "{err}");
-        assert!(with("http://10.0.0.5/moodle", &[]).is_err());
-        assert!(with(
-            "http://moodle.example.org",
-            &[("MOODLE_ALLOW_INSECURE", "true")]
-        )
-        .is_ok());
-        for ok in [
-            "https://moodle.example.org",
-            "http://127.0.0.1:8080/moodle",
-            "http://127.3.2.1/",
-            "http://localhost:8080",
-            "http://[::1]:8080",
-        ] {
-            assert!(with(ok, &[]).is_ok(), "{ok} refused");
-        }
-    }
-
-    #[test]
-    fn development_storage_maps_to_azurite() {
-        let s = load(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
-        match s.storage {
-            StorageSettings::Azure(az) => {
-                assert_eq!(az.account, "devstoreaccount1");
-                assert_eq!(
-                    az.table_endpoint.as_deref(),
-                    Some("http://127.0.0.1:10002/devstoreaccount1")
-                );
-            }
-            other => panic!("expected azure, got {other:?}"),
         }
     }
 }

@@ -33,6 +33,16 @@ impl Source {
         Self::from_map(std::env::vars().collect())
     }
 
+    /// The process environment over `local.settings.json` in the working directory, or over the
+    /// file `BRIDGE_SETTINGS_FILE` names.
+    pub fn from_process_and_file() -> Self {
+        let src = Self::from_process();
+        let file = src
+            .platform("BRIDGE_SETTINGS_FILE")
+            .unwrap_or_else(|| "local.settings.json".into());
+        src.with_local_settings(Path::new(&file))
+    }
+
     pub fn from_map(env: BTreeMap<String, String>) -> Self {
         Source {
             env,
@@ -179,6 +189,41 @@ impl Source {
         }
     }
 
+    /// One of a closed set of values (`off`, `suspend`, `delete`…); absent: `default`. Any other
+    /// value is a problem naming the allowed ones, and gives None: the caller says what the
+    /// remaining checks assume (the load fails anyway).
+    pub fn choice<T: Copy>(
+        &mut self,
+        name: &str,
+        default: &str,
+        allowed: &[(&str, T)],
+        description: &str,
+    ) -> Option<T> {
+        debug_assert!(
+            allowed.iter().any(|(label, _)| *label == default),
+            "{name}: default {default:?} is not among the allowed values"
+        );
+        let v = self.string(name, default, description);
+        match pick(&v, allowed) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A value the hosting platform gives the process (the Functions host's port, the Lambda
+    /// runtime API, the settings file's path): from the environment only, so a copy left in
+    /// `local.settings.json` cannot switch the binary into a hosted mode, and not listed by
+    /// `handler settings` (nobody sets it as an app setting).
+    pub fn platform(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
     /// A setting that must be there when its feature is on.
     pub fn required(&mut self, name: &str, description: &str) -> Option<String> {
         let v = self.opt(name, description);
@@ -231,5 +276,94 @@ impl Source {
     /// Every setting the loaders know, in name order.
     pub fn documented(&self) -> Vec<SettingDoc> {
         self.read.values().cloned().collect()
+    }
+}
+
+/// `value` among the `allowed` labels (exact spelling); the error lists them all:
+/// `"purge" is not off, suspend or delete`.
+pub fn pick<T: Copy>(value: &str, allowed: &[(&str, T)]) -> Result<T, String> {
+    if let Some((_, t)) = allowed.iter().find(|(label, _)| *label == value) {
+        return Ok(*t);
+    }
+    let labels: Vec<&str> = allowed.iter().map(|(label, _)| *label).collect();
+    let listed = match labels.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "nothing".to_string(),
+    };
+    Err(format!("{value:?} is not {listed}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(pairs: &[(&str, &str)]) -> Source {
+        Source::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Mode {
+        Off,
+        Suspend,
+        Delete,
+    }
+
+    const MODES: &[(&str, Mode)] = &[
+        ("off", Mode::Off),
+        ("suspend", Mode::Suspend),
+        ("delete", Mode::Delete),
+    ];
+
+    #[test]
+    fn a_choice_takes_one_of_its_values_and_names_them_all_otherwise() {
+        let mut src = source(&[("A", "suspend"), ("B", "Delete"), ("C", " delete ")]);
+        assert_eq!(src.choice("A", "off", MODES, "a"), Some(Mode::Suspend));
+        // Exact spelling: what the operator wrote is what the docs show.
+        assert_eq!(src.choice("B", "off", MODES, "b"), None);
+        assert_eq!(src.choice("C", "off", MODES, "c"), Some(Mode::Delete));
+        assert_eq!(
+            src.choice("ABSENT", "off", MODES, "absent"),
+            Some(Mode::Off)
+        );
+        assert_eq!(
+            src.take_problems(),
+            ["B: \"Delete\" is not off, suspend or delete"]
+        );
+        let doc = src
+            .documented()
+            .into_iter()
+            .find(|d| d.name == "ABSENT")
+            .unwrap();
+        assert_eq!(doc.default.as_deref(), Some("off"));
+        assert_eq!(
+            pick("x", &[("keep", 1), ("remove", 2)]),
+            Err("\"x\" is not keep or remove".to_string())
+        );
+        assert_eq!(
+            pick("x", &[("only", 1)]),
+            Err("\"x\" is not only".to_string())
+        );
+    }
+
+    #[test]
+    fn platform_values_come_from_the_environment_only_and_are_not_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("local.settings.json");
+        std::fs::write(&file, r#"{"Values":{"IN_FILE":"f"}}"#).unwrap();
+        let mut src = source(&[("IN_ENV", " e ")]).with_local_settings(&file);
+        assert_eq!(src.platform("IN_ENV").as_deref(), Some("e"));
+        assert_eq!(src.platform("IN_FILE"), None);
+        assert_eq!(
+            src.opt("IN_FILE", "read as a setting").as_deref(),
+            Some("f")
+        );
+        let names: Vec<String> = src.documented().into_iter().map(|d| d.name).collect();
+        assert_eq!(names, ["IN_FILE"]);
     }
 }

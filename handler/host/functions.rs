@@ -3,10 +3,10 @@
 //! Functions host router and `serve` both dispatch through it, so none of them can drift apart.
 
 use crate::app::AppState;
-use crate::config::Settings;
 use crate::error::{FunctionError, FunctionOutputs};
 use crate::host::{QueueMessage, TimerInfo};
 use crate::ids::InvocationId;
+use crate::settings::Settings;
 use futures::future::BoxFuture;
 
 pub const QUEUE_SYNC_WORK: &str = "sync-work";

@@ -5,7 +5,6 @@
 pub mod azure_blob;
 pub mod azure_table;
 pub mod blob;
-pub mod connection_string;
 pub mod deadline;
 pub mod managed_identity;
 pub mod private_fs;

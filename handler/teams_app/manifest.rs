@@ -2,7 +2,7 @@
 //! English is the manifest's own language; `fr.json` carries the same strings in French.
 
 use super::TeamsAppError;
-use crate::config::Settings;
+use crate::settings::Settings;
 use serde_json::{json, Map, Value};
 
 pub const SCHEMA_URL: &str =

@@ -7,7 +7,7 @@ use super::icons::{self, Icon};
 use super::manifest::{self, Inputs};
 use super::validate;
 use super::{TeamsAppError, CONTAINER};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::store::BlobStore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -276,7 +276,7 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     for (k, v) in &opts.extra {
         env.insert(k.clone(), v.clone());
     }
-    let settings = bridge::config::Settings::load(&mut bridge::config::Source::from_map(env))
+    let settings = bridge::settings::Settings::load(&mut bridge::config::Source::from_map(env))
         .expect("settings");
     let store: SharedStore =
         Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite_path).unwrap());

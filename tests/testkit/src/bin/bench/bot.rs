@@ -118,7 +118,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         ("BOT_APP_RATE_PER_SEC", "1000000".into()),
     ];
     env.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
-    let settings = bridge::config::Settings::load(&mut bridge::config::Source::from_map(env))?;
+    let settings = bridge::settings::Settings::load(&mut bridge::config::Source::from_map(env))?;
     let store: SharedStore = Arc::new(bridge::store::sqlite::SqliteStore::open(&sqlite)?);
     store.ensure_tables().await?;
     for i in 0..users {

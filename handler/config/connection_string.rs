@@ -1,7 +1,7 @@
 //! The azure 0.21 clients do not build themselves from a connection string, so map one to
 //! an account, a key and endpoints here (including `UseDevelopmentStorage=true` → Azurite).
 
-use crate::config::{AzureStorageSettings, Secret};
+use super::{AzureStorageSettings, Secret};
 
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 
