@@ -544,13 +544,17 @@ fn graph(
 
 /// Faults, throttling, route, permission, handler: the same for outer and `$batch` requests.
 fn dispatch(shared: &Shared, request: &GraphRequest) -> GraphReply {
+    // Like a real router: the most literal pattern wins (`/appCatalogs/teamsApps` over a
+    // catch-all `/{a}/{b}`); between equals the one added last, so a test can override a route.
     let route = shared
         .routes
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .find(|r| r.matches(&request.method, &request.segments))
-        .cloned();
+        .enumerate()
+        .filter(|(_, r)| r.matches(&request.method, &request.segments))
+        .max_by_key(|(i, r)| (r.pattern.iter().filter(|p| !p.starts_with('{')).count(), *i))
+        .map(|(_, r)| r.clone());
     let mut s = shared.lock();
     if let Some(i) = s.faults.iter().position(|f| {
         f.times > 0
