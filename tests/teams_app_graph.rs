@@ -4,8 +4,9 @@
 use base64::Engine;
 use bridge::app::AppState;
 use bridge::bot::conversations::{self, ConversationKind, ConversationRef};
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
 use bridge::outbound::AccessToken;
+use bridge::settings::Settings;
 use bridge::store::{tables, Entity};
 use bridge::teams_app::catalog::{self, Catalog, Published, SignIn};
 use bridge::teams_app::install::{self, Outcome};

@@ -10,10 +10,10 @@
 
 use super::token_store::TokenStore;
 use super::TeamsAppError;
-use crate::config::Settings;
 use crate::graph::GraphError;
 use crate::outbound::token::{DeviceCode, DeviceCodePrompt, Fetch};
 use crate::outbound::{retry, AccessToken, Failure, RetryPolicy};
+use crate::settings::Settings;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
