@@ -72,7 +72,8 @@ impl AppState {
             .transpose()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let notify = crate::notify::NotifyRuntime::new(
-            &settings.notify,
+            &settings,
+            &http,
             crate::outbound::public_dns::PublicResolver::default(),
         )?;
         Ok(AppState(Arc::new(AppInner {

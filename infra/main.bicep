@@ -105,9 +105,6 @@ param notifySweepCourses string = ''
 @maxValue(336)
 param notifyDueWindowHours int = 48
 
-@description('CONNECTOR_SSO_AUDIENCE: audience of Teams SSO tokens for /connector/config (the app\'s api:// resource); empty: the page refuses every save.')
-param connectorSsoAudience string = ''
-
 @description('BOT_DUE_SOON_DAYS: days ahead that "due soon" covers.')
 @minValue(1)
 param botDueSoonDays int = 7
@@ -574,9 +571,7 @@ var appSettings = {
   NOTIFY_SWEEP_SCHEDULE: notifySweepSchedule
   NOTIFY_SWEEP_COURSES: notifySweepCourses
   NOTIFY_DUE_WINDOW_HOURS: string(notifyDueWindowHours)
-  // channel configuration page: Teams SSO tokens of this tenant, for the app's api:// resource
-  CONNECTOR_SSO_TENANT_ID: tenant().tenantId
-  CONNECTOR_SSO_AUDIENCE: connectorSsoAudience
+  // channel configuration page: Teams SSO tokens checked against the tenant's own metadata
   CONNECTOR_SSO_OPENID_METADATA_URL: ''
   // Teams app package (publish sign-in runs from an admin's `handler teams-app publish`)
   TEAMS_APP_ID: string(teamsApp.TEAMS_APP_ID)

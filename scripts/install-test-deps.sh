@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine, from the package
-# registries only: Debian packages (slapd, ldap-utils, shellcheck), the pinned npm test
+# registries only: Debian packages (slapd, ldap-utils, shellcheck, chromium for the page test), the pinned npm test
 # tools (Azurite) and the pinned Python tools. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in slapd:slapd ldapadd:ldap-utils shellcheck:shellcheck; do
+for pair in slapd:slapd ldapadd:ldap-utils shellcheck:shellcheck chromium:chromium; do
   bin=${pair%%:*}
   pkg=${pair#*:}
   if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then

@@ -20,6 +20,7 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("SQLITE_PATH", "embedded store; on Azure STORE_BACKEND=azure uses Table storage"),
     ("BLOB_DIR", "embedded blob folder; on Azure blobs go to the storage account"),
     ("LDAP_TLS_NO_VERIFY", "tests only: production LDAP over TLS must verify the directory's certificate"),
+    ("CONNECTOR_HOST_ORIGINS", "test stub hosts only: inside Teams the Teams library knows its hosts"),
     ("NOTIFY_WEBHOOK_DOUBLE_URL", "test doubles only: in Azure channel posts go to the Workflows hosts of the allow-list"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
     ("TEAMS_APP_TOKEN_KEY", "the publish sign-in is interactive (device code) and runs from an admin's `handler teams-app publish`, which keeps the encrypted refresh token on that machine"),

@@ -202,7 +202,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "connector/{*rest}",
             methods: &["get", "post", "delete"],
-            built: false,
+            built: true,
         },
         outputs: &[],
     },

@@ -7,11 +7,13 @@
 //! - `card`: the Adaptive Card (FR/EN), as bot activity and as Workflows payload;
 //! - `channels`: channel configurations (`webhooks` table); `webhook_url`: the allow-list;
 //!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only);
-//! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin.
+//! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin;
+//! - `config_page`: `ConnectorConfig`, the channel configuration page and its API.
 
 pub mod auth;
 pub mod card;
 pub mod channels;
+pub mod config_page;
 pub mod deliveries;
 pub mod fanout;
 pub mod intake;
@@ -33,19 +35,28 @@ use axum::Router;
 /// Long-lived notification state: the webhook sender and its per-webhook limiter.
 pub struct NotifyRuntime {
     pub webhooks: webhook_send::WebhookSender,
+    /// Teams SSO token check of the configuration page (None: not configured, API answers 503).
+    pub sso: Option<crate::bot::auth::validate::TokenValidator>,
 }
 
 impl NotifyRuntime {
-    pub fn new(settings: &NotifySettings, resolver: PublicResolver) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &crate::config::Settings,
+        http: &reqwest::Client,
+        resolver: PublicResolver,
+    ) -> anyhow::Result<Self> {
         Ok(NotifyRuntime {
             webhooks: webhook_send::WebhookSender::new(
                 resolver,
-                settings.webhook_double_url.clone(),
+                settings.notify.webhook_double_url.clone(),
             )?,
+            sso: config_page::sso_validator(settings, http),
         })
     }
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/webhook", post(intake::webhook))
+    Router::new()
+        .route("/api/webhook", post(intake::webhook))
+        .merge(config_page::router())
 }

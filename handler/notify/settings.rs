@@ -21,10 +21,9 @@ pub struct NotifySettings {
     /// Test doubles only: a loopback `http` base that receives, in place of the real host,
     /// every channel post whose Workflows URL passed the allow-list (path and query kept).
     pub webhook_double_url: Option<Url>,
-    /// Entra tenant whose Teams SSO tokens the channel configuration page accepts.
-    pub sso_tenant_id: Option<String>,
-    /// Audience of those tokens: the app's `api://…` resource.
-    pub sso_audience: Option<String>,
+    /// Extra host origins whose messages the configuration page's Teams library accepts
+    /// (`app.initialize(validMessageOrigins)`): none in Teams; the stub host in tests.
+    pub host_origins: Vec<String>,
     /// OpenID metadata of the Entra tenant (signing keys of SSO tokens).
     pub sso_openid_metadata_url: Option<Url>,
 }
@@ -81,18 +80,20 @@ impl NotifySettings {
             &["http"],
             "tests only: loopback base that receives channel posts in place of the Workflows host (loopback only)",
         );
-        let sso_tenant_id = src.opt(
-            "CONNECTOR_SSO_TENANT_ID",
-            "Entra tenant whose Teams SSO tokens /connector/config accepts",
+        let origins = src.string(
+            "CONNECTOR_HOST_ORIGINS",
+            "",
+            "extra host origins the configuration page's Teams library accepts messages from, comma-separated (tests: the stub host; Teams needs none)",
         );
-        let sso_audience = src.opt(
-            "CONNECTOR_SSO_AUDIENCE",
-            "audience of Teams SSO tokens for /connector/config: the app's api:// resource",
-        );
+        let host_origins: Vec<String> = origins
+            .split(',')
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
         let sso_openid_metadata_url = src.url(
             "CONNECTOR_SSO_OPENID_METADATA_URL",
             &["https", "http"],
-            "override of the Entra OpenID metadata URL (default: the tenant's v2.0 metadata)",
+            "override of the Entra OpenID metadata URL for Teams SSO tokens of /connector (default: the tenant's v2.0 metadata)",
         );
         if let Some(u) = &webhook_double_url {
             if !loopback_http(u) {
@@ -108,11 +109,6 @@ impl NotifySettings {
         if !(1..=24 * 14).contains(&due_window_hours) {
             src.problem("NOTIFY_DUE_WINDOW_HOURS: between 1 and 336");
         }
-        if let Some(a) = &sso_audience {
-            if !a.starts_with("api://") {
-                src.problem("CONNECTOR_SSO_AUDIENCE: the app's api:// resource");
-            }
-        }
         if let Some(s) = &webhook_secret {
             if s.expose().len() < 16 {
                 src.problem("WEBHOOK_SECRET: at least 16 characters");
@@ -126,8 +122,7 @@ impl NotifySettings {
             sweep_courses,
             due_window_hours,
             webhook_double_url,
-            sso_tenant_id,
-            sso_audience,
+            host_origins,
             sso_openid_metadata_url,
         }
     }

@@ -69,6 +69,10 @@ struct Claims {
     nbf: Option<Value>,
     #[serde(default)]
     serviceurl: Option<String>,
+    #[serde(default)]
+    oid: Option<String>,
+    #[serde(default)]
+    tid: Option<String>,
 }
 
 /// Latest accepted time claim (9999-12-31T23:59:59Z): beyond it a value is a forgery or a bug,
@@ -92,8 +96,12 @@ fn numeric(v: &Option<Value>) -> Result<Option<i64>, TokenError> {
 /// What a valid token vouches for; the body is cross-checked against it.
 #[derive(Clone)]
 pub struct VerifiedToken {
+    /// Empty for tokens that carry none (Entra SSO tokens).
     pub service_url: String,
     pub key: Arc<SigningKey>,
+    /// Entra object id of the user (SSO tokens).
+    pub object_id: Option<String>,
+    pub tenant_id: Option<String>,
 }
 
 /// A token already verified: the Bot Connector sends the same token for many requests (it lives
@@ -126,15 +134,43 @@ fn check_times(now: i64, exp: i64, nbf: Option<i64>) -> Result<(), TokenError> {
 
 pub struct TokenValidator {
     keys: Arc<KeyCache>,
-    app_id: String,
+    /// Accepted `aud` values (the bot: its app id).
+    audiences: Vec<String>,
+    /// Accepted `iss` values, exactly.
+    issuers: Vec<String>,
+    /// Bot Connector tokens must name the service URL; Entra SSO tokens have none.
+    require_service_url: bool,
+    /// SSO tokens: `tid`, when present, must be this tenant.
+    tenant: Option<String>,
     verified: Mutex<HashMap<String, Verified>>,
 }
 
 impl TokenValidator {
+    /// Bot Connector tokens for this bot.
     pub fn new(keys: Arc<KeyCache>, app_id: &str) -> Self {
         TokenValidator {
             keys,
-            app_id: app_id.to_string(),
+            audiences: vec![app_id.to_string()],
+            issuers: vec![BOT_CONNECTOR_ISSUER.to_string()],
+            require_service_url: true,
+            tenant: None,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Teams SSO tokens (Entra access tokens) of one tenant for the app's resource: issuer
+    /// `login.microsoftonline.com/<tenant>/v2.0` or `sts.windows.net/<tenant>/` (v1 tokens),
+    /// audience one of `audiences`, keys from the tenant's OpenID metadata.
+    pub fn entra(keys: Arc<KeyCache>, tenant: &str, audiences: Vec<String>) -> Self {
+        TokenValidator {
+            keys,
+            audiences,
+            issuers: vec![
+                format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+                format!("https://sts.windows.net/{tenant}/"),
+            ],
+            require_service_url: false,
+            tenant: Some(tenant.to_string()),
             verified: Mutex::new(HashMap::new()),
         }
     }
@@ -214,13 +250,18 @@ impl TokenValidator {
             .map_err(|_| TokenError::Malformed("payload is not base64url".into()))?;
         let claims: Claims = serde_json::from_slice(&payload)
             .map_err(|e| TokenError::Malformed(capped(&e.to_string()).into_owned()))?;
-        if claims.iss.as_deref() != Some(BOT_CONNECTOR_ISSUER) {
+        if !claims
+            .iss
+            .as_deref()
+            .is_some_and(|i| self.issuers.iter().any(|ok| ok == i))
+        {
             return Err(TokenError::Invalid("issuer"));
         }
+        let ours = |a: &str| self.audiences.iter().any(|ok| ok == a);
         let audience_ok = match &claims.aud {
-            Some(Value::String(a)) => *a == self.app_id,
-            // `aud` may be an array in JWT; accept only when it holds the app id.
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&self.app_id)),
+            Some(Value::String(a)) => ours(a),
+            // `aud` may be an array in JWT; accept only when it holds one of ours.
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(ours)),
             _ => false,
         };
         if !audience_ok {
@@ -229,11 +270,23 @@ impl TokenValidator {
         let exp = numeric(&claims.exp)?.ok_or(TokenError::Invalid("no exp"))?;
         let nbf = numeric(&claims.nbf)?;
         check_times(now, exp, nbf)?;
-        let service_url = claims
-            .serviceurl
-            .filter(|s| !s.is_empty())
-            .ok_or(TokenError::NoServiceUrl)?;
-        Ok((VerifiedToken { service_url, key }, exp, nbf))
+        if let (Some(want), Some(tid)) = (&self.tenant, &claims.tid) {
+            if !tid.eq_ignore_ascii_case(want) {
+                return Err(TokenError::Invalid("tenant"));
+            }
+        }
+        let service_url = match claims.serviceurl.filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None if self.require_service_url => return Err(TokenError::NoServiceUrl),
+            None => String::new(),
+        };
+        let verified = VerifiedToken {
+            service_url,
+            key,
+            object_id: claims.oid.map(|o| o.to_ascii_lowercase()),
+            tenant_id: claims.tid,
+        };
+        Ok((verified, exp, nbf))
     }
 }
 
