@@ -32,7 +32,7 @@ const PAGE_JS: &str = include_str!("static/config.js");
 
 /// The SSO token check, when the tenant and the app are configured.
 pub fn sso_validator(
-    settings: &crate::config::Settings,
+    settings: &crate::settings::Settings,
     http: &reqwest::Client,
 ) -> Option<TokenValidator> {
     let bot = settings.bot.as_ref()?;

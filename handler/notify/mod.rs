@@ -41,7 +41,7 @@ pub struct NotifyRuntime {
 
 impl NotifyRuntime {
     pub fn new(
-        settings: &crate::config::Settings,
+        settings: &crate::settings::Settings,
         http: &reqwest::Client,
         resolver: PublicResolver,
     ) -> anyhow::Result<Self> {
