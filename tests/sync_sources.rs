@@ -31,6 +31,7 @@ fn groups_settings(url: &str) -> bridge::sync::SyncSettings {
             ("SYNC_COHORT_SOURCE", "groups"),
             ("SYNC_COHORT_PREFIX", "grp_"),
             ("SYNC_ROLE_RULES", "-"),
+            ("SYNC_TOKEN_RECHECK_SECS", "0"),
         ],
         &[],
     )
@@ -108,6 +109,9 @@ async fn csv_export_with_bom_crlf_quotes_accents_and_traps() {
         &[
             ("SYNC_SOURCE", "csv"),
             ("SYNC_SOURCE_FILE", csv.to_str().unwrap()),
+            // Every idle run proves the token here; the default's remembered proof is tested in
+            // `sync_token_check`.
+            ("SYNC_TOKEN_RECHECK_SECS", "0"),
         ],
     );
     let (code, r) = cli_sync(&state, &["--verbose"]).await;
@@ -212,6 +216,7 @@ async fn ldif_export_of_the_sample_school() {
         dir.path(),
         &fake,
         &[
+            ("SYNC_TOKEN_RECHECK_SECS", "0"),
             ("SYNC_SOURCE", "ldif"),
             ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
             (

@@ -269,7 +269,7 @@ async fn a_shard_while_another_run_holds_the_lease_is_refused() {
 async fn an_idle_shard_checks_the_token_and_a_wrong_one_fails_the_run() {
     let fake = FakeMoodle::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let st = state(dir.path(), &fake.url, &[]);
+    let st = state(dir.path(), &fake.url, &[("SYNC_TOKEN_RECHECK_SECS", "0")]);
     // A first full run, so that the next one has nothing to read (same export file).
     for m in plan(&st).await {
         assert_eq!(shard(&st, &m).await.0, 200);

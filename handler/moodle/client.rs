@@ -22,6 +22,8 @@ pub struct MoodleClient {
     token: Secret,
     max_form_fields: usize,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Answers that were JSON and no exception: each proves the token works (`sync::token_check`).
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     timeout: Duration,
     retry: RetryPolicy,
 }
@@ -51,6 +53,7 @@ impl MoodleClient {
             token: settings.token.clone(),
             max_form_fields: settings.max_form_fields,
             calls: Arc::default(),
+            accepted: Arc::default(),
             timeout: Duration::from_secs(settings.timeout_secs),
             retry: RetryPolicy::MOODLE,
         })
@@ -63,9 +66,28 @@ impl MoodleClient {
             .max(10)
     }
 
+    /// Who this client speaks as: the first 16 hex digits of SHA-256 over the endpoint and the
+    /// token. It lets the store remember that *this* token was proven to work (`sync::token_check`)
+    /// without keeping the token: 64 bits of a hash of a 32-hex-digit random token give nothing back.
+    pub fn identity(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(self.endpoint.as_str().as_bytes());
+        ctx.update(b"\n");
+        ctx.update(self.token.expose().as_bytes());
+        ctx.finish().as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Calls made so far, per web-service function (benchmarks and the simulation proof use it).
     pub fn call_counts(&self) -> BTreeMap<String, u64> {
         self.calls.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Calls Moodle answered without an exception so far.
+    pub fn accepted_calls(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn total_calls(&self) -> u64 {
@@ -156,6 +178,8 @@ impl MoodleClient {
             ex.debuginfo = ex.debuginfo.as_deref().map(redact::redact);
             return Err(MoodleError::from_exception(function, ex));
         }
+        self.accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(value)
     }
 }

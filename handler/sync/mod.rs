@@ -25,6 +25,7 @@ pub mod settings;
 pub mod shard;
 pub mod source;
 pub mod state;
+pub mod token_check;
 
 pub use report::{RunReport, SyncOptions};
 pub use run::SyncEnv;

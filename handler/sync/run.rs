@@ -9,6 +9,7 @@ use super::removal::run_removals;
 use super::report::{RunReport, SyncOptions};
 use super::settings::{CohortSourceKind, SyncSettings};
 use super::shard::Shard;
+use super::token_check;
 use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{tables, BlobStore, Entity, SharedStore, StoreError};
 use std::collections::BTreeMap;
@@ -241,20 +242,37 @@ async fn run_one(
     run_population(ctx, st, report, pop).await
 }
 
-/// A run (or shard) that had nothing to do never called Moodle, so a wrong token would pass
-/// unnoticed and the run look complete: check it once (site info, which needs no capability).
-/// A run that made calls has shown the token works, or failed on it already.
+/// A run that had nothing to do never called Moodle: prove the token (see `token_check`). A run
+/// that Moodle answered at least once without an exception has proven it: remember that.
 async fn check_token_if_idle(
     env: &SyncEnv,
     before: &BTreeMap<String, u64>,
+    accepted_before: u64,
     st: &PassState,
+    report: &mut RunReport,
 ) -> Result<(), MoodleError> {
+    if env.moodle.accepted_calls() > accepted_before {
+        token_check::remember(&env.store, &env.moodle, chrono::Utc::now()).await;
+    }
     if st.protected.is_some() || env.moodle.call_counts() != *before {
         return Ok(());
     }
-    crate::moodle::site::site_info(&env.moodle)
-        .await
-        .map(|_| ())
+    let proof = token_check::prove_if_stale(
+        &env.store,
+        &env.moodle,
+        env.settings.token_recheck_secs,
+        chrono::Utc::now(),
+    )
+    .await?;
+    if let token_check::Proof::Recent(at) = proof {
+        report.trace(|| {
+            format!(
+                "Moodle token: proven at {} (no call needed)",
+                at.to_rfc3339()
+            )
+        });
+    }
+    Ok(())
 }
 
 /// Whole run in this process: lease, every population, optional removals, report.
@@ -274,6 +292,7 @@ pub async fn run_inline(
     };
     let started_at = chrono::Utc::now();
     let started = Instant::now();
+    let accepted_before = env.moodle.accepted_calls();
     let before = env.moodle.call_counts();
     let ctx = env.ctx(&run_id, &opts, progress);
     let mut report = RunReport::new(&run_id, &opts, env.settings.trace_limit);
@@ -291,7 +310,7 @@ pub async fn run_inline(
         if let Err(e) = run_removals(&ctx, &mut st, &mut report).await {
             report.errors.push(format!("removals: {e}"));
         }
-        if let Err(e) = check_token_if_idle(env, &before, &st).await {
+        if let Err(e) = check_token_if_idle(env, &before, accepted_before, &st, &mut report).await {
             report.complete = false;
             report.errors.push(format!("Moodle token check: {e}"));
         }
@@ -388,6 +407,7 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
 pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunError> {
     check_shard(env, shard).await?;
     let started = Instant::now();
+    let accepted_before = env.moodle.accepted_calls();
     let before = env.moodle.call_counts();
     let ctx = env.ctx(&shard.run_id, &shard.options, None);
     let mut report = RunReport::new(&shard.run_id, &shard.options, env.settings.trace_limit);
@@ -422,12 +442,22 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
         )));
     }
 
+    if env.moodle.accepted_calls() > accepted_before {
+        token_check::remember(&env.store, &env.moodle, chrono::Utc::now()).await;
+    }
     if st.protected.is_none()
         && env.moodle.call_counts() == before
         && last_of_an_idle_run(env, shard).await?
     {
         // Checked before this shard is counted, so a retry after a transient failure runs it again.
-        if let Err(source) = crate::moodle::site::site_info(&env.moodle).await {
+        if let Err(source) = token_check::prove_if_stale(
+            &env.store,
+            &env.moodle,
+            env.settings.token_recheck_secs,
+            chrono::Utc::now(),
+        )
+        .await
+        {
             return Err(RunError::Moodle {
                 context: format!("sync run {}: Moodle token check", shard.run_id),
                 source,

@@ -48,6 +48,8 @@ pub struct SyncSettings {
     /// When runs become full passes (every entry read, removals allowed); None: only --force.
     pub full_schedule: Option<crate::schedule::Schedule>,
     pub lease_secs: i64,
+    /// How long a proof that the Moodle token works spares an idle run its site-info call.
+    pub token_recheck_secs: u64,
     pub trace_limit: usize,
     /// Moodle usernames the sync must never manage, beyond guest, admin and its own account
     /// (other site administrators: web services cannot list them).
@@ -104,6 +106,7 @@ impl SyncSettings {
             leavers: removal.leavers,
             full_schedule: runs.full_schedule,
             lease_secs: runs.lease_secs,
+            token_recheck_secs: runs.token_recheck_secs,
             trace_limit: runs.trace_limit,
         }
     }

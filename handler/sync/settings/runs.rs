@@ -1,4 +1,4 @@
-//! When and how runs go: the incremental overlap, the full-pass schedule, the lease, the trace.
+//! When and how runs go: the incremental overlap, the full-pass schedule, the lease, the token re-check, the trace.
 
 use crate::config::Source;
 use crate::schedule::Schedule;
@@ -7,6 +7,7 @@ pub(super) struct Runs {
     pub overlap_secs: i64,
     pub full_schedule: Option<Schedule>,
     pub lease_secs: i64,
+    pub token_recheck_secs: u64,
     pub trace_limit: usize,
 }
 
@@ -36,6 +37,11 @@ pub(super) fn load(src: &mut Source) -> Runs {
         1800i64,
         "how long a sync run holds its lease before another run may take over",
     );
+    let token_recheck_secs = src.parse(
+        "SYNC_TOKEN_RECHECK_SECS",
+        3600u64,
+        "a run with nothing to write proves the Moodle token with one call unless a run proved it within this many seconds (0: every time)",
+    );
     let trace_limit = src.parse(
         "SYNC_TRACE_LIMIT",
         20000usize,
@@ -45,6 +51,7 @@ pub(super) fn load(src: &mut Source) -> Runs {
         overlap_secs: overlap_secs.max(0),
         full_schedule,
         lease_secs,
+        token_recheck_secs,
         trace_limit,
     }
 }

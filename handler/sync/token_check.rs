@@ -1,0 +1,70 @@
+//! A run (or shard) that had nothing to write never called Moodle, so a wrong or revoked token
+//! would pass unnoticed and the run look complete. Proving the token costs one site-info call:
+//! 60–140 ms of Moodle's PHP bootstrap on the lab, which was the whole cost of a no-change run
+//! (the rest is ~20 ms). So the proof is remembered in the store, per Moodle endpoint and token
+//! (`MoodleClient::identity`, a hash — never the token), and an idle run re-proves it only when
+//! the last proof is older than `SYNC_TOKEN_RECHECK_SECS` (0: every idle run). A run that made
+//! Moodle calls and finished without an error has proven it too. Any doubt (no row, another
+//! token, unreadable row, clock gone backwards) means: call Moodle.
+
+use crate::moodle::{MoodleClient, MoodleError};
+use crate::store::{tables, Entity, SharedStore};
+use chrono::{DateTime, Utc};
+
+const PARTITION: &str = "moodle";
+const ROW: &str = "token-proven";
+
+/// What an idle run did about the token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proof {
+    /// Site info answered just now.
+    Checked,
+    /// Proven at this time by an earlier run, within the re-check interval.
+    Recent(DateTime<Utc>),
+}
+
+/// Prove the token unless a proof for this very token is younger than `recheck_secs`.
+pub async fn prove_if_stale(
+    store: &SharedStore,
+    moodle: &MoodleClient,
+    recheck_secs: u64,
+    now: DateTime<Utc>,
+) -> Result<Proof, MoodleError> {
+    if recheck_secs > 0 {
+        if let Some(at) = last_proof(store, &moodle.identity()).await {
+            let age = now - at;
+            if age >= chrono::Duration::zero()
+                && age < chrono::Duration::seconds(recheck_secs.min(i64::MAX as u64) as i64)
+            {
+                return Ok(Proof::Recent(at));
+            }
+        }
+    }
+    crate::moodle::site::site_info(moodle).await?;
+    remember(store, moodle, now).await;
+    Ok(Proof::Checked)
+}
+
+/// Record that `moodle`'s token worked at `now`. Best effort: a lost row only costs the next
+/// idle run one site-info call.
+pub async fn remember(store: &SharedStore, moodle: &MoodleClient, now: DateTime<Utc>) {
+    let row = Entity::new(PARTITION, ROW)
+        .with("identity", moodle.identity())
+        .with("at", now.to_rfc3339());
+    if let Err(e) = store.upsert(tables::CHECKPOINTS, &row).await {
+        tracing::warn!(error = %e, "could not record the Moodle token proof; the next idle run checks again");
+    }
+}
+
+async fn last_proof(store: &SharedStore, identity: &str) -> Option<DateTime<Utc>> {
+    let row = store
+        .get(tables::CHECKPOINTS, PARTITION, ROW)
+        .await
+        .ok()??;
+    if row.str("identity") != Some(identity) {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(row.str("at")?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
