@@ -3,7 +3,8 @@
 //! cost of a no-change run). A changed token, a stale proof or a failed check never count as proof.
 
 use bridge::app::AppState;
-use bridge::config::{Settings, Source};
+use bridge::config::Source;
+use bridge::settings::Settings;
 use bridge::store::blob::FsBlobStore;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::SharedStore;
