@@ -7,7 +7,6 @@ use bridge::bot::conversations::{self, ConversationKind, ConversationRef};
 use bridge::config::Source;
 use bridge::outbound::AccessToken;
 use bridge::settings::Settings;
-use bridge::store::{tables, Entity};
 use bridge::teams_app::catalog::{self, Catalog, Published, SignIn};
 use bridge::teams_app::install::{self, Outcome};
 use bridge::teams_app::{manifest::Inputs, package};
@@ -270,15 +269,25 @@ async fn published_world() -> World {
         .await
         .unwrap();
     apps::with_apps(&w.graph, |a| a.teams = vec![TEAM_A.into(), TEAM_B.into()]);
+    // Written by the course sync's own link writer, so the reader follows its format.
+    use bridge::teams_sync::link::{self, CourseTeam, Stage};
     for (course, team, stage) in [
-        (7, TEAM_A, "active"),
-        (8, TEAM_B, "active"),
-        (9, "33333333-0000-4000-8000-000000000009", "provisioning"),
+        (7, TEAM_A, Stage::Active),
+        (8, TEAM_B, Stage::Active),
+        (
+            9,
+            "33333333-0000-4000-8000-000000000009",
+            Stage::Provisioning,
+        ),
     ] {
-        let e = Entity::new(install::COURSE_TEAMS, course.to_string())
-            .with("stage", stage)
-            .with("team_id", team);
-        w.state.store.upsert(tables::MAPPINGS, &e).await.unwrap();
+        let mut l = CourseTeam::new(
+            course,
+            format!("c{course}"),
+            format!("Course {course}"),
+            stage,
+        );
+        l.team_id = Some(team.to_string());
+        link::save(&w.state.store, &l).await.unwrap();
     }
     w
 }

@@ -111,8 +111,8 @@ pub async fn synced_teams(store: &SharedStore) -> Result<Vec<String>, crate::sto
     Ok(out)
 }
 
-/// The course → team rows of the Teams sync (`teams_sync::link`).
-pub const COURSE_TEAMS: &str = "teams-course";
+/// The course → team rows of the Teams sync.
+pub const COURSE_TEAMS: &str = crate::teams_sync::link::COURSE_PK;
 
 pub struct Installer<'a> {
     pub graph: &'a GraphClient,
