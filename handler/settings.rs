@@ -29,6 +29,8 @@ pub struct Settings {
     pub notify: crate::notify::NotifySettings,
     /// Microsoft Graph (Entra users, Teams); on when `GRAPH_CLIENT_ID` is set.
     pub graph: Option<crate::graph::GraphSettings>,
+    /// Entra → Moodle users (`handler sync --entra`).
+    pub entra: crate::sync::entra::EntraSettings,
     /// The platform's managed-identity endpoint (storage and bot tokens without secrets).
     pub identity: IdentitySettings,
     pub teams_app: crate::teams_app::TeamsAppSettings,
@@ -54,6 +56,7 @@ impl Settings {
             teams_app: crate::teams_app::TeamsAppSettings::load(src),
             admin: crate::admin::AdminSettings::load(src),
             graph: crate::graph::GraphSettings::load(src, &identity),
+            entra: crate::sync::entra::EntraSettings::load(src),
             identity,
         };
         let problems = src.take_problems();

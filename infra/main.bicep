@@ -137,6 +137,9 @@ param graphAuth string = 'secret'
 @description('GRAPH_CLIENT_ID: client id of the app registration holding the Graph application permissions. Empty with secret/certificate: Graph features off.')
 param graphClientId string = ''
 
+@description('Overrides of the Entra → Moodle user sync settings (name → string value), e.g. {"ENTRA_SYNC_DELETE": "true", "ENTRA_CREATE_FILTER": "group:<object id>"}. Unset names keep the code\'s defaults below.')
+param entraSettings object = {}
+
 @description('GRAPH_IDENTITY_RU_PER_10S: identity resource units per 10 s the client paces itself to (Graph: 3500 below 50 users, 5000 up to 500, 8000 above).')
 @minValue(1)
 param graphIdentityRuPer10s int = 3500
@@ -444,6 +447,23 @@ var teamsDefaults = {
 }
 var teams = union(teamsDefaults, teamsSettings)
 
+// The code's defaults for the Entra → Moodle user sync (`handler sync --entra`).
+var entraDefaults = {
+  ENTRA_SYNC_CREATE: 'true'
+  ENTRA_SYNC_UPDATE: 'true'
+  ENTRA_SYNC_SUSPEND: 'true'
+  ENTRA_SYNC_REENABLE: 'true'
+  ENTRA_SYNC_DELETE: 'false'
+  ENTRA_USERNAME_ATTRIBUTE: 'userPrincipalName'
+  ENTRA_MATCH: 'username=userPrincipalName,email=mail'
+  ENTRA_FIELD_MAP: 'firstname=givenName:always,lastname=surname:always,email=mail|userPrincipalName:always,department=department:always'
+  ENTRA_AUTH: 'oauth2'
+  ENTRA_CREATE_FILTER: ''
+  ENTRA_ENT_LINK: ''
+  ENTRA_BATCH_SIZE: '100'
+}
+var entra = union(entraDefaults, entraSettings)
+
 // Settings the code reads (`handler settings`). A secret is only referenced when its feature is on:
 // an unresolved reference would reach the app as the literal `@Microsoft.KeyVault(...)` text.
 var appSettings = {
@@ -492,6 +512,19 @@ var appSettings = {
   GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
   GRAPH_TOKEN_ENDPOINT: ''
   GRAPH_IDENTITY_RU_PER_10S: string(graphIdentityRuPer10s)
+  // Entra → Moodle users
+  ENTRA_SYNC_CREATE: string(entra.ENTRA_SYNC_CREATE)
+  ENTRA_SYNC_UPDATE: string(entra.ENTRA_SYNC_UPDATE)
+  ENTRA_SYNC_SUSPEND: string(entra.ENTRA_SYNC_SUSPEND)
+  ENTRA_SYNC_REENABLE: string(entra.ENTRA_SYNC_REENABLE)
+  ENTRA_SYNC_DELETE: string(entra.ENTRA_SYNC_DELETE)
+  ENTRA_USERNAME_ATTRIBUTE: string(entra.ENTRA_USERNAME_ATTRIBUTE)
+  ENTRA_MATCH: string(entra.ENTRA_MATCH)
+  ENTRA_FIELD_MAP: string(entra.ENTRA_FIELD_MAP)
+  ENTRA_AUTH: string(entra.ENTRA_AUTH)
+  ENTRA_CREATE_FILTER: string(entra.ENTRA_CREATE_FILTER)
+  ENTRA_ENT_LINK: string(entra.ENTRA_ENT_LINK)
+  ENTRA_BATCH_SIZE: string(entra.ENTRA_BATCH_SIZE)
   // LDAP source
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn

@@ -1,4 +1,4 @@
-//! core_user_* functions. Lookups only ever use the fixed fields `username` / `idnumber` / `id`
+//! core_user_* functions. Lookups only ever use the fixed fields `username` / `idnumber` / `id` / `email`
 //! (`core_user_get_users` with an unknown criteria key returns EVERY user, so it is not used here).
 
 use super::{Form, MoodleClient, MoodleError};
@@ -242,6 +242,8 @@ pub enum UserField {
     Id,
     Username,
     Idnumber,
+    /// The Entra sync matches existing accounts by e-mail too.
+    Email,
 }
 
 impl UserField {
@@ -250,6 +252,7 @@ impl UserField {
             UserField::Id => "id",
             UserField::Username => "username",
             UserField::Idnumber => "idnumber",
+            UserField::Email => "email",
         }
     }
 }

@@ -51,6 +51,10 @@ pub struct SyncArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Entra ID → Moodle users through Graph (ENTRA_* settings) instead of the directory;
+    /// `--force` reads a full round and allows removals above SYNC_REMOVAL_MAX_SHARE.
+    #[arg(long)]
+    pub entra: bool,
 }
 
 impl SyncArgs {
@@ -76,6 +80,9 @@ impl SyncArgs {
 /// Exit codes: 0 done, 1 run incomplete or refused, 3 done with failed entries.
 pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<i32> {
     state.store.ensure_tables().await?;
+    if args.entra {
+        return super::entra::cli::run(&state, &args).await;
+    }
     let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
     // The store holds the checkpoints: say which one, so a run against the wrong file is visible.
     eprintln!("store: {}", state.store.describe());

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod create_rate;
 pub mod engine;
+pub mod entra;
 pub mod filter;
 pub mod full_pass;
 pub mod functions;

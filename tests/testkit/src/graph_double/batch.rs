@@ -65,6 +65,7 @@ pub(super) fn run(shared: &Shared, outer: &GraphRequest) -> GraphReply {
             let inner = GraphRequest {
                 method: method.clone(),
                 path: path.to_string(),
+                target: url.to_string(),
                 segments: segments(path),
                 query: parse_query(query),
                 headers: r["headers"]

@@ -59,6 +59,8 @@ pub struct GraphRequest {
     pub method: String,
     /// Path below the version root, e.g. `/teams/22…/members/add`.
     pub path: String,
+    /// The path with its query as sent (faults match on it).
+    pub target: String,
     /// Path segments (as sent, not lower-cased).
     pub segments: Vec<String>,
     /// Query parameters, decoded (`$select` → `id,mail`).
@@ -150,7 +152,7 @@ impl Route {
     }
 }
 
-/// An injected failure: the next `times` requests whose path starts with `path_prefix` (and, when
+/// An injected failure: the next `times` requests whose path (with its query) starts with `path_prefix` (and, when
 /// given, whose method is `method`) get `status`, with `Retry-After` when given.
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -523,6 +525,7 @@ fn graph(
     let request = GraphRequest {
         method: method.to_ascii_uppercase(),
         path: rel.to_string(),
+        target: with_query.clone(),
         segments: segments(rel),
         query: parse_query(query),
         headers: headers
@@ -558,7 +561,7 @@ fn dispatch(shared: &Shared, request: &GraphRequest) -> GraphReply {
     let mut s = shared.lock();
     if let Some(i) = s.faults.iter().position(|f| {
         f.times > 0
-            && request.path.starts_with(&f.path_prefix)
+            && request.target.starts_with(&f.path_prefix)
             && f.method
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(&request.method))

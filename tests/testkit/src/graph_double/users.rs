@@ -27,6 +27,8 @@ pub struct Users {
     pub skiptoken_ttl: Duration,
     /// Delta rounds started (initial or incremental), for tests.
     pub rounds_started: u64,
+    /// Group object id → member user ids (`GET /groups/{id}/members`).
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Users {
@@ -43,6 +45,7 @@ impl Default for Users {
             list_page_size: 100,
             skiptoken_ttl: Duration::from_secs(300),
             rounds_started: 0,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -103,6 +106,19 @@ impl Users {
 }
 
 pub(super) fn register(double: &GraphDouble) {
+    double.route("GET", "/groups/{id}/members", "GroupMember.Read.All", |req, s| {
+        let Some(members) = s.users.groups.get(&req.segments[1]) else {
+            return GraphReply::error(404, "Request_ResourceNotFound", "Resource does not exist.");
+        };
+        let value: Vec<Value> = members
+            .iter()
+            .map(|id| json!({"@odata.type": "#microsoft.graph.user", "id": id}))
+            .collect();
+        GraphReply::json(
+            200,
+            json!({"@odata.context": format!("{}/$metadata#directoryObjects(id)", s.base), "value": value}),
+        )
+    });
     double.route("GET", "/users/delta", "User.Read.All", delta);
     double.route("GET", "/users", "User.Read.All", list);
     double.route("GET", "/users/{id}", "User.Read.All", |req, s| {

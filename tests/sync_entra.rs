@@ -1,0 +1,494 @@
+//! Entra → Moodle users (`sync::entra`) against the Graph double and the Moodle double: create,
+//! link, update, suspend / re-enable, delete, each switch; matching; the creation filter; the
+//! link rows the bot reads; incremental runs (a no-change run is one Graph call, no Moodle call);
+//! removals never after a failed read and refused above the share unless forced; full rounds
+//! after every expiry form; simulation writes nothing.
+
+use bridge::config::Source;
+use bridge::graph::GraphClient;
+use bridge::store::sqlite::SqliteStore;
+use bridge::store::{tables, SharedStore};
+use bridge::sync::entra::{EntraOptions, EntraReport, EntraSettings, EntraSync};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use testkit::fake_moodle::{FakeMoodle, FakeUser};
+use testkit::graph_double::{DeltaExpiry, Fault, GraphDouble};
+
+const CLAIRE: &str = "11111111-1111-4111-8111-000000000001";
+const LOUIS: &str = "11111111-1111-4111-8111-000000000002";
+const EMMA: &str = "11111111-1111-4111-8111-000000000003";
+const JADE: &str = "11111111-1111-4111-8111-000000000007";
+const NATHAN: &str = "11111111-1111-4111-8111-000000000006";
+
+/// The users of the delta fixtures (claire, louis, emma without mail, jade, nathan disabled).
+fn fixture_users() -> Vec<Value> {
+    [
+        "graph/users-delta-initial-page1.json",
+        "graph/users-delta-initial-last.json",
+    ]
+    .iter()
+    .flat_map(|f| {
+        testkit::fixture_json(f)["response"]["body"]["value"]
+            .as_array()
+            .unwrap()
+            .clone()
+    })
+    .filter(|u| u.get("@removed").is_none())
+    .collect()
+}
+
+struct World {
+    graph: GraphDouble,
+    client: GraphClient,
+    moodle: FakeMoodle,
+    store: SharedStore,
+    settings: EntraSettings,
+    share: f64,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(pairs: &[(&str, &str)]) -> World {
+        let graph = GraphDouble::start().await;
+        {
+            let mut s = graph.lock();
+            for u in fixture_users() {
+                s.users.upsert(u);
+            }
+            s.users.delta_page_size = 2;
+        }
+        let moodle = FakeMoodle::start().await;
+        // Claire already has a Moodle account (another username): linked by e-mail.
+        moodle.lock().insert_user(FakeUser {
+            username: "cmartin".into(),
+            firstname: "Claire".into(),
+            lastname: "Martin".into(),
+            email: "claire.martin@ecole.example".into(),
+            auth: "manual".into(),
+            ..Default::default()
+        });
+        let mut client =
+            GraphClient::from_settings(reqwest::Client::new(), &graph.settings()).unwrap();
+        client.retry = bridge::outbound::RetryPolicy {
+            max_attempts: 3,
+            base_backoff: std::time::Duration::from_millis(10),
+            max_backoff: std::time::Duration::from_millis(50),
+            max_total_wait: std::time::Duration::from_secs(5),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+        store.ensure_tables().await.unwrap();
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut src = Source::from_map(env);
+        let settings = EntraSettings::load(&mut src);
+        assert!(src.problems().is_empty(), "{:?}", src.problems());
+        World {
+            graph,
+            client,
+            moodle,
+            store,
+            settings,
+            share: 0.5,
+            _dir: dir,
+        }
+    }
+
+    async fn run_with(&self, opts: EntraOptions) -> EntraReport {
+        EntraSync {
+            graph: &self.client,
+            moodle: &self.moodle.client(),
+            store: &self.store,
+            settings: &self.settings,
+            removal_max_share: self.share,
+            opts,
+        }
+        .run()
+        .await
+        .unwrap()
+    }
+
+    async fn run(&self) -> EntraReport {
+        self.run_with(EntraOptions::default()).await
+    }
+
+    fn moodle_user(&self, username: &str) -> Option<FakeUser> {
+        self.moodle.lock().user_by_username(username).cloned()
+    }
+
+    async fn moodle_id_of(&self, entra: &str) -> Option<i64> {
+        self.store
+            .get(tables::MAPPINGS, "entra-user", entra)
+            .await
+            .unwrap()
+            .and_then(|e| e.int("moodle_user_id"))
+    }
+}
+
+#[tokio::test]
+async fn first_run_creates_links_and_leaves_disabled_users_out_then_a_quiet_run_is_one_call() {
+    let w = World::new(&[]).await;
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert!(r.full_round);
+    assert_eq!(r.linked, 1, "claire found by e-mail: {}", r.render());
+    assert_eq!(r.created, 3, "louis, emma, jade: {}", r.render());
+    assert!(r.skipped.contains_key(NATHAN), "disabled: no account");
+    let louis = w
+        .moodle_user("louis.bernard@ecole.example")
+        .expect("created");
+    assert_eq!(
+        (louis.firstname.as_str(), louis.department.as_str()),
+        ("Louis", "2nde B")
+    );
+    assert_eq!(louis.auth, "oauth2");
+    let emma = w.moodle_user("emma.petit@ecole.example").expect("created");
+    assert_eq!(
+        emma.email, "emma.petit@ecole.example",
+        "no mail: the UPN stands in"
+    );
+    // The link the bot and the notifications read, both ways.
+    let claire_id = w.moodle_user("cmartin").unwrap().id;
+    assert_eq!(w.moodle_id_of(CLAIRE).await, Some(claire_id));
+    let reverse = w
+        .store
+        .get(tables::MAPPINGS, "moodle-user", &claire_id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reverse.str("entra_object_id"), Some(CLAIRE));
+    assert!(w.moodle_user("nathan.fournier@ecole.example").is_none());
+
+    let before = w.graph.calls();
+    let moodle_before = w.moodle.lock().total_calls();
+    let r = w.run().await;
+    assert!(r.complete && !r.full_round, "{}", r.render());
+    assert_eq!(w.graph.calls() - before, 1, "no change: one Graph call");
+    assert_eq!(r.graph_calls, 1);
+    assert_eq!(
+        w.moodle.lock().total_calls() - moodle_before,
+        0,
+        "no change: no Moodle call"
+    );
+    assert_eq!(r.moodle_writes, 0);
+}
+
+#[tokio::test]
+async fn changes_update_suspend_and_reenable_only_what_changed() {
+    let w = World::new(&[]).await;
+    w.run().await;
+    w.graph
+        .lock()
+        .users
+        .patch(LOUIS, json!({"department": "1ere C"}));
+    w.graph
+        .lock()
+        .users
+        .patch(JADE, json!({"accountEnabled": false}));
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(
+        (r.updated, r.suspended, r.created),
+        (1, 1, 0),
+        "{}",
+        r.render()
+    );
+    assert_eq!(
+        w.moodle_user("louis.bernard@ecole.example")
+            .unwrap()
+            .department,
+        "1ere C"
+    );
+    assert!(w.moodle_user("jade.roux@ecole.example").unwrap().suspended);
+
+    w.graph
+        .lock()
+        .users
+        .patch(JADE, json!({"accountEnabled": true}));
+    let r = w.run().await;
+    assert_eq!(r.reenabled, 1, "{}", r.render());
+    assert!(!w.moodle_user("jade.roux@ecole.example").unwrap().suspended);
+
+    // Re-enabling only undoes this sync's suspensions: an account suspended in Moodle stays so.
+    let claire = w.moodle_user("cmartin").unwrap().id;
+    w.moodle.lock().users.get_mut(&claire).unwrap().suspended = true;
+    w.graph
+        .lock()
+        .users
+        .patch(CLAIRE, json!({"department": "Physique"}));
+    let r = w.run().await;
+    assert_eq!(r.reenabled, 0, "{}", r.render());
+    assert!(w.moodle.lock().users[&claire].suspended);
+}
+
+#[tokio::test]
+async fn each_switch_holds_its_operation_back() {
+    let w = World::new(&[("ENTRA_SYNC_CREATE", "false")]).await;
+    let r = w.run().await;
+    assert_eq!((r.created, r.linked), (0, 1), "{}", r.render());
+    let w = World::new(&[
+        ("ENTRA_SYNC_UPDATE", "false"),
+        ("ENTRA_SYNC_SUSPEND", "false"),
+    ])
+    .await;
+    w.run().await;
+    w.graph.lock().users.patch(
+        LOUIS,
+        json!({"department": "1ere C", "accountEnabled": false}),
+    );
+    let r = w.run().await;
+    assert_eq!((r.updated, r.suspended), (0, 0), "{}", r.render());
+    let louis = w.moodle_user("louis.bernard@ecole.example").unwrap();
+    assert_eq!(louis.department, "2nde B");
+    assert!(!louis.suspended);
+}
+
+#[tokio::test]
+async fn removed_users_are_suspended_and_deleted_only_when_deletion_is_on() {
+    let w = World::new(&[]).await;
+    w.run().await;
+    w.graph.lock().users.remove(LOUIS, true);
+    w.graph.lock().users.remove(EMMA, false);
+    let r = w.run().await;
+    assert_eq!(
+        (r.suspended, r.deleted),
+        (2, 0),
+        "delete is off by default: {}",
+        r.render()
+    );
+    assert!(
+        w.moodle_user("louis.bernard@ecole.example")
+            .unwrap()
+            .suspended
+    );
+
+    let w = World::new(&[("ENTRA_SYNC_DELETE", "true")]).await;
+    w.run().await;
+    w.graph.lock().users.remove(LOUIS, true);
+    w.graph.lock().users.remove(EMMA, false);
+    let r = w.run().await;
+    assert_eq!((r.suspended, r.deleted), (1, 1), "{}", r.render());
+    assert!(
+        w.moodle_user("louis.bernard@ecole.example").is_none(),
+        "permanently deleted in Entra"
+    );
+    assert!(
+        w.moodle_user("emma.petit@ecole.example").unwrap().suspended,
+        "soft delete: suspended"
+    );
+    assert_eq!(
+        w.moodle_id_of(LOUIS).await,
+        None,
+        "link rows of a deleted account are gone"
+    );
+}
+
+#[tokio::test]
+async fn removals_above_the_share_are_refused_unless_forced_and_the_round_repeats() {
+    let mut w = World::new(&[]).await;
+    w.share = 0.05;
+    w.run().await;
+    w.graph
+        .lock()
+        .users
+        .patch(LOUIS, json!({"accountEnabled": false}));
+    let r = w.run().await;
+    assert!(!r.complete, "{}", r.render());
+    assert!(r
+        .removals_refused
+        .as_deref()
+        .unwrap()
+        .contains("SYNC_REMOVAL_MAX_SHARE"));
+    assert!(
+        !w.moodle_user("louis.bernard@ecole.example")
+            .unwrap()
+            .suspended
+    );
+    // Not advanced: the next run sees the same change (and refuses again) until forced.
+    let r = w.run().await;
+    assert!(r.removals_refused.is_some());
+    let r = w
+        .run_with(EntraOptions {
+            force: true,
+            ..Default::default()
+        })
+        .await;
+    assert!(r.complete && r.suspended == 1, "{}", r.render());
+    assert!(
+        w.moodle_user("louis.bernard@ecole.example")
+            .unwrap()
+            .suspended
+    );
+}
+
+#[tokio::test]
+async fn a_failed_read_suspends_nothing_and_keeps_the_checkpoint() {
+    let w = World::new(&[]).await;
+    w.run().await;
+    w.graph
+        .lock()
+        .users
+        .patch(LOUIS, json!({"accountEnabled": false}));
+    w.graph.lock().users.upsert(json!({"id": "11111111-1111-4111-8111-000000000009", "userPrincipalName": "x@ecole.example", "givenName": "X", "surname": "Y", "mail": "x@ecole.example"}));
+    w.graph.lock().users.upsert(json!({"id": "11111111-1111-4111-8111-000000000010", "userPrincipalName": "z@ecole.example", "givenName": "Z", "surname": "Y", "mail": "z@ecole.example"}));
+    // Page 1 (louis + x) reads, page 2 (a skip-token link) fails.
+    let flaky = FlakyAfterFirst::install(&w.graph);
+    let r = w.run().await;
+    flaky.stop(&w.graph);
+    assert!(!r.complete, "{}", r.render());
+    assert_eq!(
+        r.suspended,
+        0,
+        "never suspend after a partial read: {}",
+        r.render()
+    );
+    assert!(
+        !w.moodle_user("louis.bernard@ecole.example")
+            .unwrap()
+            .suspended
+    );
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(
+        r.suspended,
+        1,
+        "the same round, now complete: {}",
+        r.render()
+    );
+}
+
+/// Makes every delta page after the first of a round fail with 500.
+struct FlakyAfterFirst;
+
+impl FlakyAfterFirst {
+    fn install(g: &GraphDouble) -> Self {
+        let mut s = g.lock();
+        s.faults.push(Fault {
+            method: None,
+            path_prefix: "/users/delta?$skiptoken".into(),
+            status: 500,
+            retry_after: None,
+            times: 1000,
+        });
+        FlakyAfterFirst
+    }
+
+    fn stop(self, g: &GraphDouble) {
+        g.lock().faults.clear();
+    }
+}
+
+#[tokio::test]
+async fn an_expired_delta_state_gives_a_full_round_that_suspends_who_is_gone() {
+    for form in [
+        DeltaExpiry::Gone,
+        DeltaExpiry::ResyncRequired,
+        DeltaExpiry::GonePascalCase,
+    ] {
+        let w = World::new(&[]).await;
+        w.run().await;
+        {
+            let mut s = w.graph.lock();
+            s.users.remove(EMMA, true);
+            s.users.expire_delta_tokens(form);
+        }
+        let r = w.run().await;
+        assert!(r.complete && r.full_round, "{form:?}: {}", r.render());
+        assert_eq!(
+            r.suspended,
+            1,
+            "{form:?}: emma not listed by the full round: {}",
+            r.render()
+        );
+        assert_eq!((r.created, r.updated), (0, 0), "{form:?}: {}", r.render());
+    }
+}
+
+#[tokio::test]
+async fn simulation_writes_nothing_anywhere() {
+    let w = World::new(&[]).await;
+    let r = w
+        .run_with(EntraOptions {
+            simulate: true,
+            verbose: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!((r.created, r.linked), (3, 1), "{}", r.render());
+    assert_eq!(w.moodle.lock().write_calls(), 0);
+    assert_eq!(w.graph.lock().count("POST", "/"), 0);
+    assert_eq!(w.moodle_id_of(CLAIRE).await, None, "no link row");
+    assert!(!r.trace.is_empty());
+    // Nothing remembered: the real run starts from the beginning.
+    let r = w.run().await;
+    assert!(r.full_round && r.created == 3, "{}", r.render());
+}
+
+#[tokio::test]
+async fn creation_filters_by_attribute_or_group() {
+    let w = World::new(&[("ENTRA_CREATE_FILTER", "department=2nde*")]).await;
+    let r = w.run().await;
+    assert_eq!(
+        r.created,
+        3,
+        "louis, emma, jade are in 2nde: {}",
+        r.render()
+    );
+    let w = World::new(&[("ENTRA_CREATE_FILTER", "group:g1")]).await;
+    w.graph
+        .lock()
+        .users
+        .groups
+        .insert("g1".into(), vec![JADE.into()]);
+    let r = w.run().await;
+    assert_eq!(r.created, 1, "{}", r.render());
+    assert!(w.moodle_user("jade.roux@ecole.example").is_some());
+    assert!(r.skipped[LOUIS].contains("ENTRA_CREATE_FILTER"));
+    assert_eq!(
+        w.graph.lock().count("GET", "/groups/g1/members"),
+        1,
+        "members read once per run"
+    );
+}
+
+#[tokio::test]
+async fn matching_by_a_chosen_attribute_and_ent_link_mode() {
+    let w = World::new(&[("ENTRA_MATCH", "username=onPremisesSamAccountName")]).await;
+    let r = w.run().await;
+    assert_eq!(
+        r.linked,
+        1,
+        "cmartin = onPremisesSamAccountName: {}",
+        r.render()
+    );
+    let w = World::new(&[("ENTRA_ENT_LINK", "mail=mail")]).await;
+    let r = w.run().await;
+    assert_eq!(
+        (r.linked, r.created, r.updated),
+        (1, 0, 0),
+        "{}",
+        r.render()
+    );
+    assert!(w.moodle_id_of(CLAIRE).await.is_some());
+}
+
+#[tokio::test]
+async fn a_missing_permission_stops_the_run_and_names_it() {
+    let w = World::new(&[]).await;
+    w.graph.deny("User.Read.All");
+    let err = EntraSync {
+        graph: &w.client,
+        moodle: &w.moodle.client(),
+        store: &w.store,
+        settings: &w.settings,
+        removal_max_share: 0.5,
+        opts: EntraOptions::default(),
+    }
+    .run()
+    .await
+    .expect_err("fatal");
+    assert!(err.to_string().contains("User.Read.All"), "{err}");
+    assert_eq!(w.moodle.lock().write_calls(), 0);
+}
