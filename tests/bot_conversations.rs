@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use testkit::bot_app::*;
-use testkit::moodle_fixtures::MoodleDouble;
+use testkit::fake_moodle::FakeMoodle;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -106,7 +106,7 @@ async fn courses_with_links_back_to_moodle_and_typos() {
     assert_eq!(card["body"][0]["text"], "Vos cours");
     let text = card_text(card);
     assert!(
-        text.contains(&format!("{}/course/view.php?id=2", app.moodle().url())),
+        text.contains(&format!("{}/course/view.php?id=2", app.moodle().base_url())),
         "{text}"
     );
     assert!(text.contains("Physics 101"));
@@ -123,7 +123,7 @@ async fn courses_with_links_back_to_moodle_and_typos() {
 
 /// The recorded calendar answer moved to "now": one item due in 2 days, one overdue, one in 10 days.
 fn events_around_now() -> Value {
-    let mut body = MoodleDouble::fixture_body(
+    let mut body = FakeMoodle::fixture_body(
         "core_calendar_get_action_events_by_timesort/student_upcoming.json",
     );
     let n = now();
@@ -184,7 +184,7 @@ async fn assignments_due_soon_and_overdue_both_languages() {
     );
     let calls = app
         .moodle()
-        .calls("core_calendar_get_action_events_by_timesort");
+        .requests("core_calendar_get_action_events_by_timesort");
     assert_eq!(calls.last().unwrap()["userid"], "7");
 
     app.post(&personal_message(
@@ -385,13 +385,13 @@ async fn unmapped_user_found_by_email_and_unknown_user_gets_a_polite_message() {
     app.moodle().reply(
         "core_enrol_get_users_courses",
         &[("userid", "9")],
-        MoodleDouble::fixture_body("core_enrol_get_users_courses/student.json"),
+        FakeMoodle::fixture_body("core_enrol_get_users_courses/student.json"),
     );
     app.post(&activity("message-personal.json", &su)).await;
     let (_, reply, _) = last_reply(&app).await;
     let card = card_of(&reply);
     assert_eq!(card["body"][1]["facts"][0]["value"], "12");
-    let lookups = app.moodle().calls("core_user_get_users_by_field");
+    let lookups = app.moodle().requests("core_user_get_users_by_field");
     assert_eq!(lookups[0]["field"], "email");
     assert_eq!(lookups[0]["values[0]"], "student.nguyen@lab.example.test");
 
@@ -403,7 +403,7 @@ async fn unmapped_user_found_by_email_and_unknown_user_gets_a_polite_message() {
     app.moodle().reply(
         "core_user_get_users_by_field",
         &[],
-        MoodleDouble::fixture_body("core_user_get_users_by_field/not_found.json"),
+        FakeMoodle::fixture_body("core_user_get_users_by_field/not_found.json"),
     );
     let resp = app
         .post(&personal_message(&su, "my grades", "en-US", "aad-unknown"))
@@ -421,14 +421,14 @@ async fn unmapped_user_found_by_email_and_unknown_user_gets_a_polite_message() {
 
 fn teacher_setup(app: &BotTestApp) {
     let m = app.moodle();
-    let courses = MoodleDouble::fixture_body("core_enrol_get_users_courses/student.json");
+    let courses = FakeMoodle::fixture_body("core_enrol_get_users_courses/student.json");
     m.reply(
         "core_enrol_get_users_courses",
         &[("userid", "5")],
         json!([courses[1].clone()]),
     );
     let mut assignments =
-        MoodleDouble::fixture_body("mod_assign_get_assignments/by_courses_not_enrolled.json");
+        FakeMoodle::fixture_body("mod_assign_get_assignments/by_courses_not_enrolled.json");
     assignments["courses"].as_array_mut().unwrap().truncate(1);
     m.reply(
         "mod_assign_get_assignments",
@@ -487,7 +487,7 @@ async fn teacher_asks_who_has_not_submitted() {
     assert_eq!(card["actions"][0]["verb"], "missing.assignment");
 
     // A student asking gets no list.
-    let student_courses = MoodleDouble::fixture_body("core_enrol_get_users_courses/student.json");
+    let student_courses = FakeMoodle::fixture_body("core_enrol_get_users_courses/student.json");
     app.moodle().reply(
         "core_enrol_get_users_courses",
         &[("userid", "7")],

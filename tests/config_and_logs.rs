@@ -78,8 +78,8 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
     let log = dir.path().join("handler.log");
     // The token is sent (the timer checks it before planning a run) to a Moodle that echoes it.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(testkit::moodle_fixtures::MoodleDouble::echo());
-    let uri = echo.url();
+    let echo = rt.block_on(testkit::fake_moodle::FakeMoodle::echo());
+    let uri = echo.base_url();
     let ldif = dir.path().join("people.ldif");
     testkit::ent_data::write_ldif(
         &mut std::fs::File::create(&ldif).unwrap(),
@@ -127,7 +127,7 @@ fn invocation_logs_are_json_lines_with_the_invocation_id() {
     }
     h.kill9();
     let text = std::fs::read_to_string(&log).unwrap();
-    let echoed = rt.block_on(echo.received_requests()).unwrap_or_default();
+    let echoed = echo.received_requests();
     assert!(
         echoed
             .iter()
@@ -304,11 +304,11 @@ const ECHOED_TOKEN: &str = "tokECHO0123456789secret";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
     use testkit::ent_data::{self, Spec};
-    let echo = testkit::moodle_fixtures::MoodleDouble::echo().await;
+    let echo = testkit::fake_moodle::FakeMoodle::echo().await;
     let dir = tempfile::tempdir().unwrap();
     let ldif = dir.path().join("people.ldif");
     ent_data::write_ldif(&mut std::fs::File::create(&ldif).unwrap(), &Spec::new(5)).unwrap();
-    let uri = echo.url();
+    let uri = echo.base_url();
     let env = [
         ("MOODLE_URL", uri.as_str()),
         ("MOODLE_TOKEN", ECHOED_TOKEN),
@@ -356,7 +356,7 @@ async fn a_moodle_answer_echoing_the_request_never_leaks_the_token() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     serve.kill9();
-    let received = echo.received_requests().await.unwrap_or_default();
+    let received = echo.received_requests();
     assert!(
         received
             .iter()

@@ -17,7 +17,7 @@ async fn app_with(secret: Option<&str>) -> BotTestApp {
         ..Default::default()
     })
     .await;
-    let course = testkit::moodle_fixtures::MoodleDouble::fixture_body(
+    let course = testkit::fake_moodle::FakeMoodle::fixture_body(
         "core_course_get_courses_by_field/by_shortname.json",
     );
     app.moodle().reply(

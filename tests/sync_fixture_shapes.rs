@@ -2,11 +2,14 @@
 //! recorded request form of every function the double implements is sent to it, and the answer
 //! is compared by SHAPE with the recording (same JSON types; same keys in objects, recursively;
 //! list items like the recorded first item; for errors the same `exception` and `errorcode`).
-//! Seed data differs from the recording lab, so values are not compared.
+//! Seed data differs from the recording lab, so values are not compared. In replay mode (what the
+//! bot tests use) the same double answers each recorded case with exactly its recording.
 
 use serde_json::Value;
-use std::collections::BTreeSet;
-use testkit::fake_moodle::{FakeCategory, FakeCohort, FakeCourse, FakeMoodle, FakeState, FakeUser};
+use std::collections::{BTreeMap, BTreeSet};
+use testkit::fake_moodle::{
+    FakeCategory, FakeCohort, FakeCourse, FakeMoodle, FakeState, FakeUser, VOLATILE,
+};
 
 /// Functions the double implements.
 const FUNCTIONS: &[&str] = &[
@@ -332,4 +335,99 @@ async fn every_recorded_case_of_every_implemented_function_has_the_recorded_shap
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// Replay mode serves the recordings themselves: every JSON case made with the service token
+/// (error, debugging and second-token cases are served only on request) comes back exactly as
+/// recorded when its request is sent again, unless another recording has the same request.
+#[tokio::test]
+async fn replay_mode_answers_each_recorded_request_with_its_recording() {
+    let root = testkit::fixtures_dir().join("moodle");
+    // (function, selecting form) → the recorded (case, form, body) with that request.
+    type Cases = Vec<(String, Vec<(String, String)>, Value)>;
+    let mut by_request: BTreeMap<(String, BTreeMap<String, String>), Cases> = BTreeMap::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            let name = file.file_stem().unwrap().to_string_lossy().to_string();
+            if file.extension().is_none_or(|e| e != "json")
+                || name.starts_with("error")
+                || name.starts_with("debug")
+                || name.contains("nocap")
+            {
+                continue;
+            }
+            let fx: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let Some(form) = fx.pointer("/request/form").and_then(Value::as_object) else {
+                continue;
+            };
+            if fx["response"]["content_type"] != "application/json" || form["wstoken"] != "TOKEN" {
+                continue;
+            }
+            let form: Vec<(String, String)> = form
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let function = form
+                .iter()
+                .find(|(k, _)| k == "wsfunction")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let selecting = form
+                .iter()
+                .filter(|(k, _)| !VOLATILE.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            let case = format!("{}/{name}", dir.file_name().unwrap().to_string_lossy());
+            by_request.entry((function, selecting)).or_default().push((
+                case,
+                form,
+                fx["response"]["body"].clone(),
+            ));
+        }
+    }
+    let fake = FakeMoodle::replaying().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}webservice/rest/server.php", fake.url);
+    let (mut checked, mut problems) = (BTreeSet::new(), Vec::new());
+    for cases in by_request.values().filter(|c| c.len() == 1) {
+        let (case, form, want) = &cases[0];
+        let got: Value = http
+            .post(&url)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if &got != want {
+            problems.push(format!("{case}: answered {got}"));
+        }
+        checked.insert(case.clone());
+    }
+    for must in [
+        "core_enrol_get_users_courses/student",
+        "gradereport_overview_get_course_grades/student",
+        "mod_assign_get_assignments/by_courses_not_enrolled",
+        "core_webservice_get_site_info/success",
+    ] {
+        assert!(checked.contains(must), "{must} not checked: {checked:?}");
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} recordings answered otherwise:\n{}",
+        problems.len(),
+        checked.len(),
+        problems.join("\n")
+    );
+    // Sent as recorded, so every one was counted and kept.
+    assert_eq!(fake.total_calls(), checked.len() as u64);
+    assert_eq!(fake.requests("core_webservice_get_site_info").len(), 1);
 }

@@ -2,7 +2,7 @@
 //! (OpenID metadata + JWKS from the fixtures), a Bot Connector double (token endpoint, replies,
 //! roster) and the Moodle double — plus a token minter using the TEST-ONLY fixture keys.
 
-use crate::moodle_fixtures::MoodleDouble;
+use crate::fake_moodle::FakeMoodle;
 use crate::{fixture, fixture_json};
 use base64::Engine;
 use bridge::app::AppState;
@@ -155,7 +155,7 @@ pub struct BotTestApp {
     pub store: SharedStore,
     pub keys: MockServer,
     pub connector: MockServer,
-    pub moodle: Option<MoodleDouble>,
+    pub moodle: Option<FakeMoodle>,
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
     pub sqlite_path: PathBuf,
@@ -254,7 +254,7 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
     let connector = MockServer::start().await;
     mount_connector(&connector).await;
     let moodle = if opts.with_moodle {
-        Some(MoodleDouble::start().await)
+        Some(FakeMoodle::replaying().await)
     } else {
         None
     };
@@ -270,7 +270,7 @@ pub async fn spawn_bot_app_in(opts: BotAppOptions, dir: Arc<tempfile::TempDir>) 
         &connector.uri(),
     );
     if let Some(m) = &moodle {
-        env.insert("MOODLE_URL".into(), m.url());
+        env.insert("MOODLE_URL".into(), m.base_url());
         env.insert("MOODLE_TOKEN".into(), "TOKEN".into());
     }
     for (k, v) in &opts.extra {
@@ -314,7 +314,7 @@ impl BotTestApp {
         format!("{}/emea/", self.connector.uri())
     }
 
-    pub fn moodle(&self) -> &MoodleDouble {
+    pub fn moodle(&self) -> &FakeMoodle {
         self.moodle
             .as_ref()
             .expect("app started with a Moodle double")

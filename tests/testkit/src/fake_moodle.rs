@@ -1,9 +1,18 @@
-//! A stateful Moodle double over real HTTP: users, cohorts, members, courses, categories and
-//! role assignments in memory, answering with the shapes recorded in `shared/fixtures/moodle`
-//! (errors as HTTP 200 `{exception, errorcode, message}`, whole-batch rollback for create/delete/
-//! cohort create/role assign/enrol, per-item warnings for update_users and add_cohort_members,
-//! `max_input_vars` truncation). It counts calls per function and can inject failures.
-//! Used by the integration tests and by `bench sync`.
+//! The Moodle double, over real HTTP. Its answers come from one of three places:
+//! - the model (default, [`FakeMoodle::start`]): users, cohorts, members, courses, categories and
+//!   role assignments in memory, answering with the shapes recorded in `shared/fixtures/moodle`
+//!   (errors as HTTP 200 `{exception, errorcode, message}`, whole-batch rollback for create/delete/
+//!   cohort create/role assign/enrol, per-item warnings for update_users and add_cohort_members,
+//!   `max_input_vars` truncation) — what the sync writes to, checked against the recordings by
+//!   `tests/sync_fixture_shapes.rs`;
+//! - the recordings ([`FakeMoodle::replaying`]): a request is answered with the recorded case of the
+//!   same `wsfunction` whose form parameters match best (time-window parameters ignored, id
+//!   parameters must not conflict) — what the bot reads;
+//! - the request itself ([`FakeMoodle::echo`]): every POST answered 200 with its own form as HTML,
+//!   as a proxy, WAF or debug page might.
+//!
+//! In every mode it checks the token, counts calls per function, can inject failures, and lets a
+//! test override any answer ([`FakeMoodle::reply`]). Used by the integration tests and `bench sync`.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -104,6 +113,20 @@ pub struct FakeState {
     /// Most requests being answered at the same time so far.
     pub max_in_flight: u64,
     next_id: i64,
+    answers: Answers,
+    /// Answers set by [`FakeMoodle::reply`], newest first, before the model and the recordings.
+    overrides: Vec<Override>,
+    /// Every request body as sent, in echo mode.
+    echoed: Vec<Vec<u8>>,
+}
+
+/// Where answers come from (see the module comment).
+#[derive(Debug, Default)]
+enum Answers {
+    #[default]
+    Model,
+    Recorded(Vec<Case>),
+    Echo,
 }
 
 impl Default for FakeState {
@@ -135,6 +158,9 @@ impl Default for FakeState {
             in_flight: 0,
             max_in_flight: 0,
             next_id: 100,
+            answers: Answers::Model,
+            overrides: Vec::new(),
+            echoed: Vec::new(),
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
         for (id, name, email) in [
@@ -254,6 +280,29 @@ impl FakeMoodle {
         Self::start_with(FakeState::default()).await
     }
 
+    /// Answers from the recordings of `shared/fixtures/moodle` (every JSON case made with the
+    /// service token `TOKEN`; error, debug and second-token cases only when a test asks for them
+    /// with [`FakeMoodle::reply`]); every request's form is kept ([`FakeMoodle::requests`]).
+    pub async fn replaying() -> FakeMoodle {
+        Self::start_with(FakeState {
+            answers: Answers::Recorded(recorded_cases()),
+            recorded: Some(Vec::new()),
+            ..FakeState::default()
+        })
+        .await
+    }
+
+    /// A Moodle that reflects the request: every POST to the web-service endpoint is answered
+    /// 200 with its own form body as HTML, so whatever the bridge copies from a non-JSON answer
+    /// is exactly what it sent, token included.
+    pub async fn echo() -> FakeMoodle {
+        Self::start_with(FakeState {
+            answers: Answers::Echo,
+            ..FakeState::default()
+        })
+        .await
+    }
+
     pub async fn start_with(state: FakeState) -> FakeMoodle {
         let state = Arc::new(Mutex::new(state));
         let app = Router::new()
@@ -321,8 +370,57 @@ impl FakeMoodle {
         self.lock().calls.clone()
     }
 
+    /// Calls answered so far, every function together.
+    pub fn total_calls(&self) -> u64 {
+        self.lock().total_calls()
+    }
+
     pub fn reset_calls(&self) {
         self.lock().calls.clear();
+    }
+
+    /// The site's base URL without the trailing slash (`MOODLE_URL`, and links the bot builds).
+    pub fn base_url(&self) -> String {
+        self.url.trim_end_matches('/').to_string()
+    }
+
+    /// Answer `function` with `body` whenever the request has all of `params` (newest first).
+    pub fn reply(&self, function: &str, params: &[(&str, &str)], body: Value) {
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.lock().overrides.push(Override {
+            function: function.into(),
+            params,
+            body,
+        });
+    }
+
+    /// The forms of the calls of `function`, in order (recording is on in replay mode; set
+    /// `lock().recorded = Some(Vec::new())` for the model).
+    pub fn requests(&self, function: &str) -> Vec<Params> {
+        self.lock()
+            .recorded
+            .iter()
+            .flatten()
+            .filter(|(f, _)| f == function)
+            .map(|(_, fields)| fields.iter().cloned().collect())
+            .collect()
+    }
+
+    /// Every request received in echo mode, as sent.
+    pub fn received_requests(&self) -> Vec<Received> {
+        self.lock()
+            .echoed
+            .iter()
+            .map(|body| Received { body: body.clone() })
+            .collect()
+    }
+
+    /// The recorded response body of a fixture case, e.g. `"core_enrol_get_users_courses/student.json"`.
+    pub fn fixture_body(case: &str) -> Value {
+        crate::fixture_json(&format!("moodle/{case}"))["response"]["body"].clone()
     }
 }
 
@@ -363,8 +461,14 @@ fn invalid_parameter() -> Value {
 }
 
 fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
-    let mut fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let Answers::Echo = st.answers {
+        st.echoed.push(body.to_vec());
+        let mut page = body.to_vec();
+        page.extend_from_slice(b"\n<html><body>request logged</body></html>");
+        return ([(header::CONTENT_TYPE, "text/html")], page).into_response();
+    }
+    let mut fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     // PHP drops every variable after max_input_vars (and only logs a warning).
     fields.truncate(st.max_input_vars);
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -414,6 +518,13 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
             "Invalid token - token not found",
         ));
     }
+    let form: Params = fields.iter().cloned().collect();
+    if let Some(body) = overridden(&st.overrides, &function, &form) {
+        return json_response(body);
+    }
+    if let Answers::Recorded(cases) = &st.answers {
+        return json_response(best_case(cases, &function, &form).unwrap_or_else(invalid_parameter));
+    }
     let params = nest(&fields);
     let result = match function.as_str() {
         "core_webservice_get_site_info" => Ok(site_info()),
@@ -440,6 +551,150 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
         )),
     };
     json_response(result.unwrap_or_else(|e| e))
+}
+
+/// A request as received in echo mode.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: Vec<u8>,
+}
+
+/// A request's form fields by name.
+pub type Params = BTreeMap<String, String>;
+
+/// Parameters that change between runs and never select a recorded case.
+pub const VOLATILE: &[&str] = &[
+    "wstoken",
+    "moodlewsrestformat",
+    "timesortfrom",
+    "timesortto",
+    "limitnum",
+];
+
+/// Parameters naming whom or what a call is about: a case recorded for another id never answers.
+fn is_identity(key: &str) -> bool {
+    [
+        "userid",
+        "courseid",
+        "field",
+        "values[",
+        "courseids[",
+        "assignmentids[",
+        "criteria[",
+        // Without it, "all courses" was answered with the recording of two courses by id.
+        "options[ids][",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+}
+
+/// One recorded answer: the function, the form that selects it, the body.
+#[derive(Debug)]
+struct Case {
+    function: String,
+    params: Params,
+    body: Value,
+}
+
+/// An answer a test set: served when the request has all of `params`.
+#[derive(Debug)]
+struct Override {
+    function: String,
+    params: Params,
+    body: Value,
+}
+
+fn selecting(params: &Params) -> Params {
+    params
+        .iter()
+        .filter(|(k, _)| !VOLATILE.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn overridden(overrides: &[Override], function: &str, form: &Params) -> Option<Value> {
+    overrides
+        .iter()
+        .rev()
+        .filter(|o| o.function == function)
+        .find(|o| o.params.iter().all(|(k, v)| form.get(k) == Some(v)))
+        .map(|o| o.body.clone())
+}
+
+/// Score of a candidate: equal parameters count, a conflicting identity parameter disqualifies.
+fn score(candidate: &Params, request: &Params) -> Option<usize> {
+    let mut score = 0;
+    for (k, v) in candidate {
+        match request.get(k) {
+            Some(rv) if rv == v => score += 1,
+            Some(_) if is_identity(k) => return None,
+            None if is_identity(k) => return None,
+            _ => {}
+        }
+    }
+    for k in request.keys() {
+        if is_identity(k) && !candidate.contains_key(k) {
+            return None;
+        }
+    }
+    Some(score)
+}
+
+fn best_case(cases: &[Case], function: &str, form: &Params) -> Option<Value> {
+    let wanted = selecting(form);
+    cases
+        .iter()
+        .filter(|c| c.function == function)
+        .filter_map(|c| score(&c.params, &wanted).map(|s| (s, c)))
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, c)| c.body.clone())
+}
+
+/// Every recorded JSON case of `shared/fixtures/moodle` made with the service token `TOKEN`,
+/// but the error, debugging and second-token ones.
+fn recorded_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let root = crate::fixtures_dir().join("moodle");
+    for dir in std::fs::read_dir(&root).expect("moodle fixtures") {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let Some(form) = v.pointer("/request/form").and_then(Value::as_object) else {
+                continue;
+            };
+            if v.pointer("/response/content_type").and_then(Value::as_str)
+                != Some("application/json")
+            {
+                continue;
+            }
+            if form.get("wstoken").and_then(Value::as_str) != Some("TOKEN") {
+                continue;
+            }
+            let params: Params = form
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let function = params.get("wsfunction").cloned().unwrap_or_default();
+            // Error cases are only served when a test asks for them explicitly.
+            let name = file.file_stem().unwrap().to_string_lossy().to_string();
+            if name.starts_with("error") || name.starts_with("debug") || name.contains("nocap") {
+                continue;
+            }
+            cases.push(Case {
+                function,
+                params: selecting(&params),
+                body: v["response"]["body"].clone(),
+            });
+        }
+    }
+    cases
 }
 
 /// PHP-style `a[0][b]=v` fields → nested JSON objects (numeric keys stay object keys).

@@ -8,7 +8,6 @@ pub mod bot_app;
 pub mod ent_data;
 pub mod fake_moodle;
 pub mod graph_double;
-pub mod moodle_fixtures;
 pub mod moodle_lab;
 pub mod notify_app;
 pub mod notify_doubles;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::bot_app::{self, APP_ID};
-use testkit::moodle_fixtures::MoodleDouble;
+use testkit::fake_moodle::FakeMoodle;
 
 struct Doubles {
     grades: Value,
@@ -93,8 +93,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let doubles = Arc::new(Doubles {
-        grades: MoodleDouble::fixture_body("gradereport_overview_get_course_grades/student.json"),
-        courses: MoodleDouble::fixture_body("core_enrol_get_users_courses/student.json"),
+        grades: FakeMoodle::fixture_body("gradereport_overview_get_course_grades/student.json"),
+        courses: FakeMoodle::fixture_body("core_enrol_get_users_courses/student.json"),
         moodle_calls: AtomicU64::new(0),
         replies: AtomicU64::new(0),
     });
