@@ -557,3 +557,57 @@ async fn the_install_timer_keeps_synced_teams_in_step_and_idles_without_a_publis
         "{err}"
     );
 }
+
+/// Issue 19: a notification for a user who never talked to the bot installs the app for them
+/// (this install), stores the chat it gets back, and the card goes to that chat.
+#[tokio::test]
+async fn a_notification_for_a_user_without_a_conversation_installs_the_app_then_sends() {
+    let connector = testkit::notify_doubles::LimitedConnector::start().await;
+    let token = format!("{}/oauth2/v2.0/token", connector.uri());
+    let service = connector.service_url();
+    let w = world(
+        vec![Poll::Success],
+        &[
+            ("TEAMS_APP_SERVICE_URL", service.as_str()),
+            ("BOT_TRUSTED_SERVICE_URLS", connector.uri().as_str()),
+            ("BOT_TOKEN_ENDPOINT", token.as_str()),
+        ],
+    )
+    .await;
+    let (t, _) = sign_in(&w).await;
+    let zip = build(&w).await.zip;
+    catalog_for(&w, t.unwrap())
+        .publish(&zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    bridge::bot::mapping::remember_pair(&w.state.store, USER, bridge::ids::MoodleUserId(7))
+        .await
+        .unwrap();
+    let n = testkit::notify_app::notification(
+        "n-install",
+        bridge::notify::schema::Kind::Custom,
+        None,
+        bridge::notify::schema::Recipients::Users(vec![7]),
+    );
+    let drained = testkit::notify_app::drain_on(
+        &w.state,
+        vec![bridge::notify::queue::NotifyMessage::Fanout { notification: n }],
+        2,
+    )
+    .await;
+    assert!(drained.poisoned.is_empty(), "{:?}", drained.poisoned);
+    let sent = connector.sends_to(&apps::chat_id(USER));
+    assert_eq!(
+        sent.len(),
+        1,
+        "the card went to the chat the install returned"
+    );
+    assert_eq!(
+        bridge::notify::deliveries::state(&w.state.store, "n-install", "user:7")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "sent"
+    );
+}

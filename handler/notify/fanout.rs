@@ -238,10 +238,13 @@ async fn to_user(state: &AppState, n: &Notification, aad: &str) -> Result<Outcom
         DeliverError::Retry("the bot is not configured; the notification waits".into())
     })?;
     let store = &state.store;
-    let Some(r) = conversations::load(store, ConversationKind::User, aad)
+    let mut reference = conversations::load(store, ConversationKind::User, aad)
         .await
-        .map_err(store_err)?
-    else {
+        .map_err(store_err)?;
+    if reference.is_none() {
+        reference = install_for(state, aad).await?;
+    }
+    let Some(r) = reference else {
         return Ok(Outcome::PendingInstall);
     };
     let lang = r
@@ -279,6 +282,42 @@ async fn to_user(state: &AppState, n: &Notification, aad: &str) -> Result<Outcom
         Err(e) if e.is_retryable() => Err(DeliverError::Retry(format!("bot message: {e}"))),
         Err(e) => Err(DeliverError::Permanent(format!("bot message: {e}"))),
     }
+}
+
+/// No conversation with the user yet: install the app for them through Graph (Teams-app
+/// install, which stores the personal chat it gets back), then use that chat. Without Graph
+/// settings, or when the app is not in the catalog, the delivery stays `pending-install`.
+async fn install_for(
+    state: &AppState,
+    aad: &str,
+) -> Result<Option<crate::bot::conversations::ConversationRef>, DeliverError> {
+    if state.settings.graph.is_none() {
+        return Ok(None);
+    }
+    let users = [aad.to_string()];
+    match crate::teams_app::install::install_from_settings(state, false, &users).await {
+        Ok(report) if report.failed() > 0 || report.stopped.is_some() => {
+            return Err(DeliverError::Retry(format!(
+                "installing the app for the user failed: {}",
+                report
+                    .stopped
+                    .unwrap_or_else(|| "see the install report".into())
+            )))
+        }
+        Ok(_) => {}
+        Err(crate::teams_app::TeamsAppError::Settings(problems)) => {
+            tracing::warn!(problems = ?problems, "cannot install the app for a user; the notification stays pending");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(DeliverError::Retry(format!(
+                "installing the app for the user: {e}"
+            )))
+        }
+    }
+    conversations::load(&state.store, ConversationKind::User, aad)
+        .await
+        .map_err(store_err)
 }
 
 async fn to_channel(
