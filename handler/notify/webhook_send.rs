@@ -75,8 +75,9 @@ impl WebhookSender {
             http: crate::outbound::http::untrusted(resolver.clone())?,
             resolver,
             limiter: RateLimiter::new(),
-            // A post that reaches the flow early would be throttled: keep a margin.
-            quota: Quota::webhook().with_margin(Duration::from_millis(50)),
+            // A post that reaches the flow early would be throttled: keep a margin (10%:
+            // webhook posts are few, a missed 429 costs a whole Retry-After).
+            quota: Quota::webhook().with_margin(Duration::from_millis(100)),
             double,
             retry: WEBHOOK_RETRY,
         })
