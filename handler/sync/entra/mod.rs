@@ -559,7 +559,10 @@ impl EntraSync<'_> {
                 MatchField::Email => UserField::Email,
                 MatchField::Idnumber => UserField::Idnumber,
             };
-            let accounts = users::get_by_field(self.moodle, moodle_field, &values).await?;
+            let mut accounts = Vec::new();
+            for part in values.chunks(self.moodle.field_budget().saturating_sub(1).max(1)) {
+                accounts.extend(users::get_by_field(self.moodle, moodle_field, part).await?);
+            }
             let mut index: HashMap<String, Vec<MoodleUser>> = HashMap::new();
             for mu in accounts {
                 let v = match field {
@@ -650,7 +653,7 @@ impl EntraSync<'_> {
         decisions: Vec<(String, plan::Decision)>,
     ) -> Result<(), EntraError> {
         let verbose = self.opts.verbose;
-        let mut creates: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut creates: Vec<(String, Fields)> = Vec::new();
         let mut updates: Vec<(String, i64, Fields)> = Vec::new();
         let mut reenables: Vec<(String, i64)> = Vec::new();
         let mut remember: Vec<(String, i64, &plan::Decision, bool)> = Vec::new();
@@ -703,65 +706,30 @@ impl EntraSync<'_> {
             report.reenabled += reenables.len() as u64;
             return Ok(());
         }
-        // Creates: all or nothing per call; a refused batch is retried one by one so one bad
-        // user does not hold the others back.
         let mut created: Vec<(String, i64)> = Vec::new();
-        if !creates.is_empty() {
-            let items: Vec<Vec<(String, String)>> =
-                creates.iter().map(|(_, i)| i.clone()).collect();
-            report.moodle_writes += 1;
-            match users::create(self.moodle, &items).await {
-                Ok(made) => {
-                    for ((key, _), m) in creates.iter().zip(made) {
-                        created.push((key.clone(), m.id.0));
-                    }
-                }
-                Err(e) if creates.len() > 1 && item_error(&e) => {
-                    for (key, item) in &creates {
-                        report.moodle_writes += 1;
-                        match users::create(self.moodle, std::slice::from_ref(item)).await {
-                            Ok(made) => {
-                                if let Some(m) = made.first() {
-                                    created.push((key.clone(), m.id.0));
-                                }
-                            }
-                            Err(e) if item_error(&e) => {
-                                report.failed.insert(
-                                    key.clone(),
-                                    format!("Moodle refused the account: {e}"),
-                                );
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
-                Err(e) if item_error(&e) => {
-                    report.failed.insert(
-                        creates[0].0.clone(),
-                        format!("Moodle refused the account: {e}"),
-                    );
-                }
-                Err(e) => return Err(e.into()),
-            }
+        for group in by_budget(&creates, |(_, i)| i.len(), self.moodle.field_budget()) {
+            created.extend(self.create_accounts(report, group).await?);
         }
         report.created += created.len() as u64;
-        if !updates.is_empty() {
-            let items: Vec<Vec<(String, String)>> = updates
-                .iter()
-                .map(|(_, id, fields)| update_item(*id, fields))
-                .collect();
+        let items: Vec<(String, i64, Fields)> = updates
+            .iter()
+            .map(|(k, id, fields)| (k.clone(), *id, update_item(*id, fields)))
+            .collect();
+        let mut bad: HashSet<i64> = HashSet::new();
+        for group in by_budget(&items, |(_, _, i)| i.len(), self.moodle.field_budget()) {
+            let form: Vec<Fields> = group.iter().map(|(_, _, i)| i.clone()).collect();
             report.moodle_writes += 1;
-            let warnings = users::update(self.moodle, &items).await?;
-            let bad: HashSet<i64> = warnings.iter().filter_map(|w| w.itemid).collect();
-            for (key, id, _) in &updates {
-                if bad.contains(id) {
-                    report
-                        .failed
-                        .insert(key.clone(), "Moodle refused the update".into());
-                    remember.retain(|(k, ..)| k != key);
-                } else {
-                    report.updated += 1;
-                }
+            let warnings = users::update(self.moodle, &form).await?;
+            bad.extend(warnings.iter().filter_map(|w| w.itemid));
+        }
+        for (key, id, _) in &updates {
+            if bad.contains(id) {
+                report
+                    .failed
+                    .insert(key.clone(), "Moodle refused the update".into());
+                remember.retain(|(k, ..)| k != key);
+            } else {
+                report.updated += 1;
             }
         }
         if !reenables.is_empty() {
@@ -802,6 +770,39 @@ impl EntraSync<'_> {
         }
         self.remember(&rows).await?;
         Ok(())
+    }
+
+    /// `core_user_create_users` is all or nothing: a refused call is retried one by one, so one
+    /// bad user does not hold the others back.
+    async fn create_accounts(
+        &self,
+        report: &mut EntraReport,
+        creates: &[(String, Fields)],
+    ) -> Result<Vec<(String, i64)>, EntraError> {
+        let items: Vec<Fields> = creates.iter().map(|(_, i)| i.clone()).collect();
+        report.moodle_writes += 1;
+        match users::create(self.moodle, &items).await {
+            Ok(made) => Ok(creates
+                .iter()
+                .zip(made)
+                .map(|((key, _), m)| (key.clone(), m.id.0))
+                .collect()),
+            Err(e) if creates.len() > 1 && item_error(&e) => {
+                let mut out = Vec::new();
+                for one in creates.chunks(1) {
+                    out.extend(Box::pin(self.create_accounts(report, one)).await?);
+                }
+                Ok(out)
+            }
+            Err(e) if item_error(&e) => {
+                report.failed.insert(
+                    creates[0].0.clone(),
+                    format!("Moodle refused the account: {e}"),
+                );
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Link rows, forward (with what was written) and reverse, a batch per partition.
@@ -862,6 +863,25 @@ fn item_error(e: &MoodleError) -> bool {
     )
 }
 
+/// Consecutive groups of `items` whose form fields stay within `budget` (one item at least).
+fn by_budget<T>(items: &[T], size: impl Fn(&T) -> usize, budget: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && used + n > budget {
+            out.push(&items[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += n;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 fn update_item(id: i64, fields: &[(String, String)]) -> Vec<(String, String)> {
     let mut item = vec![("id".to_string(), id.to_string())];
     let mut custom = 0;
@@ -889,4 +909,15 @@ fn link_row(e: &Entity) -> Option<LinkRow> {
         suspended: e.bool("suspended").unwrap_or(false),
         config: e.str("config_hash").unwrap_or_default().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_stay_within_the_form_field_budget() {
+        let items = vec![4usize, 4, 4, 20, 1];
+        let groups = super::by_budget(&items, |n| *n, 10);
+        assert_eq!(groups, vec![&[4, 4][..], &[4][..], &[20][..], &[1][..]]);
+        assert!(super::by_budget(&Vec::<usize>::new(), |n| *n, 10).is_empty());
+    }
 }

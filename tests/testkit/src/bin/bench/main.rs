@@ -1,6 +1,7 @@
 //! `cargo run --release -p testkit --bin bench -- <what>`: prints figures; targets live here, not in tests.
 
 mod bot;
+mod entra;
 mod startup;
 mod sync;
 mod teams;
@@ -15,9 +16,10 @@ fn main() -> std::process::ExitCode {
         "sync" => rt.block_on(sync::run(&args[1..])),
         "bot" => rt.block_on(bot::run(&args[1..])),
         "teams" => rt.block_on(teams::run(&args[1..])),
+        "entra" => rt.block_on(entra::run(&args[1..])),
         "ent-ldif" => sync::write_directory(&args[1..]),
         _ => {
-            eprintln!("usage: bench startup|sync|bot|teams|ent-ldif [options]");
+            eprintln!("usage: bench startup|sync|bot|teams|entra|ent-ldif [options]");
             return std::process::ExitCode::from(2);
         }
     };
