@@ -365,6 +365,10 @@ var syncDefaults = {
   LDAP_TEACHERS_BASE: 'ou=people,dc=ent,dc=example'
   LDAP_TEACHERS_FILTER: '(objectClass=ENTAuxEnseignant)'
   LDAP_TIMEOUT_SECS: '30'
+  LDAP_PARENTS_BASE: 'ou=people,dc=ent,dc=example'
+  LDAP_PARENTS_FILTER: '(&(objectClass=ENTAuxPersRelEleve)(!(objectClass=ENTEleve))(!(objectClass=ENTAuxEnseignant))(!(objectClass=ENTAuxNonEnsEtab))(!(objectClass=ENTAuxNonEnsCollLoc)))'
+  SYNC_PARENTS: 'false'
+  SYNC_PARENT_ROLE: 'parent'
   SYNC_BATCH_SIZE: '500'
   SYNC_COHORT_ATTRIBUTE: 'ENTEleveClasses'
   SYNC_COHORT_PREFIX: 'ent_'
@@ -545,6 +549,10 @@ var appSettings = {
   LDAP_TEACHERS_BASE: string(sync.LDAP_TEACHERS_BASE)
   LDAP_TEACHERS_FILTER: string(sync.LDAP_TEACHERS_FILTER)
   LDAP_TIMEOUT_SECS: string(sync.LDAP_TIMEOUT_SECS)
+  LDAP_PARENTS_BASE: string(sync.LDAP_PARENTS_BASE)
+  LDAP_PARENTS_FILTER: string(sync.LDAP_PARENTS_FILTER)
+  SYNC_PARENTS: string(sync.SYNC_PARENTS)
+  SYNC_PARENT_ROLE: string(sync.SYNC_PARENT_ROLE)
   SYNC_BATCH_SIZE: string(sync.SYNC_BATCH_SIZE)
   SYNC_COHORT_ATTRIBUTE: string(sync.SYNC_COHORT_ATTRIBUTE)
   SYNC_COHORT_PREFIX: string(sync.SYNC_COHORT_PREFIX)

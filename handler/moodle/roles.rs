@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum ContextLevel {
     Course,
     Coursecat,
+    /// A user's own context (instance id = that user's Moodle id): where Moodle's "parent"
+    /// role pattern assigns a parent over a child.
+    User,
 }
 
 impl ContextLevel {
@@ -17,11 +20,12 @@ impl ContextLevel {
         match self {
             ContextLevel::Course => "course",
             ContextLevel::Coursecat => "coursecat",
+            ContextLevel::User => "user",
         }
     }
 }
 
-/// `course`, or `coursecat` (also spelt `category`); anything else is refused, never guessed.
+/// `course`, `coursecat` (also spelt `category`) or `user`; anything else is refused, never guessed.
 impl std::str::FromStr for ContextLevel {
     type Err = String;
 
@@ -29,7 +33,10 @@ impl std::str::FromStr for ContextLevel {
         match s {
             "course" => Ok(ContextLevel::Course),
             "coursecat" | "category" => Ok(ContextLevel::Coursecat),
-            other => Err(format!("{other:?}: context level is course or coursecat")),
+            "user" => Ok(ContextLevel::User),
+            other => Err(format!(
+                "{other:?}: context level is course or coursecat (user for parent links)"
+            )),
         }
     }
 }

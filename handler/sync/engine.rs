@@ -568,6 +568,9 @@ fn admit(
         for n in &r.shortened {
             report.issue("users", &r.key, "shortened", n.clone());
         }
+        for c in &r.conflicts {
+            report.issue("roles", &r.key, "inconsistent", c.clone());
+        }
         recs.push(r);
     }
     (recs, keys)
@@ -1061,16 +1064,25 @@ pub(crate) async fn apply_cohort_memberships(
 }
 
 /// Resolve a context idnumber to its Moodle instance id (course or category), cached per pass.
+/// A user context is named by the child's source key and resolved through the child's mapping
+/// row: only an account the bridge created or adopted is one of its children (a miss is dropped
+/// from the cache once planned, since the child may be created later in the pass).
 async fn resolve_context(
     ctx: &Ctx,
     st: &mut PassState,
     level: ContextLevel,
     idnumber: &str,
-) -> Result<Result<i64, String>, MoodleError> {
+) -> Result<Result<i64, String>, PassError> {
     if let Some(r) = st.contexts.get(&(level, idnumber.to_string())) {
         return Ok(r.clone());
     }
     let r = match level {
+        ContextLevel::User => {
+            let found = state::load(&ctx.store, idnumber)
+                .await?
+                .and_then(|row| row.moodle_id);
+            found.ok_or_else(|| format!("child {idnumber} is not in Moodle yet"))
+        }
         ContextLevel::Course => {
             match courses::by_field(&ctx.moodle, courses::CourseField::Idnumber, idnumber)
                 .await?
@@ -1094,7 +1106,7 @@ async fn resolve_context(
                 )),
             },
             Err(MoodleError::MissingCapability(m)) => Err(m),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         },
     };
     st.contexts.insert((level, idnumber.to_string()), r.clone());
@@ -1117,6 +1129,8 @@ pub(crate) async fn apply_roles(
         let _ = resolve_context(ctx, st, level, &idnumber).await?;
     }
     let mut plan = plan::roles(recs, rows, accounts, &role_id, &st.contexts);
+    st.contexts
+        .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
     for (key, note) in std::mem::take(&mut plan.notes) {
         note.record(report, "roles", &key);
     }

@@ -234,9 +234,11 @@ pub fn map_person(s: &SyncSettings, entry: &Entry) -> Result<PersonRecord, Strin
         fields,
         cohorts,
         roles,
+        held_roles: BTreeSet::new(),
         leaves_on,
         notes,
         shortened,
+        conflicts: Vec::new(),
     })
 }
 

@@ -520,7 +520,12 @@ pub fn role_contexts(
             .as_ref()
             .map(|row| row.roles.clone())
             .unwrap_or_default();
-        let desired: BTreeSet<String> = r.roles.iter().map(RoleRef::label).collect();
+        let desired: BTreeSet<String> = r
+            .roles
+            .iter()
+            .chain(&r.held_roles)
+            .map(RoleRef::label)
+            .collect();
         for rr in &r.roles {
             if !prev.contains(&rr.label()) && role_id(&rr.role).is_some() {
                 need(rr.level, &rr.context);
@@ -630,8 +635,14 @@ pub fn roles(
                 )),
             }
         }
+        let held: BTreeSet<String> = r.held_roles.iter().map(RoleRef::label).collect();
         for (label, parsed) in previous_roles(rows[i].as_ref()) {
             if desired.contains_key(&label) {
+                continue;
+            }
+            if held.contains(&label) {
+                // The source contradicts itself about this one: Moodle keeps what it holds.
+                applied.insert(label.clone());
                 continue;
             }
             let rr = match parsed {
@@ -701,9 +712,11 @@ mod tests {
             },
             cohorts: BTreeSet::new(),
             roles: BTreeSet::new(),
+            held_roles: BTreeSet::new(),
             leaves_on: None,
             notes: Vec::new(),
             shortened: Vec::new(),
+            conflicts: Vec::new(),
         }
     }
 

@@ -58,12 +58,17 @@ pub struct PersonRecord {
     pub fields: UserFields,
     pub cohorts: BTreeSet<CohortRef>,
     pub roles: BTreeSet<RoleRef>,
+    /// Role assignments neither given nor taken away this run (a parent ↔ child link the two
+    /// sides of the directory disagree on): what Moodle holds stays as it is.
+    pub held_roles: BTreeSet<RoleRef>,
     /// Planned deletion date from the directory (`ENTPersonDateSuppression`), if any.
     pub leaves_on: Option<chrono::NaiveDate>,
     /// Notes for the verbose trace (placeholder e-mail, dropped values…).
     pub notes: Vec<String>,
     /// Values cut (or replaced) to fit Moodle's columns: reported, not only traced.
     pub shortened: Vec<String>,
+    /// Contradictions in the source the admin must settle (reported as issues, never guessed).
+    pub conflicts: Vec<String>,
 }
 
 impl PersonRecord {

@@ -179,9 +179,11 @@ async fn strip(
             fields: r.fields.clone().unwrap_or_default(),
             cohorts: Default::default(),
             roles: Default::default(),
+            held_roles: Default::default(),
             leaves_on: None,
             notes: Vec::new(),
             shortened: Vec::new(),
+            conflicts: Vec::new(),
         })
         .collect();
     let before: Vec<Option<MappingRow>> = rows.iter().cloned().map(Some).collect();

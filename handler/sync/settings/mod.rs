@@ -11,6 +11,7 @@
 mod accounts;
 mod cohorts;
 mod mapping;
+mod parents;
 mod populations;
 mod removal;
 mod roles;
@@ -20,6 +21,7 @@ mod writes;
 
 pub use cohorts::{CohortSettings, CohortSourceKind};
 pub use mapping::{FieldMapping, FieldSource, Part};
+pub use parents::{ParentSettings, BACK_LINK_ATTRS, CHILDREN_ATTR, PARENT_CLASS};
 pub use populations::Population;
 pub use removal::{LeaverMemberships, LeaverSettings, RemovalMode};
 pub use roles::RoleRule;
@@ -38,6 +40,8 @@ pub struct SyncSettings {
     pub role_rules: Vec<RoleRule>,
     /// Role shortname → Moodle role id (Moodle has no web service to list roles).
     pub role_ids: Vec<(String, i64)>,
+    /// Parents and their links to their children (SYNC_PARENTS).
+    pub parents: ParentSettings,
     pub batch_size: usize,
     /// Independent write calls of one batch in flight at once.
     pub write_concurrency: usize,
@@ -75,7 +79,9 @@ impl SyncSettings {
         );
         let source = source::load_kind(src);
         let ldap = source::load_ldap(src, &source);
-        let populations = populations::load(src);
+        let mut parents = parents::load(src);
+        let (populations, people_base) = populations::load(src, parents.enabled);
+        parents.pupils_base = people_base;
         let mapping = mapping::load(src);
         let accounts = accounts::load(src);
         let Some(mapping) = mapping else {
@@ -83,6 +89,12 @@ impl SyncSettings {
         };
         let cohorts = cohorts::load(src);
         let roles = roles::load(src);
+        if parents.enabled && !roles.ids.iter().any(|(k, _)| k == &parents.role) {
+            src.problem(format!(
+                "SYNC_PARENTS: the parent role {:?} (SYNC_PARENT_ROLE) has no id in SYNC_ROLE_IDS",
+                parents.role
+            ));
+        }
         let writes = writes::load(src);
         let removal = removal::load(src);
         let runs = runs::load(src);
@@ -98,6 +110,7 @@ impl SyncSettings {
             cohorts,
             role_rules: roles.rules,
             role_ids: roles.ids,
+            parents,
             batch_size: writes.batch_size,
             write_concurrency: writes.write_concurrency,
             overlap_secs: runs.overlap_secs,
@@ -123,14 +136,15 @@ impl SyncSettings {
     pub fn config_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
             self.mapping,
             self.cohorts,
             self.role_rules,
             self.role_ids,
             self.populations,
             self.leavers,
-            self.skip_declared_duplicates
+            self.skip_declared_duplicates,
+            self.parents
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..12])
     }
@@ -175,6 +189,9 @@ impl SyncSettings {
         }
         attrs.extend(self.role_rules.iter().map(|r| r.attr.clone()));
         attrs.extend(self.leavers.date_attr.clone());
+        if self.parents.enabled {
+            attrs.push(CHILDREN_ATTR.to_string());
+        }
         let mut seen = std::collections::BTreeSet::new();
         attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
         attrs

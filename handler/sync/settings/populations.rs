@@ -1,5 +1,5 @@
-//! Who qualifies: one population per kind of person (students, teachers, staff), each a base DN
-//! and a filter.
+//! Who qualifies: one population per kind of person (students, teachers, staff, parents), each a
+//! base DN and a filter.
 
 use crate::config::Source;
 
@@ -10,6 +10,10 @@ pub struct Population {
     pub base: String,
     pub filter: String,
 }
+
+/// The parents' default filter leaves out people another population takes (a teacher who is
+/// also a parent is synced once, as a teacher, with their children's links all the same).
+const PARENTS_FILTER: &str = "(&(objectClass=ENTAuxPersRelEleve)(!(objectClass=ENTEleve))(!(objectClass=ENTAuxEnseignant))(!(objectClass=ENTAuxNonEnsEtab))(!(objectClass=ENTAuxNonEnsCollLoc)))";
 
 fn defaults(base: &str) -> Vec<(String, String, String)> {
     vec![
@@ -30,21 +34,24 @@ fn defaults(base: &str) -> Vec<(String, String, String)> {
             // collectivité: canteen, maintenance, IT), whom the ENT gives the same access.
             "(|(objectClass=ENTAuxNonEnsEtab)(objectClass=ENTAuxNonEnsCollLoc))".into(),
         ),
+        // Last: the children's accounts exist by the time their parents' links are written.
+        ("parents".into(), base.into(), PARENTS_FILTER.into()),
     ]
 }
 
-pub(super) fn load(src: &mut Source) -> Vec<Population> {
+/// The populations, and the people base (where parents' children are looked up).
+pub(super) fn load(src: &mut Source, parents_on: bool) -> (Vec<Population>, String) {
     let base = src.string(
         "LDAP_PEOPLE_BASE",
         "ou=people,dc=ent,dc=example",
         "base DN of person entries",
     );
     let mut populations = Vec::new();
-    for (name, base, filter) in defaults(&base) {
+    for (name, default_base, filter) in defaults(&base) {
         let upper = name.to_uppercase();
         let b = src.string(
             &format!("LDAP_{upper}_BASE"),
-            &base,
+            &default_base,
             &format!("base DN of {name} (default LDAP_PEOPLE_BASE)"),
         );
         let f = src.string(
@@ -52,7 +59,7 @@ pub(super) fn load(src: &mut Source) -> Vec<Population> {
             &filter,
             &format!("LDAP filter selecting {name}; `-` disables the population"),
         );
-        if f == "-" {
+        if f == "-" || (name == "parents" && !parents_on) {
             continue;
         }
         if let Err(e) = crate::sync::filter::Filter::parse(&f) {
@@ -64,7 +71,7 @@ pub(super) fn load(src: &mut Source) -> Vec<Population> {
             filter: f,
         });
     }
-    populations
+    (populations, base)
 }
 
 #[cfg(test)]

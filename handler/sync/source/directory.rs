@@ -3,8 +3,8 @@
 //! [`spawn_read`] and maps each one to a person with the configured attribute mapping.
 
 use super::{
-    file_hash, requests_for, spawn_read, Entry, Item, ItemStream, Only, PersonSource, Query,
-    ReadHandle, Selection, SourceError,
+    file_hash, parent_links, requests_for, spawn_read, Entry, EntryStream, Item, ItemStream, Only,
+    PersonSource, Query, ReadHandle, Selection, SourceError,
 };
 use crate::sync::filter::equals;
 use crate::sync::mapping::map_person;
@@ -68,6 +68,69 @@ fn item(settings: &SyncSettings, e: Entry) -> Item {
     }
 }
 
+/// Parents per search of their pupils' back-links.
+const LINK_CHUNK: usize = 100;
+
+/// Like the plain loop, but in chunks: the parents of a chunk get their children's links from
+/// one search of the pupils either side names (`parent_links`).
+async fn with_links(settings: &SyncSettings, mut raw: EntryStream, tx: mpsc::Sender<Item>) {
+    while let Some(first) = raw.recv().await {
+        let mut chunk = vec![first];
+        while chunk.len() < LINK_CHUNK {
+            match raw.try_recv() {
+                Ok(e) => chunk.push(e),
+                Err(_) => break,
+            }
+        }
+        let parents: Vec<&Entry> = chunk.iter().filter(|e| parent_links::is_parent(e)).collect();
+        let pupils = if parents.is_empty() {
+            Ok(Vec::new())
+        } else {
+            read_all(settings, parent_links::pupils_query(settings, &parents)).await
+        };
+        for e in chunk {
+            let it = match (&pupils, parent_links::is_parent(&e)) {
+                (_, false) => item(settings, e),
+                (Ok(pupils), true) => {
+                    let links = parent_links::links(settings, &e, pupils);
+                    match item(settings, e) {
+                        Item::Person(mut r) => {
+                            parent_links::attach(settings, &mut r, links);
+                            Item::Person(r)
+                        }
+                        other => other,
+                    }
+                }
+                // Without the links a parent's assignments would look gone: leave them be.
+                (Err(why), true) => Item::Unmapped {
+                    key: e
+                        .first(&settings.mapping.key)
+                        .or_else(|| Entry::rdn_value(&e.dn))
+                        .unwrap_or(&e.dn)
+                        .to_string(),
+                    reason: format!("children's links could not be read: {why}"),
+                },
+            };
+            if tx.send(it).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn read_all(settings: &SyncSettings, query: Query) -> Result<Vec<Entry>, String> {
+    let (mut rx, handle) = spawn_read(settings, query);
+    let mut out = Vec::new();
+    while let Some(e) = rx.recv().await {
+        out.push(e);
+    }
+    match handle.await {
+        Ok(Ok(_)) => Ok(out),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("reader crashed: {e}")),
+    }
+}
+
 impl PersonSource for Directory {
     fn checkpoint_partition(&self) -> &'static str {
         match self.settings.source {
@@ -94,6 +157,10 @@ impl PersonSource for Directory {
         // Mapping runs beside the reader; a consumer that stops closes `rx`, this task ends and
         // drops `raw`, which stops the reader too.
         tokio::spawn(async move {
+            if settings.parents.enabled {
+                with_links(&settings, raw, tx).await;
+                return;
+            }
             while let Some(e) = raw.recv().await {
                 if tx.send(item(&settings, e)).await.is_err() {
                     break;

@@ -24,6 +24,7 @@ pub mod csv;
 pub mod directory;
 pub mod ldap;
 pub mod ldif;
+pub mod parent_links;
 
 use super::filter::Filter;
 use super::record::PersonRecord;

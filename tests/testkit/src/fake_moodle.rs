@@ -1248,6 +1248,8 @@ fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Va
         let context_ok = match level.as_str() {
             "course" => st.courses.iter().any(|c| c.id == inst),
             "coursecat" => st.categories.iter().any(|c| c.id == inst),
+            // A user's own context (Moodle's "parent" role pattern): instanceid is the user id.
+            "user" => st.users.contains_key(&inst),
             _ => false,
         };
         // "Can not assign roleid=… in contextid=": the whole call fails, nothing is kept.
