@@ -210,7 +210,11 @@ async fn parent_links_from_either_side_become_the_parent_role_in_the_childs_user
     assert!(r2.complete, "{}", r2.render());
     let now = links(&fake);
     assert!(now.contains(&("pa".into(), "c8".into())), "{}", r2.render());
-    assert!(!now.contains(&("pa".into(), "c2".into())), "{}", r2.render());
+    assert!(
+        !now.contains(&("pa".into(), "c2".into())),
+        "{}",
+        r2.render()
+    );
     assert!(now.contains(&("pg".into(), "c7".into())), "{}", r2.render());
     assert!(r2.counts["roles"].removed >= 1, "{}", r2.render());
     assert!(!r2.waiting.contains_key("role context missing"), "{r2:?}");

@@ -82,7 +82,10 @@ async fn with_links(settings: &SyncSettings, mut raw: EntryStream, tx: mpsc::Sen
                 Err(_) => break,
             }
         }
-        let parents: Vec<&Entry> = chunk.iter().filter(|e| parent_links::is_parent(e)).collect();
+        let parents: Vec<&Entry> = chunk
+            .iter()
+            .filter(|e| parent_links::is_parent(e))
+            .collect();
         let pupils = if parents.is_empty() {
             Ok(Vec::new())
         } else {
