@@ -33,6 +33,8 @@ pub struct AppInner {
     /// when `GRAPH_*` is configured.
     pub graph: Option<Arc<crate::graph::GraphClient>>,
     pub notify: crate::notify::NotifyRuntime,
+    /// Admin page: session key, sign-in limiter, runs started from the page.
+    pub admin: crate::admin::live::AdminRuntime,
 }
 
 impl std::ops::Deref for AppState {
@@ -86,6 +88,7 @@ impl AppState {
             bot,
             graph,
             notify,
+            admin: Default::default(),
         })))
     }
 }
@@ -105,6 +108,7 @@ pub fn public_router(state: AppState) -> Router {
         .merge(crate::sync::router())
         .merge(crate::teams_app::http::router())
         .merge(crate::notify::router())
+        .merge(crate::admin::http::router())
         .merge(crate::host::functions::not_built_router())
         .fallback(crate::error::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), outbox_layer))

@@ -41,6 +41,18 @@ pub enum Command {
     Sync(crate::sync::cli::SyncArgs),
     /// Teams app package: build, validate, publish to the org catalog, install.
     TeamsApp(crate::teams_app::cli::TeamsAppArgs),
+    /// Admin page helpers.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Read a password on stdin (one line) and print its argon2 hash for ADMIN_PASSWORD_HASH.
+    /// The password is never taken as an argument (it would show in `ps` and shell history).
+    HashPassword,
 }
 
 /// Exit status after stdout was closed early: what a shell reports for a process ended by

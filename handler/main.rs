@@ -219,6 +219,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let code = bridge::sync::cli::run(state, args).await?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
+        Some(Command::Admin {
+            command: bridge::cli::AdminCommand::HashPassword,
+        }) => {
+            use std::io::{BufRead, IsTerminal};
+            if std::io::stdin().is_terminal() {
+                eprint!("admin password (shown as typed; pipe it in to hide it): ");
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < 12 {
+                eprintln!("the admin password must have 12 characters or more");
+                return Ok(1);
+            }
+            let hash = bridge::admin::session::hash_password(password)
+                .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+            outln!("{hash}");
+            Ok(0)
+        }
         Some(Command::TeamsApp(args)) => {
             let settings = load_settings()?;
             let state = AppState::build(settings, false).await?;

@@ -203,6 +203,7 @@ pub(crate) mod tests {
             group_ids: vec![GROUP.into()],
             tenant_id: Some(TENANT.into()),
             platform_auth: true,
+            ..Default::default()
         }
     }
 

@@ -1,9 +1,14 @@
-//! Admin-only HTTP surface: who counts as an admin ([`auth`]) and its settings. The admin page
-//! (issue 21) and `ManifestPublish` share it.
+//! Admin-only HTTP surface: who counts as an admin ([`auth`]: App Service sign-in in Azure,
+//! [`session`]: a password and a signed cookie under `serve`), its settings, and the manual-sync
+//! page ([`page`], [`http`], live runs in [`live`]). `ManifestPublish` shares the App Service check.
 
 pub mod auth;
+pub mod http;
+pub mod live;
+pub mod page;
+pub mod session;
 
-use crate::config::Source;
+use crate::config::{Secret, Source};
 
 #[derive(Debug, Clone, Default)]
 pub struct AdminSettings {
@@ -14,6 +19,11 @@ pub struct AdminSettings {
     /// Set by App Service when its authentication is on (`WEBSITE_AUTH_ENABLED=True`): only then
     /// has the platform removed any client-sent `x-ms-client-principal` header.
     pub platform_auth: bool,
+    /// Argon2 PHC string of the admin password (`handler admin hash-password`), for `serve`.
+    pub password_hash: Option<Secret>,
+    /// Key signing the admin session cookies and CSRF tokens; absent = generated once and kept in
+    /// the store.
+    pub session_key: Option<Secret>,
 }
 
 impl AdminSettings {
@@ -49,10 +59,28 @@ impl AdminSettings {
                 "set by App Service when its authentication is on; admin calls are refused without it",
             )
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let password_hash = src.secret(
+            "ADMIN_PASSWORD_HASH",
+            "argon2 hash (PHC string, from `handler admin hash-password`) of the admin password that signs in to /admin/sync under `handler serve`; none set = no password sign-in",
+        );
+        if let Some(h) = &password_hash {
+            if let Err(e) = session::check_hash(h.expose()) {
+                src.problem(format!("ADMIN_PASSWORD_HASH: {e}"));
+            }
+        }
+        let session_key = src.secret(
+            "ADMIN_SESSION_KEY",
+            "key (32 characters or more) signing admin session cookies and CSRF tokens; none set = a random key generated once and kept in the store",
+        );
+        if session_key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+            src.problem("ADMIN_SESSION_KEY: shorter than 32 characters".to_string());
+        }
         AdminSettings {
             group_ids,
             tenant_id,
             platform_auth,
+            password_hash,
+            session_key,
         }
     }
 }

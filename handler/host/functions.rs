@@ -145,7 +145,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         kind: FunctionKind::Http {
             route: "admin/sync/{*rest}",
             methods: &["get", "post"],
-            built: false,
+            built: true,
         },
         outputs: &[QUEUE_SYNC_WORK],
     },

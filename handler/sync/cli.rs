@@ -73,6 +73,7 @@ impl SyncArgs {
             allow_mass_removal: self.allow_mass_removal,
             teams: self.teams || self.course.is_some(),
             course: self.course,
+            trigger: Some("cli".into()),
         }
     }
 }

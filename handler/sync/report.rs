@@ -58,6 +58,9 @@ pub struct SyncOptions {
     /// Only this Moodle course's team (implies `teams`).
     #[serde(default)]
     pub course: Option<i64>,
+    /// What started the run (`schedule`, `page`, `cli`), shown in the admin page's history.
+    #[serde(default)]
+    pub trigger: Option<String>,
 }
 
 impl SyncOptions {
@@ -68,6 +71,7 @@ impl SyncOptions {
             cohorts: true,
             roles: true,
             teams: true,
+            trigger: Some("schedule".into()),
             ..Default::default()
         }
     }

@@ -281,7 +281,18 @@ pub async fn run_inline(
     opts: &SyncOptions,
     progress: Option<Progress>,
 ) -> Result<RunReport, RunError> {
-    let run_id = new_run_id();
+    run_inline_as(env, &new_run_id(), opts, progress).await
+}
+
+/// [`run_inline`] under a run id the caller chose: the admin page links to the run before it
+/// starts.
+pub async fn run_inline_as(
+    env: &SyncEnv,
+    run_id: &str,
+    opts: &SyncOptions,
+    progress: Option<Progress>,
+) -> Result<RunReport, RunError> {
+    let run_id = run_id.to_string();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
     let opts = match with_full_pass(env, normalise(opts)).await {
         Ok(o) => o,
