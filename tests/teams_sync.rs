@@ -60,17 +60,19 @@ async fn world_with(extra: &[(&str, &str)], send: Option<Arc<dyn GraphSend>>) ->
     let settings = TeamsSettings::load(&mut src);
     assert!(src.problems().is_empty(), "{:?}", src.problems());
     let send = send.unwrap_or_else(|| Arc::new(client(&graph)));
+    // One client, as the app has: the run's report counts the Teams pass's Moodle calls too.
+    let moodle = fake.client();
     let teams = TeamsEnv {
         settings: Arc::new(settings),
         store: store.clone(),
-        moodle: fake.client(),
+        moodle: moodle.clone(),
         graph: send,
     };
     let env = SyncEnv {
         settings: Arc::new(sync_settings(&[], &[])),
         store,
         blobs: None,
-        moodle: fake.client(),
+        moodle,
         teams: Some(teams),
     };
     World {
@@ -250,6 +252,12 @@ async fn first_provisioning_of_many_courses_then_a_run_with_no_change_calls_grap
     assert_eq!((t.created, t.failed), (23, 1), "{}", r.render());
     assert_eq!(issues(&r, "failed").len(), 1, "{}", r.render());
     assert_eq!(r.moodle_writes(), 0);
+    assert!(
+        r.moodle_calls.contains_key("core_enrol_get_enrolled_users"),
+        "{:?}",
+        r.moodle_calls
+    );
+    assert_eq!(w.fake.lock().write_calls(), 0);
     // The operation is not polled again in the same run nor before TEAMS_POLL_SECS.
     let r = w.teams_run().await;
     assert_eq!(
@@ -537,6 +545,12 @@ async fn a_simulation_makes_no_graph_and_no_moodle_write() {
     );
     assert_eq!(w.graph_writes(), writes);
     assert_eq!(r.moodle_writes(), 0);
+    assert!(
+        r.moodle_calls.contains_key("core_enrol_get_enrolled_users"),
+        "{:?}",
+        r.moodle_calls
+    );
+    assert_eq!(w.fake.lock().write_calls(), 0);
 }
 
 #[tokio::test]
@@ -752,4 +766,44 @@ async fn sigkill_mid_provisioning_then_resume_makes_no_duplicate_team() {
         (t.groups.len(), t.teams.len(), nicks.len())
     });
     assert_eq!((groups, teams_n, nicknames), (courses, courses, courses));
+}
+
+#[tokio::test]
+async fn a_user_disabled_in_entra_is_not_put_in_the_team() {
+    let w = world(&[]).await;
+    teams::with(&w.graph, |t| t.polls_to_finish = 0);
+    let course = w.course("CHEM");
+    let t = w.linked("t").await;
+    let s1 = w.linked("s1").await;
+    let s2 = w.linked("s2").await;
+    for (u, r) in [(t, TEACHER), (s1, STUDENT), (s2, STUDENT)] {
+        w.enrol(u, r, course);
+    }
+    // What the Entra sync writes when it suspends a disabled account.
+    let row = bridge::teams_sync::users::link_row(&entra(s2), s2).with("suspended", true);
+    w.env.store.upsert(tables::MAPPINGS, &row).await.unwrap();
+    w.until_active(&[course], 3).await;
+    let mut want = vec![(entra(t), true), (entra(s1), false)];
+    want.sort();
+    assert_eq!(w.roster(course).await, want);
+}
+
+#[tokio::test]
+async fn a_missing_permission_stops_the_run_and_names_it() {
+    let w = world(&[]).await;
+    w.graph.deny("Team.Create");
+    for c in 0..3 {
+        let course = w.course(&format!("P{c}"));
+        let t = w.linked(&format!("t{c}")).await;
+        w.enrol(t, TEACHER, course);
+    }
+    let r = run_inline(&w.env, &teams_opts(), None).await.unwrap();
+    assert!(!r.complete, "{}", r.render());
+    assert!(
+        r.errors.iter().any(|e| e.contains("Team.Create")),
+        "{:?}",
+        r.errors
+    );
+    // Stopped at the first refusal rather than failing every course.
+    assert_eq!(w.posts_to("/teams"), 1);
 }

@@ -1,6 +1,7 @@
 //! Moodle user → Entra object id, from the links the Entra sync writes in `mappings` (partition
 //! `entra-user`, row key = object id in lower case, `moodle_user_id`; the bot reads the same rows).
-//! Read once per shard: one partition scan costs less than a lookup per enrolled user.
+//! Read once per shard: one partition scan costs less than a lookup per enrolled user. Links the
+//! Entra sync marks `suspended` (account disabled in Entra) are left out.
 
 use crate::bot::mapping::{ENTRA_USER_PARTITION, MOODLE_USER_ID_PROP};
 use crate::store::{tables, SharedStore, StoreError};
@@ -25,6 +26,11 @@ impl EntraLinks {
                 )
                 .await?;
             for e in page.entities {
+                // Disabled in Entra (the Entra sync suspended the Moodle account): such an
+                // account cannot use Teams, so it is not added to any team.
+                if e.bool("suspended") == Some(true) {
+                    continue;
+                }
                 if let Some(id) = e.int(MOODLE_USER_ID_PROP) {
                     // The row key is the object id escaped for the store; ids are GUIDs, which
                     // escaping leaves alone.

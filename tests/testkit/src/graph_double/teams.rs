@@ -229,7 +229,7 @@ pub(super) fn register(double: &GraphDouble) {
         t.groups.insert(id, g);
         GraphReply::json(201, body)
     });
-    double.route("GET", "/groups", "Group.ReadWrite.All", |req, s| {
+    double.route("GET", "/groups", "GroupMember.Read.All", |req, s| {
         let filter = req.query.get("$filter").cloned().unwrap_or_default();
         let Some((field, value)) = filter.split_once(" eq ") else {
             return bad("Only 'eq' filters are supported by this double.");

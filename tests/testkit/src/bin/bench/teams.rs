@@ -111,15 +111,16 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(src.problems().is_empty(), "{:?}", src.problems());
     let client = GraphClient::from_settings(bridge::outbound::http::shared()?, &graph.settings())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let moodle = fake.client();
     let env = SyncEnv {
         settings: Arc::new(SyncSettings::load(&mut Source::default())),
         store: store.clone(),
         blobs: None,
-        moodle: fake.client(),
+        moodle: moodle.clone(),
         teams: Some(TeamsEnv {
             settings: Arc::new(settings),
             store: store.clone(),
-            moodle: fake.client(),
+            moodle,
             graph: Arc::new(client),
         }),
     };
@@ -197,11 +198,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let wall3 = t.elapsed().as_secs_f64();
     let calls3 = graph.calls() - from;
     println!("\n== run 3: no change");
+    let (moodle_calls, moodle_writes) = {
+        let st = fake.lock();
+        (st.total_calls(), st.write_calls())
+    };
     println!(
-        "wall time: {wall3:.1}s; Graph calls: {calls3} ({:.2} per 100 courses); Moodle calls: {}, writes: {}",
+        "wall time: {wall3:.1}s; Graph calls: {calls3} ({:.2} per 100 courses); Moodle calls: {moodle_calls}, writes: {moodle_writes}",
         100.0 * calls3 as f64 / courses as f64,
-        fake.lock().total_calls(),
-        fake.lock().write_calls()
     );
     println!(
         "teams unchanged: {}",
