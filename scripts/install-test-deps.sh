@@ -36,6 +36,8 @@ fi
 # The real Moodle of tests/moodle_real.rs: ../shared/moodle-lab (read-only, beside the clone) installs
 # PostgreSQL + Moodle on first use (~2 min on 2 cores, ~5 s afterwards); its state lives in
 # MOODLE_LAB_DIR. Moodle's mail goes to MOODLE_LAB_SMTP, where the test binary runs its SMTP sink.
+# The bridge's Moodle message output (infra/moodle/) is installed into it for
+# tests/notify_moodle_plugin.rs (which also installs or upgrades it itself when its version moved).
 export MOODLE_LAB_DIR=${MOODLE_LAB_DIR:-/tmp/moodle-lab}
 export MOODLE_LAB_SMTP=${MOODLE_LAB_SMTP:-127.0.0.1:2526}
 lab_src=${MOODLE_LAB_SRC:-../shared/moodle-lab}
@@ -46,7 +48,9 @@ fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo -E"
 echo "starting the Moodle lab in $MOODLE_LAB_DIR (log: $MOODLE_LAB_DIR.setup.log)"
-if ! MOODLE_LAB_PHP_SCRIPTS="$PWD/tests/moodle-lab/courses.php" $SUDO bash "$lab_src/setup.sh" \
+if ! MOODLE_LAB_PHP_SCRIPTS="$PWD/tests/moodle-lab/courses.php" \
+  MOODLE_LAB_PLUGINS="message/output/teamsbridge=$PWD/infra/moodle/message/output/teamsbridge" \
+  $SUDO bash "$lab_src/setup.sh" \
   >"$MOODLE_LAB_DIR.setup.log" 2>&1; then
   tail -30 "$MOODLE_LAB_DIR.setup.log" >&2
   echo "the Moodle lab did not start" >&2

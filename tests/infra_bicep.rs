@@ -400,6 +400,7 @@ fn scripts_pass_shellcheck() {
     let mut scripts: Vec<PathBuf> = [
         "infra/deploy.sh",
         "infra/package.sh",
+        "infra/moodle/package.sh",
         "infra/testing/az",
         ".ci/run",
     ]

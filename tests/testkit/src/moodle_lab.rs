@@ -245,3 +245,114 @@ fn serve_smtp(conn: std::net::TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::R
         }
     }
 }
+
+impl Lab {
+    /// The Moodle code tree (`$CFG->dirroot`).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("www/moodle")
+    }
+
+    /// Run a CLI script of `tests/moodle-lab/` (`php SCRIPT --root=<dirroot> ARGS…`) and parse the
+    /// JSON object it prints last.
+    pub fn php_json(&self, script: &str, args: &[String]) -> serde_json::Value {
+        let path = crate::repo_root().join("tests/moodle-lab").join(script);
+        let out = std::process::Command::new("php")
+            .arg(&path)
+            .arg(format!("--root={}", self.root().display()))
+            .args(args)
+            .output()
+            .expect("php (installed with the lab)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "php {script} {args:?}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(last).unwrap_or_else(|e| {
+            panic!("php {script}: no JSON object in its output ({e}):\n{stdout}")
+        })
+    }
+
+    /// Put the plugin folder `src` at `rel` in the Moodle tree (e.g. `message/output/teamsbridge`)
+    /// and install or upgrade it when the installed version is not `src`'s (what `setup.sh` does
+    /// with `MOODLE_LAB_PLUGINS`). Serialised by a lock file: one upgrade at a time.
+    pub fn ensure_plugin(&self, component: &str, rel: &str, src: &std::path::Path) {
+        let _lock = PluginLock::take(&self.dir.join("plugins.lock.d"));
+        let dest = self.root().join(rel);
+        let same = std::process::Command::new("diff")
+            .arg("-rq")
+            .arg(src)
+            .arg(&dest)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !same {
+            let _ = std::fs::remove_dir_all(&dest);
+            let status = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(src)
+                .arg(&dest)
+                .status()
+                .expect("cp");
+            assert!(status.success(), "copy {} into the lab", src.display());
+        }
+        let want = std::fs::read_to_string(src.join("version.php"))
+            .ok()
+            .and_then(|v| {
+                let at = v.find("$plugin->version")?;
+                let digits: String = v[at..]
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                Some(digits)
+            })
+            .expect("version.php with $plugin->version");
+        let have = self.sql(&format!(
+            "select value from mdl_config_plugins where plugin = '{component}' and name = 'version'"
+        ));
+        if have.first().map(|r| r[0].as_str()) != Some(want.as_str()) {
+            let out = std::process::Command::new("php")
+                .arg(self.root().join("admin/cli/upgrade.php"))
+                .args(["--non-interactive", "--allow-unstable"])
+                .output()
+                .expect("php");
+            assert!(
+                out.status.success(),
+                "upgrade.php installing {component}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A directory created exclusively: held while it exists, removed on drop.
+struct PluginLock(PathBuf);
+
+impl PluginLock {
+    fn take(path: &std::path::Path) -> PluginLock {
+        let start = std::time::Instant::now();
+        loop {
+            match std::fs::create_dir(path) {
+                Ok(()) => return PluginLock(path.to_path_buf()),
+                // A holder that died leaves the directory: take it over after a while.
+                Err(_) if start.elapsed() > std::time::Duration::from_secs(180) => {
+                    let _ = std::fs::remove_dir(path);
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+impl Drop for PluginLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
