@@ -118,6 +118,8 @@ bridge() { # $1 config, $2 concurrency
   B_CREATED=$(awk '$1=="users"{print $2}' "$WORK/b1.log")
   B_WARN=$(grep -c '^warning: creating users slowed' "$WORK/b1.log" || true)
   a=$(now); env "${env[@]}" "$T/handler" sync --users > "$WORK/b2.log" 2>&1 || true; b=$(now); B_NOOP=$(secs "$a" "$b")
+  # What the no-change run read and wrote, so its time can be explained.
+  B_NOOP_SRC=$(grep -m1 '^source:' "$WORK/b2.log" || echo "source: ?")
   change_100
   a=$(now); env "${env[@]}" "$T/handler" sync --users > "$WORK/b3.log" 2>&1 || true; b=$(now); B_100=$(secs "$a" "$b")
   B_UPDATED=$(awk '$1=="users"{print $3}' "$WORK/b3.log")
@@ -129,7 +131,7 @@ if [[ -n $CONC ]]; then
   for cfg in ${CONFIGS//,/ }; do
     for n in ${CONC//,/ }; do
       bridge "$cfg" "$n"
-      echo "concurrency $n [$cfg]: bridge initial ${B_INIT}s (created ${B_CREATED:-?}, moodle users ${B_USERS}, slow-down warnings ${B_WARN}); no-change ${B_NOOP}s; 100 changes ${B_100}s (updated ${B_UPDATED:-?}); load $(cut -d' ' -f1 /proc/loadavg)"
+      echo "concurrency $n [$cfg]: bridge initial ${B_INIT}s (created ${B_CREATED:-?}, moodle users ${B_USERS}, slow-down warnings ${B_WARN}); no-change ${B_NOOP}s (${B_NOOP_SRC}); 100 changes ${B_100}s (updated ${B_UPDATED:-?}); load $(cut -d' ' -f1 /proc/loadavg)"
     done
   done
   exit 0
@@ -144,5 +146,5 @@ import sys
 c, pi, bi, pn, bn, p1, b1 = sys.argv[1], *map(float, sys.argv[2:])
 print(f"{c:<11} | {pi:6.1f}s / {bi:6.1f}s / {bi/pi:4.2f} | {pn:6.2f}s / {bn:5.2f}s / {pn/bn:5.0f}x | {p1:6.2f}s / {b1:5.2f}s / {p1/b1:5.1f}x")
 PY
-  echo "            (moodle users after: peer ${P_USERS}, bridge ${B_USERS}; bridge created ${B_CREATED:-?}, updated ${B_UPDATED:-?} on the change run, slow-down warnings ${B_WARN}; load $(cut -d' ' -f1 /proc/loadavg))"
+  echo "            (moodle users after: peer ${P_USERS}, bridge ${B_USERS}; bridge created ${B_CREATED:-?}, updated ${B_UPDATED:-?} on the change run, slow-down warnings ${B_WARN}; no-change ${B_NOOP_SRC}; load $(cut -d' ' -f1 /proc/loadavg))"
 done
