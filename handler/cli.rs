@@ -46,13 +46,31 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The whole loop on this machine with no account anywhere (directory, Moodle, Graph, the
+    /// bot, a notification), then `serve` with the admin page open. The doubles it needs live in
+    /// the test-support crate, kept out of this binary: this prints how to start it.
+    Demo,
 }
+
+/// What `handler demo` prints: the demo is the test-support crate's `demo` binary.
+pub const DEMO_HOWTO: &str =
+    "The demo runs the real bridge against local doubles of the directory, Moodle, Microsoft Graph,
+the Bot Connector and a Workflows webhook. Those doubles live in the test-support crate and are
+kept out of this release binary, so the demo is its own binary. From the repository:
+
+    cargo run -p testkit --bin demo
+
+It prints each step, then leaves `serve` running and prints a one-time link that opens the
+admin page signed in. `--exit-after-summary` stops after the summary; `--help` lists the rest.";
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Read a password on stdin (one line) and print its argon2 hash for ADMIN_PASSWORD_HASH.
     /// The password is never taken as an argument (it would show in `ps` and shell history).
     HashPassword,
+    /// Print a one-time link (valid 10 minutes, used once) that signs a browser in to the admin
+    /// page of `handler serve`. Needs a serve sign-in configured (ADMIN_PASSWORD_HASH or OIDC).
+    SignInLink,
 }
 
 /// Exit status after stdout was closed early: what a shell reports for a process ended by

@@ -238,6 +238,27 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             outln!("{hash}");
             Ok(0)
         }
+        Some(Command::Admin {
+            command: bridge::cli::AdminCommand::SignInLink,
+        }) => {
+            let settings = load_settings()?;
+            if settings.admin.platform_auth || !settings.admin.serve_sign_in() {
+                eprintln!("{}", bridge::admin::session::NOT_CONFIGURED);
+                return Ok(1);
+            }
+            let addr = settings.core.serve_addr;
+            let state = AppState::build(settings, false).await?;
+            state.store.ensure_tables().await?;
+            let now = chrono::Utc::now().timestamp();
+            let token = bridge::admin::link::create(&state.store, now).await?;
+            eprintln!("one-time admin sign-in link (valid 10 minutes, once):");
+            outln!("{}", bridge::admin::link::url(&addr, &token));
+            Ok(0)
+        }
+        Some(Command::Demo) => {
+            eprintln!("{}", bridge::cli::DEMO_HOWTO);
+            Ok(2)
+        }
         Some(Command::TeamsApp(args)) => {
             let settings = load_settings()?;
             let state = AppState::build(settings, false).await?;

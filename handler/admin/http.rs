@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sync/runs/{id}/events", get(events))
         .route("/admin/sync/runs/{id}/trace", get(trace))
         .route("/admin/sync/login", get(login_form).post(login))
+        .route(super::link::LINK_PATH, get(link_sign_in))
         .route("/admin/sync/logout", post(logout))
         .route("/admin/sync/{*rest}", get(unknown).post(unknown))
 }
@@ -512,6 +513,51 @@ async fn login(
     Ok((
         [(header::SET_COOKIE, session::session_set_cookie(&value))],
         Redirect::to(&format!("/admin/sync?lang={}", lang.code())),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// A one-time link from `handler admin sign-in-link`: one session, then the link is spent.
+async fn link_sign_in(
+    State(state): State<AppState>,
+    Query(q): Query<LinkQuery>,
+) -> Result<Response, AppError> {
+    let admin = &state.settings.admin;
+    if admin.platform_auth {
+        return Err(AppError::Forbidden(
+            "sign-in links are for `handler serve`; in Azure, App Service authentication signs admins in".into(),
+        ));
+    }
+    if !admin.serve_sign_in() {
+        return Err(AppError::Forbidden(session::NOT_CONFIGURED.into()));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let ok = super::link::redeem(&state.store, &q.token, now)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("sign-in link: {e}")))?;
+    if !ok {
+        tracing::warn!("admin sign-in link refused: unknown, used or expired");
+        return Err(AppError::Forbidden(
+            "this sign-in link is unknown, used or expired: run `handler admin sign-in-link` for a new one".into(),
+        ));
+    }
+    tracing::info!("admin signed in with a one-time link");
+    let key = session::key(&state).await?;
+    Ok((
+        [
+            (
+                header::SET_COOKIE,
+                session::session_set_cookie(&key.session_cookie_value(now)),
+            ),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+        Redirect::to("/admin/sync"),
     )
         .into_response())
 }

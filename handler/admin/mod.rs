@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod link;
 pub mod live;
 pub mod page;
 pub mod session;
@@ -27,6 +28,12 @@ pub struct AdminSettings {
 }
 
 impl AdminSettings {
+    /// Whether `serve` has a way to sign admins in (password or OpenID Connect); sessions and
+    /// sign-in links are refused otherwise.
+    pub fn serve_sign_in(&self) -> bool {
+        self.password_hash.is_some()
+    }
+
     pub fn load(src: &mut Source) -> Self {
         let groups = src.opt(
             "ADMIN_GROUP_IDS",

@@ -250,7 +250,7 @@ impl FromRequestParts<AppState> for AdminUser {
                 csrf,
             });
         }
-        if admin.password_hash.is_none() {
+        if !admin.serve_sign_in() {
             tracing::warn!(%path, "admin page refused: no sign-in configured");
             return Err(Denied::Refused(AppError::Forbidden(NOT_CONFIGURED.into())));
         }

@@ -184,6 +184,14 @@ async fn connector_send(
     Json(json!({"id": format!("activity-{n}")})).into_response()
 }
 
+async fn connector_reply(
+    state: State<LimitedConnector>,
+    Path((region, conversation, _reply_to)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    connector_send(state, Path((region, conversation)), body).await
+}
+
 async fn token() -> Json<Value> {
     Json(
         json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
@@ -211,6 +219,11 @@ impl LimitedConnector {
             .route(
                 "/{region}/v3/conversations/{conversation}/activities",
                 post(connector_send),
+            )
+            // Replies to an activity (the bot answering a message) count like any send.
+            .route(
+                "/{region}/v3/conversations/{conversation}/activities/{reply_to}",
+                post(connector_reply),
             )
             .with_state(c.clone());
         tokio::spawn(async move {

@@ -1,0 +1,124 @@
+//! `demo` runs to its end (`--exit-after-summary`, bounded) and its printed summary says the whole
+//! loop happened; the Moodle answers it gives the bot have every field of the recordings.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_demo() -> (String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--people",
+            "60",
+            "--exit-after-summary",
+        ])
+        .env_remove("FIXTURES_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not finish within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "demo failed: {status}\n{out}\n{err}");
+    (out, err)
+}
+
+fn summary(out: &str) -> BTreeMap<String, String> {
+    let at = out.find("\ndemo summary:\n").expect("a summary") + 15;
+    out[at..]
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.trim().split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_demo_runs_the_whole_loop_and_prints_its_summary() {
+    let (out, err) = run_demo();
+    let s = summary(&out);
+    let n = |k: &str| -> u64 { s[k].parse().unwrap_or_else(|_| panic!("{k}: {}", s[k])) };
+    // 60 people, 10 classes: every account, every class cohort, the teachers' course roles.
+    assert_eq!(n("users_created"), 60, "{out}");
+    assert_eq!(n("users_skipped"), 0, "{out}");
+    assert_eq!(n("cohorts_created"), 10, "{out}");
+    assert_eq!(n("roles_assigned"), 10, "{out}");
+    // Everyone but the hostile entry has an Entra account, linked to their ENT account.
+    assert_eq!(n("entra_linked"), 59, "{out}");
+    // Every course either got its team requested or is pending with its reason.
+    assert_eq!(n("teams_requested") + n("teams_pending"), 10, "{out}");
+    assert!(n("teams_requested") >= 1, "{out}");
+    assert!(out.contains("nobody holds an owner role"), "{out}");
+    // The bot answered in both languages through /api/messages.
+    assert_eq!(n("bot_answers"), 3, "{out}");
+    for text in ["Vos cours", "Assignments due", "Vos notes", "→ HTTP 200"] {
+        assert!(out.contains(text), "{text} missing:\n{out}");
+    }
+    assert_eq!(n("notify_status"), 202, "{out}");
+    assert_eq!(s["notify_chat"], "true", "{out}");
+    assert_eq!(s["notify_channel"], "true", "{out}");
+    assert_eq!(n("runs_in_history"), 2, "{out}");
+    assert!(
+        out.contains("/admin/sync/login/link?token="),
+        "the admin link is printed: {out}"
+    );
+    // Nothing the bridge logged at warn or above on the way.
+    assert!(!err.contains("ERROR"), "{err}");
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_demo_answers_the_bot_with_every_recorded_field() {
+    let course = testkit::fake_moodle::FakeCourse {
+        id: 7,
+        shortname: "SCI-6A".into(),
+        fullname: "Sciences 6A".into(),
+        idnumber: "9990000100000$6A".into(),
+        category: 1,
+        visible: true,
+        enddate: 0,
+    };
+    let body = |case: &str| testkit::fake_moodle::FakeMoodle::fixture_body(case);
+    let recorded = body("core_enrol_get_users_courses/student.json");
+    let ours = testkit::demo::moodle::user_course(&course, 30);
+    assert_eq!(keys(&ours), keys(&recorded[0]));
+    let recorded = body("core_calendar_get_action_events_by_timesort/student_upcoming.json");
+    let ours = testkit::demo::moodle::due_event(1, &course, "Devoir", 1_800_000_000);
+    let event = &recorded["events"][0];
+    assert_eq!(keys(&ours), keys(event));
+    for nested in ["course", "icon", "action", "subscription"] {
+        assert_eq!(keys(&ours[nested]), keys(&event[nested]), "{nested}");
+    }
+}
