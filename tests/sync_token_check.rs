@@ -184,3 +184,39 @@ async fn the_store_keeps_no_token_only_its_hash() {
     }
     assert_eq!(moodle.identity().len(), 16);
 }
+
+#[tokio::test]
+async fn re_read_entries_that_all_turn_out_unchanged_make_no_moodle_call() {
+    let fake = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = app(dir.path(), &fake, "TOKEN", &[]);
+    let (code, first) = sync(&state, &[]).await;
+    assert_eq!(code, 0, "{}", first.render());
+
+    // The export is written again with the same people (as an incremental run re-reads its
+    // overlap window): every entry is read, found unchanged, and Moodle is not called — not even
+    // for who the token belongs to, which the first run remembered.
+    let ldif = dir.path().join("export.ldif");
+    let mut data = std::fs::read(&ldif).unwrap();
+    data.extend_from_slice(b"\n");
+    std::fs::write(&ldif, data).unwrap();
+    fake.reset_calls();
+    let (code, again) = sync(&state, &[]).await;
+    assert_eq!(code, 0, "{}", again.render());
+    assert!(again.complete, "{}", again.render());
+    assert_eq!(again.entries_read, first.entries_read, "{}", again.render());
+    assert_eq!(again.counts["users"].unchanged, 6, "{}", again.render());
+    let calls = fake.calls();
+    assert!(calls.is_empty(), "{calls:?}");
+
+    // Another token is another account as far as the bridge knows: site info is read again.
+    let rotated = app(dir.path(), &fake, "TOKEN-2", &[]);
+    fake.lock().token = "TOKEN-2".into();
+    let mut data = std::fs::read(&ldif).unwrap();
+    data.extend_from_slice(b"\n");
+    std::fs::write(&ldif, data).unwrap();
+    fake.reset_calls();
+    let (code, rotated_run) = sync(&rotated, &[]).await;
+    assert_eq!(code, 0, "{}", rotated_run.render());
+    assert_eq!(fake.calls().get(SITE_INFO), Some(&1), "{:?}", fake.calls());
+}

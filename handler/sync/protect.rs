@@ -4,8 +4,8 @@
 //! that lands on one of them is skipped with a reason, never written, never given cohorts or
 //! roles, never recorded in `mappings`, and never suspended or deleted — even through a stale
 //! mapping row. Who the service account is comes from `core_webservice_get_site_info`, read at
-//! most once per pass and only when the pass has something to look at (so a run with nothing
-//! to do still makes no Moodle call).
+//! most once per pass, only when the pass has something to look at, and remembered per token
+//! (`token_check::site_info`), so a run with nothing to do makes no Moodle call.
 
 use super::engine::{Ctx, PassState};
 use crate::moodle::{site, MoodleError};
@@ -73,10 +73,17 @@ pub fn reason(label: &str) -> String {
     format!("matches a protected Moodle account ({label}): not managed")
 }
 
-/// The protected accounts, reading site info on first use in this pass.
+/// The protected accounts, from site info on first use in this pass (remembered per token for
+/// `SYNC_TOKEN_RECHECK_SECS`, so a pass of unchanged entries makes no call).
 pub async fn load<'a>(ctx: &Ctx, st: &'a mut PassState) -> Result<&'a Protected, MoodleError> {
     if st.protected.is_none() {
-        let info = site::site_info(&ctx.moodle).await?;
+        let info = super::token_check::site_info(
+            &ctx.store,
+            &ctx.moodle,
+            ctx.settings.token_recheck_secs,
+            chrono::Utc::now(),
+        )
+        .await?;
         st.protected = Some(Protected::with_extra(&info, &ctx.settings.protected_users));
     }
     Ok(st.protected.as_ref().expect("just set"))

@@ -6,13 +6,21 @@
 //! the last proof is older than `SYNC_TOKEN_RECHECK_SECS` (0: every idle run). A run that made
 //! Moodle calls and finished without an error has proven it too. Any doubt (no row, another
 //! token, unreadable row, clock gone backwards) means: call Moodle.
+//!
+//! The same holds for who the token belongs to (site info's user id and username, which the
+//! sync needs to keep its hands off its own account): a token never changes owner and the
+//! identity hash changes with the token, so a pass that re-reads entries which all turn out
+//! unchanged (the overlap window of an incremental run) makes no Moodle call either.
 
+use crate::ids::MoodleUserId;
+use crate::moodle::site::SiteInfo;
 use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{tables, Entity, SharedStore};
 use chrono::{DateTime, Utc};
 
 const PARTITION: &str = "moodle";
 const ROW: &str = "token-proven";
+const SITE_ROW: &str = "site-info";
 
 /// What an idle run did about the token.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,4 +75,62 @@ async fn last_proof(store: &SharedStore, identity: &str) -> Option<DateTime<Utc>
     DateTime::parse_from_rfc3339(row.str("at")?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Site info for this token: from the store when read for this very token within
+/// `recheck_secs`, else from Moodle (then remembered, with the token proof it also is).
+pub async fn site_info(
+    store: &SharedStore,
+    moodle: &MoodleClient,
+    recheck_secs: u64,
+    now: DateTime<Utc>,
+) -> Result<SiteInfo, MoodleError> {
+    let identity = moodle.identity();
+    if recheck_secs > 0 {
+        if let Some(info) = remembered_site_info(store, &identity, recheck_secs, now).await {
+            return Ok(info);
+        }
+    }
+    let info = crate::moodle::site::site_info(moodle).await?;
+    let row = Entity::new(PARTITION, SITE_ROW)
+        .with("identity", identity)
+        .with("at", now.to_rfc3339())
+        .with("userid", info.userid.0)
+        .with("username", info.username.clone())
+        .with("userissiteadmin", info.userissiteadmin);
+    if let Err(e) = store.upsert(tables::CHECKPOINTS, &row).await {
+        tracing::warn!(error = %e, "could not record site info; the next pass reads it again");
+    }
+    remember(store, moodle, now).await;
+    Ok(info)
+}
+
+async fn remembered_site_info(
+    store: &SharedStore,
+    identity: &str,
+    recheck_secs: u64,
+    now: DateTime<Utc>,
+) -> Option<SiteInfo> {
+    let row = store
+        .get(tables::CHECKPOINTS, PARTITION, SITE_ROW)
+        .await
+        .ok()??;
+    if row.str("identity") != Some(identity) {
+        return None;
+    }
+    let at = DateTime::parse_from_rfc3339(row.str("at")?)
+        .ok()?
+        .with_timezone(&Utc);
+    let age = now - at;
+    if age < chrono::Duration::zero()
+        || age >= chrono::Duration::seconds(recheck_secs.min(i64::MAX as u64) as i64)
+    {
+        return None;
+    }
+    Some(SiteInfo {
+        userid: MoodleUserId(row.int("userid").filter(|id| *id > 0)?),
+        username: row.str("username")?.to_string(),
+        userissiteadmin: row.bool("userissiteadmin")?,
+        siteid: None,
+    })
 }
