@@ -113,6 +113,12 @@ param botDueSoonDays int = 7
 @minValue(0)
 param botAnswerCacheSecs int = 30
 
+@description('BOT_PARENT_LINKS_REPORT: id of the Moodle custom report (Roles source) the bot reads parent links from; empty = no answers for parents.')
+param botParentLinksReport string = ''
+
+@description('BOT_PARENT_ROLE: short name of the Moodle role that links a parent to a child (in the child\'s user context).')
+param botParentRole string = 'parent'
+
 @description('BOT_APP_RATE_PER_SEC: Bot Connector requests per second for the whole app (Teams allows 50 per app and tenant).')
 @minValue(1)
 param botAppRatePerSec int = 50
@@ -505,6 +511,8 @@ var appSettings = {
   BOT_DUE_SOON_DAYS: string(botDueSoonDays)
   BOT_ANSWER_CACHE_SECS: string(botAnswerCacheSecs)
   BOT_APP_RATE_PER_SEC: string(botAppRatePerSec)
+  BOT_PARENT_LINKS_REPORT: botParentLinksReport
+  BOT_PARENT_ROLE: botParentRole
   // Microsoft Graph (secret or certificate from Key Vault; managed identity: no secret)
   GRAPH_AUTH: graphAuth
   GRAPH_CLIENT_ID: graphAuth == 'managed-identity' ? '' : graphClientId

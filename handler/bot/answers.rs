@@ -29,6 +29,10 @@ pub enum Action {
         assignment: MoodleAssignmentId,
         course: MoodleCourseId,
     },
+    /// Parent: the children linked to them.
+    Children,
+    /// Parent: what can be asked about one child (the menu, for that child).
+    ChildMenu,
 }
 
 impl Action {
@@ -39,6 +43,7 @@ impl Action {
             Intent::Assignments => Action::Assignments { course: None },
             Intent::Grades => Action::Grades,
             Intent::Missing { query } => Action::Missing { query },
+            Intent::Children => Action::Children,
             Intent::Unknown => Action::NotUnderstood,
         }
     }
@@ -64,8 +69,31 @@ impl Action {
                 assignment: MoodleAssignmentId(id("assignmentId")?),
                 course: MoodleCourseId(id("courseId")?),
             },
+            "children" => Action::Children,
+            "child.menu" => Action::ChildMenu,
             _ => return None,
         })
+    }
+
+    /// The button that asks this again (a child picker's buttons carry it with the child's id).
+    pub fn verb_and_data(&self) -> Option<(&'static str, Value)> {
+        Some(match self {
+            Action::Courses => ("courses", json!({})),
+            Action::Assignments { course: None } => ("assignments", json!({})),
+            Action::Assignments { course: Some(c) } => ("assignments", json!({"courseId": c.0})),
+            Action::Grades => ("grades", json!({})),
+            Action::GradeItems { course } => ("grades.course", json!({"courseId": course.0})),
+            Action::Children | Action::ChildMenu => ("child.menu", json!({})),
+            Action::Help
+            | Action::NotUnderstood
+            | Action::Missing { .. }
+            | Action::MissingFor { .. } => return None,
+        })
+    }
+
+    /// What a parent may ask about a child: the pupil's own questions.
+    pub fn about_a_child(&self) -> bool {
+        self.verb_and_data().is_some()
     }
 
     /// Help needs no Moodle account.
@@ -133,6 +161,8 @@ pub async fn answer(
         Action::MissingFor { assignment, course } => {
             missing_for(moodle, turn, user, *assignment, *course).await
         }
+        // Answered by `bot::parents` once the child is known; asked of nobody, it is the menu.
+        Action::Children | Action::ChildMenu => Ok(help(turn, false)),
     }
 }
 

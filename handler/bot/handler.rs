@@ -15,6 +15,7 @@ use crate::bot::connector::SendError;
 use crate::bot::conversations::{ConversationKind, ConversationRef};
 use crate::bot::i18n::{t, Lang, Text};
 use crate::bot::intents;
+use crate::bot::parents::{self, Subject};
 use crate::bot::replies::{delivery_key, PendingReply};
 use crate::bot::BotRuntime;
 use crate::host::functions::QUEUE_BOT_REPLIES;
@@ -75,6 +76,7 @@ async fn respond(
     a: &Activity,
     turn: &Turn,
     action: &Action,
+    subject: &Subject,
     fresh: bool,
 ) -> Reply {
     if !action.needs_moodle() {
@@ -95,6 +97,26 @@ async fn respond(
             return Reply::Text(t(turn.lang, Text::MoodleDown).into());
         }
     };
+    if subject.is_parent_question(action) {
+        // Never cached: the links are checked in Moodle on every question.
+        let parent_answer = match bot.parent_links.as_ref() {
+            // A name alone may be a course or a classmate: with parents off, the asker's own answer.
+            None if matches!(subject, Subject::Named(_)) && action.about_a_child() => None,
+            None => Some(Reply::Text(t(turn.lang, Text::ParentsOff).into())),
+            Some(links) => {
+                match parents::answer(moodle, links, turn, user, subject, action).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, ?action, "Moodle query failed (parent)");
+                        Some(Reply::Text(t(turn.lang, Text::MoodleDown).into()))
+                    }
+                }
+            }
+        };
+        if let Some(r) = parent_answer {
+            return r;
+        }
+    }
     if !fresh {
         if let Some(r) = bot.cached_answer(user, action, turn.lang) {
             return r;
@@ -179,18 +201,23 @@ async fn on_message(state: &AppState, bot: &BotRuntime, a: &Activity, outbox: &O
 
 /// The reply activity for a message.
 async fn answer_message(state: &AppState, bot: &BotRuntime, a: &Activity) -> Value {
-    let (action, fresh) = match a.value.as_ref().and_then(verb_of) {
+    let (action, subject, fresh) = match a.value.as_ref().and_then(verb_of) {
         Some((verb, data)) => (
             Action::from_verb(verb, data).unwrap_or(Action::NotUnderstood),
+            Subject::of_button(data),
             verb.ends_with(".refresh"),
         ),
-        None => (
-            Action::from_intent(intents::recognize(&a.text_without_bot_mention())),
-            false,
-        ),
+        None => {
+            let text = a.text_without_bot_mention();
+            (
+                Action::from_intent(intents::recognize(&text)),
+                Subject::of_text(&text),
+                false,
+            )
+        }
     };
     let turn = turn_for(state, bot, a);
-    let reply = respond(state, bot, a, &turn, &action, fresh).await;
+    let reply = respond(state, bot, a, &turn, &action, &subject, fresh).await;
     cards::message_for(&reply, turn.lang, a)
 }
 
@@ -199,14 +226,17 @@ async fn on_invoke(state: &AppState, bot: &BotRuntime, a: &Activity) -> Response
         return (StatusCode::OK, Json(json!({}))).into_response();
     }
     let turn = turn_for(state, bot, a);
-    let parsed = a
-        .value
-        .as_ref()
-        .and_then(verb_of)
-        .map(|(verb, data)| (verb, Action::from_verb(verb, data)));
+    let parsed = a.value.as_ref().and_then(verb_of).map(|(verb, data)| {
+        (
+            verb,
+            Action::from_verb(verb, data),
+            Subject::of_button(data),
+        )
+    });
     let body = match parsed {
-        Some((verb, Some(action))) => {
-            let reply = respond(state, bot, a, &turn, &action, verb.ends_with(".refresh")).await;
+        Some((verb, Some(action), subject)) => {
+            let fresh = verb.ends_with(".refresh");
+            let reply = respond(state, bot, a, &turn, &action, &subject, fresh).await;
             cards::invoke_response(&reply)
         }
         _ => cards::invoke_error(400, "BadRequest", t(turn.lang, Text::UnknownAction)),

@@ -65,6 +65,12 @@ pub enum Text {
     BtnGrades,
     BtnHelp,
     UnknownAction,
+    ChildrenTitle,
+    ChildPick,
+    AboutChild,
+    NoChildLinked,
+    NotYourChild,
+    ParentsOff,
 }
 
 pub fn t(lang: Lang, text: Text) -> &'static str {
@@ -133,6 +139,18 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (BtnHelp, En) => "Help",
         (UnknownAction, Fr) => "Action inconnue.",
         (UnknownAction, En) => "Unknown action.",
+        (ChildrenTitle, Fr) => "Vos enfants",
+        (ChildrenTitle, En) => "Your children",
+        (ChildPick, Fr) => "Pour lequel de vos enfants ?",
+        (ChildPick, En) => "For which of your children?",
+        (AboutChild, Fr) => "Pour",
+        (AboutChild, En) => "For",
+        (NoChildLinked, Fr) => "Aucun enfant n'est rattaché à votre compte Moodle. Si c'est une erreur, contactez l'établissement.",
+        (NoChildLinked, En) => "No child is linked to your Moodle account. If this is a mistake, please contact the school.",
+        (NotYourChild, Fr) => "Je ne trouve pas cet élève parmi les enfants rattachés à votre compte. Vos enfants :",
+        (NotYourChild, En) => "I cannot find this pupil among the children linked to your account. Your children:",
+        (ParentsOff, Fr) => "Les réponses aux parents ne sont pas activées dans cet établissement.",
+        (ParentsOff, En) => "Answers for parents are not turned on at this school.",
     }
 }
 

@@ -12,7 +12,18 @@ pub enum Intent {
     Missing {
         query: String,
     },
+    /// Parent: "mes enfants", "my children".
+    Children,
     Unknown,
+}
+
+/// Whom a question is about: the asker, "my children" / "my son", or someone named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum About {
+    Me,
+    MyChildren,
+    /// Name words (normalised), e.g. "lea" for "les devoirs de Léa".
+    Named(String),
 }
 
 /// Lower case, accents folded, punctuation to spaces.
@@ -135,7 +146,160 @@ const HELP: &[&str] = &[
     "options",
     "coucou",
 ];
-/// Words that only say "who" / "not submitted": removed from the assignment query.
+/// Words that say "my child".
+const CHILD_WORDS: &[&str] = &[
+    "enfant",
+    "enfants",
+    "fils",
+    "fille",
+    "filles",
+    "son",
+    "sons",
+    "daughter",
+    "daughters",
+    "child",
+    "children",
+    "childs",
+    "kid",
+    "kids",
+];
+/// Words around a name that are not one (both languages).
+const NOT_NAMES: &[&str] = &[
+    "le",
+    "la",
+    "les",
+    "l",
+    "de",
+    "du",
+    "des",
+    "d",
+    "un",
+    "une",
+    "mon",
+    "ma",
+    "mes",
+    "ton",
+    "ta",
+    "tes",
+    "sa",
+    "ses",
+    "leur",
+    "leurs",
+    "notre",
+    "nos",
+    "votre",
+    "vos",
+    "et",
+    "ou",
+    "a",
+    "au",
+    "aux",
+    "en",
+    "pour",
+    "par",
+    "sur",
+    "dans",
+    "avec",
+    "est",
+    "sont",
+    "quel",
+    "quels",
+    "quelle",
+    "quelles",
+    "que",
+    "qui",
+    "quoi",
+    "comment",
+    "ce",
+    "cette",
+    "ces",
+    "cet",
+    "moi",
+    "je",
+    "j",
+    "tu",
+    "il",
+    "elle",
+    "nous",
+    "vous",
+    "ils",
+    "elles",
+    "voir",
+    "montre",
+    "montrer",
+    "donne",
+    "affiche",
+    "liste",
+    "tous",
+    "toutes",
+    "tout",
+    "svp",
+    "stp",
+    "merci",
+    "prochain",
+    "prochains",
+    "prochaine",
+    "prochaines",
+    "aujourd",
+    "hui",
+    "demain",
+    "my",
+    "his",
+    "her",
+    "their",
+    "our",
+    "your",
+    "the",
+    "an",
+    "of",
+    "for",
+    "to",
+    "in",
+    "on",
+    "at",
+    "is",
+    "are",
+    "what",
+    "which",
+    "when",
+    "how",
+    "show",
+    "me",
+    "please",
+    "thanks",
+    "and",
+    "or",
+    "s",
+    "t",
+    "i",
+    "am",
+    "do",
+    "does",
+    "have",
+    "has",
+    "any",
+    "all",
+    "see",
+    "list",
+    "next",
+    "this",
+    "today",
+    "tomorrow",
+    "moodle",
+    "teams",
+    "what",
+    "whats",
+    "give",
+    "get",
+    "tell",
+    "about",
+    "sur",
+    "concernant",
+];
+/// Words after which a name comes ("les devoirs de Léa", "grades for Hugo").
+const NAME_BEFORE: &[&str] = &["de", "d", "of", "for", "pour"];
+
+/// Words that say "who" / "not submitted": removed from the assignment query.
 const MISSING_NOISE: &[&str] = &[
     "qui",
     "n",
@@ -277,7 +441,52 @@ pub fn recognize(text: &str) -> Intent {
             best = Some(s);
         }
     }
-    best.map(|b| b.1.clone()).unwrap_or(Intent::Unknown)
+    match best.map(|b| b.1.clone()) {
+        None | Some(Intent::Help) if hits(&w, CHILD_WORDS) > 0 => Intent::Children,
+        Some(i) => i,
+        None => Intent::Unknown,
+    }
+}
+
+fn is_keyword(word: &str) -> bool {
+    [COURSES, ASSIGNMENTS, GRADES, HELP, CHILD_WORDS, NOT_NAMES]
+        .iter()
+        .any(|list| list.contains(&word))
+}
+
+/// Whom `text` asks about. A name is a word that is no keyword and comes after "de" / "of" /
+/// "for"…, before an English "'s", or capitalised after the first word; "mes enfants", "my son"…
+/// without a name are [`About::MyChildren`].
+pub fn about(text: &str) -> About {
+    // Original words (case kept) beside their normalised forms, split the same way.
+    let original: Vec<String> = text
+        .replace(['\'', '’'], " ")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let w: Vec<String> = original.iter().map(|o| normalize(o)).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, word) in w.iter().enumerate() {
+        if word.chars().count() < 2 || word.chars().all(|c| c.is_ascii_digit()) || is_keyword(word)
+        {
+            continue;
+        }
+        let after_preposition = i > 0 && NAME_BEFORE.contains(&w[i - 1].as_str());
+        let before_possessive = w.get(i + 1).is_some_and(|n| n == "s");
+        let capitalised = i > 0 && original[i].chars().next().is_some_and(char::is_uppercase);
+        if after_preposition || before_possessive || capitalised {
+            names.push(word);
+        }
+    }
+    if !names.is_empty() {
+        return About::Named(names.join(" "));
+    }
+    if hits(&w, CHILD_WORDS) > 0 {
+        About::MyChildren
+    } else {
+        About::Me
+    }
 }
 
 /// How well a free-text query names `candidate` (share of query words found in it, typos allowed).
@@ -324,6 +533,28 @@ mod tests {
                 query: "lab report 0".into()
             }
         );
+    }
+
+    #[test]
+    fn who_a_parent_asks_about() {
+        assert_eq!(recognize("mes enfants"), Intent::Children);
+        assert_eq!(recognize("my children"), Intent::Children);
+        assert_eq!(recognize("les devoirs de Léa"), Intent::Assignments);
+        assert_eq!(recognize("grades of my son"), Intent::Grades);
+        assert_eq!(recognize("notes de mon fils"), Intent::Grades);
+        assert_eq!(about("les devoirs de Léa"), About::Named("lea".into()));
+        assert_eq!(about("Les notes d'Hugo"), About::Named("hugo".into()));
+        assert_eq!(about("What is Léa's homework?"), About::Named("lea".into()));
+        assert_eq!(
+            about("homework for Hugo Bernard"),
+            About::Named("hugo bernard".into())
+        );
+        assert_eq!(about("grades of my son"), About::MyChildren);
+        assert_eq!(about("notes de mon fils"), About::MyChildren);
+        assert_eq!(about("Mes enfants"), About::MyChildren);
+        assert_eq!(about("mes devoirs de la semaine"), About::Me);
+        assert_eq!(about("Mes notes"), About::Me);
+        assert_eq!(about("what is due for the next 7 days"), About::Me);
     }
 
     #[test]

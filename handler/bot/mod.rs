@@ -10,12 +10,14 @@ pub mod activity;
 pub mod answers;
 pub mod auth;
 pub mod cards;
+pub mod children;
 pub mod connector;
 pub mod conversations;
 pub mod handler;
 pub mod i18n;
 pub mod intents;
 pub mod mapping;
+pub mod parents;
 pub mod replies;
 pub mod settings;
 
@@ -45,6 +47,8 @@ pub struct BotRuntime {
     pub validator: TokenValidator,
     pub connector: Connector,
     pub mapper: mapping::UserMapper,
+    /// Parents' children, read from Moodle (None: `BOT_PARENT_LINKS_REPORT` unset).
+    pub parent_links: Option<children::ParentLinks>,
     /// Conversation references already in the Store as (conversation id, service URL): a message
     /// rewrites its reference only when it changed.
     written: Mutex<HashMap<(ConversationKind, String), (String, String)>>,
@@ -75,6 +79,9 @@ impl BotRuntime {
             validator: TokenValidator::new(keys, &bot.app_id),
             connector: Connector::new(http.clone(), &bot),
             mapper: mapping::UserMapper::default(),
+            parent_links: bot
+                .parent_links_report
+                .map(|r| children::ParentLinks::new(r, &bot.parent_role)),
             written: Mutex::default(),
             answers: Mutex::default(),
             settings: bot,
@@ -228,13 +235,23 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
     let Some(bot) = state.bot.as_ref() else {
         return Vec::new();
     };
-    let access = match &state.moodle {
-        Some(m) => Some(crate::app::Check {
+    let mut needed = crate::moodle::access::BOT_FUNCTIONS.to_vec();
+    if bot.parent_links.is_some() {
+        needed.extend_from_slice(crate::moodle::access::BOT_PARENT_FUNCTIONS);
+    }
+    let mut access = Vec::new();
+    if let Some(m) = &state.moodle {
+        access.push(crate::app::Check {
             service: "moodle access (bot)".into(),
-            outcome: crate::moodle::access::check(m, crate::moodle::access::BOT_FUNCTIONS).await,
-        }),
-        None => None,
-    };
+            outcome: crate::moodle::access::check(m, &needed).await,
+        });
+        if let Some(links) = &bot.parent_links {
+            access.push(crate::app::Check {
+                service: "moodle parent links (bot)".into(),
+                outcome: links.probe(m).await,
+            });
+        }
+    }
     let keys = match bot.validator.keys().key("reachability-check").await {
         Ok(_) => Ok("keys loaded".to_string()),
         Err(auth::openid::KeyError::UnknownKid(_)) => Ok(format!(

@@ -36,6 +36,11 @@ pub struct BotSettings {
     pub app_rate_per_sec: usize,
     /// The platform's managed-identity endpoint, for a `UserAssignedMSI` bot.
     pub platform_identity: crate::config::IdentitySettings,
+    /// Parents: the report-builder custom report the parent links are read from (`bot::children`);
+    /// None = parents get no answers about children.
+    pub parent_links_report: Option<crate::moodle::reports::ReportId>,
+    /// Short name of the parent role the links are made of (the sync's `SYNC_PARENT_ROLE`).
+    pub parent_role: String,
 }
 
 /// `http` is only accepted for loopback hosts (tests and local doubles); everything else is https.
@@ -98,6 +103,27 @@ impl BotSettings {
             "Bot Connector requests per second for the whole app (Teams allows 50 per app and tenant)",
         );
 
+        let parent_report = src.opt(
+            "BOT_PARENT_LINKS_REPORT",
+            "id of the Moodle custom report (Roles source) the bot reads parent links from; unset = no answers for parents",
+        );
+        let parent_role = src.string(
+            "BOT_PARENT_ROLE",
+            "parent",
+            "short name of the Moodle role that links a parent to a child (in the child's user context)",
+        );
+        let parent_links_report = parent_report.and_then(|v| {
+            let id = v.trim().parse::<i64>().ok().and_then(crate::moodle::reports::ReportId::new);
+            if id.is_none() {
+                src.problem(format!(
+                    "BOT_PARENT_LINKS_REPORT: {v:?} is not a report id (the number in reportbuilder/view.php?id=)"
+                ));
+            }
+            id
+        });
+        if parent_role.trim().is_empty() {
+            src.problem("BOT_PARENT_ROLE: a role short name");
+        }
         let default_lang = Lang::from_locale(&locale).unwrap_or_else(|| {
             src.problem(format!("BOT_DEFAULT_LOCALE: {locale:?} is not fr or en"));
             Lang::Fr
@@ -202,6 +228,8 @@ impl BotSettings {
             answer_cache_secs,
             app_rate_per_sec,
             platform_identity,
+            parent_links_report,
+            parent_role: parent_role.trim().to_string(),
         })
     }
 }

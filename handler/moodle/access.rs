@@ -32,6 +32,15 @@ pub const BOT_FUNCTIONS: &[&str] = &[
     "gradereport_user_get_grade_items",
 ];
 
+/// Functions the bot calls for parents (`BOT_PARENT_LINKS_REPORT`): the parent links are read
+/// through a report-builder custom report (core has no function listing user-context role
+/// assignments). The service account also needs `moodle/reportbuilder:view` and to be in the
+/// report's audience, or `moodle/reportbuilder:viewall`.
+pub const BOT_PARENT_FUNCTIONS: &[&str] = &[
+    "core_reportbuilder_set_filters",
+    "core_reportbuilder_retrieve_report",
+];
+
 /// Moodle's first administrator: created by the installer right after the guest account.
 const FIRST_ADMIN_ID: i64 = 2;
 

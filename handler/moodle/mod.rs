@@ -22,4 +22,5 @@ pub mod calendar;
 pub mod enrolled;
 pub mod forum;
 pub mod grades;
+pub mod reports;
 pub mod site;

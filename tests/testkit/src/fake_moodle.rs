@@ -118,6 +118,25 @@ pub struct FakeState {
     overrides: Vec<Override>,
     /// Every request body as sent, in echo mode.
     echoed: Vec<Vec<u8>>,
+    /// The custom report the bot reads parent links from, as `tests/moodle-lab/parent_links.php`
+    /// builds it in the lab (Roles source; columns `user:fullnamewithlink`, `role:shortname`,
+    /// `context:link`; condition context level = user; filter `user:userselect`). Answered in
+    /// every mode (the recordings have no report-builder case).
+    pub parent_links_report: Option<ParentLinksReport>,
+    /// Filter values per report, as `core_reportbuilder_set_filters` left them for the service
+    /// account (Moodle keeps them as a preference of the caller).
+    pub report_filters: BTreeMap<i64, Value>,
+    /// The next `core_reportbuilder_retrieve_report` answers as if another caller had set the
+    /// filter to this user in between (two bot instances sharing the token), then it is cleared.
+    pub report_filter_race: Option<i64>,
+}
+
+/// See [`FakeState::parent_links_report`].
+#[derive(Debug, Clone)]
+pub struct ParentLinksReport {
+    pub id: i64,
+    /// Short names of role ids beyond the fixtures' 3, 4, 5 (e.g. the parent role).
+    pub roles: BTreeMap<i64, String>,
 }
 
 /// Where answers come from (see the module comment).
@@ -161,6 +180,9 @@ impl Default for FakeState {
             answers: Answers::Model,
             overrides: Vec::new(),
             echoed: Vec::new(),
+            parent_links_report: None,
+            report_filters: BTreeMap::new(),
+            report_filter_race: None,
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
         for (id, name, email) in [
@@ -521,6 +543,10 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
     let form: Params = fields.iter().cloned().collect();
     if let Some(body) = overridden(&st.overrides, &function, &form) {
         return json_response(body);
+    }
+    if function.starts_with("core_reportbuilder_") {
+        let params = nest(&fields);
+        return json_response(report_builder(&mut st, &function, &params).unwrap_or_else(|e| e));
     }
     if let Answers::Recorded(cases) = &st.answers {
         return json_response(best_case(cases, &function, &form).unwrap_or_else(invalid_parameter));
@@ -1482,4 +1508,107 @@ fn enrolled_users(st: &FakeState, p: &Value) -> Result<Value, Value> {
         })
         .collect();
     Ok(Value::Array(list))
+}
+
+/// `core_reportbuilder_set_filters` / `core_reportbuilder_retrieve_report` on the parent-links
+/// report. Shapes recorded from the lab (Moodle 5.0dev 20241007): set_filters answers `true`;
+/// retrieve answers `{details, data: {headers, rows: [{columns}], totalrowcount}, warnings}`, the
+/// user column `<a href="…/user/profile.php?id=N">First Last</a>`, the context column
+/// `<a href="…/user/profile.php?id=N">User: First Last</a>`; an unknown report id is
+/// `dml_missing_record_exception` / `invalidrecord`.
+fn report_builder(st: &mut FakeState, function: &str, p: &Value) -> Result<Value, Value> {
+    let id = p
+        .get("reportid")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(invalid_parameter)?;
+    let Some(report) = st.parent_links_report.clone().filter(|r| r.id == id) else {
+        return Err(exception(
+            "dml_missing_record_exception",
+            "invalidrecord",
+            "Can't find data record in database table reportbuilder_report.",
+        ));
+    };
+    match function {
+        "core_reportbuilder_set_filters" => {
+            let values: Value = p
+                .get("values")
+                .and_then(Value::as_str)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .ok_or_else(invalid_parameter)?;
+            st.report_filters.insert(id, values);
+            Ok(Value::Bool(true))
+        }
+        "core_reportbuilder_retrieve_report" => {
+            let num = |k: &str, d: usize| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(d)
+            };
+            let (page, per_page) = (num("page", 0), num("perpage", 10).max(1));
+            let filters = st.report_filters.get(&id).cloned().unwrap_or(Value::Null);
+            let mut selected: Option<BTreeSet<i64>> = (filters["user:userselect_operator"] == 2)
+                .then(|| {
+                    filters["user:userselect_value"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                        .unwrap_or_default()
+                });
+            if let Some(other) = st.report_filter_race.take() {
+                selected = Some([other].into());
+            }
+            let link = |u: &FakeUser, prefix: &str| {
+                format!(
+                    "<a href=\"http://127.0.0.1/moodle/user/profile.php?id={}\">{prefix}{} {}</a>",
+                    u.id, u.firstname, u.lastname
+                )
+            };
+            let mut rows: Vec<Vec<String>> = st
+                .role_assignments
+                .iter()
+                .filter(|(_, _, level, _)| level == "user")
+                .filter(|(_, user, _, _)| selected.as_ref().is_none_or(|s| s.contains(user)))
+                .filter_map(|(role, user, _, child)| {
+                    let (u, c) = (st.users.get(user)?, st.users.get(child)?);
+                    let shortname = report
+                        .roles
+                        .get(role)
+                        .cloned()
+                        .unwrap_or_else(|| role_shortname(*role).to_string());
+                    Some(vec![link(u, ""), shortname, link(c, "User: ")])
+                })
+                .collect();
+            rows.sort();
+            let total = rows.len();
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .skip(page * per_page)
+                .take(per_page)
+                .map(|columns| json!({ "columns": columns }))
+                .collect();
+            Ok(json!({
+                "details": {
+                    "name": "Teams bridge: parent links",
+                    "source": "core_role\\reportbuilder\\datasource\\roles",
+                    "type": 0, "uniquerows": false,
+                    "conditiondata": "{\"context:level_operator\":1,\"context:level_value\":30}",
+                    "settingsdata": null, "contextid": 1, "component": "", "area": "", "itemid": 0,
+                    "usercreated": 2, "id": id, "timecreated": 1796186546, "timemodified": 1796186546,
+                    "usermodified": 2, "sourcename": "Roles", "tags": [],
+                },
+                "data": {
+                    "headers": ["Full name with link", "Short name", "Context URL"],
+                    "rows": rows,
+                    "totalrowcount": total,
+                },
+                "warnings": [],
+            }))
+        }
+        _ => Err(exception(
+            "dml_missing_record_exception",
+            "invalidrecord",
+            "Can't find data record in database table external_functions.",
+        )),
+    }
 }
