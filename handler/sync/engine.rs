@@ -444,7 +444,7 @@ async fn process_batch(
     }
     // ---- role assignments
     let mut role_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
-    if opts.roles && !s.role_rules.is_empty() {
+    if opts.roles && s.writes_roles() {
         role_sets = apply_roles(ctx, st, report, &recs, &rows, &group_accounts, budget).await?;
     }
 

@@ -200,7 +200,7 @@ async fn strip(
             }
         }
     }
-    if ctx.opts.roles && !ctx.settings.role_rules.is_empty() {
+    if ctx.opts.roles && ctx.settings.writes_roles() {
         let sets = apply_roles(ctx, st, report, &recs, &before, &ids, budget).await?;
         for (row, set) in rows.iter_mut().zip(sets) {
             if let Some(set) = set {

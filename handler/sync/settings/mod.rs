@@ -196,6 +196,12 @@ impl SyncSettings {
         attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
         attrs
     }
+
+    /// Role assignments are written: course/category rules, or parents' links (a school may
+    /// turn the rules off, `SYNC_ROLE_RULES=-`, and still sync parents).
+    pub fn writes_roles(&self) -> bool {
+        !self.role_rules.is_empty() || self.parents.enabled
+    }
 }
 
 /// Problems a set of settings gives, for the loaders' tests.
