@@ -535,3 +535,107 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
         .unwrap()
         .contains("Max-Age=0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_history() {
+    let graph = testkit::graph_double::GraphDouble::start().await;
+    for (id, upn) in [
+        (
+            "11111111-1111-4111-8111-000000000001",
+            "claire.martin@ecole.example",
+        ),
+        (
+            "11111111-1111-4111-8111-000000000002",
+            "louis.bernard@ecole.example",
+        ),
+    ] {
+        graph.lock().users.upsert(serde_json::json!({
+            "id": id, "userPrincipalName": upn, "mail": upn, "givenName": "Demo",
+            "surname": "User", "accountEnabled": true,
+        }));
+    }
+    let mut extra: Vec<(&str, String)> = vec![("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))];
+    let genv = graph.env();
+    for (k, v) in &genv {
+        extra.push((k.as_str(), v.clone()));
+    }
+    let p = page(&extra, true).await;
+    // Claire has a Moodle account already (linked by username = UPN); Louis has none (created).
+    p._moodle
+        .as_ref()
+        .unwrap()
+        .lock()
+        .insert_user(testkit::fake_moodle::FakeUser {
+            username: "claire.martin@ecole.example".into(),
+            firstname: "Claire".into(),
+            lastname: "Martin".into(),
+            email: "claire.martin@ecole.example".into(),
+            auth: "oauth2".into(),
+            ..Default::default()
+        });
+    let session = sign_in(&p).await;
+    let auth = [("cookie", session.clone())];
+    let overview = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    assert!(
+        overview.body.contains("name=\"entra\""),
+        "Entra users offered with Graph configured"
+    );
+    let csrf = csrf_of(&overview.body);
+    let started = call(
+        &p,
+        "POST",
+        "/admin/sync/run",
+        &auth,
+        Some(form(&[("csrf", &csrf), ("lang", "en"), ("entra", "1")])),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let at = started.body.find("/admin/sync/runs/").unwrap() + 17;
+    let run_id: String = started.body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let events = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        call(
+            &p,
+            "GET",
+            &format!("/admin/sync/runs/{run_id}/events"),
+            &auth,
+            None,
+        ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(events.body.contains("event: report"), "{}", events.body);
+    let run = call(
+        &p,
+        "GET",
+        &format!("/admin/sync/runs/{run_id}?lang=en"),
+        &auth,
+        None,
+    )
+    .await;
+    assert!(run.body.contains("entra users"), "{}", run.body);
+    // Only Entra ran: no directory entity in the report.
+    assert!(!run.body.contains("<td>users</td>"), "{}", run.body);
+    let moodle = p._moodle.as_ref().unwrap();
+    let louis = moodle
+        .lock()
+        .user_by_username("louis.bernard@ecole.example")
+        .cloned();
+    assert!(louis.is_some(), "created by the Entra pass");
+    // The stored report (history) has the Entra counts: one created, one linked.
+    let history = bridge::sync::run::latest_reports(&p.state.store, 5)
+        .await
+        .unwrap();
+    let r = history
+        .iter()
+        .find(|r| r.run_id == run_id)
+        .expect("in the history");
+    let c = &r.counts["entra users"];
+    assert_eq!((c.created, c.updated), (1, 1), "{}", r.render());
+    assert_eq!(r.counts["entra links"].created, 1, "{}", r.render());
+    let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    assert!(after.body.contains(&run_id));
+}

@@ -16,6 +16,11 @@ const INSTALL_HINT: &str =
 /// Settings the code reads that the Azure template deliberately leaves unset.
 const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("ADMIN_PASSWORD_HASH", "password sign-in is for `handler serve`; in Azure the admin page trusts only App Service authentication and ADMIN_GROUP_IDS"),
+    ("ADMIN_OIDC_CLIENT_ID", "OpenID Connect sign-in is for `handler serve`; in Azure App Service authentication signs admins in"),
+    ("ADMIN_OIDC_CLIENT_SECRET", "OpenID Connect sign-in is for `handler serve`; in Azure App Service authentication signs admins in"),
+    ("ADMIN_OIDC_TENANT_ID", "OpenID Connect sign-in is for `handler serve`; in Azure App Service authentication signs admins in"),
+    ("ADMIN_OIDC_AUTHORITY", "OpenID Connect sign-in is for `handler serve` (tests point it at an Entra double)"),
+    ("ADMIN_OIDC_REDIRECT_URL", "OpenID Connect sign-in is for `handler serve`; in Azure App Service authentication signs admins in"),
     ("ADMIN_SESSION_KEY", "optional: without it the key signing the admin page's CSRF tokens is generated once and kept in the storage account's tables"),
     ("SERVE_ADDR", "only `handler serve` listens on it; under the host the port comes from FUNCTIONS_CUSTOMHANDLER_PORT"),
     ("SERVE_QUEUE_VISIBILITY_SECS", "`serve`'s own queue; under the host, host.json sets the queue behaviour"),

@@ -35,8 +35,64 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sync/runs/{id}/trace", get(trace))
         .route("/admin/sync/login", get(login_form).post(login))
         .route(super::link::LINK_PATH, get(link_sign_in))
+        .route(super::oidc::START_PATH, get(oidc_start))
+        .route(super::oidc::CALLBACK_PATH, get(oidc_callback))
         .route("/admin/sync/logout", post(logout))
         .route("/admin/sync/{*rest}", get(unknown).post(unknown))
+        .layer(axum::middleware::from_fn(html_errors))
+}
+
+/// A browser navigating to an admin page gets its refusals and errors as a page (same status,
+/// same headers, the same message) instead of the JSON every other client gets.
+async fn html_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // Owned before the await: the request body is not Sync, so no borrow of it may cross it.
+    let (wants_html, lang) = {
+        let h = req.headers();
+        let get = |name: header::HeaderName| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let query_lang = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("lang="))
+                .map(str::to_string)
+        });
+        (
+            get(header::ACCEPT).is_some_and(|a| a.contains("text/html")),
+            Lang::pick(
+                query_lang.as_deref(),
+                get(header::ACCEPT_LANGUAGE).as_deref(),
+            ),
+        )
+    };
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !wants_html || !is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(page::error(lang, status.as_u16(), &message)),
+    )
 }
 
 fn lang(q: &HashMap<String, String>, headers: &HeaderMap) -> Lang {
@@ -160,6 +216,7 @@ async fn overview(
         lang,
         &page::Overview {
             viewer: viewer(&user),
+            entra: super::entra_run::unavailable(&state).is_none(),
             teams,
             history: &history,
             timers: &timers(&state, &history),
@@ -185,6 +242,9 @@ pub struct RunForm {
     roles: Option<String>,
     #[serde(default)]
     teams: Option<String>,
+    /// Entra ID → Moodle users (the pass `handler sync --entra` runs).
+    #[serde(default)]
+    entra: Option<String>,
     #[serde(default)]
     force: Option<String>,
     #[serde(default)]
@@ -233,17 +293,47 @@ async fn start(
     user.check_csrf(&state, &form.csrf).await?;
     let lang = Lang::pick(form.lang.as_deref(), None);
     let opts = form.options();
+    let entra = form.entra.is_some();
+    if entra {
+        if let Some(missing) = super::entra_run::unavailable(&state) {
+            return Err(AppError::Unavailable(format!(
+                "Entra users: not run: set {missing}"
+            )));
+        }
+    }
+    // Entra alone: no directory entity (an empty choice would mean all of them).
+    let directory = opts.users || opts.cohorts || opts.roles || opts.teams || !entra;
     let env = SyncEnv::from_app(&state)
         .map_err(|e| AppError::Unavailable(format!("sync not run: {e}")))?;
-    tracing::info!(admin = %user.subject, ?opts, "sync run requested from the admin page");
+    tracing::info!(admin = %user.subject, ?opts, entra, "sync run requested from the admin page");
     let run_id = if state.local_queue.is_some() {
         let run_id = new_run_id();
         let (live, progress) = state.admin.start(&run_id);
         let id = run_id.clone();
+        let app = state.clone();
         tokio::spawn(async move {
-            let outcome: Outcome = run_inline_as(&env, &id, &opts, Some(progress))
-                .await
-                .map_err(|e| e.to_string());
+            let mut outcome: Outcome = if directory {
+                run_inline_as(&env, &id, &opts, Some(progress))
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(crate::sync::RunReport::new(
+                    &id,
+                    &opts,
+                    env.settings.trace_limit,
+                ))
+            };
+            if let (true, Ok(report)) = (entra, outcome.as_mut()) {
+                let started = std::time::Instant::now();
+                if !directory {
+                    report.complete = true;
+                }
+                super::entra_run::run(&app, &opts, report).await;
+                report.duration_ms += started.elapsed().as_millis() as u64;
+                if let Err(e) = crate::sync::run::save_finished(&env, report).await {
+                    tracing::warn!(run = %id, error = %e, "the run's report with Entra users was not stored");
+                }
+            }
             if let Err(e) = &outcome {
                 tracing::warn!(run = %id, error = %e, "sync run from the admin page failed");
             }
@@ -429,7 +519,7 @@ async fn login_form(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let lang = lang(&q, &headers);
-    if state.settings.admin.password_hash.is_none() {
+    if state.settings.admin.platform_auth || !state.settings.admin.serve_sign_in() {
         return Err(AppError::Forbidden(session::NOT_CONFIGURED.into()));
     }
     login_page(&state, lang, None, StatusCode::OK).await
@@ -454,7 +544,13 @@ async fn login_page(
             ),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
-        Html(page::login(lang, &csrf, error)),
+        Html(page::login(
+            lang,
+            &csrf,
+            error,
+            state.settings.admin.password_hash.is_some(),
+            state.settings.admin.oidc.is_some(),
+        )),
     )
         .into_response())
 }
@@ -515,6 +611,73 @@ async fn login(
         Redirect::to(&format!("/admin/sync?lang={}", lang.code())),
     )
         .into_response())
+}
+
+const OIDC_NOT_CONFIGURED: &str = "OpenID Connect sign-in is not configured: set ADMIN_OIDC_CLIENT_ID (and ADMIN_OIDC_TENANT_ID, ADMIN_GROUP_IDS) under `handler serve`";
+
+/// The OIDC settings, when this server signs admins in with Entra itself.
+fn oidc_settings(state: &AppState) -> Result<&super::oidc::OidcSettings, AppError> {
+    if state.settings.admin.platform_auth {
+        return Err(AppError::Forbidden(
+            "in Azure, App Service authentication signs admins in; this sign-in is for `handler serve`".into(),
+        ));
+    }
+    state
+        .settings
+        .admin
+        .oidc
+        .as_ref()
+        .ok_or_else(|| AppError::Forbidden(OIDC_NOT_CONFIGURED.into()))
+}
+
+async fn oidc_start(State(state): State<AppState>) -> Result<Response, AppError> {
+    let o = oidc_settings(&state)?;
+    let (to, cookie) = super::oidc::start(&state, o).await?;
+    Ok((
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+        Redirect::to(&to),
+    )
+        .into_response())
+}
+
+async fn oidc_callback(
+    State(state): State<AppState>,
+    Query(cb): Query<super::oidc::Callback>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let o = oidc_settings(&state)?;
+    let pending = session::cookie(&headers, super::oidc::STATE_COOKIE);
+    let clear = super::oidc::clear_state_cookie();
+    let admin = match super::oidc::finish(&state, o, pending, &cb).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(reason = %e, "admin OIDC sign-in refused");
+            let mut r = AppError::from(e).into_response();
+            if let Ok(v) = clear.parse() {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            return Ok(r);
+        }
+    };
+    tracing::info!(admin = %admin.object_id, "admin signed in with Entra (OIDC)");
+    let key = session::key(&state).await?;
+    let now = chrono::Utc::now().timestamp();
+    let session =
+        session::session_set_cookie(&key.oidc_cookie_value(&admin.object_id, &admin.name, now));
+    let mut r = (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(page::signed_in(&admin.name)),
+    )
+        .into_response();
+    for c in [session, clear] {
+        if let Ok(v) = c.parse() {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(r)
 }
 
 #[derive(Deserialize)]

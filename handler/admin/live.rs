@@ -19,6 +19,8 @@ const KEEP: usize = 32;
 pub struct AdminRuntime {
     pub key: tokio::sync::OnceCell<super::session::SessionKey>,
     pub limiter: crate::outbound::limiter::RateLimiter,
+    /// The tenant's ID-token validator of the OIDC sign-in (its key set cached for the process).
+    pub oidc: std::sync::OnceLock<Arc<crate::bot::auth::validate::TokenValidator>>,
     runs: Mutex<HashMap<String, Arc<LiveRun>>>,
 }
 

@@ -3,9 +3,11 @@
 //! page ([`page`], [`http`], live runs in [`live`]). `ManifestPublish` shares the App Service check.
 
 pub mod auth;
+pub mod entra_run;
 pub mod http;
 pub mod link;
 pub mod live;
+pub mod oidc;
 pub mod page;
 pub mod session;
 
@@ -25,13 +27,15 @@ pub struct AdminSettings {
     /// Key signing the admin session cookies and CSRF tokens; absent = generated once and kept in
     /// the store.
     pub session_key: Option<Secret>,
+    /// OpenID Connect sign-in against Entra under `serve` (ADMIN_OIDC_CLIENT_ID set).
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 impl AdminSettings {
     /// Whether `serve` has a way to sign admins in (password or OpenID Connect); sessions and
     /// sign-in links are refused otherwise.
     pub fn serve_sign_in(&self) -> bool {
-        self.password_hash.is_some()
+        self.password_hash.is_some() || self.oidc.is_some()
     }
 
     pub fn load(src: &mut Source) -> Self {
@@ -82,7 +86,15 @@ impl AdminSettings {
         if session_key.as_ref().is_some_and(|k| k.expose().len() < 32) {
             src.problem("ADMIN_SESSION_KEY: shorter than 32 characters".to_string());
         }
+        let oidc = oidc::OidcSettings::load(src, tenant_id.as_deref());
+        if oidc.is_some() && group_ids.is_empty() {
+            src.problem(
+                "ADMIN_OIDC_CLIENT_ID is set but ADMIN_GROUP_IDS is empty: nobody could sign in"
+                    .to_string(),
+            );
+        }
         AdminSettings {
+            oidc,
             group_ids,
             tenant_id,
             platform_auth,

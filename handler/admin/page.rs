@@ -86,7 +86,7 @@ th{color:var(--muted);font-weight:600}td.n{text-align:right;font-variant-numeric
 .tag{display:inline-block;border:1px solid var(--line);border-radius:10px;padding:0 .45rem;margin:0 .2rem .1rem 0;font-size:.8rem;background:#f0f3f8}
 pre{background:#0f1622;color:#dfe6f1;padding:.8rem;border-radius:6px;overflow:auto;font-size:.85rem}
 .progress{display:flex;gap:2rem;font-size:1.1rem}.progress b{font-size:1.6rem;display:block}
-.box{max-width:380px;margin:4rem auto}.error{color:var(--bad)}
+.box{max-width:440px;margin:4rem auto}td.when{white-space:nowrap}table+h2{margin-top:1.4rem}a.button{display:inline-block;text-decoration:none}.error{color:var(--bad)}
 "#;
 
 fn head(lang: Lang, title: &str, extra: &str) -> String {
@@ -151,6 +151,8 @@ pub struct ServiceRow {
 
 pub struct Overview<'a> {
     pub viewer: Viewer<'a>,
+    /// Entra users are offered when Graph and Moodle are configured.
+    pub entra: bool,
     /// Teams are offered when TEAMS_COURSES selects courses and Graph is configured.
     pub teams: bool,
     pub history: &'a [RunReport],
@@ -234,6 +236,24 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         lang.t("Role assignments", "Attributions de rôles"),
         true,
     ));
+    if o.entra {
+        h.push_str(&checkbox(
+            "entra",
+            lang.t(
+                "Entra ID users (linked, created or suspended in Moodle)",
+                "Utilisateurs Entra ID (liés, créés ou suspendus dans Moodle)",
+            ),
+            false,
+        ));
+    } else {
+        h.push_str(&format!(
+            "<p class=\"hint\">{}</p>",
+            lang.t(
+                "Entra ID users: set the GRAPH_* settings to offer them here.",
+                "Utilisateurs Entra ID : renseignez les réglages GRAPH_* pour les proposer ici."
+            )
+        ));
+    }
     if o.teams {
         h.push_str(&checkbox(
             "teams",
@@ -365,7 +385,7 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
     ));
     for t in o.timers {
         h.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code><div class=hint>{}</div></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code><div class=hint>{}</div></td><td class=when>{}</td><td class=when>{}</td></tr>",
             t.function,
             esc(&t.schedule),
             t.setting,
@@ -562,18 +582,73 @@ fn report(lang: Lang, r: &RunReport) -> String {
     h
 }
 
-pub fn login(lang: Lang, csrf: &str, error: Option<&str>) -> String {
+/// The sign-in page: Entra (OpenID Connect) and/or the password, whichever is configured.
+pub fn login(lang: Lang, csrf: &str, error: Option<&str>, password: bool, oidc: bool) -> String {
     let mut h = head(lang, lang.t("Sign in", "Connexion"), "");
     h.push_str(&format!(
-        "<main class=\"box\"><section><h2>{}</h2>{}<form method=\"post\" action=\"/admin/sync/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><label>{}<br><input type=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required></label><p><button class=\"primary\" type=\"submit\">{}</button></p></form><p class=hint>{} · {}</p></section></main></body></html>",
-        lang.t("Sign in to the admin page", "Connexion à la page d'administration"),
-        error.map(|e| format!("<p class=error>{}</p>", esc(e))).unwrap_or_default(),
-        esc(csrf),
-        lang.code(),
-        lang.t("Admin password", "Mot de passe administrateur"),
-        lang.t("Sign in", "Se connecter"),
-        lang.t("The password is set with ADMIN_PASSWORD_HASH", "Le mot de passe se règle avec ADMIN_PASSWORD_HASH"),
+        "<main class=\"box\"><section><h2>{}</h2>{}",
+        lang.t(
+            "Sign in to the admin page",
+            "Connexion à la page d'administration"
+        ),
+        error
+            .map(|e| format!("<p class=error>{}</p>", esc(e)))
+            .unwrap_or_default(),
+    ));
+    if oidc {
+        h.push_str(&format!(
+            "<p><a class=\"button primary\" href=\"/admin/sync/login/oidc\">{}</a></p><p class=hint>{}</p>",
+            lang.t("Sign in with Microsoft", "Se connecter avec Microsoft"),
+            lang.t("Members of an admin group (ADMIN_GROUP_IDS) of the school's Entra tenant.", "Membres d'un groupe d'administration (ADMIN_GROUP_IDS) du tenant Entra de l'établissement."),
+        ));
+    }
+    if password {
+        h.push_str(&format!(
+            "<form method=\"post\" action=\"/admin/sync/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><label>{}<br><input type=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required></label><p><button class=\"primary\" type=\"submit\">{}</button></p></form><p class=hint>{}</p>",
+            esc(csrf),
+            lang.code(),
+            lang.t("Admin password", "Mot de passe administrateur"),
+            lang.t("Sign in", "Se connecter"),
+            lang.t("The password is set with ADMIN_PASSWORD_HASH", "Le mot de passe se règle avec ADMIN_PASSWORD_HASH"),
+        ));
+    }
+    h.push_str(&format!(
+        "<p class=hint>{}</p></section></main></body></html>",
         lang_switch(lang, "/admin/sync/login"),
+    ));
+    h
+}
+
+/// A refusal or an error, for a browser: what happened and where to go.
+pub fn error(lang: Lang, status: u16, message: &str) -> String {
+    let title = match status {
+        401 | 403 => lang.t("Access refused", "Accès refusé"),
+        404 => lang.t("Not found", "Introuvable"),
+        429 => lang.t("Too many attempts", "Trop de tentatives"),
+        _ => lang.t("Something went wrong", "Une erreur est survenue"),
+    };
+    let mut h = head(lang, title, "");
+    h.push_str(&format!(
+        "<main class=\"box\"><section><h2>{title}</h2><p class=error>{}</p><p class=hint>HTTP {status}</p><p><a href=\"/admin/sync/login?lang={l}\">{}</a> · <a href=\"/admin/sync?lang={l}\">{}</a></p></section></main></body></html>",
+        esc(message),
+        lang.t("Sign in", "Se connecter"),
+        lang.t("Manual sync", "Synchronisation manuelle"),
+        l = lang.code(),
+    ));
+    h
+}
+
+/// After the Entra sign-in: a same-site step to the page (the Strict session cookie is not sent
+/// on the cross-site redirect chain that brought the browser back).
+pub fn signed_in(name: &str) -> String {
+    let mut h = head(
+        Lang::En,
+        "Signed in",
+        "<meta http-equiv=\"refresh\" content=\"0;url=/admin/sync\">",
+    );
+    h.push_str(&format!(
+        "<main class=\"box\"><section><h2>{}</h2><p><a href=\"/admin/sync\">/admin/sync</a></p></section></main></body></html>",
+        esc(name)
     ));
     h
 }

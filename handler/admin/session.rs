@@ -130,6 +130,47 @@ impl SessionKey {
         (expiry.parse::<i64>().ok()? > now).then(|| format!("pw:{nonce}"))
     }
 
+    /// `o1.<expiry>.<object id>.<name, base64url>.<mac>`: an admin signed in with Entra.
+    pub fn oidc_cookie_value(&self, object_id: &str, name: &str, now: i64) -> String {
+        use base64::Engine;
+        let expiry = (now + SESSION_SECS).to_string();
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name.as_bytes());
+        let mac = self.sign(&["oidc-session", &expiry, object_id, &name]);
+        format!("o1.{expiry}.{object_id}.{name}.{mac}")
+    }
+
+    /// Subject and display name of a session cookie of either kind, when ours and unexpired.
+    pub fn check_any_session(&self, value: &str, now: i64) -> Option<(String, String)> {
+        use base64::Engine;
+        if value.starts_with("v1.") {
+            return self
+                .check_session(value, now)
+                .map(|s| (s, "admin".to_string()));
+        }
+        let mut it = value.split('.');
+        let (Some("o1"), Some(expiry), Some(oid), Some(name), Some(mac), None) = (
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+        ) else {
+            return None;
+        };
+        if !self.verify(&["oidc-session", expiry, oid, name], mac) {
+            return None;
+        }
+        if expiry.parse::<i64>().ok()? <= now {
+            return None;
+        }
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(name)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())?;
+        Some((format!("aad:{oid}"), name))
+    }
+
     pub fn csrf(&self, subject: &str) -> String {
         self.sign(&["csrf", subject])
     }
@@ -194,7 +235,7 @@ pub struct AdminUser {
     /// `aad:<object id>` or `pw:<session nonce>`: what CSRF tokens are bound to.
     pub subject: String,
     pub name: String,
-    /// Signed in with the password (so a sign-out button makes sense).
+    /// Signed in to `serve` (password, link or Entra): a session cookie a sign-out button ends.
     pub password_session: bool,
     pub csrf: String,
 }
@@ -228,7 +269,7 @@ impl IntoResponse for Denied {
     }
 }
 
-pub const NOT_CONFIGURED: &str = "admin sign-in is not configured: set ADMIN_PASSWORD_HASH (handler serve; `handler admin hash-password`) or, in Azure, App Service authentication with ADMIN_GROUP_IDS";
+pub const NOT_CONFIGURED: &str = "admin sign-in is not configured: set ADMIN_PASSWORD_HASH (handler serve; `handler admin hash-password`) or ADMIN_OIDC_CLIENT_ID with ADMIN_GROUP_IDS (OpenID Connect), or, in Azure, App Service authentication with ADMIN_GROUP_IDS";
 
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = Denied;
@@ -256,11 +297,11 @@ impl FromRequestParts<AppState> for AdminUser {
         }
         let k = key(state).await.map_err(Denied::Refused)?;
         let now = chrono::Utc::now().timestamp();
-        match cookie(&parts.headers, SESSION_COOKIE).and_then(|v| k.check_session(v, now)) {
-            Some(subject) => Ok(AdminUser {
+        match cookie(&parts.headers, SESSION_COOKIE).and_then(|v| k.check_any_session(v, now)) {
+            Some((subject, name)) => Ok(AdminUser {
                 csrf: k.csrf(&subject),
                 subject,
-                name: "admin".into(),
+                name,
                 password_session: true,
             }),
             None if parts.method == Method::GET => Err(Denied::SignIn),

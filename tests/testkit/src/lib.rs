@@ -5,6 +5,7 @@
 pub mod app;
 pub mod azurite;
 pub mod bot_app;
+pub mod browser;
 pub mod demo;
 pub mod ent_data;
 pub mod fake_moodle;
