@@ -457,8 +457,10 @@ var teamsDefaults = {
 }
 var teams = union(teamsDefaults, teamsSettings)
 
-// The code's defaults for the Entra → Moodle user sync (`handler sync --entra`).
+// The code's defaults for the Entra → Moodle user sync (`handler sync --entra`; every scheduled
+// run's `entra` shard when ENTRA_SYNC is 'true').
 var entraDefaults = {
+  ENTRA_SYNC: 'false'
   ENTRA_SYNC_CREATE: 'true'
   ENTRA_SYNC_UPDATE: 'true'
   ENTRA_SYNC_SUSPEND: 'true'
@@ -525,6 +527,7 @@ var appSettings = {
   GRAPH_TOKEN_ENDPOINT: ''
   GRAPH_IDENTITY_RU_PER_10S: string(graphIdentityRuPer10s)
   // Entra → Moodle users
+  ENTRA_SYNC: string(entra.ENTRA_SYNC)
   ENTRA_SYNC_CREATE: string(entra.ENTRA_SYNC_CREATE)
   ENTRA_SYNC_UPDATE: string(entra.ENTRA_SYNC_UPDATE)
   ENTRA_SYNC_SUSPEND: string(entra.ENTRA_SYNC_SUSPEND)

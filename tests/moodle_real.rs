@@ -63,6 +63,7 @@ async fn world(prefix: &str, ldif: Option<&str>, extra: &[(&str, &str)]) -> Worl
             blobs: None,
             moodle: lab().client(),
             teams: None,
+            entra: None,
         },
         dir,
     }

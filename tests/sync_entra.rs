@@ -2,14 +2,19 @@
 //! link, update, suspend / re-enable, delete, each switch; matching; the creation filter; the
 //! link rows the bot reads; incremental runs (a no-change run is one Graph call, no Moodle call);
 //! removals never after a failed read and refused above the share unless forced; full rounds
-//! after every expiry form; simulation writes nothing.
+//! after every expiry form; simulation writes nothing. Every run goes through the sync's run
+//! (`run_inline`, or the SyncTimer → `sync-work` → SyncWorker path), so the pass reports into
+//! the run report and uses the engine's writers and retry set.
 
 use bridge::config::Source;
 use bridge::graph::GraphClient;
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::{tables, SharedStore};
-use bridge::sync::entra::{EntraOptions, EntraReport, EntraSettings, EntraSync};
+use bridge::sync::entra::{EntraEnv, EntraSettings, ENTITY};
+use bridge::sync::run::{apply_shard, plan_run, run_inline, SyncEnv};
+use bridge::sync::{RunReport, SyncOptions, SyncSettings};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use testkit::fake_moodle::{FakeMoodle, FakeUser};
 use testkit::graph_double::{DeltaExpiry, Fault, GraphDouble};
@@ -39,12 +44,72 @@ fn fixture_users() -> Vec<Value> {
 
 struct World {
     graph: GraphDouble,
-    client: GraphClient,
+    client: Arc<GraphClient>,
     moodle: FakeMoodle,
     store: SharedStore,
     settings: EntraSettings,
+    sync: SyncSettings,
     share: f64,
     _dir: tempfile::TempDir,
+}
+
+/// What the assertions read: the entity's counts and the round's summary of one run report.
+#[derive(Debug)]
+struct Ran {
+    /// Every page read, nothing refused, the delta link moved on (simulations: would have).
+    complete: bool,
+    full_round: bool,
+    linked: u64,
+    created: u64,
+    updated: u64,
+    suspended: u64,
+    reenabled: u64,
+    deleted: u64,
+    skipped: BTreeMap<String, String>,
+    failed: BTreeMap<String, String>,
+    removals_refused: Option<String>,
+    graph_calls: u64,
+    moodle_writes: u64,
+    trace: Vec<String>,
+    report: RunReport,
+}
+
+impl Ran {
+    fn of(report: RunReport) -> Ran {
+        let e = report.entra.clone().expect("the Entra pass ran");
+        let c = report.counts.get(ENTITY).cloned().unwrap_or_default();
+        let issues = |outcome: &str| -> BTreeMap<String, String> {
+            report
+                .issues
+                .iter()
+                .filter(|i| i.entity == ENTITY && i.outcome == outcome)
+                .map(|i| (i.key.clone(), i.reason.clone()))
+                .collect()
+        };
+        Ran {
+            complete: report.complete
+                && report.errors.is_empty()
+                && (e.delta_advanced || report.options.simulate),
+            full_round: e.full_round,
+            linked: e.linked,
+            created: c.created,
+            updated: c.updated,
+            suspended: e.suspended,
+            reenabled: e.reenabled,
+            deleted: e.deleted,
+            skipped: issues("skipped"),
+            failed: issues("failed"),
+            removals_refused: e.removals_refused.clone(),
+            graph_calls: report.graph_calls.values().sum(),
+            moodle_writes: report.moodle_writes(),
+            trace: report.trace.clone(),
+            report,
+        }
+    }
+
+    fn render(&self) -> String {
+        self.report.render()
+    }
 }
 
 impl World {
@@ -85,33 +150,49 @@ impl World {
         let mut src = Source::from_map(env);
         let settings = EntraSettings::load(&mut src);
         assert!(src.problems().is_empty(), "{:?}", src.problems());
+        let sync = SyncSettings::load(&mut src);
         World {
             graph,
-            client,
+            client: Arc::new(client),
             moodle,
             store,
             settings,
+            sync,
             share: 0.5,
             _dir: dir,
         }
     }
 
-    async fn run_with(&self, opts: EntraOptions) -> EntraReport {
-        EntraSync {
-            graph: &self.client,
-            moodle: &self.moodle.client(),
-            store: &self.store,
-            settings: &self.settings,
-            removal_max_share: self.share,
-            opts,
+    fn env(&self) -> SyncEnv {
+        let mut sync = self.sync.clone();
+        sync.removal_max_share = self.share;
+        SyncEnv {
+            settings: Arc::new(sync),
+            store: self.store.clone(),
+            blobs: None,
+            moodle: self.moodle.client(),
+            teams: None,
+            entra: Some(EntraEnv {
+                graph: self.client.clone(),
+                settings: Arc::new(self.settings.clone()),
+            }),
         }
-        .run()
-        .await
-        .unwrap()
     }
 
-    async fn run(&self) -> EntraReport {
-        self.run_with(EntraOptions::default()).await
+    async fn report_with(&self, opts: SyncOptions) -> RunReport {
+        let opts = SyncOptions {
+            entra: true,
+            ..opts
+        };
+        run_inline(&self.env(), &opts, None).await.unwrap()
+    }
+
+    async fn run_with(&self, opts: SyncOptions) -> Ran {
+        Ran::of(self.report_with(opts).await)
+    }
+
+    async fn run(&self) -> Ran {
+        self.run_with(SyncOptions::default()).await
     }
 
     fn moodle_user(&self, username: &str) -> Option<FakeUser> {
@@ -310,7 +391,7 @@ async fn removals_above_the_share_are_refused_unless_forced_and_the_round_repeat
     let r = w.run().await;
     assert!(r.removals_refused.is_some());
     let r = w
-        .run_with(EntraOptions {
+        .run_with(SyncOptions {
             force: true,
             ..Default::default()
         })
@@ -410,7 +491,7 @@ async fn an_expired_delta_state_gives_a_full_round_that_suspends_who_is_gone() {
 async fn simulation_writes_nothing_anywhere() {
     let w = World::new(&[]).await;
     let r = w
-        .run_with(EntraOptions {
+        .run_with(SyncOptions {
             simulate: true,
             verbose: true,
             ..Default::default()
@@ -478,17 +559,142 @@ async fn matching_by_a_chosen_attribute_and_ent_link_mode() {
 async fn a_missing_permission_stops_the_run_and_names_it() {
     let w = World::new(&[]).await;
     w.graph.deny("User.Read.All");
-    let err = EntraSync {
-        graph: &w.client,
-        moodle: &w.moodle.client(),
-        store: &w.store,
-        settings: &w.settings,
-        removal_max_share: 0.5,
-        opts: EntraOptions::default(),
-    }
-    .run()
-    .await
-    .expect_err("fatal");
-    assert!(err.to_string().contains("User.Read.All"), "{err}");
+    let r = w.report_with(SyncOptions::default()).await;
+    assert!(!r.complete, "{}", r.render());
+    let err = r.errors.join("; ");
+    assert!(err.contains("User.Read.All"), "{err}");
     assert_eq!(w.moodle.lock().write_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_create_waits_in_the_retry_set_and_goes_through_on_a_quiet_run() {
+    let w = World::new(&[]).await;
+    // Every create refused as bad data: each batch is bisected down to single users, all fail.
+    w.moodle
+        .fail_with_exception("core_user_create_users", "invalidparameter");
+    let r = w.run().await;
+    assert_eq!((r.created, r.linked), (0, 1), "{}", r.render());
+    assert_eq!(r.failed.len(), 3, "louis, emma, jade: {}", r.render());
+    assert!(r.failed[LOUIS].contains("create"), "{:?}", r.failed);
+    assert_eq!(r.report.waiting.values().sum::<u64>(), 3, "{}", r.render());
+    let creates = r.report.moodle_calls["core_user_create_users"];
+    assert!(
+        creates > 1,
+        "the refused batch was bisected: {creates} calls"
+    );
+
+    // Entra does not change, so the delta round lists nobody: the retry set re-reads them by id.
+    w.moodle.clear_failures();
+    let before = w.graph.calls();
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(r.created, 3, "{}", r.render());
+    assert_eq!(r.report.retry_examined, 3, "{}", r.render());
+    assert_eq!(
+        w.graph.calls() - before,
+        2,
+        "one delta call and one $batch of the three waiting users"
+    );
+    assert!(r.report.waiting.is_empty(), "{}", r.render());
+    assert!(w.moodle_user("jade.roux@ecole.example").is_some());
+    assert!(w.moodle_id_of(JADE).await.is_some(), "linked");
+
+    let moodle_before = w.moodle.lock().total_calls();
+    let r = w.run().await;
+    assert_eq!(r.graph_calls, 1, "nothing waits any more: {}", r.render());
+    assert_eq!(w.moodle.lock().total_calls() - moodle_before, 0);
+}
+
+#[tokio::test]
+async fn the_timer_plans_an_entra_shard_only_when_entra_sync_is_on() {
+    let off = World::new(&[]).await;
+    let shards = plan_run(&off.env(), &SyncOptions::scheduled())
+        .await
+        .unwrap();
+    assert!(
+        !shards.iter().any(|s| s.population == "entra"),
+        "ENTRA_SYNC is off by default: {:?}",
+        shards.iter().map(|s| &s.population).collect::<Vec<_>>()
+    );
+    let on = World::new(&[("ENTRA_SYNC", "true")]).await;
+    let shards = plan_run(&on.env(), &SyncOptions::scheduled())
+        .await
+        .unwrap();
+    let names: Vec<&str> = shards.iter().map(|s| s.population.as_str()).collect();
+    assert!(names.contains(&"entra"), "{names:?}");
+    assert!(
+        names.len() > 1,
+        "beside the directory's populations: {names:?}"
+    );
+    // The message goes through the queue as JSON; a worker applies it.
+    let msg = shards.iter().find(|s| s.population == "entra").unwrap();
+    let shard = bridge::sync::shard::Shard::parse(&msg.to_json()).unwrap();
+    let r = apply_shard(&on.env(), &shard).await.unwrap();
+    assert_eq!(r.shard.as_deref(), Some("entra"));
+    let r = Ran::of(r);
+    assert_eq!((r.created, r.linked), (3, 1), "{}", r.render());
+    assert!(on.moodle_user("louis.bernard@ecole.example").is_some());
+}
+
+#[tokio::test]
+async fn a_worker_applies_the_entra_shard_and_ends_the_run_then_a_quiet_run_is_one_call() {
+    let w = World::new(&[]).await;
+    let env = w.env();
+    let only_entra = SyncOptions {
+        entra: true,
+        ..Default::default()
+    };
+    let shards = plan_run(&env, &only_entra).await.unwrap();
+    assert_eq!(shards.len(), 1, "{shards:?}");
+    assert_eq!(shards[0].population, "entra");
+    let r = Ran::of(apply_shard(&env, &shards[0]).await.unwrap());
+    assert!(r.complete && r.full_round, "{}", r.render());
+    assert_eq!((r.created, r.linked), (3, 1), "{}", r.render());
+    assert!(r.skipped.contains_key(NATHAN), "disabled: no account");
+    // The last (only) shard ends the run: summary with the Entra figures, lease released.
+    let run = w
+        .store
+        .get(tables::RUNS, &shards[0].run_id, "run")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.str("status"), Some("done"));
+    let summary: RunReport = run.json("report").unwrap().unwrap();
+    assert_eq!(summary.entra.as_ref().map(|e| e.linked), Some(1));
+    assert_eq!(summary.counts[ENTITY].created, 3);
+
+    let shards = plan_run(&env, &only_entra).await.expect("lease free again");
+    let graph_before = w.graph.calls();
+    let moodle_before = w.moodle.lock().total_calls();
+    let r = Ran::of(apply_shard(&env, &shards[0]).await.unwrap());
+    assert!(r.complete && !r.full_round, "{}", r.render());
+    assert_eq!(
+        w.graph.calls() - graph_before,
+        1,
+        "no change: one Graph call"
+    );
+    assert_eq!(
+        w.moodle.lock().total_calls() - moodle_before,
+        0,
+        "and no Moodle call"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_given_a_missing_permission_fails_the_shard_for_good_naming_it() {
+    let w = World::new(&[]).await;
+    let env = w.env();
+    let shards = plan_run(
+        &env,
+        &SyncOptions {
+            entra: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    w.graph.deny("User.Read.All");
+    let err = apply_shard(&env, &shards[0]).await.expect_err("refused");
+    assert!(!err.retryable(), "no retry grants a permission: {err}");
+    assert!(err.to_string().contains("User.Read.All"), "{err}");
 }

@@ -74,6 +74,7 @@ async fn world_with(extra: &[(&str, &str)], send: Option<Arc<dyn GraphSend>>) ->
         blobs: None,
         moodle,
         teams: Some(teams),
+        entra: None,
     };
     World {
         fake,

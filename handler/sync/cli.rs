@@ -51,7 +51,7 @@ pub struct SyncArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Entra ID → Moodle users through Graph (ENTRA_* settings) instead of the directory;
+    /// Entra ID → Moodle users through Graph (ENTRA_* settings); alone, only that pass runs.
     /// `--force` reads a full round and allows removals above SYNC_REMOVAL_MAX_SHARE.
     #[arg(long)]
     pub entra: bool,
@@ -74,6 +74,7 @@ impl SyncArgs {
             teams: self.teams || self.course.is_some(),
             course: self.course,
             trigger: Some("cli".into()),
+            entra: self.entra,
         }
     }
 }
@@ -81,10 +82,11 @@ impl SyncArgs {
 /// Exit codes: 0 done, 1 run incomplete or refused, 3 done with failed entries.
 pub async fn run(state: crate::app::AppState, args: SyncArgs) -> anyhow::Result<i32> {
     state.store.ensure_tables().await?;
-    if args.entra {
-        return super::entra::cli::run(&state, &args).await;
-    }
     let env = SyncEnv::from_app(&state).map_err(|e| anyhow::anyhow!(e))?;
+    if args.entra && env.entra.is_none() {
+        eprintln!("sync --entra needs Graph (GRAPH_CLIENT_ID, GRAPH_TENANT_ID and a secret, certificate or managed identity) and Moodle (MOODLE_URL, MOODLE_TOKEN)");
+        return Ok(2);
+    }
     // The store holds the checkpoints: say which one, so a run against the wrong file is visible.
     eprintln!("store: {}", state.store.describe());
     // The last complete full read says how many entries to expect (the ETA); a first run has none.

@@ -14,6 +14,20 @@ use crate::ids::MoodleUserId;
 use crate::moodle::users;
 use crate::store::{key_escape, tables};
 
+/// The removal guard every source shares (local_o365 suspended thousands after one failed
+/// read): `gone` of `active` accounts may go unless their share passes `max_share` and nobody
+/// allowed it. Returns "N of M (x%) … above SYNC_REMOVAL_MAX_SHARE (y%)" when refused.
+pub fn over_share(gone: usize, active: usize, max_share: f64, allowed: bool) -> Option<String> {
+    let share = gone as f64 / active.max(1) as f64;
+    (share > max_share && !allowed).then(|| {
+        format!(
+            "{gone} of {active} ({:.1}%, above SYNC_REMOVAL_MAX_SHARE {:.1}%)",
+            share * 100.0,
+            max_share * 100.0
+        )
+    })
+}
+
 pub async fn run_removals(
     ctx: &Ctx,
     st: &mut PassState,
@@ -72,14 +86,14 @@ pub async fn run_removals(
     if gone.is_empty() {
         return Ok(());
     }
-    let share = gone.len() as f64 / active.len().max(1) as f64;
-    if share > ctx.settings.removal_max_share && !ctx.opts.allow_mass_removal {
+    if let Some(over) = over_share(
+        gone.len(),
+        active.len(),
+        ctx.settings.removal_max_share,
+        ctx.opts.allow_mass_removal,
+    ) {
         report.errors.push(format!(
-            "removals refused: {} of {} synced users ({:.1}%) are no longer in the directory, above SYNC_REMOVAL_MAX_SHARE ({:.1}%); rerun with --allow-mass-removal if that is right",
-            gone.len(),
-            active.len(),
-            share * 100.0,
-            ctx.settings.removal_max_share * 100.0
+            "removals refused: {over} synced users are no longer in the directory; rerun with --allow-mass-removal if that is right"
         ));
         return Ok(());
     }
@@ -209,4 +223,26 @@ async fn strip(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_guard_refuses_above_the_share_unless_allowed() {
+        assert_eq!(
+            super::over_share(1, 20, 0.05, false),
+            None,
+            "5% is the limit itself"
+        );
+        let why = super::over_share(2, 20, 0.05, false).expect("10% > 5%");
+        assert!(
+            why.contains("2 of 20 (10.0%") && why.contains("SYNC_REMOVAL_MAX_SHARE"),
+            "{why}"
+        );
+        assert_eq!(super::over_share(2, 20, 0.05, true), None);
+        assert!(
+            super::over_share(1, 0, 0.5, false).is_some(),
+            "nothing linked: all of it"
+        );
+    }
 }

@@ -61,6 +61,10 @@ pub struct SyncOptions {
     /// What started the run (`schedule`, `page`, `cli`), shown in the admin page's history.
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Entra ID → Moodle users through Graph (`sync::entra`): asked for with `--entra`, and
+    /// part of every run that syncs users when `ENTRA_SYNC=true`.
+    #[serde(default)]
+    pub entra: bool,
 }
 
 impl SyncOptions {
@@ -121,6 +125,31 @@ pub struct RunReport {
     /// Keys marked for a retry by the batch in progress: key → (reason class, reason).
     #[serde(skip)]
     pub retry_marks: BTreeMap<String, (String, String)>,
+    /// What the Entra pass did beyond the counts (entity `entra-users`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra: Option<EntraSummary>,
+}
+
+/// The Entra pass's delta round and the operations the counts do not tell apart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntraSummary {
+    /// A full round (no checkpoint, expired delta state, `--force`), and why.
+    pub full_round: bool,
+    pub why_full: Option<String>,
+    /// Every page was read and every decision applied: the delta link moved on (a simulation
+    /// or a `--user` run never moves it).
+    pub delta_advanced: bool,
+    /// Users listed by the round (and re-read from the retry set), and `@removed` entries.
+    pub users_read: u64,
+    pub removed_read: u64,
+    /// Entra users linked to an account that already existed (counted in `unchanged` or
+    /// `updated` too).
+    pub linked: u64,
+    pub reenabled: u64,
+    pub suspended: u64,
+    pub deleted: u64,
+    /// Suspensions and deletions not applied (share above the limit, or an incomplete read).
+    pub removals_refused: Option<String>,
 }
 
 /// Functions that change something in Moodle.
@@ -255,6 +284,10 @@ impl RunReport {
         self.warnings.extend(o.warnings.iter().cloned());
         self.trace.extend(o.trace.iter().cloned());
         self.trace_dropped += o.trace_dropped;
+        if o.entra.is_some() {
+            // One shard runs the Entra pass.
+            self.entra = o.entra.clone();
+        }
     }
 
     /// Human-readable summary (CLI, logs).
@@ -306,6 +339,23 @@ impl RunReport {
                 "graph: {} call(s), {writes} write(s)\n",
                 self.graph_calls.values().sum::<u64>()
             ));
+        }
+        if let Some(e) = &self.entra {
+            out.push_str(&format!(
+                "entra: {} round{}, {} users read ({} removals); linked {}, re-enabled {}, suspended {}, deleted {}; delta link {}\n",
+                if e.full_round { "full" } else { "incremental" },
+                e.why_full.as_ref().map(|w| format!(" ({w})")).unwrap_or_default(),
+                e.users_read,
+                e.removed_read,
+                e.linked,
+                e.reenabled,
+                e.suspended,
+                e.deleted,
+                if e.delta_advanced { "advanced" } else { "NOT advanced (the next run repeats this round)" },
+            ));
+            if let Some(r) = &e.removals_refused {
+                out.push_str(&format!("entra: removals not applied: {r}\n"));
+            }
         }
         let waiting: u64 = self.waiting.values().sum();
         if self.retry_examined > 0 {

@@ -25,6 +25,8 @@ pub struct SyncEnv {
     pub moodle: MoodleClient,
     /// Moodle courses → Teams, when TEAMS_COURSES selects courses and Graph is configured.
     pub teams: Option<crate::teams_sync::TeamsEnv>,
+    /// Entra ID → Moodle users, when Graph is configured.
+    pub entra: Option<super::entra::EntraEnv>,
 }
 
 impl SyncEnv {
@@ -38,6 +40,7 @@ impl SyncEnv {
             store: state.store.clone(),
             blobs: Some(state.blobs.clone()),
             teams: crate::teams_sync::env_from_app(state, &moodle),
+            entra: super::entra::EntraEnv::from_app(state),
             moodle,
         })
     }
@@ -104,18 +107,58 @@ pub fn new_run_id() -> String {
     )
 }
 
-fn normalise(opts: &SyncOptions) -> SyncOptions {
+fn normalise(env: &SyncEnv, opts: &SyncOptions) -> SyncOptions {
     let mut o = opts.clone();
     if o.course.is_some() {
         o.teams = true;
     }
-    if !o.users && !o.cohorts && !o.roles && !o.teams {
+    if !o.users && !o.cohorts && !o.roles && !o.teams && !o.entra {
         o.users = true;
         o.cohorts = true;
         o.roles = true;
         o.teams = true;
     }
+    // ENTRA_SYNC=true: Entra users are part of every run that syncs users (the timer's too).
+    if o.users && o.user.is_none() && env.entra.as_ref().is_some_and(|e| e.settings.scheduled) {
+        o.entra = true;
+    }
     o
+}
+
+/// Whether the Entra pass runs: asked for (or implied, see `normalise`), and Graph configured.
+fn entra_wanted(env: &SyncEnv, opts: &SyncOptions) -> bool {
+    opts.entra && env.entra.is_some()
+}
+
+fn entra_error(context: &str, e: super::entra::EntraError) -> RunError {
+    use super::entra::EntraError as E;
+    match e {
+        // Refused credentials or a missing permission (named): no retry helps.
+        E::Graph(g) => RunError::Permanent(format!("{context}: {g}")),
+        E::Moodle(source) => RunError::Moodle {
+            context: context.to_string(),
+            source,
+        },
+        E::Store(e) => RunError::Store(e),
+    }
+}
+
+/// The Entra pass into `report`.
+async fn run_entra(
+    env: &SyncEnv,
+    opts: &SyncOptions,
+    report: &mut RunReport,
+) -> Result<(), super::entra::EntraError> {
+    let Some(e) = &env.entra else { return Ok(()) };
+    super::entra::EntraPass {
+        env: e,
+        moodle: &env.moodle,
+        store: &env.store,
+        sync: &env.settings,
+        opts,
+    }
+    .run(report)
+    .await
 }
 
 /// Whether a run with these options reads the ENT/LDAP side at all (a `--teams` run does not).
@@ -294,7 +337,7 @@ pub async fn run_inline_as(
 ) -> Result<RunReport, RunError> {
     let run_id = run_id.to_string();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
-    let opts = match with_full_pass(env, normalise(opts)).await {
+    let opts = match with_full_pass(env, normalise(env, opts)).await {
         Ok(o) => o,
         Err(e) => {
             let _ = lease::release(&env.store, &run_id).await;
@@ -329,6 +372,26 @@ pub async fn run_inline_as(
             report.errors.push(format!("full-pass record: {e}"));
         }
     }
+    if !failed && entra_wanted(env, &opts) {
+        // Before the Teams pass: it puts into teams the users this pass links.
+        let before = env.moodle.call_counts();
+        let accepted = env.moodle.accepted_calls();
+        match run_entra(env, &opts, &mut report).await {
+            Ok(()) if !ent_entities(&opts) => {
+                let st = PassState::default();
+                if let Err(e) = check_token_if_idle(env, &before, accepted, &st, &mut report).await
+                {
+                    report.complete = false;
+                    report.errors.push(format!("Moodle token check: {e}"));
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                report.complete = false;
+                report.errors.push(entra_error("entra", e).to_string());
+            }
+        }
+    }
     if !failed && teams_wanted(env, &opts) {
         if let Some(t) = &env.teams {
             if let Err(e) = crate::teams_sync::run(t, &opts, None, &mut report).await {
@@ -350,7 +413,7 @@ pub async fn run_inline_as(
 pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, RunError> {
     let run_id = new_run_id();
     lease::acquire(&env.store, &run_id, env.settings.lease_secs).await?;
-    let opts = match with_full_pass(env, normalise(opts)).await {
+    let opts = match with_full_pass(env, normalise(env, opts)).await {
         Ok(o) => o,
         Err(e) => {
             let _ = lease::release(&env.store, &run_id).await;
@@ -364,6 +427,9 @@ pub async fn plan_run(env: &SyncEnv, opts: &SyncOptions) -> Result<Vec<Shard>, R
     } else {
         shard_names(&env.settings, &opts)
     };
+    if entra_wanted(env, &opts) {
+        names.push(super::entra::SHARD.to_string());
+    }
     let mut batches = vec![Vec::new(); names.len()];
     if teams_wanted(env, &opts) {
         if let Some(t) = &env.teams {
@@ -437,6 +503,15 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
         crate::teams_sync::run(t, &shard.options, Some(&shard.courses), &mut report)
             .await
             .map_err(|e| teams_error(&context, e))?;
+    } else if shard.population == super::entra::SHARD {
+        if env.entra.is_none() {
+            return Err(RunError::Permanent(format!(
+                "{context}: Entra is not configured (GRAPH_* settings) any more"
+            )));
+        }
+        run_entra(env, &shard.options, &mut report)
+            .await
+            .map_err(|e| entra_error(&context, e))?;
     } else {
         match run_one(&ctx, &mut st, &mut report, &shard.population).await {
             Ok(()) => {}
@@ -581,6 +656,7 @@ async fn check_shard(env: &SyncEnv, shard: &Shard) -> Result<(), RunError> {
         return Err(RunError::Finished(shard.run_id.clone(), status.to_string()));
     }
     if shard.population != FULL_PASS
+        && shard.population != super::entra::SHARD
         && !shard
             .population
             .starts_with(crate::teams_sync::SHARD_PREFIX)

@@ -1,20 +1,27 @@
-//! Entra ID → Moodle users (`handler sync --entra`): one `/users/delta` round (incremental from the
-//! stored delta link, full when the fixtures' "start over" rules say so), a page at a time:
+//! Entra ID → Moodle users, one pass of a sync run (`handler sync --entra`, and the `entra`
+//! shard SyncTimer queues when `ENTRA_SYNC=true`): one `/users/delta` round (incremental from
+//! the stored delta link, full when the fixtures' "start over" rules say so), a page at a time:
 //! link rows → Moodle lookups for the users without one (by the `ENTRA_MATCH` rules, in order)
-//! → plan (`plan`) → creates, updates and re-enables in batches → link rows (`mappings`:
-//! `entra-user/<object id>` → Moodle id, and the reverse `moodle-user/<id>` the bot and
-//! notifications read). Suspensions and deletions wait for the end of the round: they are applied
-//! only after a complete read, and refused above `SYNC_REMOVAL_MAX_SHARE` of the linked accounts
-//! unless forced. A complete full round also removes linked users it did not list. The delta
-//! link is stored only after all of that, so a failed run repeats the same round (its changes
-//! apply idempotently). A run with no change is one Graph call and no Moodle call.
+//! → plan (`plan`, pure) → the engine's writers (`sync::apply`: batches sized by form fields,
+//! bisection of a refused batch, `SYNC_WRITE_CONCURRENCY` calls at once) → link rows
+//! (`mappings`: `entra-user/<object id>` → Moodle id, and the reverse `moodle-user/<id>` the bot
+//! and notifications read) → the engine's retry set (`sync::retry`, population `entra`: a user
+//! that failed, or waits for an ENT account, is re-read by id every run until it goes through —
+//! the delta round would not list it again). Counts, issues and the trace go to the run's
+//! [`RunReport`] under the entity `entra-users`, the round's own figures to
+//! [`EntraSummary`].
 //!
-//! The source-neutral engine (`sync::engine`) reads directory populations with GeneralizedTime
-//! markers and removes from full passes only; a delta round's checkpoint, `@removed` entries and
-//! re-enabling have no place there yet, so this pass keeps its own loop over the same Moodle
-//! client, store, mapping contract and removal share.
+//! Suspensions and deletions wait for the end of the round: they are applied only after a
+//! complete read, and refused above `SYNC_REMOVAL_MAX_SHARE` of the linked accounts
+//! (`removal::over_share`, the directory's guard) unless forced. A complete full round also
+//! removes linked users it did not list. The delta link is stored only after all of that, so a
+//! failed run repeats the same round (its changes apply idempotently). A run with no change is
+//! one Graph call and no Moodle call.
+//!
+//! What stays Entra's own: the delta round and its checkpoint, `@removed` entries, matching by
+//! a chosen attribute, "on create / on update / always" fields and re-enabling — the
+//! directory's planner (`sync::plan`) knows none of them.
 
-pub mod cli;
 pub mod plan;
 pub mod settings;
 
@@ -23,26 +30,45 @@ pub use settings::EntraSettings;
 use crate::bot::mapping::{
     ENTRA_OBJECT_ID_PROP, ENTRA_USER_PARTITION, MOODLE_USER_ID_PROP, MOODLE_USER_PARTITION,
 };
-use crate::graph::{DeltaCheckpoint, DeltaItem, GraphClient, GraphError};
+use crate::graph::{BatchRequest, DeltaCheckpoint, DeltaItem, GraphClient, GraphError};
 use crate::ids::MoodleUserId;
 use crate::moodle::users::{self, MoodleUser, UserField};
 use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{key_escape, tables, BatchOp, Entity, SharedStore, StoreError};
+use crate::sync::apply::{self, UserForm};
+use crate::sync::removal;
+use crate::sync::report::{EntraSummary, RunReport, SyncOptions};
+use crate::sync::retry;
+use crate::sync::settings::SyncSettings;
 use plan::{EntraUser, Found, LinkRow};
-use serde::Serialize;
 use settings::{CreateFilter, MatchField};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The checkpoint row of the Entra users' delta link (checkpoints are keyed by source).
 pub const CHECKPOINT_PARTITION: &str = "entra";
 const CHECKPOINT_ROW: &str = "users-delta";
+/// The pass's entity in run reports.
+pub const ENTITY: &str = "entra-users";
+/// The pass's shard on `sync-work`, and its population in the retry set.
+pub const SHARD: &str = "entra";
+/// Waiting users re-read per `$batch` round (5 envelopes of 20).
+const RETRY_READ: usize = 100;
 
-#[derive(Debug, Clone, Default)]
-pub struct EntraOptions {
-    pub simulate: bool,
-    pub verbose: bool,
-    /// Full round, and removals above the share allowed.
-    pub force: bool,
+/// What the Entra pass needs beyond the sync's own parts; present when Graph is configured.
+#[derive(Clone)]
+pub struct EntraEnv {
+    pub graph: Arc<GraphClient>,
+    pub settings: Arc<EntraSettings>,
+}
+
+impl EntraEnv {
+    pub fn from_app(state: &crate::app::AppState) -> Option<EntraEnv> {
+        Some(EntraEnv {
+            graph: state.graph.clone()?,
+            settings: Arc::new(state.settings.entra.clone()),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,96 +81,17 @@ pub enum EntraError {
     Store(#[from] StoreError),
 }
 
-/// What a run did, for the CLI and the run history.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct EntraReport {
-    pub simulate: bool,
-    pub full_round: bool,
-    /// Why the round was full (no checkpoint, expired delta state…).
-    pub why_full: Option<String>,
-    /// Every page was read and every decision applied; the delta link was stored.
-    pub complete: bool,
-    pub users_read: u64,
-    pub removed_read: u64,
-    pub created: u64,
-    pub linked: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub suspended: u64,
-    pub reenabled: u64,
-    pub deleted: u64,
-    pub skipped: BTreeMap<String, String>,
-    pub failed: BTreeMap<String, String>,
-    /// Removals refused (share above the limit) or not applied (incomplete read).
-    pub removals_refused: Option<String>,
-    pub graph_calls: u64,
-    pub moodle_calls: u64,
-    pub moodle_writes: u64,
-    pub errors: Vec<String>,
-    pub trace: Vec<String>,
-}
-
-impl EntraReport {
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "Entra → Moodle{}: {} round{}, {} users read ({} removals)\n  created {}, linked {}, updated {}, unchanged {}, suspended {}, re-enabled {}, deleted {}, skipped {}, failed {}\n  Graph calls {}, Moodle calls {} ({} writes)\n",
-            if self.simulate { " (simulation: nothing written)" } else { "" },
-            if self.full_round { "full" } else { "incremental" },
-            self.why_full.as_ref().map(|w| format!(" ({w})")).unwrap_or_default(),
-            self.users_read,
-            self.removed_read,
-            self.created,
-            self.linked,
-            self.updated,
-            self.unchanged,
-            self.suspended,
-            self.reenabled,
-            self.deleted,
-            self.skipped.len(),
-            self.failed.len(),
-            self.graph_calls,
-            self.moodle_calls,
-            self.moodle_writes,
-        );
-        for (k, why) in &self.skipped {
-            out.push_str(&format!("  skipped {k}: {why}\n"));
-        }
-        for (k, why) in &self.failed {
-            out.push_str(&format!("  failed {k}: {why}\n"));
-        }
-        if let Some(r) = &self.removals_refused {
-            out.push_str(&format!("  removals not applied: {r}\n"));
-        }
-        for e in &self.errors {
-            out.push_str(&format!("  error: {e}\n"));
-        }
-        if !self.complete {
-            out.push_str(
-                "  incomplete: the delta link was not advanced; the next run repeats this round\n",
-            );
-        }
-        out
-    }
-
-    fn trace(&mut self, on: bool, line: impl FnOnce() -> String) {
-        if on {
-            self.trace.push(line());
-        }
-    }
-}
-
-pub struct EntraSync<'a> {
-    pub graph: &'a GraphClient,
+/// One Entra pass of a run.
+pub struct EntraPass<'a> {
+    pub env: &'a EntraEnv,
     pub moodle: &'a MoodleClient,
     pub store: &'a SharedStore,
-    pub settings: &'a EntraSettings,
-    /// `SYNC_REMOVAL_MAX_SHARE`.
-    pub removal_max_share: f64,
-    pub opts: EntraOptions,
+    /// `SYNC_REMOVAL_MAX_SHARE`, `SYNC_WRITE_CONCURRENCY`.
+    pub sync: &'a SyncSettings,
+    /// `force`: a full round, and removals above the share; `simulate`, `verbose`,
+    /// `update_only`; `user`: one Entra user (object id or UPN), no round.
+    pub opts: &'a SyncOptions,
 }
-
-/// Moodle field → value pairs of one write.
-type Fields = Vec<(String, String)>;
 
 /// A suspension or deletion waiting for the end of the round.
 struct Removal {
@@ -154,60 +101,90 @@ struct Removal {
     why: String,
 }
 
-/// Per-run state.
+/// Per-pass state.
 #[derive(Default)]
 struct RunState {
     seen: HashSet<String>,
     removals: Vec<Removal>,
     group: Option<HashSet<String>>,
     protected: Option<crate::sync::protect::Protected>,
+    /// This pass's part of the retry set (loaded on first need, kept in step with the store).
+    waiting: Option<HashMap<String, retry::Waiting>>,
 }
 
-impl EntraSync<'_> {
-    fn initial(&self) -> String {
-        format!("/users/delta?$select={}", self.settings.select().join(","))
+impl EntraPass<'_> {
+    fn graph(&self) -> &GraphClient {
+        &self.env.graph
     }
 
-    /// One run. `Err` only for what stops everything (credentials, permission, the store).
-    pub async fn run(&self) -> Result<EntraReport, EntraError> {
-        let mut report = EntraReport {
-            simulate: self.opts.simulate,
-            ..EntraReport::default()
-        };
-        let graph_before = self.graph.stats().requests;
-        let moodle_before = self.moodle.total_calls();
-        let result = self.round(&mut report).await;
-        report.graph_calls = self.graph.stats().requests - graph_before;
-        report.moodle_calls = self.moodle.total_calls() - moodle_before;
-        match result {
-            Ok(()) => Ok(report),
-            Err(EntraError::Graph(e)) if !e.is_fatal() => {
-                report.complete = false;
-                report.errors.push(e.to_string());
-                Ok(report)
-            }
-            Err(e) => Err(e),
+    fn settings(&self) -> &EntraSettings {
+        &self.env.settings
+    }
+
+    fn initial(&self) -> String {
+        format!(
+            "/users/delta?$select={}",
+            self.settings().select().join(",")
+        )
+    }
+
+    /// Graph requests made since `before`, under `kind` in the report.
+    fn count_graph(&self, report: &mut RunReport, kind: &str, before: u64) {
+        let n = self.graph().stats().requests.saturating_sub(before);
+        if n > 0 {
+            *report.graph_calls.entry(kind.to_string()).or_default() += n;
         }
     }
 
-    async fn round(&self, report: &mut EntraReport) -> Result<(), EntraError> {
-        let config = self.settings.config_hash();
+    /// The pass. `Err` only for what stops everything (credentials, a missing permission,
+    /// Moodle refusing the run, the store); a failed read leaves the report incomplete.
+    pub async fn run(&self, report: &mut RunReport) -> Result<(), EntraError> {
+        let mut sum = EntraSummary::default();
+        report.counts(ENTITY);
+        let result = match &self.opts.user {
+            Some(who) => self.one(who, report, &mut sum).await,
+            None => self.round(report, &mut sum).await,
+        };
+        report.entra = Some(sum);
+        match result {
+            Err(EntraError::Graph(e)) if !e.is_fatal() => {
+                report.complete = false;
+                report.errors.push(format!("entra: {e}"));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn round(
+        &self,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
+    ) -> Result<(), EntraError> {
+        let config = self.settings().config_hash();
         let stored = self.load_checkpoint().await?;
         let checkpoint = stored
             .filter(|(_, c)| *c == config && !self.opts.force)
             .map(|(cp, _)| cp);
         let mut round = self
-            .graph
+            .graph()
             .delta::<EntraUser>(&self.initial(), checkpoint.as_ref());
         let mut st = RunState::default();
         loop {
-            let page = match round.next_page().await {
+            let before = self.graph().stats().requests;
+            let page = round.next_page().await;
+            self.count_graph(report, "GET /users/delta", before);
+            report.source_requests += self.graph().stats().requests.saturating_sub(before);
+            let page = match page {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => {
-                    report.errors.push(format!("reading Entra users: {e}"));
-                    report.removals_refused = (!st.removals.is_empty()).then(|| {
+                    report.complete = false;
+                    report
+                        .errors
+                        .push(format!("entra: reading Entra users: {e}"));
+                    sum.removals_refused = (!st.removals.is_empty()).then(|| {
                         format!(
                             "{} suspensions/deletions held back: the read did not complete",
                             st.removals.len()
@@ -218,9 +195,7 @@ impl EntraSync<'_> {
             };
             if let Some(why) = &page.restarted {
                 // A full round from the start: what earlier pages listed is not the whole picture.
-                report.trace(self.opts.verbose, || {
-                    format!("round restarted as a full round: {why}")
-                });
+                report.trace(|| format!("{ENTITY}: round restarted as a full round: {why}"));
                 st.seen.clear();
                 st.removals.clear();
             }
@@ -229,29 +204,193 @@ impl EntraSync<'_> {
                 match item {
                     DeltaItem::Present(u) => present.push(u),
                     DeltaItem::Removed { id, reason } => {
-                        report.removed_read += 1;
+                        sum.removed_read += 1;
                         self.removed(&mut st, report, &id.to_ascii_lowercase(), &reason)
                             .await?;
                     }
                 }
             }
-            for chunk in present.chunks(self.settings.batch_size) {
-                self.batch(&mut st, report, chunk).await?;
+            // Re-read waiting users are counted apart (`retry_examined`), as the directory's.
+            report.entries_read += present.len() as u64;
+            for chunk in present.chunks(self.settings().batch_size) {
+                self.batch(&mut st, report, sum, chunk).await?;
             }
         }
-        report.full_round = round.is_full();
-        report.why_full = round.why_full().map(|w| w.to_string());
+        sum.full_round = round.is_full();
+        sum.why_full = round.why_full().map(|w| w.to_string());
         if round.is_full() {
             self.not_listed(&mut st, report).await?;
         }
-        if !self.removals(&mut st, report).await? {
+        self.retry_waiting(&mut st, report, sum).await?;
+        if !self.removals(&mut st, report, sum).await? {
             return Ok(());
         }
         if let Some(cp) = round.checkpoint() {
             if !self.opts.simulate {
                 self.save_checkpoint(cp, &config).await?;
+                sum.delta_advanced = true;
             }
-            report.complete = true;
+        }
+        Ok(())
+    }
+
+    /// `--user`: one Entra user by object id or UPN, now; the round and its link stay as they are.
+    async fn one(
+        &self,
+        who: &str,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
+    ) -> Result<(), EntraError> {
+        let mut st = RunState::default();
+        let users = self
+            .read_by_id(&mut st, report, &[who.to_string()], false)
+            .await?;
+        if users.is_empty() {
+            report.errors.push(format!(
+                "entra: no Entra user {who:?} (object id or userPrincipalName)"
+            ));
+            return Ok(());
+        }
+        report.entries_read += users.len() as u64;
+        self.batch(&mut st, report, sum, &users).await?;
+        self.removals(&mut st, report, sum).await?;
+        Ok(())
+    }
+
+    /// Users by object id (or UPN) through `$batch`; a 404 is a user gone from Entra (its
+    /// waiting entry, if any, is dropped: the delta round reports the removal itself).
+    async fn read_by_id(
+        &self,
+        st: &mut RunState,
+        report: &mut RunReport,
+        keys: &[String],
+        waiting: bool,
+    ) -> Result<Vec<EntraUser>, EntraError> {
+        let select = self.settings().select().join(",");
+        let requests: Vec<BatchRequest> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                BatchRequest::get(
+                    i.to_string(),
+                    format!(
+                        "/users/{}?$select={select}",
+                        crate::bot::connector::encode_segment(k)
+                    ),
+                )
+            })
+            .collect();
+        let before = self.graph().stats().requests;
+        let answers = self.graph().batch(requests).await;
+        self.count_graph(report, "POST /$batch (GET /users/{id})", before);
+        let mut out = Vec::new();
+        for ((_, answer), key) in answers?.into_iter().zip(keys) {
+            match answer {
+                Ok(a) => match serde_json::from_value::<EntraUser>(a.body) {
+                    Ok(u) if !plan::id(&u).is_empty() => out.push(u),
+                    _ => report
+                        .errors
+                        .push(format!("entra: {key}: Graph answered no user object")),
+                },
+                Err(GraphError::NotFound { .. }) => {
+                    report.trace(|| format!("{ENTITY} {key}: not in Entra any more"));
+                    if waiting && !self.opts.simulate {
+                        retry::clear(self.store, key).await?;
+                        if let Some(w) = st.waiting.as_mut() {
+                            w.remove(key);
+                        }
+                    }
+                }
+                Err(e) if e.is_fatal() => return Err(e.into()),
+                Err(e) => report.errors.push(format!("entra: reading {key}: {e}")),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn waiting_set<'s>(
+        &self,
+        st: &'s mut RunState,
+    ) -> Result<&'s mut HashMap<String, retry::Waiting>, StoreError> {
+        if st.waiting.is_none() {
+            let all = retry::load(self.store).await?;
+            st.waiting = Some(
+                all.into_iter()
+                    .filter(|w| w.population == SHARD)
+                    .map(|w| (w.key.clone(), w))
+                    .collect(),
+            );
+        }
+        Ok(st.waiting.as_mut().expect("just set"))
+    }
+
+    /// Re-read the waiting users this round did not list, and apply them like the others.
+    async fn retry_waiting(
+        &self,
+        st: &mut RunState,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
+    ) -> Result<(), EntraError> {
+        let seen = std::mem::take(&mut st.seen);
+        let mut keys: Vec<String> = self
+            .waiting_set(st)
+            .await?
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        st.seen = seen;
+        keys.sort();
+        for chunk in keys.chunks(RETRY_READ) {
+            report.trace(|| format!("{ENTITY}: re-examining {} waiting users", chunk.len()));
+            let before = self.graph().stats().requests;
+            let users = self.read_by_id(st, report, chunk, true).await?;
+            report.retry_requests += self.graph().stats().requests.saturating_sub(before);
+            report.retry_examined += users.len() as u64;
+            if !users.is_empty() {
+                self.batch(st, report, sum, &users).await?;
+            }
+        }
+        let waiting = self.waiting_set(st).await?;
+        for w in waiting.values() {
+            *report.waiting.entry(w.why.clone()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Entries of `keys` marked by this batch wait in the retry set; the others no longer do.
+    async fn remember_waiting(
+        &self,
+        st: &mut RunState,
+        keys: &[String],
+        marks: &BTreeMap<String, (String, String)>,
+    ) -> Result<(), StoreError> {
+        let since = chrono::Utc::now().to_rfc3339();
+        for k in keys {
+            let known = self.waiting_set(st).await?.get(k).cloned();
+            match (marks.get(k), known) {
+                (Some((why, reason)), known) => {
+                    let w = retry::Waiting {
+                        key: k.clone(),
+                        population: SHARD.into(),
+                        why: why.clone(),
+                        reason: reason.clone(),
+                        since: known
+                            .as_ref()
+                            .map(|w| w.since.clone())
+                            .unwrap_or_else(|| since.clone()),
+                    };
+                    if known.as_ref() != Some(&w) {
+                        retry::save(self.store, &w).await?;
+                        self.waiting_set(st).await?.insert(k.clone(), w);
+                    }
+                }
+                (None, Some(_)) => {
+                    retry::clear(self.store, k).await?;
+                    self.waiting_set(st).await?.remove(k);
+                }
+                (None, None) => {}
+            }
         }
         Ok(())
     }
@@ -300,7 +439,7 @@ impl EntraSync<'_> {
     async fn removed(
         &self,
         st: &mut RunState,
-        report: &mut EntraReport,
+        report: &mut RunReport,
         key: &str,
         reason: &str,
     ) -> Result<(), EntraError> {
@@ -308,8 +447,9 @@ impl EntraSync<'_> {
             return Ok(());
         };
         let permanent = reason.eq_ignore_ascii_case("deleted");
-        let delete = permanent && self.settings.delete;
-        if delete || (self.settings.suspend && !row.suspended) {
+        let s = self.settings();
+        let delete = permanent && s.delete;
+        if delete || (s.suspend && !row.suspended) {
             st.removals.push(Removal {
                 key: key.to_string(),
                 moodle_id: row.moodle_id,
@@ -317,9 +457,7 @@ impl EntraSync<'_> {
                 why: format!("removed in Entra ({reason})"),
             });
         }
-        report.trace(self.opts.verbose, || {
-            format!("{key}: removed in Entra ({reason})")
-        });
+        report.trace(|| format!("{ENTITY} {key}: removed in Entra ({reason})"));
         Ok(())
     }
 
@@ -327,7 +465,7 @@ impl EntraSync<'_> {
     async fn not_listed(
         &self,
         st: &mut RunState,
-        report: &mut EntraReport,
+        report: &mut RunReport,
     ) -> Result<(), StoreError> {
         let mut next: Option<String> = None;
         loop {
@@ -346,10 +484,8 @@ impl EntraSync<'_> {
                     continue;
                 }
                 if let Some(row) = link_row(e).filter(|r| !r.suspended) {
-                    if self.settings.suspend {
-                        report.trace(self.opts.verbose, || {
-                            format!("{key}: not in the full round: suspend")
-                        });
+                    if self.settings().suspend {
+                        report.trace(|| format!("{ENTITY} {key}: not in the full round: suspend"));
                         st.removals.push(Removal {
                             key,
                             moodle_id: row.moodle_id,
@@ -392,29 +528,34 @@ impl EntraSync<'_> {
     async fn removals(
         &self,
         st: &mut RunState,
-        report: &mut EntraReport,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
     ) -> Result<bool, EntraError> {
         if st.removals.is_empty() {
             return Ok(true);
         }
-        let linked = self.linked_count().await?.max(1);
-        let share = st.removals.len() as f64 / linked as f64;
-        if share > self.removal_max_share && !self.opts.force {
+        let linked = self.linked_count().await?;
+        let allowed = self.opts.force || self.opts.allow_mass_removal;
+        if let Some(over) = removal::over_share(
+            st.removals.len(),
+            linked,
+            self.sync.removal_max_share,
+            allowed,
+        ) {
             let msg = format!(
-                "{} of {linked} linked accounts ({:.1}%) would be suspended or deleted, above SYNC_REMOVAL_MAX_SHARE ({:.1}%); rerun with --force if that is right",
-                st.removals.len(),
-                share * 100.0,
-                self.removal_max_share * 100.0
+                "{over} linked Entra accounts would be suspended or deleted; rerun with --force if that is right"
             );
-            report.errors.push(msg.clone());
-            report.removals_refused = Some(msg);
+            report
+                .errors
+                .push(format!("entra: removals refused: {msg}"));
+            sum.removals_refused = Some(msg);
             return Ok(false);
         }
         let removals = std::mem::take(&mut st.removals);
         for r in &removals {
-            report.trace(self.opts.verbose, || {
+            report.trace(|| {
                 format!(
-                    "{}: {} ({})",
+                    "{ENTITY} {}: {} ({})",
                     r.key,
                     if r.delete { "delete" } else { "suspend" },
                     r.why
@@ -424,35 +565,58 @@ impl EntraSync<'_> {
         let (deletes, suspends): (Vec<&Removal>, Vec<&Removal>) =
             removals.iter().partition(|r| r.delete);
         if self.opts.simulate {
-            report.deleted += deletes.len() as u64;
-            report.suspended += suspends.len() as u64;
+            sum.deleted += deletes.len() as u64;
+            sum.suspended += suspends.len() as u64;
+            report.counts(ENTITY).removed += removals.len() as u64;
             return Ok(true);
         }
-        for chunk in suspends.chunks(self.settings.batch_size) {
-            let ids: Vec<MoodleUserId> = chunk.iter().map(|r| MoodleUserId(r.moodle_id)).collect();
-            report.moodle_writes += 1;
-            let warnings = users::suspend(self.moodle, &ids).await?;
-            let bad: HashSet<i64> = warnings.iter().filter_map(|w| w.itemid).collect();
-            for r in chunk {
-                if bad.contains(&r.moodle_id) {
-                    report
-                        .failed
-                        .insert(r.key.clone(), "Moodle refused the suspension".into());
-                    continue;
+        let budget = self.moodle.field_budget();
+        let ids: Vec<MoodleUserId> = suspends.iter().map(|r| MoodleUserId(r.moodle_id)).collect();
+        let results =
+            apply::suspend_users(self.moodle, &ids, budget, self.settings().batch_size).await?;
+        for (r, result) in suspends.iter().zip(results) {
+            match result {
+                Some(why) => report.failed(
+                    ENTITY,
+                    &r.key,
+                    format!("suspend (id {}): {why}", r.moodle_id),
+                ),
+                None => {
+                    self.mark_suspended(&r.key, true).await?;
+                    report.counts(ENTITY).removed += 1;
+                    sum.suspended += 1;
                 }
-                self.mark_suspended(&r.key, true).await?;
-                report.suspended += 1;
             }
         }
-        for chunk in deletes.chunks(self.settings.batch_size) {
-            let ids: Vec<MoodleUserId> = chunk.iter().map(|r| MoodleUserId(r.moodle_id)).collect();
-            report.moodle_writes += 1;
-            users::delete(self.moodle, &ids).await?;
-            for r in chunk {
-                self.forget(&r.key, r.moodle_id).await?;
-                report.deleted += 1;
+        let per_call = (budget / 2).clamp(1, self.settings().batch_size);
+        for part in deletes.chunks(per_call) {
+            let items: Vec<(usize, MoodleUserId)> = part
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, MoodleUserId(r.moodle_id)))
+                .collect();
+            let client = self.moodle;
+            let out = apply::bisect(items, |g| async move {
+                users::delete(client, &g).await.map(|()| vec![(); g.len()])
+            })
+            .await?;
+            for (i, ()) in out.ok {
+                self.forget(&part[i].key, part[i].moodle_id).await?;
+                report.counts(ENTITY).removed += 1;
+                sum.deleted += 1;
+            }
+            for (i, why) in out.failed {
+                report.failed(
+                    ENTITY,
+                    &part[i].key,
+                    format!("delete (id {}): {why}", part[i].moodle_id),
+                );
             }
         }
+        let keys: Vec<String> = removals.iter().map(|r| r.key.clone()).collect();
+        let marks = std::mem::take(&mut report.retry_marks);
+        // A refused suspension waits like any failure; one that went through clears the entry.
+        self.remember_waiting(st, &keys, &marks).await?;
         Ok(true)
     }
 
@@ -491,8 +655,13 @@ impl EntraSync<'_> {
     }
 
     /// Whether the creation filter's group holds `key` (members read once per run, on first need).
-    async fn in_group(&self, st: &mut RunState, key: &str) -> Result<bool, GraphError> {
-        let CreateFilter::Group(group) = &self.settings.create_filter else {
+    async fn in_group(
+        &self,
+        st: &mut RunState,
+        report: &mut RunReport,
+        key: &str,
+    ) -> Result<bool, GraphError> {
+        let CreateFilter::Group(group) = &self.settings().create_filter else {
             return Ok(true);
         };
         if st.group.is_none() {
@@ -504,9 +673,11 @@ impl EntraSync<'_> {
                 "/groups/{}/members?$select=id",
                 crate::bot::connector::encode_segment(group)
             );
-            let members: Vec<Member> = self.graph.all(&path).await?;
+            let before = self.graph().stats().requests;
+            let members = self.graph().all::<Member>(&path).await;
+            self.count_graph(report, "GET /groups/{id}/members", before);
             st.group = Some(
-                members
+                members?
                     .into_iter()
                     .map(|m| m.id.to_ascii_lowercase())
                     .collect(),
@@ -529,9 +700,10 @@ impl EntraSync<'_> {
             let info = crate::moodle::site::site_info(self.moodle).await?;
             st.protected = Some(crate::sync::protect::Protected::new(&info));
         }
-        let rules: Vec<(MatchField, Vec<String>)> = match &self.settings.ent_link {
+        let s = self.settings();
+        let rules: Vec<(MatchField, Vec<String>)> = match &s.ent_link {
             Some(link) => vec![link.clone()],
-            None => self.settings.matching.clone(),
+            None => s.matching.clone(),
         };
         for (field, attrs) in rules {
             let wanted: Vec<(String, String)> = users
@@ -602,10 +774,11 @@ impl EntraSync<'_> {
     async fn batch(
         &self,
         st: &mut RunState,
-        report: &mut EntraReport,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
         chunk: &[EntraUser],
     ) -> Result<(), EntraError> {
-        report.users_read += chunk.len() as u64;
+        sum.users_read += chunk.len() as u64;
         let mut rows: HashMap<String, LinkRow> = HashMap::new();
         for u in chunk {
             let key = plan::id(u);
@@ -619,60 +792,67 @@ impl EntraSync<'_> {
             .filter(|u| !rows.contains_key(&plan::id(u)))
             .collect();
         let found = self.lookup(st, &unlinked).await?;
+        let s = self.settings();
         let mut decisions: Vec<(String, plan::Decision)> = Vec::new();
         for u in chunk {
             let key = plan::id(u);
             let f = found.get(&key).cloned().unwrap_or(Found::Nothing);
             let row = rows.get(&key);
-            let needs_filter = row.is_none()
-                && matches!(f, Found::Nothing)
-                && self.settings.create
-                && plan::enabled(u);
-            let may_create = if needs_filter && self.settings.ent_link.is_none() {
-                let group_ok = self.in_group(st, &key).await?;
-                plan::admitted(self.settings, u, |_| group_ok)
+            let needs_filter =
+                row.is_none() && matches!(f, Found::Nothing) && s.create && plan::enabled(u);
+            let may_create = if needs_filter && s.ent_link.is_none() {
+                let group_ok = self.in_group(st, report, &key).await?;
+                plan::admitted(s, u, |_| group_ok)
             } else {
                 true
             };
-            let d = plan::present(self.settings, u, row, &f, may_create);
-            if row.is_none() && matches!(f, Found::One(_)) && d.skip.is_none() {
-                report.linked += 1;
+            let mut d = plan::present(s, u, row, &f, may_create);
+            if self.opts.update_only && d.create.is_some() {
+                d.create = None;
+                d.remember = false;
+                d.skip = Some("update only: no Moodle account to update".into());
+                d.waiting = Some("update only");
             }
-            if let Some(t) = &d.trace {
-                report.trace(self.opts.verbose, || t.clone());
+            if row.is_none() && matches!(f, Found::One(_)) && d.skip.is_none() {
+                sum.linked += 1;
+            }
+            if let Some(t) = d.trace.take() {
+                report.trace(|| t);
             }
             decisions.push((key, d));
         }
-        self.apply(st, report, decisions).await
+        self.apply(st, report, sum, decisions).await
     }
 
     async fn apply(
         &self,
         st: &mut RunState,
-        report: &mut EntraReport,
+        report: &mut RunReport,
+        sum: &mut EntraSummary,
         decisions: Vec<(String, plan::Decision)>,
     ) -> Result<(), EntraError> {
-        let verbose = self.opts.verbose;
-        let mut creates: Vec<(String, Fields)> = Vec::new();
-        let mut updates: Vec<(String, i64, Fields)> = Vec::new();
-        let mut reenables: Vec<(String, i64)> = Vec::new();
-        let mut remember: Vec<(String, i64, &plan::Decision, bool)> = Vec::new();
+        let mut creates: Vec<(String, UserForm)> = Vec::new();
+        let mut updates: Vec<(String, MoodleUserId, UserForm)> = Vec::new();
+        let mut reenables: Vec<(String, MoodleUserId)> = Vec::new();
+        let mut remember: Vec<(String, i64, &plan::Decision)> = Vec::new();
         for (key, d) in &decisions {
             if let Some(why) = &d.skip {
-                report.skipped.insert(key.clone(), why.clone());
-                report.trace(verbose, || format!("{key}: skipped: {why}"));
+                match d.waiting {
+                    Some(class) => report.waiting(ENTITY, key, class, why.clone()),
+                    None => report.skipped(ENTITY, key, why.clone()),
+                }
                 continue;
             }
             if let Some(items) = &d.create {
-                report.trace(verbose, || format!("{key}: create"));
+                report.trace(|| format!("{ENTITY} {key}: create"));
                 creates.push((key.clone(), items.clone()));
                 continue;
             }
             let Some(id) = d.moodle_id else { continue };
             if !d.update.is_empty() {
-                report.trace(verbose, || {
+                report.trace(|| {
                     format!(
-                        "{key}: update {}",
+                        "{ENTITY} {key}: update {}",
                         d.update
                             .iter()
                             .map(|(k, _)| k.as_str())
@@ -680,10 +860,10 @@ impl EntraSync<'_> {
                             .join(", ")
                     )
                 });
-                updates.push((key.clone(), id, d.update.clone()));
+                updates.push((key.clone(), MoodleUserId(id), update_item(id, &d.update)));
             }
             if d.reenable {
-                reenables.push((key.clone(), id));
+                reenables.push((key.clone(), MoodleUserId(id)));
             }
             if d.suspend {
                 st.removals.push(Removal {
@@ -693,122 +873,88 @@ impl EntraSync<'_> {
                     why: "disabled in Entra (accountEnabled=false)".into(),
                 });
             }
-            if d.update.is_empty() && !d.reenable && !d.suspend && !d.remember {
-                report.unchanged += 1;
+            if d.update.is_empty() && !d.reenable && !d.suspend {
+                report.counts(ENTITY).unchanged += 1;
             }
             if d.remember {
-                remember.push((key.clone(), id, d, false));
+                remember.push((key.clone(), id, d));
             }
         }
         if self.opts.simulate {
-            report.created += creates.len() as u64;
-            report.updated += updates.len() as u64;
-            report.reenabled += reenables.len() as u64;
+            let c = report.counts(ENTITY);
+            c.created += creates.len() as u64;
+            c.updated += updates.len() as u64;
+            sum.reenabled += reenables.len() as u64;
+            report.retry_marks.clear();
             return Ok(());
         }
+        let budget = self.moodle.field_budget();
+        let (batch_size, concurrency) = (self.settings().batch_size, self.sync.write_concurrency);
+        let forms: Vec<UserForm> = creates.iter().map(|(_, f)| f.clone()).collect();
+        let out = apply::create_users(self.moodle, &forms, budget, batch_size, concurrency).await?;
         let mut created: Vec<(String, i64)> = Vec::new();
-        for group in by_budget(&creates, |(_, i)| i.len(), self.moodle.field_budget()) {
-            created.extend(self.create_accounts(report, group).await?);
+        for (j, id) in out.ok {
+            created.push((creates[j].0.clone(), id.0));
         }
-        report.created += created.len() as u64;
-        let items: Vec<(String, i64, Fields)> = updates
-            .iter()
-            .map(|(k, id, fields)| (k.clone(), *id, update_item(*id, fields)))
-            .collect();
-        let mut bad: HashSet<i64> = HashSet::new();
-        for group in by_budget(&items, |(_, _, i)| i.len(), self.moodle.field_budget()) {
-            let form: Vec<Fields> = group.iter().map(|(_, _, i)| i.clone()).collect();
-            report.moodle_writes += 1;
-            let warnings = users::update(self.moodle, &form).await?;
-            bad.extend(warnings.iter().filter_map(|w| w.itemid));
+        report.counts(ENTITY).created += created.len() as u64;
+        for (j, why) in out.failed {
+            report.failed(ENTITY, &creates[j].0, format!("create: {why}"));
         }
-        for (key, id, _) in &updates {
-            if bad.contains(id) {
-                report
-                    .failed
-                    .insert(key.clone(), "Moodle refused the update".into());
-                remember.retain(|(k, ..)| k != key);
-            } else {
-                report.updated += 1;
+        let items: Vec<(MoodleUserId, UserForm)> =
+            updates.iter().map(|(_, id, f)| (*id, f.clone())).collect();
+        let results =
+            apply::update_users(self.moodle, &items, budget, batch_size, concurrency).await?;
+        for ((key, id, _), result) in updates.iter().zip(results) {
+            match result {
+                Some(why) => {
+                    report.failed(ENTITY, key, format!("update (id {id}): {why}"));
+                    remember.retain(|(k, ..)| k != key);
+                }
+                None => report.counts(ENTITY).updated += 1,
             }
         }
-        if !reenables.is_empty() {
-            let items: Vec<Vec<(String, String)>> = reenables
-                .iter()
-                .map(|(_, id)| {
+        let items: Vec<(MoodleUserId, UserForm)> = reenables
+            .iter()
+            .map(|(_, id)| {
+                (
+                    *id,
                     vec![
                         ("id".to_string(), id.to_string()),
                         ("suspended".to_string(), "0".to_string()),
-                    ]
-                })
-                .collect();
-            report.moodle_writes += 1;
-            let warnings = users::update(self.moodle, &items).await?;
-            let bad: HashSet<i64> = warnings.iter().filter_map(|w| w.itemid).collect();
-            for (key, id) in &reenables {
-                if bad.contains(id) {
-                    report.failed.insert(
-                        key.clone(),
-                        "Moodle refused to re-enable the account".into(),
-                    );
-                } else {
-                    report.reenabled += 1;
+                    ],
+                )
+            })
+            .collect();
+        let results =
+            apply::update_users(self.moodle, &items, budget, batch_size, concurrency).await?;
+        for ((key, id), result) in reenables.iter().zip(results) {
+            match result {
+                Some(why) => report.failed(ENTITY, key, format!("re-enable (id {id}): {why}")),
+                None => {
+                    sum.reenabled += 1;
                     self.mark_suspended(key, false).await?;
                 }
             }
         }
         let by_key: HashMap<&str, &plan::Decision> =
             decisions.iter().map(|(k, d)| (k.as_str(), d)).collect();
-        let mut rows: Vec<(String, i64, &plan::Decision)> = remember
-            .iter()
-            .map(|(k, id, d, _)| (k.clone(), *id, *d))
-            .collect();
+        let mut rows = remember;
         for (key, id) in &created {
             if let Some(d) = by_key.get(key.as_str()) {
                 rows.push((key.clone(), *id, d));
             }
         }
         self.remember(&rows).await?;
+        let marks = std::mem::take(&mut report.retry_marks);
+        let keys: Vec<String> = decisions.iter().map(|(k, _)| k.clone()).collect();
+        self.remember_waiting(st, &keys, &marks).await?;
         Ok(())
-    }
-
-    /// `core_user_create_users` is all or nothing: a refused call is retried one by one, so one
-    /// bad user does not hold the others back.
-    async fn create_accounts(
-        &self,
-        report: &mut EntraReport,
-        creates: &[(String, Fields)],
-    ) -> Result<Vec<(String, i64)>, EntraError> {
-        let items: Vec<Fields> = creates.iter().map(|(_, i)| i.clone()).collect();
-        report.moodle_writes += 1;
-        match users::create(self.moodle, &items).await {
-            Ok(made) => Ok(creates
-                .iter()
-                .zip(made)
-                .map(|((key, _), m)| (key.clone(), m.id.0))
-                .collect()),
-            Err(e) if creates.len() > 1 && item_error(&e) => {
-                let mut out = Vec::new();
-                for one in creates.chunks(1) {
-                    out.extend(Box::pin(self.create_accounts(report, one)).await?);
-                }
-                Ok(out)
-            }
-            Err(e) if item_error(&e) => {
-                report.failed.insert(
-                    creates[0].0.clone(),
-                    format!("Moodle refused the account: {e}"),
-                );
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Link rows, forward (with what was written) and reverse, a batch per partition.
     async fn remember(&self, rows: &[(String, i64, &plan::Decision)]) -> Result<(), StoreError> {
-        let config = self.settings.config_hash();
-        for chunk in rows.chunks(100) {
+        let config = self.settings().config_hash();
+        for chunk in rows.chunks(crate::store::MAX_BATCH) {
             let mut forward = Vec::new();
             let mut reverse = Vec::new();
             for (key, id, d) in chunk {
@@ -821,14 +967,13 @@ impl EntraSync<'_> {
                     .as_ref()
                     .and_then(|e| e.bool("suspended"))
                     .unwrap_or(false);
-                forward.push(BatchOp::Upsert(
-                    Entity::new(ENTRA_USER_PARTITION, key_escape(key))
-                        .with(MOODLE_USER_ID_PROP, *id)
-                        .with("fields", fields.as_str())
-                        .with("suspended", suspended)
-                        .with("config_hash", config.as_str())
-                        .with("source", "entra-sync"),
-                ));
+                let row = Entity::new(ENTRA_USER_PARTITION, key_escape(key))
+                    .with(MOODLE_USER_ID_PROP, *id)
+                    .with("fields", fields.as_str())
+                    .with("suspended", suspended)
+                    .with("config_hash", config.as_str())
+                    .with("source", "entra-sync");
+                forward.push(BatchOp::Upsert(row));
                 reverse.push(BatchOp::Upsert(
                     Entity::new(MOODLE_USER_PARTITION, id.to_string())
                         .with(ENTRA_OBJECT_ID_PROP, key.as_str()),
@@ -853,36 +998,7 @@ fn not_found_ok(e: StoreError) -> Result<(), StoreError> {
     }
 }
 
-/// A refusal of the data of one item (duplicate, bad value), not of the whole call.
-fn item_error(e: &MoodleError) -> bool {
-    matches!(
-        e,
-        MoodleError::InvalidParameter { .. }
-            | MoodleError::Duplicate(_)
-            | MoodleError::Other { .. }
-    )
-}
-
-/// Consecutive groups of `items` whose form fields stay within `budget` (one item at least).
-fn by_budget<T>(items: &[T], size: impl Fn(&T) -> usize, budget: usize) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let (mut start, mut used) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let n = size(item);
-        if i > start && used + n > budget {
-            out.push(&items[start..i]);
-            start = i;
-            used = 0;
-        }
-        used += n;
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
-}
-
-fn update_item(id: i64, fields: &[(String, String)]) -> Vec<(String, String)> {
+fn update_item(id: i64, fields: &[(String, String)]) -> UserForm {
     let mut item = vec![("id".to_string(), id.to_string())];
     let mut custom = 0;
     for (k, v) in fields {
@@ -914,10 +1030,17 @@ fn link_row(e: &Entity) -> Option<LinkRow> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn batches_stay_within_the_form_field_budget() {
-        let items = vec![4usize, 4, 4, 20, 1];
-        let groups = super::by_budget(&items, |n| *n, 10);
-        assert_eq!(groups, vec![&[4, 4][..], &[4][..], &[20][..], &[1][..]]);
-        assert!(super::by_budget(&Vec::<usize>::new(), |n| *n, 10).is_empty());
+    fn profile_fields_become_custom_field_items() {
+        let item = super::update_item(
+            7,
+            &[
+                ("department".into(), "Maths".into()),
+                ("profile_field_classe".into(), "6A".into()),
+            ],
+        );
+        assert_eq!(item[0], ("id".to_string(), "7".to_string()));
+        assert!(item.contains(&("customfields][0][type".to_string(), "classe".to_string())));
+        assert!(item.contains(&("customfields][0][value".to_string(), "6A".to_string())));
+        assert!(item.contains(&("department".to_string(), "Maths".to_string())));
     }
 }

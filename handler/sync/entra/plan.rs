@@ -77,6 +77,9 @@ pub struct Decision {
     pub suspend: bool,
     pub reenable: bool,
     pub skip: Option<String>,
+    /// The skip may end while the Entra user does not change (an ENT account not made yet,
+    /// update-only): the user waits in the retry set under this reason class.
+    pub waiting: Option<&'static str>,
     /// The mapped fields to remember.
     pub fields: BTreeMap<String, String>,
     pub trace: Option<String>,
@@ -150,7 +153,12 @@ pub fn present(
                     mu.username
                 ));
             }
-            (None, other) => d.skip = Some(not_found(other, "no ENT account to link to")),
+            (None, other) => {
+                if matches!(other, Found::Nothing) {
+                    d.waiting = Some("no ENT account yet");
+                }
+                d.skip = Some(not_found(other, "no ENT account to link to"))
+            }
         }
         return d;
     }

@@ -1,5 +1,6 @@
 //! Entra → Moodle user settings (`ENTRA_*`). Read unconditionally so `handler settings` lists
-//! them; the sync runs with `handler sync --entra` once Graph is configured.
+//! them; the sync runs with `handler sync --entra` once Graph is configured, and in every run
+//! that syncs users (SyncTimer, the admin page, `handler sync`) when `ENTRA_SYNC=true`.
 
 use crate::config::Source;
 
@@ -73,6 +74,8 @@ pub enum CreateFilter {
 
 #[derive(Debug, Clone)]
 pub struct EntraSettings {
+    /// Part of every run that syncs users (the timer's too), not only of `--entra`.
+    pub scheduled: bool,
     pub create: bool,
     pub update: bool,
     /// Suspend accounts of users disabled or removed in Entra.
@@ -122,6 +125,11 @@ fn match_pairs(src: &mut Source, name: &str, text: &str) -> Vec<(MatchField, Vec
 
 impl EntraSettings {
     pub fn load(src: &mut Source) -> Self {
+        let scheduled = src.flag(
+            "ENTRA_SYNC",
+            false,
+            "Entra → Moodle users in every run that syncs users (SyncTimer's shards, the admin page, handler sync); off: only handler sync --entra",
+        );
         let create = src.flag(
             "ENTRA_SYNC_CREATE",
             true,
@@ -243,6 +251,7 @@ impl EntraSettings {
             src.problem("ENTRA_USERNAME_ATTRIBUTE: at least one attribute");
         }
         EntraSettings {
+            scheduled,
             create,
             update,
             suspend,

@@ -45,6 +45,7 @@ pub async fn world_with(settings: SyncSettings, fake: FakeMoodle) -> World {
         blobs: None,
         moodle: fake.client(),
         teams: None,
+        entra: None,
     };
     World {
         env,

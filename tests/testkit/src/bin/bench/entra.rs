@@ -1,20 +1,24 @@
 //! `bench entra [--users 50000]`: the Entra → Moodle initial round of N generated Entra users
 //! (Graph double: delta pages of 200, the throttling table enforced) into the Moodle double, then
-//! a run with no change. Prints wall time, Graph and Moodle calls (per 1,000 users), 429s, and
-//! peak RSS (VmHWM) of the whole process — which holds both doubles' N users too, so the RSS
-//! before the round is printed beside it.
+//! a run with no change. Both doubles run in a child process (`bench entra-doubles`), so the
+//! peak RSS printed (VmHWM of this process) is the bridge's alone: the sync run, its Graph and
+//! Moodle clients, the SQLite store and the runtime. Prints wall time, Graph and Moodle calls
+//! (per 1,000 users), 429s, and both runs' reports.
 
 use bridge::config::Source;
-use bridge::graph::GraphClient;
+use bridge::graph::{GraphAuth, GraphClient, GraphSettings};
 use bridge::store::sqlite::SqliteStore;
 use bridge::store::SharedStore;
-use bridge::sync::entra::{EntraOptions, EntraSettings, EntraSync};
-use serde_json::json;
+use bridge::sync::entra::{EntraEnv, EntraSettings};
+use bridge::sync::run::{run_inline, SyncEnv};
+use bridge::sync::{SyncOptions, SyncSettings};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use testkit::fake_moodle::FakeMoodle;
 use testkit::graph_double::GraphDouble;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -31,7 +35,7 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
+fn users_arg(args: &[String]) -> anyhow::Result<usize> {
     let mut users = 50_000usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -42,6 +46,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 .parse()?;
         }
     }
+    Ok(users)
+}
+
+/// The child: both doubles with N users; one JSON line with their addresses on stdout, then
+/// `stats` / `reset` commands on stdin until it closes.
+pub async fn doubles(args: &[String]) -> anyhow::Result<()> {
+    let users = users_arg(args)?;
     let graph = GraphDouble::start().await;
     {
         let mut s = graph.lock();
@@ -60,69 +71,189 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let fake = FakeMoodle::start().await;
+    let g = graph.settings();
+    let GraphAuth::Secret(secret) = &g.auth else {
+        anyhow::bail!("the Graph double uses a client secret");
+    };
+    let m = fake.settings();
+    let hello = json!({
+        "graph_base": g.base_url.as_str(),
+        "graph_token": g.token_endpoint.as_ref().map(|u| u.to_string()),
+        "tenant": g.tenant_id,
+        "client_id": g.client_id,
+        "secret": secret.expose(),
+        "ru": g.identity_ru_per_10s,
+        "moodle_url": m.url.as_str(),
+        "moodle_token": m.token.expose(),
+        "max_input_vars": m.max_form_fields,
+        "rss_mib": mib(status_kib("VmRSS:")),
+    });
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("{hello}\n").as_bytes()).await?;
+    out.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(cmd) = lines.next_line().await? {
+        let answer = match cmd.trim() {
+            "stats" => {
+                let (users, total, writes, calls) = {
+                    let st = fake.lock();
+                    (
+                        st.users.len(),
+                        st.total_calls(),
+                        st.write_calls(),
+                        st.calls.clone(),
+                    )
+                };
+                json!({
+                    "moodle_users": users,
+                    "moodle_total": total,
+                    "moodle_writes": writes,
+                    "moodle_calls": calls,
+                    "graph_calls": graph.calls(),
+                    "graph_throttled": graph.lock().throttled,
+                })
+            }
+            "reset" => {
+                fake.reset_calls();
+                json!({"ok": true})
+            }
+            other => json!({"error": format!("unknown command {other:?}")}),
+        };
+        out.write_all(format!("{answer}\n").as_bytes()).await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+struct Child {
+    proc: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Child {
+    async fn ask(&mut self, cmd: &str) -> anyhow::Result<Value> {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        let line = self
+            .lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the doubles' process ended"))?;
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    let users = users_arg(args)?;
+    let rss_start = status_kib("VmRSS:");
+    let mut proc = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["entra-doubles", "--users", &users.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdin = proc.stdin.take().expect("piped");
+    let mut lines = BufReader::new(proc.stdout.take().expect("piped")).lines();
+    let hello: Value = serde_json::from_str(
+        &lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the doubles' process did not start"))?,
+    )?;
+    let mut child = Child { proc, stdin, lines };
+    let text = |k: &str| hello[k].as_str().unwrap_or_default().to_string();
+    let graph_settings = GraphSettings {
+        tenant_id: text("tenant"),
+        client_id: text("client_id"),
+        auth: GraphAuth::Secret(bridge::config::Secret::new(text("secret"))),
+        base_url: text("graph_base").parse()?,
+        token_endpoint: Some(text("graph_token").parse()?),
+        identity_ru_per_10s: hello["ru"].as_u64().unwrap_or(8000) as usize,
+        platform_identity: Default::default(),
+    };
+    let moodle_settings = bridge::config::MoodleSettings {
+        url: text("moodle_url").parse()?,
+        token: bridge::config::Secret::new(text("moodle_token")),
+        max_form_fields: hello["max_input_vars"].as_u64().unwrap_or(1000) as usize,
+        timeout_secs: 30,
+    };
+    let moodle = bridge::moodle::MoodleClient::new(&moodle_settings)?;
+    let graph = GraphClient::from_settings(bridge::outbound::http::shared()?, &graph_settings)?;
     let dir = tempfile::tempdir()?;
     let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("bench.sqlite"))?);
     store.ensure_tables().await?;
     let mut src = Source::from_map(BTreeMap::new());
-    let settings = EntraSettings::load(&mut src);
+    let entra = EntraSettings::load(&mut src);
+    let mut sync = SyncSettings::load(&mut src);
     anyhow::ensure!(src.problems().is_empty(), "{:?}", src.problems());
-    let client = GraphClient::from_settings(bridge::outbound::http::shared()?, &graph.settings())?;
-    let moodle = fake.client();
-    let sync = EntraSync {
-        graph: &client,
-        moodle: &moodle,
-        store: &store,
-        settings: &settings,
-        removal_max_share: 0.05,
-        opts: EntraOptions::default(),
+    sync.removal_max_share = 0.05;
+    let env = SyncEnv {
+        settings: Arc::new(sync),
+        store,
+        blobs: None,
+        moodle,
+        teams: None,
+        entra: Some(EntraEnv {
+            graph: Arc::new(graph),
+            settings: Arc::new(entra),
+        }),
+    };
+    let opts = SyncOptions {
+        entra: true,
+        ..Default::default()
     };
     let rss_before = status_kib("VmRSS:");
     println!(
-        "== Entra initial round: {users} users (every 50th disabled), delta pages of 200, Moodle double over loopback HTTP"
+        "== Entra initial round: {users} users (every 50th disabled), delta pages of 200; both doubles in a child process (its RSS: {:.1} MiB), over loopback HTTP",
+        hello["rss_mib"].as_f64().unwrap_or(0.0)
     );
     println!(
-        "RSS before the round (both doubles loaded): {:.1} MiB",
+        "bridge process RSS at start {:.1} MiB, before the round {:.1} MiB",
+        mib(rss_start),
         mib(rss_before)
     );
     let t = Instant::now();
-    let r = sync.run().await?;
+    let r = run_inline(&env, &opts, None).await?;
     let wall = t.elapsed();
     print!("{}", r.render());
-    let calls = fake.lock().total_calls();
+    let stats = child.ask("stats").await?;
+    let calls: u64 = r.moodle_calls.values().sum();
     println!("wall time: {:.1}s", wall.as_secs_f64());
     println!(
         "Graph calls: {} ({} 429s answered by the double)",
-        r.graph_calls,
-        graph.lock().throttled
+        r.graph_calls.values().sum::<u64>(),
+        stats["graph_throttled"]
     );
     println!(
-        "Moodle calls: {calls} = {:.1} per 1,000 users ({:?})",
+        "Moodle calls: {calls} = {:.1} per 1,000 users ({:?}); the double counted {}",
         calls as f64 * 1000.0 / users as f64,
-        fake.calls()
+        r.moodle_calls,
+        stats["moodle_total"]
     );
-    println!("Moodle users now: {}", fake.lock().users.len());
+    println!("Moodle users now: {}", stats["moodle_users"]);
     let hwm = status_kib("VmHWM:");
     println!(
-        "peak RSS (VmHWM, whole process incl. both doubles and SQLite): {:.1} MiB; growth over the pre-round RSS: {:.1} MiB",
-        mib(hwm),
-        mib(hwm.saturating_sub(rss_before))
+        "peak RSS of the bridge (VmHWM of this process, doubles excluded): {:.1} MiB (target < 100 MiB)",
+        mib(hwm)
     );
 
-    fake.reset_calls();
-    let graph_before = graph.calls();
+    child.ask("reset").await?;
     let t = Instant::now();
-    let r2 = sync.run().await?;
-    let (total, writes) = {
-        let st = fake.lock();
-        (st.total_calls(), st.write_calls())
-    };
+    let r2 = run_inline(&env, &opts, None).await?;
+    let stats = child.ask("stats").await?;
     println!("\n== second run, no change");
     print!("{}", r2.render());
     println!("wall time: {:.3}s", t.elapsed().as_secs_f64());
     println!(
-        "Graph calls: {} (double saw {}), Moodle calls: {total}, Moodle writes: {writes}",
-        r2.graph_calls,
-        graph.calls() - graph_before
+        "Graph calls: {}, Moodle calls: {} (double: {}), Moodle writes: {} (double: {})",
+        r2.graph_calls.values().sum::<u64>(),
+        r2.moodle_calls.values().sum::<u64>(),
+        stats["moodle_total"],
+        r2.moodle_writes(),
+        stats["moodle_writes"]
     );
+    drop(child.stdin);
+    let _ = child.proc.wait().await;
     Ok(())
 }

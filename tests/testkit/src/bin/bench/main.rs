@@ -17,6 +17,8 @@ fn main() -> std::process::ExitCode {
         "bot" => rt.block_on(bot::run(&args[1..])),
         "teams" => rt.block_on(teams::run(&args[1..])),
         "entra" => rt.block_on(entra::run(&args[1..])),
+        // The doubles of `bench entra`, in their own process (its peak RSS is the bridge's).
+        "entra-doubles" => rt.block_on(entra::doubles(&args[1..])),
         "ent-ldif" => sync::write_directory(&args[1..]),
         _ => {
             eprintln!("usage: bench startup|sync|bot|teams|entra|ent-ldif [options]");

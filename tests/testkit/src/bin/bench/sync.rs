@@ -67,6 +67,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         blobs: None,
         moodle: fake.client(),
         teams: None,
+        entra: None,
     };
     let opts = SyncOptions::scheduled();
 

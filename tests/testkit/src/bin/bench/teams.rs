@@ -123,6 +123,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             moodle,
             graph: Arc::new(client),
         }),
+        entra: None,
     };
     let opts = SyncOptions {
         teams: true,
