@@ -340,28 +340,20 @@ pub async fn run(opts: Options, out: &mut dyn Write) -> anyhow::Result<()> {
             }));
         }
     }
-    let graph_client = state
-        .graph
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("Graph is not configured"))?;
-    let moodle_client = state
-        .moodle
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("Moodle is not configured"))?;
-    let entra = bridge::sync::entra::EntraSync {
-        graph: &graph_client,
-        moodle: &moodle_client,
-        store: &state.store,
-        settings: &state.settings.entra,
-        removal_max_share: state.settings.sync.removal_max_share,
-        opts: Default::default(),
-    }
-    .run()
-    .await?;
+    anyhow::ensure!(sync.entra.is_some(), "Graph is not configured");
+    let entra_opts = SyncOptions {
+        entra: true,
+        trigger: Some("cli".into()),
+        ..Default::default()
+    };
+    let entra = bridge::sync::run::run_inline(&sync, &entra_opts, None).await?;
     for line in entra.render().lines() {
         out.line(format!("  {line}"));
     }
-    sum.set("entra_linked", entra.linked);
+    sum.set(
+        "entra_linked",
+        entra.entra.as_ref().map(|e| e.linked).unwrap_or(0),
+    );
 
     // --- step 4: Moodle courses → Teams --------------------------------------------------------
     out.step(
