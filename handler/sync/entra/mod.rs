@@ -697,8 +697,18 @@ impl EntraPass<'_> {
             return Ok(found);
         }
         if st.protected.is_none() {
-            let info = crate::moodle::site::site_info(self.moodle).await?;
-            st.protected = Some(crate::sync::protect::Protected::new(&info));
+            // Who the service account is: remembered per token, as the directory pass does.
+            let info = crate::sync::token_check::site_info(
+                self.store,
+                self.moodle,
+                self.sync.token_recheck_secs,
+                chrono::Utc::now(),
+            )
+            .await?;
+            st.protected = Some(crate::sync::protect::Protected::with_extra(
+                &info,
+                &self.sync.protected_users,
+            ));
         }
         let s = self.settings();
         let rules: Vec<(MatchField, Vec<String>)> = match &s.ent_link {
