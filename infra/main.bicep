@@ -105,6 +105,11 @@ param notifySweepCourses string = ''
 @maxValue(336)
 param notifyDueWindowHours int = 48
 
+@description('NOTIFY_RETENTION_DAYS: days notification delivery records are kept (at least 7, longer than the due window).')
+@minValue(7)
+@maxValue(3650)
+param notifyRetentionDays int = 30
+
 @description('BOT_DUE_SOON_DAYS: days ahead that "due soon" covers.')
 @minValue(1)
 param botDueSoonDays int = 7
@@ -625,6 +630,7 @@ var appSettings = {
   NOTIFY_SWEEP_SCHEDULE: notifySweepSchedule
   NOTIFY_SWEEP_COURSES: notifySweepCourses
   NOTIFY_DUE_WINDOW_HOURS: string(notifyDueWindowHours)
+  NOTIFY_RETENTION_DAYS: string(notifyRetentionDays)
   // channel configuration page: Teams SSO tokens checked against the tenant's own metadata
   CONNECTOR_SSO_OPENID_METADATA_URL: ''
   // Teams app package (publish sign-in runs from an admin's `handler teams-app publish`)

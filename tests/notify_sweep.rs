@@ -2,6 +2,7 @@
 //! announcements through web services and queues each once, as the notifications the webhook
 //! takes; they are then delivered like any other.
 
+use bridge::notify::deliveries;
 use bridge::notify::queue::NotifyMessage;
 use serde_json::{json, Value};
 use testkit::bot_app::now;
@@ -141,4 +142,37 @@ async fn without_courses_the_sweep_does_nothing() {
     let app = spawn_notify_app(vec![]).await;
     assert!(sweep(&app).await.is_empty());
     assert_eq!(app.app.moodle().total_calls(), 0);
+}
+
+/// Every sweep expires delivery rows older than NOTIFY_RETENTION_DAYS (courses swept or not):
+/// a delivered notification's row goes once it is old, a recent one stays and still stops a
+/// second delivery.
+#[tokio::test]
+async fn the_sweep_expires_old_delivery_rows() {
+    use bridge::store::tables::DELIVERIES;
+    use bridge::store::Entity;
+    let app = spawn_notify_app(vec![("NOTIFY_RETENTION_DAYS".into(), "7".into())]).await;
+    let store = &app.app.store;
+    let now = now();
+    for (key, age_days) in [("old", 8), ("recent", 6)] {
+        let row = Entity::new(
+            deliveries::PARTITION,
+            deliveries::key(&format!("n-{key}"), "user:1"),
+        )
+        .with("state", "sent")
+        .with("at", now - age_days * 86_400);
+        store.upsert(DELIVERIES, &row).await.unwrap();
+    }
+    assert!(sweep(&app).await.is_empty());
+    assert_eq!(
+        deliveries::state(store, "n-old", "user:1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        deliveries::state(store, "n-recent", "user:1")
+            .await
+            .unwrap()
+            .map(|s| s.0),
+        Some("sent".into())
+    );
 }

@@ -7,12 +7,14 @@
 //! - `card`: the Adaptive Card (FR/EN), as bot activity and as Workflows payload;
 //! - `channels`: channel configurations (`webhooks` table); `webhook_url`: the allow-list;
 //!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only);
-//! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin;
+//! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin; `cleanup`: old
+//!   delivery rows expire (run by each sweep);
 //! - `config_page`: `ConnectorConfig`, the channel configuration page and its API.
 
 pub mod auth;
 pub mod card;
 pub mod channels;
+pub mod cleanup;
 pub mod config_page;
 pub mod deliveries;
 pub mod fanout;

@@ -18,6 +18,8 @@ pub struct NotifySettings {
     pub sweep_courses: Vec<i64>,
     /// How far ahead "assignment due" reminders look, in hours.
     pub due_window_hours: i64,
+    /// Days delivery outcomes and the pull timer's marks are kept (`notify::cleanup`).
+    pub retention_days: i64,
     /// Test doubles only: a loopback `http` base that receives, in place of the real host,
     /// every channel post whose Workflows URL passed the allow-list (path and query kept).
     pub webhook_double_url: Option<Url>,
@@ -75,6 +77,11 @@ impl NotifySettings {
             48i64,
             "hours ahead an assignment counts as due soon for NotifySweep's reminders",
         );
+        let retention_days = src.parse(
+            "NOTIFY_RETENTION_DAYS",
+            30i64,
+            "days notification delivery records (and the pull timer's marks) are kept; at least 7 (a queue message's lifetime) and longer than NOTIFY_DUE_WINDOW_HOURS",
+        );
         let webhook_double_url = src.url(
             "NOTIFY_WEBHOOK_DOUBLE_URL",
             &["http"],
@@ -109,6 +116,12 @@ impl NotifySettings {
         if !(1..=24 * 14).contains(&due_window_hours) {
             src.problem("NOTIFY_DUE_WINDOW_HOURS: between 1 and 336");
         }
+        if !(7..=3650).contains(&retention_days) {
+            src.problem("NOTIFY_RETENTION_DAYS: between 7 and 3650");
+        } else if retention_days * 24 <= due_window_hours {
+            // A mark that expired while its assignment is still due soon would be queued again.
+            src.problem("NOTIFY_RETENTION_DAYS: must be longer than NOTIFY_DUE_WINDOW_HOURS");
+        }
         if let Some(s) = &webhook_secret {
             if s.expose().len() < 16 {
                 src.problem("WEBHOOK_SECRET: at least 16 characters");
@@ -121,6 +134,7 @@ impl NotifySettings {
             sweep_schedule,
             sweep_courses,
             due_window_hours,
+            retention_days,
             webhook_double_url,
             host_origins,
             sso_openid_metadata_url,

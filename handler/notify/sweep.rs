@@ -154,10 +154,30 @@ pub async fn on_timer(
     _timer: TimerInfo,
 ) -> Result<FunctionOutputs, FunctionError> {
     let settings = &state.settings.notify;
+    // Expiry first, and whether or not courses are swept: the plugin's deliveries age too.
+    let expired = super::cleanup::expire(
+        &state.store,
+        chrono::Utc::now().timestamp(),
+        settings.retention_days * 86_400,
+        settings.replay_window_secs,
+    )
+    .await
+    .map_err(|e| FunctionError::Failed(anyhow::anyhow!("expiring old delivery rows: {e}")))?;
+    let expired_note = format!(
+        "expired {} delivery, {} sweep and {} signature row(s){}",
+        expired.deliveries,
+        expired.sweep,
+        expired.signatures,
+        if expired.incomplete {
+            " (more next run)"
+        } else {
+            ""
+        }
+    );
     if settings.sweep_courses.is_empty() {
-        return Ok(
-            FunctionOutputs::default().log("NOTIFY_SWEEP_COURSES is empty: nothing to sweep")
-        );
+        return Ok(FunctionOutputs::default()
+            .log(expired_note)
+            .log("NOTIFY_SWEEP_COURSES is empty: nothing to sweep"));
     }
     let moodle = state.moodle.as_ref().ok_or_else(|| {
         FunctionError::NotConfigured("NotifySweep needs MOODLE_URL and MOODLE_TOKEN".into())
@@ -185,7 +205,7 @@ pub async fn on_timer(
             );
         }
     }
-    Ok(out.log(format!(
+    Ok(out.log(expired_note).log(format!(
         "NotifySweep: {queued} new notification(s) from {} course(s)",
         settings.sweep_courses.len()
     )))
