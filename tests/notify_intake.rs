@@ -257,6 +257,55 @@ async fn the_legacy_local_o365_shape_is_accepted() {
     assert!(n["id"].as_str().unwrap().starts_with("legacy-"));
 }
 
+/// What local_o365 itself posts: `team` is the course team's group id (found through the course ↔
+/// team mapping), `user` an Entra object id, items with `action`. An unlinked team still queues
+/// the personal message, without a course.
+#[tokio::test]
+async fn the_local_o365_body_finds_its_course_through_the_team() {
+    let app = app_with(Some(SECRET)).await;
+    let mut link = bridge::teams_sync::link::CourseTeam::new(
+        2,
+        "math-tg1".into(),
+        "MATH-TG1".into(),
+        bridge::teams_sync::link::Stage::Active,
+    );
+    link.team_id = Some("0f3a0000-0000-4000-8000-0000000000c2".into());
+    bridge::teams_sync::link::save(&app.store, &link)
+        .await
+        .unwrap();
+    let body_for = |team: &str| {
+        json!({"team": team, "user": "aad00000-0000-4000-8000-00000000a007", "message": "Devoir noté",
+               "listItems": [{"title": "Essai", "subtitle": "", "icon": "https://moodle.example/local/o365/pix/moodle.png",
+                              "action": "https://moodle.example/mod/assign/view.php?id=4", "actionType": "openUrl"}]})
+        .to_string()
+        .into_bytes()
+    };
+    let body = body_for("0F3A0000-0000-4000-8000-0000000000C2");
+    let (status, answer) = post(&app, &signed_at(now(), &body), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let body = body_for("0f3a0000-0000-4000-8000-0000000000ff");
+    let (status, answer) = post(&app, &signed_at(now(), &body), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let q = queued(&app).await;
+    assert_eq!(q.len(), 2);
+    // Two bodies, two idempotency keys (digests of the bytes); row order is not promised.
+    let (linked, unlinked): (Vec<&Value>, Vec<&Value>) = q
+        .iter()
+        .map(|m| &m["notification"])
+        .partition(|n| n["course"] == 2);
+    assert_eq!((linked.len(), unlinked.len()), (1, 1), "{q:?}");
+    assert_eq!(
+        linked[0]["link"],
+        "https://moodle.example/mod/assign/view.php?id=4"
+    );
+    assert_eq!(linked[0]["items"][0]["title"], "Essai");
+    assert_eq!(unlinked[0]["course"], Value::Null);
+    assert_eq!(
+        unlinked[0]["recipients"],
+        json!({"entra": ["aad00000-0000-4000-8000-00000000a007"]})
+    );
+}
+
 /// Under the Functions host the message rides on the `notify` output binding of the answer.
 #[tokio::test]
 async fn under_the_host_the_message_is_an_output_binding_and_refusals_have_none() {

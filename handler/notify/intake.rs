@@ -73,10 +73,25 @@ pub async fn webhook(
         }
     };
     let legacy_key = format!("legacy-{}", hex::encode(&Sha256::digest(&body)[..12]));
-    let notification = match schema::parse(&value, &legacy_key) {
+    let mut notification = match schema::parse(&value, &legacy_key) {
         Ok(n) => n,
         Err(e) => return Ok(invalid(e)),
     };
+    if let Some(group) = schema::legacy_team_group(&value) {
+        let course = deadline::within(
+            deadline::REQUEST_PATH,
+            crate::teams_sync::link::course_of_team(&state.store, &group),
+        )
+        .await
+        .map_err(|e| AppError::Unavailable(format!("store: {e}")))?;
+        if course.is_none() {
+            // The personal message still goes; only channel posts need the course.
+            tracing::warn!(
+                "legacy notification names a team no course is linked to; no channel post"
+            );
+        }
+        notification.course = course;
+    }
     if let Some(course) = notification.course {
         let moodle = state.moodle.as_ref().ok_or_else(|| {
             AppError::Unavailable("Moodle is not configured: cannot check the course".into())

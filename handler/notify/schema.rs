@@ -177,6 +177,37 @@ pub fn parse(body: &Value, legacy_key: &str) -> Result<Notification, SchemaError
     })
 }
 
+/// One `listItems` entry. local_o365 (`observers::handle_notification_sent`) sends
+/// `{title, subtitle, icon, action, actionType: "openUrl"}`; `{title, content, url}` is taken too.
+fn legacy_item(v: &Value) -> ListItem {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let opens = matches!(
+        v.get("actionType").and_then(Value::as_str),
+        None | Some("openUrl")
+    );
+    ListItem {
+        title: s("title").unwrap_or_default(),
+        content: s("content").or_else(|| s("subtitle")).unwrap_or_default(),
+        url: s("url").or_else(|| s("action").filter(|_| opens)),
+    }
+}
+
+/// local_o365 names the course by its team: the Entra group id of the course's team
+/// (`local_o365_objects`, type group, subtype course). The intake finds the course through the
+/// course ↔ team mapping of `teams_sync`.
+pub fn legacy_team_group(body: &Value) -> Option<String> {
+    if !is_legacy(body) {
+        return None;
+    }
+    let t = body.get("team")?.as_str()?.trim();
+    let guid = t.len() == 36
+        && t.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    guid.then(|| t.to_ascii_lowercase())
+}
+
 fn from_legacy(body: &Value, key: &str) -> Notification {
     let recipients = match &body["user"] {
         Value::Number(n) => Recipients::Users(n.as_i64().into_iter().collect()),
@@ -193,7 +224,8 @@ fn from_legacy(body: &Value, key: &str) -> Notification {
     };
     let items: Vec<ListItem> = body
         .get("listItems")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(legacy_item).collect())
         .unwrap_or_default();
     let message = body["message"].as_str().unwrap_or_default();
     // The old bot showed the message as the card's heading; keep the first line as the title.
@@ -293,6 +325,35 @@ mod tests {
             Recipients::Entra(vec!["2ad00000-0000-4000-8000-00000000a007".into()])
         );
         assert_eq!(n.link.as_deref(), Some("https://moodle.example/x"));
+        assert_eq!(legacy_team_group(&body), None, "a course id, not a team");
+        // Exactly what local_o365 posts: team = the course team's group id, items with action.
+        let o365 = json!({"team": "0F3A0000-0000-4000-8000-0000000000C2", "user": "2ad00000-0000-4000-8000-00000000a007",
+                          "message": "Devoir noté",
+                          "listItems": [{"title": "Essai", "subtitle": "", "icon": "https://moodle.example/local/o365/pix/moodle.png",
+                                         "action": "https://moodle.example/mod/assign/view.php?id=4", "actionType": "openUrl"}]});
+        let n = parse(&o365, "legacy-def").unwrap();
+        assert_eq!(
+            n.course, None,
+            "resolved by the intake through the team mapping"
+        );
+        assert_eq!(
+            legacy_team_group(&o365).as_deref(),
+            Some("0f3a0000-0000-4000-8000-0000000000c2")
+        );
+        assert_eq!(
+            n.link.as_deref(),
+            Some("https://moodle.example/mod/assign/view.php?id=4")
+        );
+        assert_eq!(n.items[0].title, "Essai");
+        let mut not_a_link = o365.clone();
+        not_a_link["listItems"][0]["actionType"] = json!("messageBack");
+        assert_eq!(parse(&not_a_link, "k").unwrap().link, None);
+        let mut bad_action = o365.clone();
+        bad_action["listItems"][0]["action"] = json!("javascript:alert(1)");
+        assert_eq!(
+            parse(&bad_action, "k").unwrap_err().field,
+            "/listItems/0/action"
+        );
         assert_eq!(
             parse(&json!({"user": 7, "message": "x"}), "k")
                 .unwrap()
