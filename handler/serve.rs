@@ -18,6 +18,19 @@ use tracing::Instrument;
 /// Poll interval of idle queue workers.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// Concurrent workers of a queue. `notify` carries one message per (notification, target), each
+/// waiting for its own target's rate limit: one worker would make every channel post queue behind
+/// personal messages waiting for the app's 50/s (and the reverse), so it gets as many as the
+/// Functions host runs per instance (host.json `batchSize`). The others keep one worker: their
+/// messages are few, or ordered work (sync shards).
+fn workers_for(queue: &str) -> usize {
+    if queue == crate::host::functions::QUEUE_NOTIFY {
+        16
+    } else {
+        1
+    }
+}
+
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     state.store.ensure_tables().await?;
     let queue = state
@@ -44,13 +57,15 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
             FunctionKind::Queue {
                 queue: name, run, ..
             } => {
-                tokio::spawn(queue_worker(
-                    state.clone(),
-                    queue.clone(),
-                    spec.name,
-                    name,
-                    run,
-                ));
+                for _ in 0..workers_for(name) {
+                    tokio::spawn(queue_worker(
+                        state.clone(),
+                        queue.clone(),
+                        spec.name,
+                        name,
+                        run,
+                    ));
+                }
             }
             FunctionKind::Http { .. } => {}
         }

@@ -2,6 +2,7 @@
 
 mod bot;
 mod entra;
+mod notify;
 mod startup;
 mod sync;
 mod teams;
@@ -19,9 +20,10 @@ fn main() -> std::process::ExitCode {
         "entra" => rt.block_on(entra::run(&args[1..])),
         // The doubles of `bench entra`, in their own process (its peak RSS is the bridge's).
         "entra-doubles" => rt.block_on(entra::doubles(&args[1..])),
+        "notify" => rt.block_on(notify::run(&args[1..])),
         "ent-ldif" => sync::write_directory(&args[1..]),
         _ => {
-            eprintln!("usage: bench startup|sync|bot|teams|entra|ent-ldif [options]");
+            eprintln!("usage: bench startup|sync|bot|teams|entra|notify|ent-ldif [options]");
             return std::process::ExitCode::from(2);
         }
     };
