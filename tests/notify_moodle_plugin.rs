@@ -2,9 +2,10 @@
 //! installed into the lab's tree (upgrade.php, as an admin would), configured with the URL of a
 //! real `handler serve` and the shared secret, turned on by a user for assignment notifications;
 //! a real `message_send()` then reaches `/api/webhook`, is verified, queued, fanned out and
-//! delivered to the Bot Connector double as one card. With the bridge down, Moodle's page is not
-//! held: the notification waits as an adhoc task and Moodle's task runner delivers it later,
-//! once. A wrong secret is refused by the bridge and not retried.
+//! delivered to the Bot Connector double as one card. With the bridge silent (no answer) or down,
+//! Moodle's page waits the configured timeout at most: the notification waits as an adhoc task and
+//! Moodle's task runner delivers it later, once. A wrong secret is refused by the bridge and not
+//! retried.
 
 use bridge::bot::conversations::{ConversationKind, ConversationRef};
 use bridge::notify::deliveries;
@@ -207,39 +208,59 @@ async fn a_real_moodle_notification_reaches_teams_once_even_when_the_bridge_was_
         Some("sent".to_string())
     );
 
-    // 2. Bridge down: the page is not held (connect refused → queued at once), the notification
-    // waits as an adhoc task.
+    // 2a. A bridge that accepts the connection and never answers: the page waits the configured
+    // timeout (2 s), no longer, and the notification waits as an adhoc task.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/api/webhook", silent.local_addr().unwrap());
+    setup(&username, &silent_url, SECRET).await;
+    let slow = send(&username, course, "Retour pendant une panne").await;
+    let slow_id = slow["messageid"]
+        .as_i64()
+        .expect("message_send still succeeds");
+    let elapsed = slow["elapsed_ms"].as_i64().unwrap();
+    assert!(
+        (1800..6000).contains(&elapsed),
+        "waited the 2 s timeout, not more: {slow}"
+    );
+    assert_eq!(slow["queued_tasks"].as_array().unwrap().len(), 1, "{slow}");
+    drop(silent);
+
+    // 2b. Bridge down: connection refused, queued at once.
     handler.kill9();
+    setup(&username, &webhook_url(&handler), SECRET).await;
     let down = send(&username, course, "Deuxième retour").await;
     let second_id = down["messageid"]
         .as_i64()
         .expect("message_send still succeeds");
     let tasks = down["queued_tasks"].as_array().unwrap().clone();
-    assert_eq!(tasks.len(), 1, "{down}");
+    assert_eq!(tasks.len(), 2, "{down}");
     assert!(
-        down["elapsed_ms"].as_i64().unwrap() < 5000,
+        down["elapsed_ms"].as_i64().unwrap() < 3000,
         "message_send waited too long: {down}"
     );
 
-    // 3. Bridge back (new port): Moodle's task runner delivers it, once.
+    // 3. Bridge back (new port): Moodle's task runner delivers both, once each.
     let handler = serve(dir.path(), &connector);
     setup(&username, &webhook_url(&handler), SECRET).await;
-    let task_id = tasks[0].as_i64().unwrap();
-    let root = lab.root();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("php")
-            .arg(root.join("admin/cli/adhoc_task.php"))
-            .args([format!("--id={task_id}"), "--force".into()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(log.contains("delivered to the bridge (HTTP 202)"), "{log}");
-    let cards = wait_for_sends(&connector, &conversation, 2).await;
-    assert_eq!(cards.len(), 2, "{cards:?}");
-    assert!(cards[1].to_string().contains("Deuxième retour"));
+    for task in &tasks {
+        let task_id = task.as_i64().unwrap();
+        let root = lab.root();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("php")
+                .arg(root.join("admin/cli/adhoc_task.php"))
+                .args([format!("--id={task_id}"), "--force".into()])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(log.contains("delivered to the bridge (HTTP 202)"), "{log}");
+    }
+    let cards = wait_for_sends(&connector, &conversation, 3).await;
+    assert_eq!(cards.len(), 3, "{cards:?}");
+    let all = serde_json::to_string(&cards).unwrap();
+    assert!(all.contains("Deuxième retour") && all.contains("Retour pendant une panne"));
     let left = php(vec![
         "--action=tasks".into(),
         format!("--username={username}"),
@@ -248,15 +269,17 @@ async fn a_real_moodle_notification_reaches_teams_once_even_when_the_bridge_was_
     assert_eq!(
         left["queued_tasks"],
         serde_json::json!([]),
-        "task done: {left}"
+        "tasks done: {left}"
     );
-    assert_eq!(
-        deliveries::state(&store, &site_key(second_id), &target)
-            .await
-            .unwrap()
-            .map(|s| s.0),
-        Some("sent".to_string())
-    );
+    for id in [slow_id, second_id] {
+        assert_eq!(
+            deliveries::state(&store, &site_key(id), &target)
+                .await
+                .unwrap()
+                .map(|s| s.0),
+            Some("sent".to_string())
+        );
+    }
 
     // 4. A wrong secret: 401, not retried (no task), nothing delivered.
     setup(
@@ -271,7 +294,7 @@ async fn a_real_moodle_notification_reaches_teams_once_even_when_the_bridge_was_
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         connector.sends_to(&conversation).len(),
-        2,
+        3,
         "nothing more, nothing twice"
     );
     drop(handler);

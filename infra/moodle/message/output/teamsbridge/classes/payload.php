@@ -103,8 +103,8 @@ class payload {
         }
         $customdata = is_array($customdata) ? $customdata : (array) ($customdata ?? []);
 
-        $title = self::cut(format_string((string) ($eventdata->subject ?? ''), true, ['escape' => false]),
-            self::MAX_TITLE);
+        $title = self::cut(format_string((string) ($eventdata->subject ?? ''), true,
+            ['context' => \context_system::instance(), 'escape' => false]), self::MAX_TITLE);
         if ($title === '') {
             $title = self::cut((string) ($eventdata->contexturlname ?? ''), self::MAX_TITLE);
         }
