@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use testkit::browser::Browser;
 use testkit::ent_data::{self, Spec};
+use testkit::entra_double::EntraDouble;
 use testkit::fake_moodle::FakeMoodle;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -66,6 +67,11 @@ async fn serve(extra: &[(&str, String)]) -> Served {
     ] {
         env.insert(k.into(), v);
     }
+    // Bound first: SERVE_ADDR (the default OIDC redirect URI) names the real port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    env.insert("SERVE_ADDR".into(), addr.to_string());
     for (k, v) in extra {
         env.insert(k.to_string(), v.clone());
     }
@@ -73,8 +79,6 @@ async fn serve(extra: &[(&str, String)]) -> Served {
         bridge::settings::Settings::load(&mut bridge::config::Source::from_map(env)).unwrap();
     let state = AppState::build(settings, true).await.unwrap();
     state.store.ensure_tables().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let router = bridge::app::public_router(state.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Served {
@@ -284,4 +288,68 @@ async fn app_service_principals_are_checked_in_chromium() {
     })
     .await
     .unwrap();
+}
+
+const CLIENT: &str = "c1e00000-0000-4000-8000-000000000021";
+
+fn id_claims(nonce: &str, group: &str) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "aud": CLIENT, "tid": TENANT, "oid": "11111111-0000-4000-8000-000000000001",
+        "preferred_username": "it.admin@college.example", "nonce": nonce,
+        "iat": now, "nbf": now - 60, "exp": now + 3600, "ver": "2.0", "groups": [group],
+    })
+}
+
+/// The whole OpenID Connect round trip in a browser, with Entra on another site (`localhost`
+/// against the app's `127.0.0.1`, as login.microsoftonline.com is against the school's host):
+/// the Lax state cookie rides the cross-site return, and the Strict session cookie is sent once
+/// the callback page has moved on by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_sign_in_across_sites_in_chromium() {
+    let entra = EntraDouble::start("localhost", CLIENT).await;
+    entra.sign_in_with(|nonce| id_claims(nonce, GROUP));
+    let app = serve(&[
+        ("ADMIN_OIDC_CLIENT_ID", CLIENT.into()),
+        ("ADMIN_OIDC_CLIENT_SECRET", "test-client-secret".into()),
+        ("ADMIN_OIDC_TENANT_ID", TENANT.into()),
+        ("ADMIN_OIDC_AUTHORITY", format!("{}/", entra.base)),
+        ("ADMIN_GROUP_IDS", GROUP.into()),
+    ])
+    .await;
+    let base = app.base.clone();
+    let e2 = entra.clone();
+    tokio::task::spawn_blocking(move || {
+        let browser = Browser::launch();
+        let wait = Duration::from_secs(20);
+        let tab = browser.tab(true);
+        tab.goto(&format!("{base}/admin/sync?lang=en"));
+        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        assert!(tab.text().contains("Sign in with Microsoft"), "{}", tab.text());
+        let p = shot("login-oidc");
+        tab.screenshot(&p);
+        tab.eval("document.querySelector('a[href=\"/admin/sync/login/oidc\"]').click(); true");
+        tab.wait_until("location.pathname === '/admin/sync' && !!document.querySelector('form[action=\"/admin/sync/run\"]')", wait);
+        assert!(tab.text().contains("it.admin@college.example"), "{}", tab.text());
+        assert!(tab.url().starts_with(&base), "back on the app: {}", tab.url());
+        // Signing out, then a member of another group: refused on a page that says why.
+        tab.eval("document.querySelector('form[action=\"/admin/sync/logout\"]').submit(); true");
+        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        e2.sign_in_with(|nonce| id_claims(nonce, "0a0a0a0a-0000-4000-8000-000000000002"));
+        tab.eval("document.querySelector('a[href=\"/admin/sync/login/oidc\"]').click(); true");
+        tab.wait_until("document.body && document.body.innerText.includes('not a member of an admin group')", wait);
+        assert!(tab.text().contains("Access refused"));
+        let p = shot("oidc-wrong-group");
+        tab.screenshot(&p);
+        tab.goto(&format!("{base}/admin/sync"));
+        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        entra.token_calls.lock().unwrap().len(),
+        2,
+        "one code exchange per sign-in"
+    );
 }

@@ -6,18 +6,12 @@
 //! error, not in the group, group overage.
 
 use axum::body::Body;
-use axum::extract::{Form, Path, State};
 use axum::http::{header, Request, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine;
 use bridge::app::AppState;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use testkit::bot_app::{header_for, mint_raw, TestKey};
-use testkit::fixture_json;
+use testkit::bot_app::TestKey;
+use testkit::entra_double::{challenge, EntraDouble};
 use tower::ServiceExt;
 
 const TENANT: &str = "00000000-aaaa-4000-8000-000000000001";
@@ -25,108 +19,15 @@ const CLIENT: &str = "c1e00000-0000-4000-8000-000000000021";
 const GROUP: &str = "0a0a0a0a-0000-4000-8000-000000000001";
 const OID: &str = "11111111-0000-4000-8000-000000000001";
 
-/// What the token endpoint answers for one code, and what it expects.
-#[derive(Clone)]
-struct Grant {
-    challenge: String,
-    redirect_uri: String,
-    claims: Value,
-    key: TestKey,
-}
-
-#[derive(Clone, Default)]
-struct Entra {
-    base: String,
-    grants: Arc<Mutex<HashMap<String, Grant>>>,
-    token_calls: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
-}
-
-async fn metadata(State(e): State<Entra>, Path(tenant): Path<String>) -> Json<Value> {
-    Json(json!({
-        "issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
-        "authorization_endpoint": format!("{}/{tenant}/oauth2/v2.0/authorize", e.base),
-        "token_endpoint": format!("{}/{tenant}/oauth2/v2.0/token", e.base),
-        "jwks_uri": format!("{}/{tenant}/discovery/v2.0/keys", e.base),
-        "id_token_signing_alg_values_supported": ["RS256"],
-    }))
-}
-
-async fn keys() -> Json<Value> {
-    Json(fixture_json("botframework/jwks-other-issuer.json"))
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Entra's token endpoint: the code must be one it issued, with the same redirect URI, and the
-/// verifier must hash to the challenge of the authorize request (RFC 7636).
-async fn token(
-    State(e): State<Entra>,
-    Form(form): Form<BTreeMap<String, String>>,
-) -> (StatusCode, Json<Value>) {
-    e.token_calls.lock().unwrap().push(form.clone());
-    let invalid = |d: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_grant", "error_description": d})),
-        )
-    };
-    if form.get("grant_type").map(String::as_str) != Some("authorization_code")
-        || form.get("client_id").map(String::as_str) != Some(CLIENT)
-    {
-        return invalid("AADSTS900144: bad request");
-    }
-    let Some(g) = form
-        .get("code")
-        .and_then(|c| e.grants.lock().unwrap().remove(c))
-    else {
-        return invalid("AADSTS70008: the provided authorization code is expired or unknown");
-    };
-    if form.get("redirect_uri") != Some(&g.redirect_uri) {
-        return invalid("AADSTS50011: redirect URI mismatch");
-    }
-    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-    if b64(&Sha256::digest(verifier.as_bytes())) != g.challenge {
-        return invalid("AADSTS501481: the code_verifier does not match the code_challenge");
-    }
-    let id_token = mint_raw(&header_for(g.key), &g.claims, g.key);
-    (
-        StatusCode::OK,
-        Json(
-            json!({"token_type": "Bearer", "scope": "openid profile", "expires_in": 3600,
-                    "access_token": "not-used", "id_token": id_token}),
-        ),
-    )
-}
-
-async fn entra() -> Entra {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let e = Entra {
-        base: format!("http://{}", listener.local_addr().unwrap()),
-        ..Default::default()
-    };
-    let router = Router::new()
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(metadata),
-        )
-        .route("/{tenant}/discovery/v2.0/keys", get(keys))
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .with_state(e.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    e
-}
-
 struct Page {
     state: AppState,
-    entra: Entra,
+    entra: EntraDouble,
     _dir: tempfile::TempDir,
 }
 
 async fn page(extra: &[(&str, &str)]) -> Page {
     bridge::install_crypto_provider();
-    let entra = entra().await;
+    let entra = EntraDouble::start("127.0.0.1", CLIENT).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in [
@@ -227,17 +128,8 @@ fn good_claims(nonce: &str) -> Value {
     })
 }
 
-/// Entra issues `code` for the authorize request `q`, answering `claims` signed with `key`.
 fn issue(p: &Page, q: &HashMap<String, String>, code: &str, claims: Value, key: TestKey) {
-    p.entra.grants.lock().unwrap().insert(
-        code.into(),
-        Grant {
-            challenge: q["code_challenge"].clone(),
-            redirect_uri: q["redirect_uri"].clone(),
-            claims,
-            key,
-        },
-    );
+    p.entra.issue(q, code, claims, key);
 }
 
 async fn callback(p: &Page, query: &str, state_cookie: Option<&str>) -> Answer {
@@ -451,10 +343,7 @@ async fn every_doubtful_sign_in_is_refused() {
 
     // PKCE: Entra holds another challenge for the code, so the verifier does not match.
     let (mut q, state_cookie) = begin(&p).await;
-    q.insert(
-        "code_challenge".into(),
-        b64(&Sha256::digest(b"another verifier")),
-    );
+    q.insert("code_challenge".into(), challenge("another verifier"));
     issue(
         &p,
         &q,
@@ -508,7 +397,7 @@ async fn oidc_is_refused_where_it_does_not_apply() {
     state.store.ensure_tables().await.unwrap();
     let bare = Page {
         state,
-        entra: Entra::default(),
+        entra: EntraDouble::start("127.0.0.1", CLIENT).await,
         _dir: dir,
     };
     let a = get_page(&bare, "/admin/sync/login/oidc", None).await;

@@ -639,3 +639,53 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
     let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
     assert!(after.body.contains(&run_id));
 }
+
+#[tokio::test]
+async fn a_one_time_link_signs_a_browser_in_once() {
+    let p = page(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))], false).await;
+    let now = chrono::Utc::now().timestamp();
+    let token = bridge::admin::link::create(&p.state.store, now)
+        .await
+        .unwrap();
+    let url = format!("/admin/sync/login/link?token={token}");
+    let a = call(&p, "GET", &url, &[], None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.headers[header::LOCATION], "/admin/sync");
+    let session = set_cookie(&a, "bridge_admin");
+    let overview = call(
+        &p,
+        "GET",
+        "/admin/sync?lang=en",
+        &[("cookie", session)],
+        None,
+    )
+    .await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert!(overview.body.contains("Run a sync"));
+    // Used: a second visit, a made-up token and no token are refused, with what to do.
+    for u in [
+        url.clone(),
+        format!("/admin/sync/login/link?token={}", "ab".repeat(32)),
+        "/admin/sync/login/link".to_string(),
+    ] {
+        let a = call(&p, "GET", &u, &[], None).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{u}: {}", a.body);
+        assert!(a.body.contains("handler admin sign-in-link"), "{}", a.body);
+        assert!(a.headers.get(header::SET_COOKIE).is_none());
+    }
+    // Without a serve sign-in configured, a link (even a valid one) signs nobody in.
+    let bare = page(&[], false).await;
+    let token = bridge::admin::link::create(&bare.state.store, now)
+        .await
+        .unwrap();
+    let a = call(
+        &bare,
+        "GET",
+        &format!("/admin/sync/login/link?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.body.contains("ADMIN_PASSWORD_HASH"));
+}

@@ -76,7 +76,7 @@ section{background:var(--card);border:1px solid var(--line);border-radius:8px;pa
 h2{font-size:1.05rem;margin:0 0 .7rem}fieldset{border:1px solid var(--line);border-radius:6px;margin:0 0 .8rem;padding:.5rem .9rem}
 legend{font-weight:600;padding:0 .3rem}label{display:block;margin:.25rem 0}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem}@media(max-width:800px){.grid{grid-template-columns:1fr}}
-input[type=text],input[type=password]{padding:.35rem .5rem;border:1px solid var(--line);border-radius:4px;font:inherit;min-width:14rem}
+input[type=text],input[type=password]{padding:.35rem .5rem;border:1px solid var(--line);border-radius:4px;font:inherit;min-width:18rem}
 .sub{margin-left:1.6rem}.hint{color:var(--muted);font-size:.88rem}
 .warn{color:var(--warn);background:#fff6e0;border-left:3px solid #e0a400;padding:.3rem .6rem;font-size:.88rem;margin:.2rem 0 .2rem 1.6rem}
 button.primary{background:var(--accent);color:#fff;border:0;border-radius:5px;padding:.55rem 1.4rem;font:inherit;font-weight:600;cursor:pointer}
@@ -86,7 +86,7 @@ th{color:var(--muted);font-weight:600}td.n{text-align:right;font-variant-numeric
 .tag{display:inline-block;border:1px solid var(--line);border-radius:10px;padding:0 .45rem;margin:0 .2rem .1rem 0;font-size:.8rem;background:#f0f3f8}
 pre{background:#0f1622;color:#dfe6f1;padding:.8rem;border-radius:6px;overflow:auto;font-size:.85rem}
 .progress{display:flex;gap:2rem;font-size:1.1rem}.progress b{font-size:1.6rem;display:block}
-.box{max-width:440px;margin:4rem auto}td.when{white-space:nowrap}table+h2{margin-top:1.4rem}a.button{display:inline-block;text-decoration:none}.error{color:var(--bad)}
+.box{max-width:440px;margin:4rem auto}td.when{white-space:nowrap}table+h2{margin-top:1.4rem}a.button{display:inline-block;text-decoration:none;background:var(--accent);color:#fff;border-radius:5px;padding:.55rem 1.4rem;font-weight:600}.error{color:var(--bad)}
 "#;
 
 fn head(lang: Lang, title: &str, extra: &str) -> String {
@@ -373,7 +373,8 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         }
         h.push_str("</table>");
     }
-    h.push_str("</section><div class=\"grid\">");
+    // Schedules and services one above the other: the check texts need the width.
+    h.push_str("</section>");
     // Timers.
     h.push_str(&format!(
         "<section><h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
@@ -423,7 +424,7 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
             )),
         }
     }
-    h.push_str("</table></section></div></main></body></html>");
+    h.push_str("</table></section></main></body></html>");
     h
 }
 

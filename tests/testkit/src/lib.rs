@@ -8,6 +8,7 @@ pub mod bot_app;
 pub mod browser;
 pub mod demo;
 pub mod ent_data;
+pub mod entra_double;
 pub mod fake_moodle;
 pub mod graph_double;
 pub mod moodle_lab;

@@ -123,3 +123,63 @@ fn the_demo_answers_the_bot_with_every_recorded_field() {
         assert_eq!(keys(&ours[nested]), keys(&event[nested]), "{nested}");
     }
 }
+
+/// Left serving, the printed link opens the admin page signed in, with the demo's runs in it.
+#[tokio::test]
+async fn the_printed_link_opens_the_admin_page_signed_in() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--addr", "127.0.0.1:0", "--people", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the demo");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let link = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(at) = l.find("http://") {
+                if l.contains("/admin/sync/login/link?token=") {
+                    return l[at..].trim().to_string();
+                }
+            }
+        }
+        panic!("the demo ended without a link");
+    })
+    .await
+    .expect("a link within 180 s");
+    let base = link.split("/admin/").next().unwrap().to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(&link).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("bridge_admin="))
+        .expect("a session cookie");
+    let page = http
+        .get(format!("{base}/admin/sync?lang=en"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    for text in [
+        "Run a sync",
+        "Entra ID users",
+        "Teams (Moodle courses",
+        "complete",
+    ] {
+        assert!(html.contains(text), "{text} missing: {html}");
+    }
+    // Used once.
+    let again = http.get(&link).send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 403);
+    child.kill().await.unwrap();
+}
