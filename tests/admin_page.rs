@@ -616,7 +616,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         None,
     )
     .await;
-    assert!(run.body.contains("entra users"), "{}", run.body);
+    assert!(run.body.contains("entra-users"), "{}", run.body);
     // Only Entra ran: no directory entity in the report.
     assert!(!run.body.contains("<td>users</td>"), "{}", run.body);
     let moodle = p._moodle.as_ref().unwrap();
@@ -633,9 +633,15 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         .iter()
         .find(|r| r.run_id == run_id)
         .expect("in the history");
-    let c = &r.counts["entra users"];
-    assert_eq!((c.created, c.updated), (1, 1), "{}", r.render());
-    assert_eq!(r.counts["entra links"].created, 1, "{}", r.render());
+    let c = &r.counts[bridge::sync::entra::ENTITY];
+    assert_eq!(c.created, 1, "{}", r.render());
+    assert_eq!(
+        r.entra.as_ref().map(|e| e.linked),
+        Some(1),
+        "{}",
+        r.render()
+    );
+    assert!(r.options.entra, "the option is recorded with the run");
     let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
     assert!(after.body.contains(&run_id));
 }

@@ -152,6 +152,7 @@ async fn the_sample_schools_parent_is_linked_in_each_childs_user_context_and_rea
         blobs: None,
         moodle: lab().client(),
         teams: None,
+        entra: None,
     };
     let r = run_inline(&env, &SyncOptions::scheduled(), None)
         .await

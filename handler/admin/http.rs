@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 const HISTORY: usize = 20;
+const ENTRA_NOT_CONFIGURED: &str = "Entra users: not run: set GRAPH_CLIENT_ID, GRAPH_TENANT_ID and a secret, certificate or managed identity";
 /// check-config's checks on the page: slow services must not hold it.
 const CHECKS_WITHIN: Duration = Duration::from_secs(8);
 
@@ -216,7 +217,7 @@ async fn overview(
         lang,
         &page::Overview {
             viewer: viewer(&user),
-            entra: super::entra_run::unavailable(&state).is_none(),
+            entra: crate::sync::entra::EntraEnv::from_app(&state).is_some(),
             teams,
             history: &history,
             timers: &timers(&state, &history),
@@ -265,6 +266,7 @@ impl RunForm {
             cohorts: on(&self.cohorts),
             roles: on(&self.roles),
             teams: on(&self.teams),
+            entra: on(&self.entra),
             user: self
                 .user
                 .as_deref()
@@ -293,47 +295,21 @@ async fn start(
     user.check_csrf(&state, &form.csrf).await?;
     let lang = Lang::pick(form.lang.as_deref(), None);
     let opts = form.options();
-    let entra = form.entra.is_some();
-    if entra {
-        if let Some(missing) = super::entra_run::unavailable(&state) {
-            return Err(AppError::Unavailable(format!(
-                "Entra users: not run: set {missing}"
-            )));
-        }
-    }
-    // Entra alone: no directory entity (an empty choice would mean all of them).
-    let directory = opts.users || opts.cohorts || opts.roles || opts.teams || !entra;
     let env = SyncEnv::from_app(&state)
         .map_err(|e| AppError::Unavailable(format!("sync not run: {e}")))?;
-    tracing::info!(admin = %user.subject, ?opts, entra, "sync run requested from the admin page");
+    if opts.entra && env.entra.is_none() {
+        return Err(AppError::Unavailable(ENTRA_NOT_CONFIGURED.into()));
+    }
+    tracing::info!(admin = %user.subject, ?opts, "sync run requested from the admin page");
     let run_id = if state.local_queue.is_some() {
         let run_id = new_run_id();
         let (live, progress) = state.admin.start(&run_id);
         let id = run_id.clone();
-        let app = state.clone();
         tokio::spawn(async move {
-            let mut outcome: Outcome = if directory {
-                run_inline_as(&env, &id, &opts, Some(progress))
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                Ok(crate::sync::RunReport::new(
-                    &id,
-                    &opts,
-                    env.settings.trace_limit,
-                ))
-            };
-            if let (true, Ok(report)) = (entra, outcome.as_mut()) {
-                let started = std::time::Instant::now();
-                if !directory {
-                    report.complete = true;
-                }
-                super::entra_run::run(&app, &opts, report).await;
-                report.duration_ms += started.elapsed().as_millis() as u64;
-                if let Err(e) = crate::sync::run::save_finished(&env, report).await {
-                    tracing::warn!(run = %id, error = %e, "the run's report with Entra users was not stored");
-                }
-            }
+            // The same run `handler sync` makes: Entra users, when ticked, inside it.
+            let outcome: Outcome = run_inline_as(&env, &id, &opts, Some(progress))
+                .await
+                .map_err(|e| e.to_string());
             if let Err(e) = &outcome {
                 tracing::warn!(run = %id, error = %e, "sync run from the admin page failed");
             }

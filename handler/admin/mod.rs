@@ -3,7 +3,6 @@
 //! page ([`page`], [`http`], live runs in [`live`]). `ManifestPublish` shares the App Service check.
 
 pub mod auth;
-pub mod entra_run;
 pub mod http;
 pub mod link;
 pub mod live;

@@ -175,6 +175,7 @@ pub fn option_tags(lang: Lang, o: &SyncOptions) -> String {
         (o.cohorts, "cohorts", "cohortes"),
         (o.roles, "roles", "rôles"),
         (o.teams, "teams", "équipes"),
+        (o.entra, "Entra users", "utilisateurs Entra"),
         (o.force, "force all", "tout forcer"),
         (o.full, "full pass", "passe complète"),
         (o.update_only, "update only", "mise à jour seule"),

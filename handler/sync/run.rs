@@ -706,12 +706,6 @@ pub async fn mark_failed(env: &SyncEnv, run_id: &str, reason: &str) -> Result<()
 }
 
 /// Run row (`<run id>/run`), an index row for listings (newest first) and the trace blob.
-/// Store a finished in-process run's report again, after the admin page added a pass of its own
-/// to it (Entra users): the run's row, the history index and the trace.
-pub async fn save_finished(env: &SyncEnv, report: &RunReport) -> Result<(), StoreError> {
-    save_report(env, report, "run", "done").await
-}
-
 async fn save_report(
     env: &SyncEnv,
     report: &RunReport,
