@@ -275,7 +275,7 @@ async fn every_doubtful_sign_in_is_refused() {
             "not a member of an admin group",
         ),
         (
-            "group overage",
+            "group overage without Graph",
             Box::new(|c| {
                 c.as_object_mut().unwrap().remove("groups");
                 c["_claim_names"] = json!({"groups": "src1"});
@@ -425,4 +425,100 @@ async fn oidc_is_refused_where_it_does_not_apply() {
     for text in ["ADMIN_OIDC_CLIENT_ID", "ADMIN_OIDC_TENANT_ID"] {
         assert!(err.contains(text), "{text}: {err}");
     }
+}
+
+/// A token whose groups overflowed: Graph decides (`checkMemberGroups`), with the permission
+/// named when it is missing.
+#[tokio::test]
+async fn a_group_overage_is_decided_by_graph() {
+    let graph = testkit::graph_double::GraphDouble::start().await;
+    graph.route(
+        "POST",
+        "/users/{id}/checkMemberGroups",
+        "GroupMember.Read.All",
+        |req, _| {
+            let asked: Vec<String> = req.body["groupIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            // Only OID is in the admin group.
+            let member_of = if req.param("/users/{id}/checkMemberGroups", 0) == Some(OID) {
+                asked.into_iter().filter(|g| g == GROUP).collect()
+            } else {
+                Vec::new()
+            };
+            testkit::graph_double::GraphReply::json(
+                200,
+                json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)", "value": member_of}),
+            )
+        },
+    );
+    let genv = graph.env();
+    let extra: Vec<(&str, &str)> = genv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let p = page(&extra).await;
+    let overage = |nonce: &str, oid: &str| {
+        let mut c = good_claims(nonce);
+        c.as_object_mut().unwrap().remove("groups");
+        c["_claim_names"] = json!({"groups": "src1"});
+        c["oid"] = json!(oid);
+        c
+    };
+    let (q, state_cookie) = begin(&p).await;
+    issue(
+        &p,
+        &q,
+        "code-g1",
+        overage(&q["nonce"], OID),
+        TestKey::OtherIssuer,
+    );
+    let a = callback(
+        &p,
+        &format!("code=code-g1&state={}", q["state"]),
+        Some(&state_cookie),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(cookie(&a, "bridge_admin").is_some());
+    let (q, state_cookie) = begin(&p).await;
+    let other = "22222222-0000-4000-8000-000000000002";
+    issue(
+        &p,
+        &q,
+        "code-g2",
+        overage(&q["nonce"], other),
+        TestKey::OtherIssuer,
+    );
+    let a = callback(
+        &p,
+        &format!("code=code-g2&state={}", q["state"]),
+        Some(&state_cookie),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(
+        a.body.contains("not a member of an admin group"),
+        "{}",
+        a.body
+    );
+    // Without the permission, the refusal names it.
+    graph.deny("GroupMember.Read.All");
+    let (q, state_cookie) = begin(&p).await;
+    issue(
+        &p,
+        &q,
+        "code-g3",
+        overage(&q["nonce"], OID),
+        TestKey::OtherIssuer,
+    );
+    let a = callback(
+        &p,
+        &format!("code=code-g3&state={}", q["state"]),
+        Some(&state_cookie),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert!(a.body.contains("GroupMember.Read.All"), "{}", a.body);
+    assert!(cookie(&a, "bridge_admin").is_none());
 }

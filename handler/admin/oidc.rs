@@ -10,7 +10,9 @@
 //!    signature against the tenant's JWKS (`kid` from the key set only, RS256/384/512), issuer
 //!    `login.microsoftonline.com/<tenant>/v2.0`, audience the client id, expiry, tenant — then
 //!    `nonce` (constant-time) and membership of an `ADMIN_GROUP_IDS` group in its `groups` claim.
-//!    A token that left the groups out (overage) is refused, saying so.
+//!    A token that left the groups out (overage: the person is in too many groups) is decided by
+//!    Graph when the app has it (`POST /users/{oid}/checkMemberGroups`, app-only,
+//!    `GroupMember.Read.All`), and refused, saying so, when it has not.
 //!
 //! The state cookie is `SameSite=Lax`: Entra brings the browser back with a top-level GET from
 //! another site, which a Strict cookie would not ride along. The session cookie stays Strict, so
@@ -267,9 +269,11 @@ pub enum OidcError {
     #[error("the ID token's nonce does not match this sign-in")]
     NonceMismatch,
     #[error(
-        "the sign-in token left out the groups (too many); put the admin group first or use fewer groups"
+        "the sign-in token left out the groups (too many): configure Graph (GRAPH_*, with GroupMember.Read.All) so membership is checked there, or emit only the groups assigned to the app"
     )]
     GroupOverage,
+    #[error("the admin group membership could not be checked through Graph: {0}")]
+    GroupCheck(String),
     #[error("signed in as {0}, who is not a member of an admin group (ADMIN_GROUP_IDS)")]
     NotInGroup(String),
     #[error("no admin group is configured (ADMIN_GROUP_IDS): OIDC sign-in is refused")]
@@ -279,7 +283,9 @@ pub enum OidcError {
 impl From<OidcError> for AppError {
     fn from(e: OidcError) -> Self {
         match e {
-            OidcError::TokenEndpoint(_) => AppError::Unavailable(e.to_string()),
+            OidcError::TokenEndpoint(_) | OidcError::GroupCheck(_) => {
+                AppError::Unavailable(e.to_string())
+            }
             _ => AppError::Forbidden(e.to_string()),
         }
     }
@@ -438,13 +444,46 @@ pub async fn finish(
         .groups
         .iter()
         .any(|g| admins.iter().any(|a| a.eq_ignore_ascii_case(g.trim())));
+    let overage = claims.claim_names.is_some() || claims.hasgroups.is_some();
+    let member = member
+        || match (overage, &state.graph) {
+            (true, Some(graph)) => graph_member(graph, &object_id, admins).await?,
+            (true, None) => return Err(OidcError::GroupOverage),
+            (false, _) => false,
+        };
     if !member {
-        if claims.claim_names.is_some() || claims.hasgroups.is_some() {
-            return Err(OidcError::GroupOverage);
-        }
         return Err(OidcError::NotInGroup(name));
     }
     Ok(OidcAdmin { object_id, name })
+}
+
+/// Whether `object_id` is a member (transitively) of one of `groups`, asked of Graph: the
+/// `checkMemberGroups` action returns the subset of the ids the user belongs to.
+async fn graph_member(
+    graph: &crate::graph::GraphClient,
+    object_id: &str,
+    groups: &[String],
+) -> Result<bool, OidcError> {
+    if uuid::Uuid::parse_str(object_id).is_err() {
+        return Err(OidcError::BadToken("oid is not an object id".into()));
+    }
+    let r = graph
+        .post_json(
+            &format!("/users/{object_id}/checkMemberGroups"),
+            &serde_json::json!({ "groupIds": groups }),
+        )
+        .await
+        .map_err(|e| OidcError::GroupCheck(crate::redact::redact(&e.to_string())))?;
+    if r.status / 100 != 2 {
+        return Err(OidcError::GroupCheck(format!("HTTP {}", r.status)));
+    }
+    let found = r.body["value"]
+        .as_array()
+        .ok_or_else(|| OidcError::GroupCheck("no value list in the answer".into()))?;
+    Ok(found
+        .iter()
+        .filter_map(|v| v.as_str())
+        .any(|id| groups.iter().any(|g| g.eq_ignore_ascii_case(id.trim()))))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub fn required_permission(method: &str, path: &str) -> &'static str {
         ["users", ..] if get && s.get(2) == Some(&"teamwork") => {
             "TeamsAppInstallation.ReadForUser.All"
         }
+        // Directory membership checks (the admin sign-in's group overage).
+        ["users", _, "checkmembergroups"] => "GroupMember.Read.All",
         ["users", _, "teamwork", "installedapps", ..] => {
             "TeamsAppInstallation.ReadWriteSelfForUser.All"
         }
