@@ -342,7 +342,7 @@ async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_
     );
     assert_eq!(w.graph.lock().count("POST", "/teams/"), posts);
 
-    // A catalog update: teams are upgraded, the user's install is reported as older.
+    // A catalog update: teams and the user's personal install are upgraded.
     apps::with_apps(&w.graph, |a| {
         a.catalog[0]
             .definitions
@@ -369,8 +369,8 @@ async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_
             ),
             (
                 USER.into(),
-                Outcome::Outdated {
-                    version: "1.0.0".into()
+                Outcome::Upgraded {
+                    from: "1.0.0".into()
                 }
             ),
         ]
@@ -378,10 +378,23 @@ async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_
     let versions = apps::with_apps(&w.graph, |a| {
         a.team_installs
             .values()
+            .chain(a.user_installs.values())
             .map(|i| i.version.clone())
             .collect::<Vec<_>>()
     });
-    assert_eq!(versions, ["1.0.1", "1.0.1"]);
+    assert_eq!(versions, ["1.0.1", "1.0.1", "1.0.1"]);
+    assert_eq!(
+        w.graph.lock().count("POST", &format!("/users/{USER}/teamwork/installedApps/")),
+        1,
+        "one upgrade call for the user"
+    );
+    // Upgraded targets are current now: the next run sends nothing.
+    let posts = w.graph.lock().count("POST", "/");
+    let r = install::install_from_settings(&w.state, true, &users)
+        .await
+        .unwrap();
+    assert!(r.targets.iter().all(|t| t.outcome == Outcome::Current), "{r:?}");
+    assert_eq!(w.graph.lock().count("POST", "/"), posts);
 }
 
 #[tokio::test]
@@ -470,6 +483,150 @@ async fn a_403_names_the_missing_permission_and_stops_and_a_429_is_waited_out() 
 }
 
 #[tokio::test]
+async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() {
+    use bridge::teams_app::install::{Installer, UserRef};
+    const ALICE: &str = "11111111-1111-4111-8111-000000000011";
+    const BOB: &str = "11111111-1111-4111-8111-000000000012";
+    const CAROL: &str = "11111111-1111-4111-8111-000000000013";
+    let w = published_world().await;
+    {
+        let mut g = w.graph.lock();
+        for (id, upn) in [
+            (ALICE, "Alice.Martin@school.example"),
+            (BOB, "bob.durand@school.example"),
+            (CAROL, "carol.petit@school.example"),
+        ] {
+            g.users.upsert(serde_json::json!({"id": id, "userPrincipalName": upn, "accountEnabled": true}));
+        }
+    }
+    let fake = testkit::fake_moodle::FakeMoodle::start().await;
+    let (bob_moodle, _carol_moodle) = {
+        let mut m = fake.lock();
+        let user = |username: &str, email: &str| testkit::fake_moodle::FakeUser {
+            username: username.into(),
+            firstname: username.into(),
+            lastname: "Test".into(),
+            email: email.into(),
+            auth: "oauth2".into(),
+            ..Default::default()
+        };
+        (
+            // Bob's account is linked (the sync's / the bot's link); his e-mail is not his UPN.
+            m.insert_user(user("bdurand", "b.durand@home.example")),
+            // Carol's is not linked; her e-mail is her UPN.
+            m.insert_user(user("cpetit", "Carol.Petit@school.example")),
+        )
+    };
+    bridge::bot::mapping::remember_pair(
+        &w.state.store,
+        BOB,
+        bridge::ids::MoodleUserId(bob_moodle),
+    )
+    .await
+    .unwrap();
+    let graph = bridge::graph::GraphClient::from_settings(
+        w.state.http.clone(),
+        w.state.settings.graph.as_ref().unwrap(),
+    )
+    .unwrap();
+    let app = install::catalog_app(&graph, &app_id(&w))
+        .await
+        .unwrap()
+        .unwrap();
+    let moodle = fake.client();
+    let installer = Installer {
+        graph: &graph,
+        store: &w.state.store,
+        moodle: Some(&moodle),
+        app,
+        version: "1.0.0".into(),
+        bot_id: Some("28:00000000-bbbb-4bbb-8bbb-000000000003".into()),
+        tenant_id: None,
+        service_url: "https://smba.trafficmanager.net/teams/".into(),
+    };
+    let names = [
+        "alice.martin@SCHOOL.example",
+        "bdurand",
+        "cpetit",
+        "nobody",
+        "ghost@school.example",
+        ALICE,
+    ];
+    let users: Vec<UserRef> = names.iter().map(|n| UserRef::parse(n).unwrap()).collect();
+    let r = installer.run(&[], &users).await;
+    assert!(r.stopped.is_none(), "{r:?}");
+    let got: Vec<(String, Option<String>, bool)> = r
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.id.clone(),
+                t.object_id.clone(),
+                matches!(t.outcome, Outcome::Failed(_)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alice.martin@school.example".into(), Some(ALICE.into()), false),
+            ("bdurand".into(), Some(BOB.into()), false),
+            ("cpetit".into(), Some(CAROL.into()), false),
+            ("nobody".into(), None, true),
+            ("ghost@school.example".into(), None, true),
+            (ALICE.into(), Some(ALICE.into()), false),
+        ],
+        "{r:?}"
+    );
+    assert_eq!(r.targets[0].outcome, Outcome::Installed);
+    assert_eq!(
+        r.targets[5].outcome,
+        Outcome::Current,
+        "Alice named twice: installed once, then skipped"
+    );
+    assert!(
+        r.targets[0]
+            .to_string()
+            .starts_with(&format!("user alice.martin@school.example ({ALICE}): installed")),
+        "{}",
+        r.targets[0]
+    );
+    let nobody = r.targets[3].to_string();
+    assert!(nobody.contains("FAILED") && nobody.contains("no Moodle user nobody"), "{nobody}");
+    let ghost = r.targets[4].to_string();
+    assert!(ghost.contains("no Entra user has the UPN ghost@school.example"), "{ghost}");
+    // Each resolved user's personal chat is stored under the object id.
+    for oid in [ALICE, BOB, CAROL] {
+        let conv = conversations::load(&w.state.store, ConversationKind::User, oid)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("conversation of {oid}"));
+        assert_eq!(conv.conversation_id, apps::chat_id(oid));
+    }
+    assert_eq!(apps::with_apps(&w.graph, |a| a.user_installs.len()), 3);
+}
+
+#[test]
+fn user_names_are_parsed_at_the_boundary() {
+    use bridge::teams_app::install::UserRef;
+    assert_eq!(
+        UserRef::parse(" 11111111-1111-4111-8111-0000000000AB ").unwrap(),
+        UserRef::ObjectId("11111111-1111-4111-8111-0000000000ab".into())
+    );
+    assert_eq!(
+        UserRef::parse("Jean.O'Neil+x@School.example").unwrap(),
+        UserRef::Upn("jean.o'neil+x@school.example".into())
+    );
+    assert_eq!(
+        UserRef::parse("JDupont").unwrap(),
+        UserRef::MoodleUsername("jdupont".into())
+    );
+    for bad in ["", "  ", "two words", "@school.example", "a/b@c.d", "é"] {
+        assert!(UserRef::parse(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[tokio::test]
 async fn install_before_publish_says_so() {
     let w = world(vec![Poll::Success], &[]).await;
     let err = install::install_from_settings(&w.state, true, &[])
@@ -477,11 +634,18 @@ async fn install_before_publish_says_so() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not in the organisation's catalog"), "{err}");
-    let err = install::install_from_settings(&w.state, false, &["alice@school".to_string()])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("--users"), "{err}");
+    let err = install::install_from_settings(
+        &w.state,
+        false,
+        &["alice@school".to_string(), "not a name!".to_string()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--users") && err.contains("not a name!") && !err.contains("alice@school"),
+        "only the malformed name is refused, before any call: {err}"
+    );
 }
 
 #[test]

@@ -37,7 +37,8 @@ pub enum TeamsAppCommand {
         /// Every team the course sync created (the default when --users is not given).
         #[arg(long)]
         teams: bool,
-        /// Entra object ids, comma-separated: install for them and store their personal chat.
+        /// Users, comma-separated, by Entra object id, UPN or Moodle username: install (or
+        /// upgrade) for them and store their personal chat.
         #[arg(long, value_delimiter = ',')]
         users: Vec<String>,
     },

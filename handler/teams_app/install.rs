@@ -1,9 +1,10 @@
-//! Installing the published app, app-only: in every synced team (`teams/{id}/installedApps`,
-//! upgraded when an older version is there) and for users (`users/{id}/teamwork/installedApps`),
-//! whose personal chat with the bot is then read and stored as their conversation, so
-//! notifications can reach them before they ever wrote to the bot. A target already at the
-//! catalog's version is skipped; 409 means already installed. Each target gets its own line in
-//! the report; one failing target does not stop the others, a missing permission stops all
+//! Installing the published app, app-only: in every synced team (`teams/{id}/installedApps`)
+//! and for users (`users/{id}/teamwork/installedApps`), upgraded (`…/{installation}/upgrade`)
+//! where an older version is there; a user's personal chat with the bot is then read and stored
+//! as their conversation, so notifications can reach them before they ever wrote to the bot.
+//! Users are named by Entra object id, UPN or Moodle username ([`UserRef`]). A target already at
+//! the catalog's version is skipped; 409 means already installed. Each target gets its own line
+//! in the report; one failing target does not stop the others, a missing permission stops all
 //! (every other target would fail the same way).
 
 use super::catalog::{lookup_path, parse_lookup, semver_key, url_quote, CatalogApp};
@@ -28,17 +29,16 @@ pub enum Outcome {
     Current,
     /// 409: installed meanwhile.
     AlreadyInstalled,
-    /// Installed for the user at an older version (Graph v1.0 has no user-scope upgrade).
-    Outdated {
-        version: String,
-    },
     Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetReport {
     pub kind: TargetKind,
+    /// As given (a team id, or the user's object id, UPN or Moodle username).
     pub id: String,
+    /// A user named otherwise than by object id: the Entra object id it resolved to.
+    pub object_id: Option<String>,
     pub outcome: Outcome,
     /// Users: the personal chat stored as their conversation.
     pub chat_id: Option<String>,
@@ -55,12 +55,13 @@ impl std::fmt::Display for TargetReport {
             Outcome::Upgraded { from } => format!("upgraded from {from}"),
             Outcome::Current => "already at the current version".to_string(),
             Outcome::AlreadyInstalled => "already installed (409)".to_string(),
-            Outcome::Outdated { version } => {
-                format!("installed at {version}; Teams updates personal apps itself")
-            }
             Outcome::Failed(e) => format!("FAILED: {e}"),
         };
-        write!(f, "{kind} {}: {what}", self.id)?;
+        write!(f, "{kind} {}", self.id)?;
+        if let Some(oid) = self.object_id.as_ref().filter(|o| **o != self.id) {
+            write!(f, " ({oid})")?;
+        }
+        write!(f, ": {what}")?;
         if let Some(c) = &self.chat_id {
             write!(f, " (chat {c} stored)")?;
         }
@@ -117,6 +118,8 @@ pub const COURSE_TEAMS: &str = crate::teams_sync::link::COURSE_PK;
 pub struct Installer<'a> {
     pub graph: &'a GraphClient,
     pub store: &'a SharedStore,
+    /// Resolves `--users` given as Moodle usernames (none: only object ids and UPNs).
+    pub moodle: Option<&'a crate::moodle::MoodleClient>,
     pub app: CatalogApp,
     /// The catalog's published version (what targets are brought to).
     pub version: String,
@@ -139,6 +142,98 @@ fn stop_all(e: &GraphError) -> bool {
     e.is_fatal()
 }
 
+/// How `--users` names someone: parsed at the boundary, resolved to an object id by
+/// [`Installer::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    /// An Entra object id (GUID), lower case.
+    ObjectId(String),
+    /// A UPN (`name@domain`), tried in Entra first, then as a Moodle username.
+    Upn(String),
+    /// A Moodle username (Moodle's rule: `a-z 0-9 _ - . @`), lower case.
+    MoodleUsername(String),
+}
+
+impl UserRef {
+    pub fn parse(raw: &str) -> Result<UserRef, String> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err("--users: an empty name".into());
+        }
+        if let Ok(id) = uuid::Uuid::parse_str(t) {
+            if !t.starts_with('{') && !t.starts_with("urn:") {
+                return Ok(UserRef::ObjectId(id.hyphenated().to_string()));
+            }
+        }
+        let lower = t.to_lowercase();
+        let moodle_ok = lower
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c));
+        if lower.contains('@') && !lower.starts_with('@') && !lower.ends_with('@') {
+            // UPNs may hold characters Moodle refuses in usernames (`'`, `+`…).
+            if lower.chars().any(|c| c.is_whitespace() || "/?#%".contains(c)) {
+                return Err(format!("--users: {t:?} is not a UPN"));
+            }
+            return Ok(UserRef::Upn(lower));
+        }
+        if moodle_ok && !lower.starts_with('@') && !lower.ends_with('@') {
+            return Ok(UserRef::MoodleUsername(lower));
+        }
+        Err(format!(
+            "--users: {t:?} is neither an Entra object id, a UPN nor a Moodle username"
+        ))
+    }
+
+    pub fn as_given(&self) -> &str {
+        match self {
+            UserRef::ObjectId(s) | UserRef::Upn(s) | UserRef::MoodleUsername(s) => s,
+        }
+    }
+}
+
+/// `upn` as one path segment: unreserved characters and `@` as they are, the rest percent-encoded.
+fn path_segment(upn: &str) -> String {
+    upn.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A lookup behind a user's name failed: Graph (may stop the run) or Moodle / the store (that
+/// target's line only).
+#[derive(Debug)]
+pub enum ResolveError {
+    Graph(GraphError),
+    Lookup(String),
+}
+
+impl From<GraphError> for ResolveError {
+    fn from(e: GraphError) -> Self {
+        ResolveError::Graph(e)
+    }
+}
+
+/// Why a named user has no object id (a line of the report, not a stop).
+fn unresolved(r: &UserRef, moodle: bool) -> String {
+    match r {
+        UserRef::ObjectId(_) => unreachable!("object ids need no resolution"),
+        UserRef::Upn(u) if moodle => {
+            format!("no Entra user has the UPN {u}, and no Moodle user with that username is linked to one")
+        }
+        UserRef::Upn(u) => format!("no Entra user has the UPN {u}"),
+        UserRef::MoodleUsername(u) if moodle => format!(
+            "no Moodle user {u} linked to an Entra user (neither the sync's link nor their e-mail as a UPN)"
+        ),
+        UserRef::MoodleUsername(u) => {
+            format!("{u} is a Moodle username, and Moodle is not configured (MOODLE_URL)")
+        }
+    }
+}
+
 impl Installer<'_> {
     fn bind(&self) -> Value {
         json!({
@@ -154,6 +249,7 @@ impl Installer<'_> {
         TargetReport {
             kind,
             id: id.to_string(),
+            object_id: None,
             outcome,
             chat_id: None,
         }
@@ -222,13 +318,88 @@ impl Installer<'_> {
         }))
     }
 
+    /// The Entra user behind a UPN: `GET /users/{upn}` (`User.Read.All`); `None` when Graph has none.
+    async fn object_id_of_upn(&self, upn: &str) -> Result<Option<String>, GraphError> {
+        match self
+            .graph
+            .get_json::<Value>(&format!("/users/{}?$select=id", path_segment(upn)))
+            .await
+        {
+            Ok(v) => Ok(v["id"].as_str().map(str::to_ascii_lowercase)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A Moodle username → its Entra object id: the link the sync or the bot stored (`mappings`,
+    /// Moodle user → Entra user), else the Moodle account's e-mail taken as a UPN.
+    async fn object_id_of_moodle_user(
+        &self,
+        username: &str,
+    ) -> Result<Option<String>, ResolveError> {
+        let Some(moodle) = self.moodle else {
+            return Ok(None);
+        };
+        let found = crate::moodle::site::find_users(
+            moodle,
+            crate::moodle::site::UserLookupField::Username,
+            &[username],
+        )
+        .await
+        .map_err(|e| ResolveError::Lookup(format!("Moodle user lookup: {e}")))?;
+        let Some(user) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let link = self
+            .store
+            .get(
+                tables::MAPPINGS,
+                crate::bot::mapping::MOODLE_USER_PARTITION,
+                &user.id.to_string(),
+            )
+            .await
+            .map_err(|e| ResolveError::Lookup(format!("cannot read the user link: {e}")))?;
+        if let Some(oid) = link
+            .as_ref()
+            .and_then(|e| e.str(crate::bot::mapping::ENTRA_OBJECT_ID_PROP))
+        {
+            return Ok(Some(oid.to_ascii_lowercase()));
+        }
+        match user.email.as_deref().filter(|m| m.contains('@')) {
+            Some(mail) => Ok(self.object_id_of_upn(&mail.to_lowercase()).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// The object id `r` names; `Ok(None)` when nobody matches (reported, not fatal).
+    pub async fn resolve(&self, r: &UserRef) -> Result<Option<String>, ResolveError> {
+        match r {
+            UserRef::ObjectId(id) => Ok(Some(id.clone())),
+            UserRef::Upn(upn) => match self.object_id_of_upn(upn).await? {
+                Some(id) => Ok(Some(id)),
+                // Moodle usernames may be e-mail-like without being a UPN.
+                None => self.object_id_of_moodle_user(upn).await,
+            },
+            UserRef::MoodleUsername(u) => self.object_id_of_moodle_user(u).await,
+        }
+    }
+
     pub async fn user(&self, user: &str) -> Result<TargetReport, GraphError> {
         let user = user.to_ascii_lowercase();
         let (outcome, installation) = match self.user_installation(&user).await? {
             Some((id, have)) if semver_key(&have) >= semver_key(&self.version) => {
                 (Outcome::Current, Some(id))
             }
-            Some((id, have)) => (Outcome::Outdated { version: have }, Some(id)),
+            Some((id, have)) => {
+                // After a catalog update (v1.0 `userteamwork-teamsappinstallation-upgrade`, 204).
+                self.graph
+                    .post_json_idempotent(
+                        &format!("/users/{user}/teamwork/installedApps/{id}/upgrade"),
+                        &json!({}),
+                    )
+                    .await?;
+                (Outcome::Upgraded { from: have }, Some(id))
+            }
             None => {
                 let outcome = match self
                     .graph
@@ -299,41 +470,84 @@ impl Installer<'_> {
     }
 
     /// Every team, then every user; per-target failures are reported, a fatal one stops.
-    pub async fn run(&self, teams: &[String], users: &[String]) -> InstallReport {
+    pub async fn run(&self, teams: &[String], users: &[UserRef]) -> InstallReport {
         let mut report = InstallReport {
             version: self.version.clone(),
             catalog_id: self.app.id.clone(),
             ..Default::default()
         };
-        let targets = teams
-            .iter()
-            .map(|t| (TargetKind::Team, t))
-            .chain(users.iter().map(|u| (TargetKind::User, u)));
-        for (kind, id) in targets {
-            let r = match kind {
-                TargetKind::Team => self.team(id).await,
-                TargetKind::User => self.user(id).await,
-            };
-            match r {
-                Ok(t) => report.targets.push(t),
-                Err(e) => {
-                    let text = e.to_string();
+        for team in teams {
+            let r = self.team(team).await;
+            if !self.record(&mut report, TargetKind::Team, team, None, r) {
+                return report;
+            }
+        }
+        for u in users {
+            let given = u.as_given();
+            let oid = match self.resolve(u).await {
+                Ok(Some(oid)) => oid,
+                Ok(None) => {
+                    let why = unresolved(u, self.moodle.is_some());
                     report
                         .targets
-                        .push(Self::report(kind, id, Outcome::Failed(text.clone())));
-                    if stop_all(&e) {
-                        report.stopped = Some(text);
-                        break;
-                    }
+                        .push(Self::report(TargetKind::User, given, Outcome::Failed(why)));
+                    continue;
                 }
+                Err(ResolveError::Lookup(why)) => {
+                    report
+                        .targets
+                        .push(Self::report(TargetKind::User, given, Outcome::Failed(why)));
+                    continue;
+                }
+                Err(ResolveError::Graph(e)) => {
+                    if !self.record(&mut report, TargetKind::User, given, None, Err(e)) {
+                        return report;
+                    }
+                    continue;
+                }
+            };
+            let r = self.user(&oid).await;
+            if !self.record(&mut report, TargetKind::User, given, Some(oid), r) {
+                return report;
             }
         }
         report
     }
+
+    /// One target's line; `false` when a fatal error stops the run.
+    fn record(
+        &self,
+        report: &mut InstallReport,
+        kind: TargetKind,
+        given: &str,
+        object_id: Option<String>,
+        r: Result<TargetReport, GraphError>,
+    ) -> bool {
+        match r {
+            Ok(mut t) => {
+                t.id = given.to_string();
+                t.object_id = object_id;
+                report.targets.push(t);
+                true
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let mut t = Self::report(kind, given, Outcome::Failed(text.clone()));
+                t.object_id = object_id;
+                report.targets.push(t);
+                if stop_all(&e) {
+                    report.stopped = Some(text);
+                    return false;
+                }
+                true
+            }
+        }
+    }
 }
 
 /// Install (or upgrade) the catalog's version in every synced team when `teams`, and for
-/// `users` (Entra object ids), with the app-only Graph client of the settings.
+/// `users` (Entra object ids, UPNs or Moodle usernames), with the app-only Graph client of the
+/// settings.
 pub async fn install_from_settings(
     state: &crate::app::AppState,
     teams: bool,
@@ -347,13 +561,17 @@ pub async fn install_from_settings(
         ])
     })?;
     let inputs = super::manifest::Inputs::from_settings(settings)?;
-    for u in users {
-        if uuid::Uuid::parse_str(u).is_err() {
-            return Err(TeamsAppError::Settings(vec![format!(
-                "--users: {u:?} is not an Entra object id (GUID)"
-            )]));
-        }
+    let problems: Vec<String> = users
+        .iter()
+        .filter_map(|u| UserRef::parse(u).err())
+        .collect();
+    if !problems.is_empty() {
+        return Err(TeamsAppError::Settings(problems));
     }
+    let users: Vec<UserRef> = users
+        .iter()
+        .filter_map(|u| UserRef::parse(u).ok())
+        .collect();
     let graph = GraphClient::from_settings(state.http.clone(), graph_settings)?;
     let app = catalog_app(&graph, &inputs.app_id).await?.ok_or_else(|| {
         TeamsAppError::Settings(vec![format!(
@@ -378,11 +596,12 @@ pub async fn install_from_settings(
     let installer = Installer {
         graph: &graph,
         store: &state.store,
+        moodle: state.moodle.as_ref(),
         app,
         version,
         bot_id: Some(format!("28:{}", inputs.bot_id)),
         tenant_id: Some(graph_settings.tenant_id.clone()),
         service_url: settings.teams_app.service_url.to_string(),
     };
-    Ok(installer.run(&team_ids, users).await)
+    Ok(installer.run(&team_ids, &users).await)
 }

@@ -388,6 +388,29 @@ pub fn register(graph: &GraphDouble) {
         },
     );
     graph.route(
+        "POST",
+        "/users/{id}/teamwork/installedApps/{inst}/upgrade",
+        "TeamsAppInstallation.ReadWriteSelfForUser.All",
+        |req, s| {
+            let pattern = "/users/{id}/teamwork/installedApps/{inst}/upgrade";
+            let user = req.param(pattern, 0).unwrap_or("").to_ascii_lowercase();
+            let inst = req.param(pattern, 1).unwrap_or("").to_string();
+            let a = apps(s);
+            let latest = a
+                .user_installs
+                .get(&user)
+                .filter(|i| i.id == inst)
+                .and_then(|i| a.catalog.iter().find(|e| e.id == i.app_id).and_then(published));
+            match (latest, a.user_installs.get_mut(&user)) {
+                (Some(v), Some(i)) => {
+                    i.version = v;
+                    GraphReply::empty(204)
+                }
+                _ => GraphReply::error(404, "NotFound", "Installation not found."),
+            }
+        },
+    );
+    graph.route(
         "GET",
         "/users/{id}/teamwork/installedApps/{inst}/chat",
         "TeamsAppInstallation.ReadForUser.All",

@@ -123,7 +123,15 @@ pub(super) fn register(double: &GraphDouble) {
     double.route("GET", "/users", "User.Read.All", list);
     double.route("GET", "/users/{id}", "User.Read.All", |req, s| {
         let id = req.segments[1].clone();
-        match s.users.by_id.get(&id) {
+        // Graph takes `/users/{id | userPrincipalName}` (UPN compared case-insensitively).
+        let by_upn = || {
+            s.users.by_id.values().find(|u| {
+                u["userPrincipalName"]
+                    .as_str()
+                    .is_some_and(|upn| upn.eq_ignore_ascii_case(&id))
+            })
+        };
+        match s.users.by_id.get(&id).or_else(by_upn) {
             Some(u) => {
                 let select = req.query.get("$select").cloned();
                 let mut body = project(u, select.as_deref(), true);
