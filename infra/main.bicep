@@ -243,6 +243,7 @@ var names = {
   workspace: '${baseName}-logs'
   appInsights: '${baseName}-appi'
   keyVault: take('kv-${compactBase}-${suffix}', 24)
+  stateVault: take('kvs-${compactBase}-${suffix}', 24)
   plan: '${baseName}-plan'
   functionApp: '${baseName}-${suffix}'
   bot: '${baseName}-bot-${suffix}'
@@ -303,6 +304,17 @@ module keyVault 'modules/keyvault.bicep' = {
     identityPrincipalId: identity.properties.principalId
     deployerPrincipalId: deployerPrincipalId
     deployerPrincipalType: deployerPrincipalType
+  }
+}
+
+// The app's own writable secrets (the Teams app publish sign-in), apart from the configured ones.
+module stateVault 'modules/statevault.bicep' = {
+  name: 'statevault'
+  params: {
+    location: location
+    tags: tags
+    keyVaultName: names.stateVault
+    identityPrincipalId: identity.properties.principalId
   }
 }
 
@@ -650,6 +662,10 @@ var appSettings = {
   TEAMS_APP_PUBLISH_CLIENT_ID: string(teamsApp.TEAMS_APP_PUBLISH_CLIENT_ID)
   TEAMS_APP_SERVICE_URL: string(teamsApp.TEAMS_APP_SERVICE_URL)
   TEAMS_APP_INSTALL_SCHEDULE: string(teamsApp.TEAMS_APP_INSTALL_SCHEDULE)
+  // the publish sign-in's refresh token: a secret of the state vault, written with the identity
+  TEAMS_APP_TOKEN_VAULT_URL: stateVault.outputs.uri
+  TEAMS_APP_TOKEN_SECRET: 'teams-app-publish-refresh-token'
+  TEAMS_APP_TOKEN_VAULT_CLIENT_ID: identity.properties.clientId
   // admin functions: App Service authentication + membership of these groups, in this tenant
   ADMIN_GROUP_IDS: adminGroupIds
   ADMIN_TENANT_ID: tenant().tenantId
@@ -697,6 +713,7 @@ output botAppType string = botAppType
 output tenantId string = tenant().tenantId
 output botName string = bot.outputs.name
 output keyVaultName string = keyVault.outputs.name
+output stateVaultName string = stateVault.outputs.name
 output storageAccountName string = storage.outputs.name
 output identityClientId string = identity.properties.clientId
 output hostingPlan string = hostingPlan

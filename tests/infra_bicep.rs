@@ -30,8 +30,8 @@ const STANDALONE_ONLY: &[(&str, &str)] = &[
     ("CONNECTOR_HOST_ORIGINS", "test stub hosts only: inside Teams the Teams library knows its hosts"),
     ("NOTIFY_WEBHOOK_DOUBLE_URL", "test doubles only: in Azure channel posts go to the Workflows hosts of the allow-list"),
     ("BOT_TRUSTED_SERVICE_URLS", "test doubles only: in Azure the bot token goes to the Bot Connector's own hosts"),
-    ("TEAMS_APP_TOKEN_KEY", "the publish sign-in is interactive (device code) and runs from an admin's `handler teams-app publish`, which keeps the encrypted refresh token on that machine"),
-    ("TEAMS_APP_TOKEN_FILE", "owner-only file of the admin machine that ran the publish sign-in; the Functions app has no writable persistent disk"),
+    ("TEAMS_APP_TOKEN_KEY", "encrypts the refresh-token file of `serve` or an admin's machine; in Azure the token is a Key Vault secret (TEAMS_APP_TOKEN_VAULT_URL), encrypted by the vault"),
+    ("TEAMS_APP_TOKEN_FILE", "owner-only file under `serve` or on an admin's machine; the Functions app has no writable persistent disk, so Azure keeps the token in the state vault"),
     ("WEBSITE_AUTH_ENABLED", "set by App Service itself when its authentication is on; an app setting claiming it would let forged principal headers through"),
     ("IDENTITY_ENDPOINT", "set by App Service / Functions at run time for the managed identity; an app setting must not override it"),
     ("IDENTITY_HEADER", "set by App Service / Functions at run time with IDENTITY_ENDPOINT; never an app setting"),
@@ -351,6 +351,33 @@ fn identity_gets_exactly_the_data_plane_roles() {
         module_text("keyvault.bicep").contains("4633458b-17de-408a-b874-0445c86b69e6"),
         "Key Vault Secrets User"
     );
+    // The app writes only its own state (the publish sign-in's refresh token): Secrets Officer
+    // on the state vault, which the configured secrets never share; on the main vault the app
+    // identity stays a reader (only the deployer may be Officer there).
+    let state = module_text("statevault.bicep");
+    assert!(
+        state.contains("b86a8fe4-44ce-4948-aee5-eccb2c155cd7")
+            && state.contains("principalId: identityPrincipalId")
+            && state.contains("enableRbacAuthorization: true"),
+        "Key Vault Secrets Officer for the app identity on the state vault"
+    );
+    let main_kv = module_text("keyvault.bicep");
+    let officer_block = main_kv
+        .split("resource ")
+        .find(|b| b.contains("secretsOfficer)"))
+        .expect("the deployer's Officer assignment");
+    assert!(
+        officer_block.contains("principalId: deployerPrincipalId")
+            && !officer_block.contains("identityPrincipalId"),
+        "the app identity must not write the main vault's secrets: {officer_block}"
+    );
+    let main = std::fs::read_to_string(repo().join("infra/main.bicep")).unwrap();
+    for needle in [
+        "TEAMS_APP_TOKEN_VAULT_URL: stateVault.outputs.uri",
+        "TEAMS_APP_TOKEN_VAULT_CLIENT_ID: identity.properties.clientId",
+    ] {
+        assert!(main.contains(needle), "main.bicep lacks {needle:?}");
+    }
     // Nothing broader anywhere: Owner, Contributor, User Access Administrator, Storage Account Contributor.
     for file in bicep_files() {
         let text = std::fs::read_to_string(repo().join(&file)).unwrap();

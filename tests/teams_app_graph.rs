@@ -80,7 +80,7 @@ async fn world(polls: Vec<Poll>, extra: &[(&str, &str)]) -> World {
 async fn sign_in(w: &World) -> (Result<AccessToken, String>, Vec<String>) {
     let prompts = Arc::new(Mutex::new(Vec::new()));
     let p = prompts.clone();
-    let r = SignIn::from_settings(&w.state.settings)
+    let r = SignIn::from_settings(&w.state.settings, w.state.http.clone())
         .unwrap()
         .token(
             w.state.http.clone(),
@@ -384,7 +384,9 @@ async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_
     });
     assert_eq!(versions, ["1.0.1", "1.0.1", "1.0.1"]);
     assert_eq!(
-        w.graph.lock().count("POST", &format!("/users/{USER}/teamwork/installedApps/")),
+        w.graph
+            .lock()
+            .count("POST", &format!("/users/{USER}/teamwork/installedApps/")),
         1,
         "one upgrade call for the user"
     );
@@ -393,7 +395,10 @@ async fn installs_in_synced_teams_and_for_a_user_then_skips_then_upgrades_after_
     let r = install::install_from_settings(&w.state, true, &users)
         .await
         .unwrap();
-    assert!(r.targets.iter().all(|t| t.outcome == Outcome::Current), "{r:?}");
+    assert!(
+        r.targets.iter().all(|t| t.outcome == Outcome::Current),
+        "{r:?}"
+    );
     assert_eq!(w.graph.lock().count("POST", "/"), posts);
 }
 
@@ -496,7 +501,9 @@ async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() 
             (BOB, "bob.durand@school.example"),
             (CAROL, "carol.petit@school.example"),
         ] {
-            g.users.upsert(serde_json::json!({"id": id, "userPrincipalName": upn, "accountEnabled": true}));
+            g.users.upsert(
+                serde_json::json!({"id": id, "userPrincipalName": upn, "accountEnabled": true}),
+            );
         }
     }
     let fake = testkit::fake_moodle::FakeMoodle::start().await;
@@ -517,13 +524,9 @@ async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() 
             m.insert_user(user("cpetit", "Carol.Petit@school.example")),
         )
     };
-    bridge::bot::mapping::remember_pair(
-        &w.state.store,
-        BOB,
-        bridge::ids::MoodleUserId(bob_moodle),
-    )
-    .await
-    .unwrap();
+    bridge::bot::mapping::remember_pair(&w.state.store, BOB, bridge::ids::MoodleUserId(bob_moodle))
+        .await
+        .unwrap();
     let graph = bridge::graph::GraphClient::from_settings(
         w.state.http.clone(),
         w.state.settings.graph.as_ref().unwrap(),
@@ -569,7 +572,11 @@ async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() 
     assert_eq!(
         got,
         [
-            ("alice.martin@school.example".into(), Some(ALICE.into()), false),
+            (
+                "alice.martin@school.example".into(),
+                Some(ALICE.into()),
+                false
+            ),
             ("bdurand".into(), Some(BOB.into()), false),
             ("cpetit".into(), Some(CAROL.into()), false),
             ("nobody".into(), None, true),
@@ -585,16 +592,22 @@ async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() 
         "Alice named twice: installed once, then skipped"
     );
     assert!(
-        r.targets[0]
-            .to_string()
-            .starts_with(&format!("user alice.martin@school.example ({ALICE}): installed")),
+        r.targets[0].to_string().starts_with(&format!(
+            "user alice.martin@school.example ({ALICE}): installed"
+        )),
         "{}",
         r.targets[0]
     );
     let nobody = r.targets[3].to_string();
-    assert!(nobody.contains("FAILED") && nobody.contains("no Moodle user nobody"), "{nobody}");
+    assert!(
+        nobody.contains("FAILED") && nobody.contains("no Moodle user nobody"),
+        "{nobody}"
+    );
     let ghost = r.targets[4].to_string();
-    assert!(ghost.contains("no Entra user has the UPN ghost@school.example"), "{ghost}");
+    assert!(
+        ghost.contains("no Entra user has the UPN ghost@school.example"),
+        "{ghost}"
+    );
     // Each resolved user's personal chat is stored under the object id.
     for oid in [ALICE, BOB, CAROL] {
         let conv = conversations::load(&w.state.store, ConversationKind::User, oid)

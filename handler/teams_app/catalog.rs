@@ -8,7 +8,8 @@
 //! (someone published meanwhile) switches to the second. An answer whose definition is
 //! `submitted` means an admin must still approve it (`requiresReview`).
 
-use super::token_store::TokenStore;
+use super::key_vault::KeyVaultStore;
+use super::token_store::{RefreshTokenStore, TokenStore};
 use super::TeamsAppError;
 use crate::graph::GraphError;
 use crate::outbound::token::{DeviceCode, DeviceCodePrompt, Fetch};
@@ -321,12 +322,12 @@ fn submitted(body: &Value, asked: bool) -> bool {
 pub struct SignIn {
     pub authority: url::Url,
     pub client_id: String,
-    pub store: Option<TokenStore>,
+    pub store: Option<Box<dyn RefreshTokenStore>>,
 }
 
 impl SignIn {
     /// Every missing setting named; none of this is needed for build or install.
-    pub fn from_settings(s: &Settings) -> Result<SignIn, TeamsAppError> {
+    pub fn from_settings(s: &Settings, http: reqwest::Client) -> Result<SignIn, TeamsAppError> {
         let t = &s.teams_app;
         let mut problems = Vec::new();
         let tenant = t.tenant_id.clone().or_else(|| {
@@ -356,11 +357,25 @@ impl SignIn {
         let authority = authority
             .join(&format!("{}/", tenant.expect("checked")))
             .map_err(|e| TeamsAppError::Settings(vec![format!("TEAMS_APP_AUTHORITY: {e}")]))?;
-        let store = t
-            .token_key
-            .as_ref()
-            .map(|k| TokenStore::new(k, &t.token_file))
-            .transpose()?;
+        let store: Option<Box<dyn RefreshTokenStore>> = match (&t.token_vault, &t.token_key) {
+            // Azure: the app's managed identity keeps it in Key Vault.
+            (Some(vault), _) => {
+                let msi = crate::outbound::token::ManagedIdentity::new(
+                    http.clone(),
+                    crate::outbound::token::MsiEndpoint::from_settings(&s.identity),
+                    t.token_vault_client_id.clone(),
+                )
+                .cached();
+                Some(Box::new(KeyVaultStore::new(
+                    http,
+                    vault.clone(),
+                    t.token_secret.clone(),
+                    Arc::new(msi),
+                )?))
+            }
+            (None, Some(k)) => Some(Box::new(TokenStore::new(k, &t.token_file)?)),
+            (None, None) => None,
+        };
         Ok(SignIn {
             authority,
             client_id: t.publish_client_id.clone().expect("checked"),
@@ -382,14 +397,14 @@ impl SignIn {
             flow = flow.with_second(s);
         }
         if let Some(store) = &self.store {
-            if let Some(rt) = store.load()? {
+            if let Some(rt) = store.load().await? {
                 flow = flow.with_refresh_token(rt);
             }
         }
         let flow = Arc::new(flow);
         let token = Arc::clone(&flow).fetch(PUBLISH_SCOPE.to_string()).await?;
         if let (Some(store), Some(rt)) = (&self.store, flow.refresh_token()) {
-            store.save(&rt)?;
+            store.save(&rt).await?;
         }
         Ok(token)
     }

@@ -154,7 +154,7 @@ async fn publish(state: &AppState, out: Option<PathBuf>, review: bool) -> anyhow
         built.latest.blob,
         path.display()
     );
-    let sign_in = match SignIn::from_settings(&state.settings) {
+    let sign_in = match SignIn::from_settings(&state.settings, state.http.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("no delegated sign-in possible: {e}");
@@ -162,10 +162,11 @@ async fn publish(state: &AppState, out: Option<PathBuf>, review: bool) -> anyhow
             return Ok(2);
         }
     };
-    if sign_in.store.is_none() {
-        eprintln!(
-            "TEAMS_APP_TOKEN_KEY is not set: the sign-in is not kept, the next publish asks again"
-        );
+    match &sign_in.store {
+        Some(store) => eprintln!("the sign-in is kept in the {}", store.describe()),
+        None => eprintln!(
+            "neither TEAMS_APP_TOKEN_VAULT_URL nor TEAMS_APP_TOKEN_KEY is set: the sign-in is not kept, the next publish asks again"
+        ),
     }
     // The code and URL are for the admin's eyes; neither is a credential on its own.
     let prompt = |p: &crate::outbound::token::DeviceCodePrompt| eprintln!("{}", p.message);

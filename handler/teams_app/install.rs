@@ -171,7 +171,10 @@ impl UserRef {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c));
         if lower.contains('@') && !lower.starts_with('@') && !lower.ends_with('@') {
             // UPNs may hold characters Moodle refuses in usernames (`'`, `+`…).
-            if lower.chars().any(|c| c.is_whitespace() || "/?#%".contains(c)) {
+            if lower
+                .chars()
+                .any(|c| c.is_whitespace() || "/?#%".contains(c))
+            {
                 return Err(format!("--users: {t:?} is not a UPN"));
             }
             return Ok(UserRef::Upn(lower));
@@ -488,15 +491,19 @@ impl Installer<'_> {
                 Ok(Some(oid)) => oid,
                 Ok(None) => {
                     let why = unresolved(u, self.moodle.is_some());
-                    report
-                        .targets
-                        .push(Self::report(TargetKind::User, given, Outcome::Failed(why)));
+                    report.targets.push(Self::report(
+                        TargetKind::User,
+                        given,
+                        Outcome::Failed(why),
+                    ));
                     continue;
                 }
                 Err(ResolveError::Lookup(why)) => {
-                    report
-                        .targets
-                        .push(Self::report(TargetKind::User, given, Outcome::Failed(why)));
+                    report.targets.push(Self::report(
+                        TargetKind::User,
+                        given,
+                        Outcome::Failed(why),
+                    ));
                     continue;
                 }
                 Err(ResolveError::Graph(e)) => {

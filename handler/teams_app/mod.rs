@@ -10,7 +10,9 @@
 //! - `package`: zip layout, version (pinned or bumped when the content changes), blob storage;
 //! - `catalog`: publish/update in the org catalog with the admin's delegated token;
 //! - `install`: app-only installs in synced teams and for users, personal chats stored;
-//! - `token_store`: the publish sign-in's refresh token, encrypted in an owner-only file;
+//! - `token_store`: where the publish sign-in's refresh token is kept, and the encrypted
+//!   owner-only file (`serve`, an admin's machine);
+//! - `key_vault`: the same token as a Key Vault secret, with the app's managed identity (Azure);
 //! - `cli`: `handler teams-app build | validate | publish | install`;
 //! - `http`: the admin-only `ManifestPublish` routes.
 
@@ -20,6 +22,7 @@ pub mod functions;
 pub mod http;
 pub mod icons;
 pub mod install;
+pub mod key_vault;
 pub mod manifest;
 pub mod package;
 pub mod settings;

@@ -34,6 +34,12 @@ pub struct TeamsAppSettings {
     pub token_key: Option<Secret>,
     /// Where the encrypted refresh token is kept (owner-only file).
     pub token_file: PathBuf,
+    /// Azure: the Key Vault holding the refresh token as a secret (takes the file's place).
+    pub token_vault: Option<url::Url>,
+    /// Name of that secret.
+    pub token_secret: String,
+    /// Client id of the user-assigned identity that reads and writes it (none: system-assigned).
+    pub token_vault_client_id: Option<String>,
     /// Bot Connector service URL stored with the personal chats found at install time.
     pub service_url: url::Url,
     /// NCRONTAB of the TeamsAppInstall timer.
@@ -147,6 +153,37 @@ impl TeamsAppSettings {
             "data/teams-app-token.enc",
             "owner-only file holding the encrypted refresh token of the publish sign-in",
         );
+        let token_vault = src.url(
+            "TEAMS_APP_TOKEN_VAULT_URL",
+            &["https", "http"],
+            "Key Vault (https://<name>.vault.azure.net/) keeping the publish sign-in's refresh token as a secret, with the app's managed identity; set in Azure, takes the place of TEAMS_APP_TOKEN_FILE",
+        );
+        if let Some(v) = &token_vault {
+            if v.scheme() == "http"
+                && !v
+                    .host()
+                    .as_ref()
+                    .is_some_and(crate::config::is_loopback_host)
+            {
+                src.problem(
+                    "TEAMS_APP_TOKEN_VAULT_URL: must be https (http only for loopback test doubles)",
+                );
+            }
+        }
+        let token_secret = src.string(
+            "TEAMS_APP_TOKEN_SECRET",
+            "teams-app-publish-refresh-token",
+            "name of the Key Vault secret holding the publish sign-in's refresh token",
+        );
+        if !crate::teams_app::key_vault::is_secret_name(&token_secret) {
+            src.problem(format!(
+                "TEAMS_APP_TOKEN_SECRET: {token_secret:?} is not a Key Vault secret name (1-127 letters, digits, hyphens)"
+            ));
+        }
+        let token_vault_client_id = src.opt(
+            "TEAMS_APP_TOKEN_VAULT_CLIENT_ID",
+            "client id of the user-assigned managed identity that reads and writes TEAMS_APP_TOKEN_SECRET (default: the system-assigned identity)",
+        );
         let service_url = url_with_default(
             src,
             "TEAMS_APP_SERVICE_URL",
@@ -178,6 +215,9 @@ impl TeamsAppSettings {
             publish_client_id,
             token_key,
             token_file,
+            token_vault,
+            token_secret,
+            token_vault_client_id,
             service_url,
             install_schedule,
         }

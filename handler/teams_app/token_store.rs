@@ -1,5 +1,6 @@
-//! The refresh token of the admin's publish sign-in, kept only encrypted: ChaCha20-Poly1305
-//! under `TEAMS_APP_TOKEN_KEY` (a Key Vault reference in Azure), in an owner-only file. It is
+//! The refresh token of the admin's publish sign-in, kept only encrypted ([`RefreshTokenStore`]):
+//! in Azure a Key Vault secret ([`super::key_vault`]); under `serve` or on an admin's machine
+//! ChaCha20-Poly1305 under `TEAMS_APP_TOKEN_KEY` in an owner-only file ([`TokenStore`]). It is
 //! never logged or printed; a file that does not decrypt is refused, not overwritten silently.
 
 use super::TeamsAppError;
@@ -9,6 +10,29 @@ use ring::aead::{self, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_
 use std::path::{Path, PathBuf};
 
 const AAD: &[u8] = b"moodle-teams-bridge/teams-app/refresh-token/v1";
+
+/// Where the refresh token is kept between publishes.
+#[async_trait::async_trait]
+pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
+    /// Where, for messages (never the value).
+    fn describe(&self) -> String;
+    /// The kept refresh token; `None` when nothing was kept yet.
+    async fn load(&self) -> Result<Option<Secret>, TeamsAppError>;
+    async fn save(&self, token: &Secret) -> Result<(), TeamsAppError>;
+}
+
+#[async_trait::async_trait]
+impl RefreshTokenStore for TokenStore {
+    fn describe(&self) -> String {
+        format!("encrypted file {}", self.path.display())
+    }
+    async fn load(&self) -> Result<Option<Secret>, TeamsAppError> {
+        TokenStore::load(self)
+    }
+    async fn save(&self, token: &Secret) -> Result<(), TeamsAppError> {
+        TokenStore::save(self, token)
+    }
+}
 
 pub fn decode_key(k: &Secret) -> Result<[u8; 32], TeamsAppError> {
     let raw = base64::engine::general_purpose::STANDARD

@@ -11,6 +11,7 @@ pub mod ent_data;
 pub mod entra_double;
 pub mod fake_moodle;
 pub mod graph_double;
+pub mod key_vault_double;
 pub mod moodle_lab;
 pub mod notify_app;
 pub mod notify_doubles;

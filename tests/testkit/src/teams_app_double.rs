@@ -400,7 +400,12 @@ pub fn register(graph: &GraphDouble) {
                 .user_installs
                 .get(&user)
                 .filter(|i| i.id == inst)
-                .and_then(|i| a.catalog.iter().find(|e| e.id == i.app_id).and_then(published));
+                .and_then(|i| {
+                    a.catalog
+                        .iter()
+                        .find(|e| e.id == i.app_id)
+                        .and_then(published)
+                });
             match (latest, a.user_installs.get_mut(&user)) {
                 (Some(v), Some(i)) => {
                     i.version = v;
