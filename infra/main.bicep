@@ -217,6 +217,9 @@ param publicUrl string = ''
 @description('Overrides of the Teams app package settings (name → string value), e.g. {"TEAMS_APP_NAME": "Moodle lycée", "TEAMS_APP_VERSION": "2.0.0"}. Unset names keep the code\'s defaults below (README settings table).')
 param teamsAppSettings object = {}
 
+@description('Client id of the Entra app registration App Service authentication signs admins in with (ManifestPublish, the admin page). On the registration: redirect URI https://<app>/.auth/login/aad/callback, ID tokens issued (no client secret is used: the sign-in returns an ID token), groupMembershipClaims SecurityGroup (the groups claim ADMIN_GROUP_IDS is checked against). Empty: no App Service authentication, so every admin call is refused.')
+param authClientId string = ''
+
 @description('ADMIN_GROUP_IDS: object ids (comma-separated) of the Entra groups whose members may call the admin functions (ManifestPublish). Empty: every admin call is refused. Needs App Service authentication (Microsoft provider) on the function app.')
 param adminGroupIds string = ''
 
@@ -696,6 +699,68 @@ resource siteSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(appSettings, platformSettings, isFlex ? {} : classicPlanSettings)
+  dependsOn: [
+    functionApp
+  ]
+}
+
+// App Service authentication (Easy Auth) with Entra: it signs admins in and hands the app their
+// claims in `x-ms-client-principal` (dropping any copy a client sends; the app trusts it only
+// when the platform sets WEBSITE_AUTH_ENABLED). Every route needs a signed-in user except the
+// ones that authenticate each request themselves: the bot (Bot Framework JWT), the Moodle
+// webhook (HMAC signature) and the channel configuration page (Teams SSO token), which Teams
+// and Moodle call without a session. tests/infra_bicep.rs checks this list against the
+// function table.
+resource siteAuth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: [
+        '/api/messages'
+        '/api/webhook'
+        '/connector/*'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+      routes: {
+        apiPrefix: '/.auth'
+      }
+      forwardProxy: {
+        convention: 'NoProxy'
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authClientId
+            'api://${authClientId}'
+          ]
+        }
+        login: {
+          disableWWWAuthenticate: false
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
+      }
+    }
+  }
   dependsOn: [
     functionApp
   ]

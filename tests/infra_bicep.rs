@@ -398,6 +398,84 @@ fn identity_gets_exactly_the_data_plane_roles() {
     }
 }
 
+/// The `resource <name> '<type>' = … {` block of main.bicep, up to the next top-level item.
+fn resource_block<'a>(bicep: &'a str, symbol: &str) -> &'a str {
+    let start = bicep
+        .find(&format!("resource {symbol} "))
+        .unwrap_or_else(|| panic!("resource {symbol} not in main.bicep"));
+    let rest = &bicep[start..];
+    let end = rest.find("\n}\n").map(|e| e + 2).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn app_service_authentication_guards_admin_routes_and_lets_self_authenticating_ones_through() {
+    let main = std::fs::read_to_string(repo().join("infra/main.bicep")).unwrap();
+    let auth = resource_block(&main, "siteAuth");
+    for needle in [
+        "'Microsoft.Web/sites/config@",
+        "= if (!empty(authClientId))",
+        "parent: site",
+        "name: 'authsettingsV2'",
+        "requireAuthentication: true",
+        "unauthenticatedClientAction: 'RedirectToLoginPage'",
+        "redirectToProvider: 'azureactivedirectory'",
+        "requireHttps: true",
+        "clientId: authClientId",
+        "openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'",
+    ] {
+        assert!(auth.contains(needle), "authsettingsV2 lacks {needle:?}:\n{auth}");
+    }
+    // azureActiveDirectory is the enabled provider (the app checks auth_typ "aad").
+    let aad = &auth[auth.find("azureActiveDirectory: {").expect("Entra provider")..];
+    assert!(aad.trim_start_matches("azureActiveDirectory: {").trim_start().starts_with("enabled: true"));
+    assert!(
+        !auth.contains("clientSecretSettingName"),
+        "no client secret is configured (ID-token sign-in), so none can be missing"
+    );
+    // The excluded paths, exactly.
+    let list = &auth[auth.find("excludedPaths: [").expect("excludedPaths")..];
+    let list = &list[..list.find(']').unwrap()];
+    let excluded: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_matches('\''))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let covered = |route: &str| {
+        let path = format!("/{}", route.split('{').next().unwrap().trim_end_matches('/'));
+        excluded.iter().any(|e| match e.strip_suffix("/*") {
+            Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+            None => *e == path,
+        })
+    };
+    // Admin functions trust only the platform's principal; the others check every request
+    // themselves (Bot Framework JWT, webhook HMAC, Teams SSO token) and are called without a session.
+    const ADMIN: &[&str] = &["AdminSync", "ManifestPublish"];
+    const SELF_AUTHENTICATING: &[&str] = &["BotMessages", "MoodleWebhook", "ConnectorConfig"];
+    let mut seen = 0;
+    for f in FUNCTIONS {
+        let FunctionKind::Http { route, .. } = f.kind else {
+            continue;
+        };
+        seen += 1;
+        if ADMIN.contains(&f.name) {
+            assert!(!covered(route), "{} ({route}) must require App Service authentication", f.name);
+        } else {
+            assert!(
+                SELF_AUTHENTICATING.contains(&f.name),
+                "new HTTP function {}: decide whether it is admin-only or authenticates itself",
+                f.name
+            );
+            assert!(covered(route), "{} ({route}) must be reachable without a session: {excluded:?}", f.name);
+        }
+    }
+    assert_eq!(seen, ADMIN.len() + SELF_AUTHENTICATING.len());
+    assert_eq!(excluded.len(), SELF_AUTHENTICATING.len(), "nothing else excluded: {excluded:?}");
+    // The app trusts the principal header only when the platform says authentication is on.
+    assert!(STANDALONE_ONLY.iter().any(|(n, _)| *n == "WEBSITE_AUTH_ENABLED"));
+}
+
 #[test]
 fn flex_app_runs_the_custom_handler() {
     let app = module_text("functionapp.bicep");
