@@ -424,11 +424,19 @@ fn app_service_authentication_guards_admin_routes_and_lets_self_authenticating_o
         "clientId: authClientId",
         "openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'",
     ] {
-        assert!(auth.contains(needle), "authsettingsV2 lacks {needle:?}:\n{auth}");
+        assert!(
+            auth.contains(needle),
+            "authsettingsV2 lacks {needle:?}:\n{auth}"
+        );
     }
     // azureActiveDirectory is the enabled provider (the app checks auth_typ "aad").
-    let aad = &auth[auth.find("azureActiveDirectory: {").expect("Entra provider")..];
-    assert!(aad.trim_start_matches("azureActiveDirectory: {").trim_start().starts_with("enabled: true"));
+    let aad = &auth[auth
+        .find("azureActiveDirectory: {")
+        .expect("Entra provider")..];
+    assert!(aad
+        .trim_start_matches("azureActiveDirectory: {")
+        .trim_start()
+        .starts_with("enabled: true"));
     assert!(
         !auth.contains("clientSecretSettingName"),
         "no client secret is configured (ID-token sign-in), so none can be missing"
@@ -443,7 +451,10 @@ fn app_service_authentication_guards_admin_routes_and_lets_self_authenticating_o
         .filter(|l| !l.is_empty())
         .collect();
     let covered = |route: &str| {
-        let path = format!("/{}", route.split('{').next().unwrap().trim_end_matches('/'));
+        let path = format!(
+            "/{}",
+            route.split('{').next().unwrap().trim_end_matches('/')
+        );
         excluded.iter().any(|e| match e.strip_suffix("/*") {
             Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
             None => *e == path,
@@ -460,20 +471,34 @@ fn app_service_authentication_guards_admin_routes_and_lets_self_authenticating_o
         };
         seen += 1;
         if ADMIN.contains(&f.name) {
-            assert!(!covered(route), "{} ({route}) must require App Service authentication", f.name);
+            assert!(
+                !covered(route),
+                "{} ({route}) must require App Service authentication",
+                f.name
+            );
         } else {
             assert!(
                 SELF_AUTHENTICATING.contains(&f.name),
                 "new HTTP function {}: decide whether it is admin-only or authenticates itself",
                 f.name
             );
-            assert!(covered(route), "{} ({route}) must be reachable without a session: {excluded:?}", f.name);
+            assert!(
+                covered(route),
+                "{} ({route}) must be reachable without a session: {excluded:?}",
+                f.name
+            );
         }
     }
     assert_eq!(seen, ADMIN.len() + SELF_AUTHENTICATING.len());
-    assert_eq!(excluded.len(), SELF_AUTHENTICATING.len(), "nothing else excluded: {excluded:?}");
+    assert_eq!(
+        excluded.len(),
+        SELF_AUTHENTICATING.len(),
+        "nothing else excluded: {excluded:?}"
+    );
     // The app trusts the principal header only when the platform says authentication is on.
-    assert!(STANDALONE_ONLY.iter().any(|(n, _)| *n == "WEBSITE_AUTH_ENABLED"));
+    assert!(STANDALONE_ONLY
+        .iter()
+        .any(|(n, _)| *n == "WEBSITE_AUTH_ENABLED"));
 }
 
 #[test]

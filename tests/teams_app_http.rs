@@ -88,6 +88,7 @@ async fn anonymous_and_wrong_group_callers_are_refused_and_an_admin_builds_and_d
         ("GET", "/teams-app/status"),
         ("POST", "/teams-app/build"),
         ("POST", "/teams-app/install"),
+        ("POST", "/teams-app/publish"),
     ] {
         let (status, _) = call(&s, method, path, None).await;
         assert_eq!(
@@ -147,4 +148,102 @@ async fn no_configured_group_or_no_platform_authentication_refuses_even_a_real_a
     let (status, body) = call(&no_easy_auth, "POST", "/teams-app/build", Some(&admin)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(String::from_utf8_lossy(&body).contains("WEBSITE_AUTH_ENABLED"));
+}
+
+/// `POST /teams-app/publish` in Azure's shape: no sign-in kept yet → 202 with the device code
+/// while the app polls Entra, keeps the refresh token in Key Vault and publishes; the next call
+/// publishes at once with the kept sign-in. Non-admins are refused before anything runs.
+#[tokio::test]
+async fn an_admin_publishes_over_http_first_by_device_code_then_with_the_kept_sign_in() {
+    use testkit::graph_double::GraphDouble;
+    use testkit::key_vault_double::{KeyVaultDouble, IDENTITY_HEADER};
+    use testkit::teams_app_double::{self as apps, EntraDouble, Poll, DELEGATED_TOKEN, USER_CODE};
+    bridge::install_crypto_provider();
+    let graph = GraphDouble::start().await;
+    apps::register(&graph);
+    graph.accept_token(DELEGATED_TOKEN);
+    let entra = EntraDouble::start(vec![Poll::Pending, Poll::Success]).await;
+    let kv = KeyVaultDouble::start().await;
+    let mut extra: Vec<(String, String)> = graph.env();
+    extra.extend(
+        [
+            (
+                "TEAMS_APP_PUBLISH_CLIENT_ID",
+                "00000000-cccc-4ccc-8ccc-000000000004".to_string(),
+            ),
+            ("TEAMS_APP_AUTHORITY", entra.authority()),
+            ("TEAMS_APP_TOKEN_VAULT_URL", kv.vault_url()),
+            ("IDENTITY_ENDPOINT", kv.identity_endpoint()),
+            ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let extra: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), &extra).await;
+    s.store.ensure_tables().await.unwrap();
+
+    let other = principal("0a0a0a0a-0000-4000-8000-000000000002", TENANT);
+    let (status, _) = call(&s, "POST", "/teams-app/publish", Some(&other)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(entra.state.lock().unwrap().device_requests, 0);
+
+    let admin = principal(GROUP, TENANT);
+    let (status, body) = call(&s, "POST", "/teams-app/publish", Some(&admin)).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["sign_in"]["user_code"], USER_CODE);
+    assert_eq!(v["version"], "1.0.0");
+    assert!(v["manual"].as_str().unwrap().contains("by hand"), "{v}");
+
+    // The app keeps polling after the answer; the outcome shows in the status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status_v = loop {
+        let (_, body) = call(&s, "GET", "/teams-app/status", Some(&admin)).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["publish"]["state"] == "published" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not published: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(status_v["publish"]["version"], "1.0.0");
+    assert_eq!(apps::with_apps(&graph, |a| a.catalog.len()), 1);
+    assert_eq!(
+        kv.versions("teams-app-publish-refresh-token").len(),
+        1,
+        "the sign-in is kept in Key Vault"
+    );
+
+    // Next publish: the kept sign-in, no device code, answered at once.
+    let (status, body) = call(&s, "POST", "/teams-app/publish", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["state"], "already current", "{v}");
+    assert_eq!(entra.state.lock().unwrap().device_requests, 1);
+}
+
+#[tokio::test]
+async fn publish_over_http_without_the_sign_in_settings_says_what_to_set_and_where_to_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), &[]).await;
+    let admin = principal(GROUP, TENANT);
+    let (status, body) = call(&s, "POST", "/teams-app/publish", Some(&admin)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(
+        text.contains("TEAMS_APP_PUBLISH_CLIENT_ID") && text.contains("by hand"),
+        "{text}"
+    );
+    // The package was built all the same, ready for the manual upload.
+    let (status, _) = call(&s, "GET", "/teams-app/package", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
 }
