@@ -247,5 +247,6 @@ pub async fn check_services(state: &AppState) -> Vec<Check> {
     }
     checks.extend(crate::sync::reachability(state).await);
     checks.extend(crate::bot::reachability(state).await);
+    checks.extend(crate::graph::check::reachability(state).await);
     checks
 }

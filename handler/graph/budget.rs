@@ -91,9 +91,15 @@ pub fn charge(method: &str, path_and_query: &str) -> Charge {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
+    // `/teams('{id}')/operations('{op}')` (the Location of an async operation) is counted as
+    // `/teams/{id}/operations/{op}`: a Teams GET on that team.
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
+        .flat_map(|s| match s.split_once("('") {
+            Some((name, rest)) => vec![name.to_string(), rest.trim_end_matches("')").to_string()],
+            None => vec![s.to_string()],
+        })
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let seg = |i: usize| segs.get(i).map(String::as_str);
@@ -225,6 +231,13 @@ mod tests {
             [Limit::App, Limit::TeamFromGroup]
         );
         assert_eq!(charge("GET", "/teams/t").resource_units, 0);
+        let poll = charge("GET", "/teams('T1')/operations('op')");
+        assert_eq!(
+            limits(&poll),
+            [Limit::App, Limit::TeamsRow, Limit::PerTeam],
+            "an operation poll is a Teams GET on its team"
+        );
+        assert_eq!(poll.slots[2].1, "t1");
     }
 
     #[test]

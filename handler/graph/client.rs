@@ -138,6 +138,41 @@ impl GraphClient {
         ))
     }
 
+    /// The application permissions the app's token carries (its `roles` claim), for
+    /// `handler check-config`: `Ok(None)` when the token cannot be read (Microsoft calls access
+    /// tokens opaque to clients; Graph's app-only tokens are JWTs today). Only the claim names
+    /// leave this function, never the token.
+    pub async fn app_roles(&self) -> Result<Option<Vec<String>>, GraphError> {
+        use base64::Engine as _;
+        let token = self.tokens.token(GRAPH_SCOPE).await.map_err(|e| {
+            if e.is_transient() {
+                GraphError::Transport {
+                    method: "POST".into(),
+                    path: "token endpoint".into(),
+                    detail: e.to_string(),
+                }
+            } else {
+                GraphError::Credentials(e.to_string())
+            }
+        })?;
+        let payload = token.secret.expose().split('.').nth(1).and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        });
+        let claims: Option<Value> = payload.and_then(|b| serde_json::from_slice(&b).ok());
+        Ok(claims.map(|c| {
+            c["roles"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
+    }
+
     pub fn stats(&self) -> GraphStats {
         GraphStats {
             requests: self.counters.requests.load(Ordering::Relaxed),

@@ -17,6 +17,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod check;
 pub mod client;
 pub mod error;
 pub mod paging;

@@ -6,6 +6,7 @@
 use super::api::{self, Method, OpStatus, TeamsError};
 use super::link::{self, CourseTeam, Stage};
 use super::naming;
+use super::pending;
 use super::plan::{self, Role};
 use super::settings::TeamTemplate;
 use super::TeamsCtx;
@@ -89,9 +90,12 @@ fn stage_name(s: Stage) -> &'static str {
 
 /// One course, start to finish for this run. Errors of this course only are reported by the
 /// caller as this course's failure; `TeamsError::Fatal` stops the run.
-pub async fn sync_course(ctx: &mut TeamsCtx<'_>, course: &Course) -> Result<(), CourseError> {
+pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), CourseError> {
     let key = course.id.0.to_string();
-    let users = enrolled_users(&ctx.moodle, course.id).await?;
+    let users = {
+        let _slot = ctx.moodle_slot().await;
+        enrolled_users(&ctx.moodle, course.id).await?
+    };
     let want = wanted(ctx, &users);
     let display = naming::display_name(&ctx.settings, course);
     let nick = naming::mail_nickname(&ctx.settings, course);
@@ -132,7 +136,22 @@ pub async fn sync_course(ctx: &mut TeamsCtx<'_>, course: &Course) -> Result<(), 
                     want.owner_role_holders
                 )
             };
-            ctx.report.issue(ENTITY, &key, "pending", why);
+            let since = pending::mark(
+                &ctx.store,
+                &ctx.pending,
+                course.id.0,
+                &course.fullname,
+                &why,
+                ctx.now,
+                ctx.opts.simulate,
+            )
+            .await?;
+            ctx.report.issue(
+                ENTITY,
+                &key,
+                "pending",
+                format!("{why} (pending since {since})"),
+            );
             return Ok(());
         };
         if ctx.opts.simulate {
@@ -148,6 +167,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx<'_>, course: &Course) -> Result<(), 
             );
             return Ok(());
         }
+        pending::clear(&ctx.store, &ctx.pending, course.id.0).await?;
         let first = match ctx.settings.template {
             TeamTemplate::Standard => Stage::CreatingGroup,
             TeamTemplate::EducationClass => Stage::CreatingTeam,
@@ -176,17 +196,31 @@ pub async fn sync_course(ctx: &mut TeamsCtx<'_>, course: &Course) -> Result<(), 
     }
     let mut l = l.clone();
     match want.owners().next().map(str::to_string) {
-        Some(owner) => create(ctx, course, &mut l, &owner).await?,
+        Some(owner) => {
+            pending::clear(&ctx.store, &ctx.pending, course.id.0).await?;
+            create(ctx, course, &mut l, &owner).await?
+        }
         None if matches!(l.stage, Stage::Provisioning | Stage::GroupCreated) => {
             create(ctx, course, &mut l, "").await?
         }
         None => {
             ctx.report.counts(ENTITY).skipped += 1;
+            let why = "pending: no owner linked to Entra any more; creation resumes when one is";
+            let since = pending::mark(
+                &ctx.store,
+                &ctx.pending,
+                course.id.0,
+                &course.fullname,
+                why,
+                ctx.now,
+                ctx.opts.simulate,
+            )
+            .await?;
             ctx.report.issue(
                 ENTITY,
                 &key,
                 "pending",
-                "pending: no owner linked to Entra any more; creation resumes when one is",
+                format!("{why} (pending since {since})"),
             );
             return Ok(());
         }
@@ -195,7 +229,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx<'_>, course: &Course) -> Result<(), 
 }
 
 async fn after_create(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     l: CourseTeam,
     want: &Wanted,
     display: &str,
@@ -210,7 +244,7 @@ async fn after_create(
 
 /// Advance creation by as many steps as this run may take; leaves `l` saved at its new stage.
 async fn create(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     course: &Course,
     l: &mut CourseTeam,
     owner: &str,
@@ -300,6 +334,8 @@ async fn create(
                     l.team_id = Some(id);
                     l.operation = None;
                     l.polled_at = 0;
+                    // Its age is unknown: counted from now, so a replicating team is waited for.
+                    l.group_created_at = ctx.now;
                     l.stage = Stage::Provisioning;
                     link::save(&ctx.store, l).await?;
                     continue;
@@ -356,6 +392,16 @@ async fn create(
                     // Found again after a crash, or a 409: the team itself says whether it is there.
                     None => match ctx.send(Method::Get, format!("/teams/{team}"), None).await {
                         Ok(r) if r.status == 200 => OpStatus::Succeeded,
+                        // Past the replication delay, no team means the creation did not take:
+                        // asked for again (a 409 brings the course back here if it did).
+                        Ok(_) | Err(TeamsError::NotFound(_))
+                            if ctx.now - l.group_created_at >= FRESH_GROUP_SECS =>
+                        {
+                            OpStatus::Failed(format!(
+                                "no team for group {team} {} minutes after it was made",
+                                FRESH_GROUP_SECS / 60
+                            ))
+                        }
                         Ok(_) | Err(TeamsError::NotFound(_)) => OpStatus::Running,
                         Err(e) => return Err(e.into()),
                     },
@@ -405,7 +451,7 @@ async fn create(
     }
 }
 
-fn created(ctx: &mut TeamsCtx<'_>, key: &str, l: &CourseTeam) {
+fn created(ctx: &mut TeamsCtx, key: &str, l: &CourseTeam) {
     ctx.report.counts(ENTITY).created += 1;
     ctx.report.issue(
         ENTITY,
@@ -418,7 +464,7 @@ fn created(ctx: &mut TeamsCtx<'_>, key: &str, l: &CourseTeam) {
     );
 }
 
-fn report_waiting(ctx: &mut TeamsCtx<'_>, key: &str, l: &CourseTeam, why: &str) {
+fn report_waiting(ctx: &mut TeamsCtx, key: &str, l: &CourseTeam, why: &str) {
     ctx.report.counts(ENTITY).skipped += 1;
     ctx.report.issue(
         ENTITY,
@@ -432,7 +478,7 @@ fn report_waiting(ctx: &mut TeamsCtx<'_>, key: &str, l: &CourseTeam, why: &str) 
 /// description (class teams, whose nickname Graph chooses). Shape from group-list.md; the
 /// fixtures have no group listing.
 async fn find_group(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     value: &str,
     course_marker: Option<i64>,
 ) -> Result<Option<String>, CourseError> {
@@ -477,7 +523,7 @@ fn urlencode(s: &str) -> String {
 /// times, `TEAMS_FRESH_GROUP_WAIT_SECS` apart (the README's pattern), then `None`: re-queued to
 /// the next run instead of holding the worker.
 async fn fresh_retry(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     l: &CourseTeam,
     method: Method,
     path: String,
@@ -511,7 +557,7 @@ async fn fresh_retry(
 
 /// Members of the team, every page.
 async fn members(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     l: &CourseTeam,
 ) -> Result<Option<Vec<plan::Current>>, CourseError> {
     let team = l.team_id.clone().unwrap_or_default();
@@ -542,7 +588,7 @@ async fn members(
 /// An existing team: rename, archive, and owners/members as the course has them. A course whose
 /// fingerprint matches the last applied one costs no Graph call.
 async fn keep_in_step(
-    ctx: &mut TeamsCtx<'_>,
+    ctx: &mut TeamsCtx,
     mut l: CourseTeam,
     want: &Wanted,
     display: &str,
@@ -550,11 +596,36 @@ async fn keep_in_step(
 ) -> Result<(), CourseError> {
     let key = l.course_id.to_string();
     let team = l.team_id.clone().unwrap_or_default();
-    if l.stage == Stage::Archived {
+    if l.stage == Stage::Archived && archive {
         ctx.report.counts(ENTITY).unchanged += 1;
         ctx.report
             .trace(|| format!("teams {key}: archived team, left as it is"));
         return Ok(());
+    }
+    let mut unarchived = false;
+    if l.stage == Stage::Archived {
+        // The course came back (end date moved, visible again, or archiving turned off).
+        if ctx.opts.simulate {
+            ctx.report.counts(ENTITY).updated += 1;
+            ctx.report.issue(
+                ENTITY,
+                &key,
+                "would unarchive",
+                "course running and visible again",
+            );
+            return Ok(());
+        }
+        let r = ctx
+            .send(Method::Post, format!("/teams/{team}/unarchive"), None)
+            .await?;
+        if r.status / 100 != 2 {
+            return Err(TeamsError::Failed(format!("unarchiving: {}", api::error_text(&r))).into());
+        }
+        l.stage = Stage::Active;
+        // Memberships were frozen while archived: compared with the course again below.
+        l.applied = None;
+        link::save(&ctx.store, &l).await?;
+        unarchived = true;
     }
     let fp = plan::fingerprint(display, archive, &want.roles);
     if !ctx.opts.force && l.applied.as_deref() == Some(fp.as_str()) && l.refused.is_empty() {
@@ -564,6 +635,9 @@ async fn keep_in_step(
         return Ok(());
     }
     let mut changes = Vec::new();
+    if unarchived {
+        changes.push("unarchived (course running and visible again)".to_string());
+    }
     let mut failures = Vec::new();
     if l.display_name != display {
         if ctx.opts.simulate {

@@ -15,6 +15,7 @@ pub mod course;
 pub mod graph;
 pub mod link;
 pub mod naming;
+pub mod pending;
 pub mod plan;
 pub mod select;
 pub mod settings;
@@ -26,8 +27,11 @@ use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{SharedStore, StoreError};
 use crate::sync::report::{RunReport, SyncOptions};
 use api::{GraphReply, GraphRequest, GraphSend, Method, TeamsError};
+use futures::StreamExt;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Shard names of the Teams pass start with this (`teams-0`, `teams-1`, …).
 pub const SHARD_PREFIX: &str = "teams-";
@@ -52,20 +56,71 @@ pub enum TeamsRunError {
     Store(#[from] StoreError),
 }
 
-/// One run's view: the clients, the Entra links read once, and the report decisions go into.
-pub struct TeamsCtx<'a> {
+/// Moodle reads (`core_enrol_get_enrolled_users`) in flight at once, whatever
+/// `TEAMS_CONCURRENCY` says: a course's Moodle read takes milliseconds, its Graph calls are paced
+/// over hundreds, so a few PHP workers keep up, and a school's Moodle is spared a burst.
+pub const MOODLE_READS_AT_ONCE: usize = 4;
+
+/// What the courses of one pass share: clients, the Entra links read once, the stop signal.
+#[derive(Clone)]
+struct Shared {
+    settings: Arc<TeamsSettings>,
+    store: SharedStore,
+    moodle: MoodleClient,
+    graph: Arc<dyn GraphSend>,
+    links: Arc<users::EntraLinks>,
+    pending: Arc<pending::Known>,
+    opts: SyncOptions,
+    now: i64,
+    /// Set by the first fatal answer (bad credentials, missing permission): the courses still in
+    /// flight make no further call, so one refusal is not repeated by every course.
+    stop: Arc<AtomicBool>,
+    moodle_slots: Arc<Semaphore>,
+}
+
+/// One course's view: the shared parts and the course's own report, merged into the run's in
+/// course order once the course is done (courses run `TEAMS_CONCURRENCY` at a time).
+pub struct TeamsCtx {
     pub settings: Arc<TeamsSettings>,
     pub store: SharedStore,
     pub moodle: MoodleClient,
     graph: Arc<dyn GraphSend>,
-    pub links: users::EntraLinks,
+    pub links: Arc<users::EntraLinks>,
+    pub pending: Arc<pending::Known>,
     pub opts: SyncOptions,
     /// Unix seconds at the start of the run.
     pub now: i64,
-    pub report: &'a mut RunReport,
+    pub report: RunReport,
+    stop: Arc<AtomicBool>,
+    moodle_slots: Arc<Semaphore>,
 }
 
-impl TeamsCtx<'_> {
+impl TeamsCtx {
+    fn of(sh: &Shared, report: RunReport) -> Self {
+        TeamsCtx {
+            settings: sh.settings.clone(),
+            store: sh.store.clone(),
+            moodle: sh.moodle.clone(),
+            graph: sh.graph.clone(),
+            links: sh.links.clone(),
+            pending: sh.pending.clone(),
+            opts: sh.opts.clone(),
+            now: sh.now,
+            report,
+            stop: sh.stop.clone(),
+            moodle_slots: sh.moodle_slots.clone(),
+        }
+    }
+
+    /// A slot for one Moodle read (see [`MOODLE_READS_AT_ONCE`]).
+    pub async fn moodle_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.moodle_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
     /// Every Graph call of the pass goes through here: counted for the report, and a write in a
     /// simulation is refused loudly (the course code never asks for one; this makes sure).
     pub async fn send(
@@ -80,12 +135,21 @@ impl TeamsCtx<'_> {
                 method.as_str()
             )));
         }
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(TeamsError::Fatal(
+                "stopped: another course of this run met a fatal Graph error".into(),
+            ));
+        }
         *self
             .report
             .graph_calls
             .entry(call_kind(method, &path))
             .or_default() += 1;
-        self.graph.send(GraphRequest { method, path, body }).await
+        let r = self.graph.send(GraphRequest { method, path, body }).await;
+        if matches!(r, Err(TeamsError::Fatal(_))) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        r
     }
 }
 
@@ -168,36 +232,58 @@ pub async fn run(
         report.complete = false;
         return Ok(());
     }
-    let links = users::EntraLinks::load(&env.store).await?;
-    let mut ctx = TeamsCtx {
+    let links = Arc::new(users::EntraLinks::load(&env.store).await?);
+    let known = Arc::new(pending::Known::load(&env.store).await?);
+    let sh = Shared {
         settings: env.settings.clone(),
         store: env.store.clone(),
         moodle: env.moodle.clone(),
         graph: env.graph.clone(),
         links,
+        pending: known.clone(),
         opts: opts.clone(),
         now: unix_now(),
-        report,
+        stop: Arc::new(AtomicBool::new(false)),
+        moodle_slots: Arc::new(Semaphore::new(MOODLE_READS_AT_ONCE)),
     };
-    let linked = ctx.links.len();
-    ctx.report.trace(|| {
+    let linked = sh.links.len();
+    report.trace(|| {
         format!(
-            "teams: {} course(s), {linked} Moodle user(s) linked to Entra",
-            list.len()
+            "teams: {} course(s), {linked} Moodle user(s) linked to Entra, {} at a time",
+            list.len(),
+            env.settings.concurrency
         )
     });
-    for c in &list {
-        match course::sync_course(&mut ctx, c).await {
+    // Every course on its own report, `TEAMS_CONCURRENCY` at a time: Graph's limits are per team
+    // (4/s) and per tenant (10/s POST /teams, 30/s other Teams writes), so one course at a time
+    // uses a fraction of them. Results come back as courses finish; reports are merged in course
+    // order so the run's report reads the same whatever the timing.
+    let template = RunReport::new(&report.run_id, opts, report.trace_limit);
+    let seen: std::collections::BTreeSet<i64> = list.iter().map(|c| c.id.0).collect();
+    let total = list.len();
+    let mut results = futures::stream::iter(list.into_iter().enumerate())
+        .map(|(i, c)| {
+            let mut ctx = TeamsCtx::of(&sh, template.clone());
+            async move {
+                let r = course::sync_course(&mut ctx, &c).await;
+                (i, c, r, ctx.report)
+            }
+        })
+        .buffer_unordered(env.settings.concurrency.max(1));
+    let mut done: Vec<(usize, RunReport)> = Vec::with_capacity(total);
+    let mut stopped: Option<TeamsRunError> = None;
+    while let Some((i, c, r, mut rep)) = results.next().await {
+        match r {
             Ok(()) => {}
             Err(course::CourseError::Graph(TeamsError::Fatal(m))) => {
-                return Err(TeamsRunError::Fatal(m))
+                stopped.get_or_insert(TeamsRunError::Fatal(m));
             }
             Err(course::CourseError::Moodle(e)) if crate::error::moodle_permanent(&e) => {
-                return Err(TeamsRunError::Moodle(e))
+                stopped.get_or_insert(TeamsRunError::Moodle(e));
             }
             Err(e) => {
-                ctx.report.counts(course::ENTITY).failed += 1;
-                ctx.report.issue(
+                rep.counts(course::ENTITY).failed += 1;
+                rep.issue(
                     course::ENTITY,
                     &c.id.to_string(),
                     "failed",
@@ -205,6 +291,24 @@ pub async fn run(
                 );
             }
         }
+        done.push((i, rep));
+        if stopped.is_some() {
+            // The courses still in flight are dropped where they stand: each records its step
+            // before and after every creation, so the next run resumes them (as after a kill).
+            break;
+        }
+    }
+    drop(results);
+    done.sort_by_key(|(i, _)| *i);
+    for (_, rep) in &done {
+        report.merge(rep);
+    }
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    if courses.is_none() && opts.course.is_none() {
+        // Every selected course was seen: a pending row of a course no longer selected goes.
+        pending::forget_others(&env.store, &known, &seen).await?;
     }
     Ok(())
 }

@@ -50,6 +50,13 @@ impl TeamTemplate {
 /// Graph asks for more than 30 s between two polls of an operation.
 pub const MIN_POLL_SECS: u64 = 30;
 
+/// Courses in flight at once by default. Each course's calls to its own team are spaced 250 ms
+/// apart (4/s per team), so a course takes about a second of Graph time: measured with `bench
+/// teams` (README, Benchmarks), this many keep the 30/s Teams write rate and the 10/s
+/// `POST /teams` rate busy.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const MAX_CONCURRENCY: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct TeamsSettings {
     pub selection: CourseSelection,
@@ -68,6 +75,8 @@ pub struct TeamsSettings {
     pub archive_ended: bool,
     pub archive_hidden: bool,
     pub courses_per_shard: usize,
+    /// Courses worked at once within a pass (a shard, or the CLI's run).
+    pub concurrency: usize,
     /// Seconds between two polls of a team creation (across runs).
     pub poll_secs: u64,
     /// 404 on a group created moments ago: tries in this run, and the wait between them.
@@ -247,6 +256,16 @@ impl TeamsSettings {
         if courses_per_shard == 0 {
             src.problem("TEAMS_COURSES_PER_SHARD: at least 1");
         }
+        let concurrency = src.parse(
+            "TEAMS_CONCURRENCY",
+            DEFAULT_CONCURRENCY,
+            "courses worked at once (in a shard, or by `handler sync --teams`): enough to use Graph's per-tenant rates while each team stays under its 4 requests per second (README: bench teams)",
+        );
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            src.problem(format!(
+                "TEAMS_CONCURRENCY: 1 to {MAX_CONCURRENCY} courses at once"
+            ));
+        }
         let poll_secs = src.parse(
             "TEAMS_POLL_SECS",
             60u64,
@@ -285,6 +304,7 @@ impl TeamsSettings {
             archive_ended,
             archive_hidden,
             courses_per_shard,
+            concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
             poll_secs,
             fresh_group_tries,
             fresh_group_wait_secs,

@@ -452,7 +452,24 @@ fn token(shared: &Shared, path: &str, body: &[u8]) -> GraphReply {
             }),
         );
     }
-    let access = s.next_id("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.double.");
+    // A JWT as Entra issues app-only Graph tokens (header of the fixture's token): the granted
+    // application permissions in `roles` (access-token claims reference, entra-docs); the
+    // signature part is a placeholder.
+    let granted: Vec<&String> = s.granted.iter().collect();
+    let claims = json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": format!("https://sts.windows.net/{}/", s.tenant_id),
+        "tid": s.tenant_id,
+        "appid": s.client_id,
+        "roles": granted,
+    });
+    let payload = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+    };
+    let access = s.next_id(&format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{payload}.double"
+    ));
     s.tokens.insert(access.clone());
     GraphReply::json(
         200,

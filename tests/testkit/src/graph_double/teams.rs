@@ -4,7 +4,7 @@
 //! than [`TeamsState::fresh_group`], 409 once it has a team), 202 + `Location` of an operation
 //! that takes [`TeamsState::polls_to_finish`] polls and fails when told to, team members listed
 //! in pages, `members/add` (≤ 200, 207 with a per-user `NotFound` for users Entra does not know),
-//! one-by-one removal and role changes (the last owner can be neither), rename, archive.
+//! one-by-one removal and role changes (the last owner can be neither), rename, archive and unarchive.
 //!
 //! Shapes not in the fixtures (group create/list, member list, PATCH/DELETE member) follow the
 //! Graph v1.0 reference pages named in `handler/teams_sync/api.rs`.
@@ -74,6 +74,8 @@ pub struct TeamsState {
     pub early_polls: u64,
     /// Members sent by each `members/add` call, in order.
     pub add_sizes: Vec<usize>,
+    /// `POST /teams/{id}/unarchive` calls answered.
+    pub unarchives: u64,
     seq: u64,
 }
 
@@ -174,6 +176,27 @@ fn usable<'a>(t: &'a mut TeamsState, id: &str) -> Result<&'a mut Team, GraphRepl
     match t.teams.get_mut(id) {
         Some(team) if team.ready => Ok(team),
         _ => Err(not_found(&format!("No team found with Group Id {id}"))),
+    }
+}
+
+/// One step of the creation operation of team `id`, as a poll would take it.
+fn advance_unpolled(t: &mut TeamsState, id: &str) {
+    let Some(o) = t
+        .operations
+        .values_mut()
+        .find(|o| o.team_id == id && o.kind == "createTeam" && o.done.is_none())
+    else {
+        return;
+    };
+    if o.polls_left > 0 {
+        o.polls_left -= 1;
+        return;
+    }
+    o.done = Some(!o.fail);
+    if o.fail {
+        t.teams.remove(id);
+    } else if let Some(team) = t.teams.get_mut(id) {
+        team.ready = true;
     }
 }
 
@@ -343,7 +366,12 @@ pub(super) fn register(double: &GraphDouble) {
         let (a, b) = (req.segments[0].clone(), req.segments[1].clone());
         if a.eq_ignore_ascii_case("teams") {
             let t = state(s);
-            return match usable(t, &b.to_ascii_lowercase()) {
+            let id = b.to_ascii_lowercase();
+            // Graph finishes an operation whether or not anyone polls it: a client that lost the
+            // 202 (killed, or 409 on asking again) looks the team up instead. Each look-up stands
+            // for the time a poll would have let pass.
+            advance_unpolled(t, &id);
+            return match usable(t, &id) {
                 Ok(team) => GraphReply::json(
                     200,
                     json!({"id": team.id, "displayName": team.display_name, "isArchived": team.archived}),
@@ -589,6 +617,36 @@ pub(super) fn register(double: &GraphDouble) {
                 Operation {
                     team_id: id.clone(),
                     kind: "archiveTeam",
+                    polls_left: 0,
+                    fail: false,
+                    done: Some(true),
+                    last_poll: None,
+                },
+            );
+            GraphReply::empty(202).header("Location", format!("/teams('{id}')/operations('{op}')"))
+        },
+    );
+    // team-archive.json notes: "POST /teams/{id}/unarchive reverses it (also async)": the same
+    // 202 + Location of an operation as archive.
+    double.route(
+        "POST",
+        "/teams/{id}/unarchive",
+        "TeamSettings.ReadWrite.All",
+        |req, s| {
+            let id = req.segments[1].to_ascii_lowercase();
+            let t = state(s);
+            let op = t.id(0x3333_3333);
+            let team = match usable(t, &id) {
+                Ok(team) => team,
+                Err(r) => return r,
+            };
+            team.archived = false;
+            t.unarchives += 1;
+            t.operations.insert(
+                op.clone(),
+                Operation {
+                    team_id: id.clone(),
+                    kind: "unarchiveTeam",
                     polls_left: 0,
                     fail: false,
                     done: Some(true),

@@ -80,12 +80,22 @@ fn resource_units(req: &GraphRequest) -> u32 {
 /// The limits `req` counts against: (name, key, limit, period, cost).
 fn limits_of(l: &Limits, req: &GraphRequest) -> Vec<(&'static str, String, u32, Duration, u32)> {
     let sec = Duration::from_secs(1);
-    let seg = |i: usize| req.segments.get(i).map(|s| s.to_ascii_lowercase());
+    // `/teams('{id}')/operations('{op}')` (the Location Graph gives) is `/teams/{id}/operations/{op}`.
+    let segs: Vec<String> = req
+        .segments
+        .iter()
+        .flat_map(|s| match s.split_once("('") {
+            Some((name, rest)) => vec![name.to_string(), rest.trim_end_matches("')").to_string()],
+            None => vec![s.clone()],
+        })
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let seg = |i: usize| segs.get(i).cloned();
     let get = req.method == "GET";
     let mut out = vec![("app", String::new(), l.app_per_sec, sec, 1)];
     match seg(0).as_deref() {
         Some("teams") => {
-            if req.segments.len() == 1 && !get {
+            if segs.len() == 1 && !get {
                 out.push((
                     "teams-create",
                     String::new(),

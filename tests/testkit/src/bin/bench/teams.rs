@@ -1,4 +1,4 @@
-//! `bench teams [--courses N] [--members M]`: Moodle courses → Teams, N courses (default 1,000)
+//! `bench teams [--courses N] [--members M] [--concurrency C]`: Moodle courses → Teams, N courses (default 1,000)
 //! of M members each (default 30: one teacher, the rest students), against the Moodle double and
 //! the Graph double enforcing Graph's throttling table, over loopback HTTP.
 //!
@@ -64,6 +64,10 @@ fn calls_of(graph: &GraphDouble, method: &str, suffix: &str, from: usize) -> usi
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let courses = arg(args, "--courses", 1_000)?;
     let members = arg(args, "--members", 30)?.max(1);
+    let concurrency = match arg(args, "--concurrency", 0)? {
+        0 => None,
+        n => Some(n),
+    };
     let fake = FakeMoodle::start().await;
     let graph = GraphDouble::start().await;
     teams::with(&graph, |t| t.polls_to_finish = 0);
@@ -101,14 +105,18 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         links.len(),
         t.elapsed().as_secs_f64()
     );
-    let mut src = Source::from_map(
-        [("TEAMS_COURSES", "all")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-    );
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    map.insert("TEAMS_COURSES".into(), "all".into());
+    if let Some(c) = concurrency {
+        map.insert("TEAMS_CONCURRENCY".into(), c.to_string());
+    }
+    let mut src = Source::from_map(map);
     let settings = TeamsSettings::load(&mut src);
     anyhow::ensure!(src.problems().is_empty(), "{:?}", src.problems());
+    println!(
+        "TEAMS_CONCURRENCY={} (courses worked at once)",
+        settings.concurrency
+    );
     let client = GraphClient::from_settings(bridge::outbound::http::shared()?, &graph.settings())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let moodle = fake.client();
