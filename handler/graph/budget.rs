@@ -189,6 +189,23 @@ pub async fn pace(limiter: &RateLimiter, budgets: &Budgets, charge: &Charge) {
         .iter()
         .map(|(l, key)| quota(*l).key(key))
         .collect();
+    // First wait, without booking, until this one team has room: a tenant-wide row booked at a
+    // moment pushed late by one team's spacing (4/s) would leave a gap in that row no other team
+    // could use (bookings only go after the last one), and with many teams in flight those gaps
+    // cost most of the row's rate. One team's calls come one after another, so once its slot is
+    // free nobody else takes it before the booking below.
+    let team: Vec<Slot<'_>> = charge
+        .slots
+        .iter()
+        .filter(|(l, _)| *l == Limit::PerTeam)
+        .map(|(l, key)| quota(*l).key(key))
+        .collect();
+    if !team.is_empty() {
+        let wait = limiter.would_wait(&team, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
     let now = Instant::now();
     let mut at = limiter.reserve(&slots, now, Duration::MAX).unwrap_or(now);
     // One booking per resource unit; the limiter serves bookings in order, so the last is the moment.
