@@ -3,7 +3,7 @@
 //! (`shared/fixtures/moodle/core_enrol_get_users_courses/student.json`,
 //! `core_calendar_get_action_events_by_timesort/student_upcoming.json`,
 //! `gradereport_overview_get_course_grades/student.json`): every field of the recordings, with
-//! the demo school's values. `tests/demo.rs` checks the key sets against the recordings.
+//! the demo school's values. `tests/testkit/tests/demo_loop.rs` checks the key sets against the recordings.
 
 use crate::fake_moodle::{FakeCourse, FakeMoodle};
 use serde_json::{json, Value};
