@@ -74,6 +74,9 @@ const LINK_CHUNK: usize = 100;
 /// Like the plain loop, but in chunks: the parents of a chunk get their children's links from
 /// one search of the pupils either side names (`parent_links`).
 async fn with_links(settings: &SyncSettings, mut raw: EntryStream, tx: mpsc::Sender<Item>) {
+    // An export file is read once for every chunk's pupils (see `parent_links::FileIndex`).
+    let is_file = !matches!(settings.source, SourceKind::Ldap);
+    let mut file_index: Option<Result<parent_links::FileIndex, String>> = None;
     while let Some(first) = raw.recv().await {
         let mut chunk = vec![first];
         while chunk.len() < LINK_CHUNK {
@@ -88,6 +91,15 @@ async fn with_links(settings: &SyncSettings, mut raw: EntryStream, tx: mpsc::Sen
             .collect();
         let pupils = if parents.is_empty() {
             Ok(Vec::new())
+        } else if is_file {
+            if file_index.is_none() {
+                file_index = Some(index_file(settings).await);
+            }
+            match file_index.as_ref() {
+                Some(Ok(ix)) => Ok(ix.pupils_for(settings, &parents)),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("pupils not indexed".to_string()),
+            }
         } else {
             read_all(settings, parent_links::pupils_query(settings, &parents)).await
         };
@@ -118,6 +130,19 @@ async fn with_links(settings: &SyncSettings, mut raw: EntryStream, tx: mpsc::Sen
                 return;
             }
         }
+    }
+}
+
+async fn index_file(settings: &SyncSettings) -> Result<parent_links::FileIndex, String> {
+    let (mut rx, handle) = spawn_read(settings, parent_links::all_pupils_query(settings));
+    let mut ix = parent_links::FileIndex::default();
+    while let Some(e) = rx.recv().await {
+        ix.add(settings, &e);
+    }
+    match handle.await {
+        Ok(Ok(_)) => Ok(ix),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("reader crashed: {e}")),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::moodle::roles::ContextLevel;
 use crate::sync::filter::equals;
 use crate::sync::record::{PersonRecord, RoleRef};
 use crate::sync::settings::{SyncSettings, BACK_LINK_ATTRS, CHILDREN_ATTR, PARENT_CLASS};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// DNs compared as the directory would: case-insensitive, spaces around separators ignored.
 fn norm(dn: &str) -> String {
@@ -60,6 +60,77 @@ pub fn pupils_query(s: &SyncSettings, parents: &[&Entry]) -> Query {
         filter: format!("(|{any})"),
         since: None,
         attrs,
+    }
+}
+
+/// File sources: every entry of the pupils' base, for one read of the export per pass.
+pub fn all_pupils_query(s: &SyncSettings) -> Query {
+    let mut attrs = vec![s.mapping.key.clone(), "objectClass".to_string()];
+    attrs.extend(BACK_LINK_ATTRS.iter().map(|a| a.to_string()));
+    Query {
+        base: s.parents.pupils_base.clone(),
+        filter: "(objectClass=*)".to_string(),
+        since: None,
+        attrs,
+    }
+}
+
+/// The pupil-side facts of an export file, read once per pass: an export is one snapshot, so one
+/// read answers every chunk of parents (re-reading the file for each chunk of 100 parents made a
+/// 90,000-entry export quadratic). Keeps each entry's key by DN, and back-links where there are.
+#[derive(Debug, Default)]
+pub struct FileIndex {
+    key_by_dn: HashMap<String, String>,
+    back_links: HashMap<String, Vec<(&'static str, String)>>,
+    named_by: HashMap<String, Vec<String>>,
+}
+
+impl FileIndex {
+    pub fn add(&mut self, s: &SyncSettings, e: &Entry) {
+        let dn = norm(&e.dn);
+        let key = e
+            .first(&s.mapping.key)
+            .or_else(|| Entry::rdn_value(&e.dn))
+            .unwrap_or(&e.dn)
+            .to_string();
+        let mut backs = Vec::new();
+        for attr in BACK_LINK_ATTRS {
+            for v in e.all(attr).iter().filter(|v| !v.trim().is_empty()) {
+                self.named_by.entry(norm(v)).or_default().push(dn.clone());
+                backs.push((attr, v.clone()));
+            }
+        }
+        if !backs.is_empty() {
+            self.back_links.insert(dn.clone(), backs);
+        }
+        self.key_by_dn.insert(dn, key);
+    }
+
+    fn entry(&self, s: &SyncSettings, dn: &str) -> Option<Entry> {
+        let key = self.key_by_dn.get(dn)?;
+        let mut e = Entry::new(dn);
+        e.push(&s.mapping.key, key.clone());
+        for (attr, v) in self.back_links.get(dn).into_iter().flatten() {
+            e.push(attr, v.clone());
+        }
+        Some(e)
+    }
+
+    /// What [`pupils_query`] would find for these parents: the pupils they name, and those
+    /// naming them.
+    pub fn pupils_for(&self, s: &SyncSettings, parents: &[&Entry]) -> Vec<Entry> {
+        let mut dns = BTreeSet::new();
+        for p in parents {
+            dns.extend(children_named(p).into_iter().map(norm));
+            dns.extend(
+                self.named_by
+                    .get(&norm(&p.dn))
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+        dns.iter().filter_map(|dn| self.entry(s, dn)).collect()
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Spec {
     /// Every n-th person reuses the previous person's login.
     pub duplicate_login_every: usize,
     pub hostile: bool,
+    /// Parents too (`ENTAuxPersRelEleve`): about one per pupil, see [`write_parents`].
+    pub parents: bool,
 }
 
 impl Spec {
@@ -44,6 +46,7 @@ impl Spec {
             no_mail_every: 7,
             duplicate_login_every: 500,
             hostile: true,
+            parents: false,
         }
     }
 }
@@ -198,7 +201,59 @@ pub fn write_ldif(out: &mut impl Write, spec: &Spec) -> std::io::Result<()> {
     for i in 0..spec.people {
         write_person(out, spec, i)?;
     }
+    if spec.parents {
+        write_parents(out, spec)?;
+    }
     Ok(())
+}
+
+/// Person indices of the pupils, in order.
+pub fn pupils(spec: &Spec) -> Vec<usize> {
+    (0..spec.people)
+        .filter(|i| role_of(*i) == "student")
+        .collect()
+}
+
+/// Children of parent `j`: 1 to 3 consecutive pupils (siblings), so most pupils have two parents.
+pub fn children_of_parent(pupils: &[usize], j: usize) -> Vec<usize> {
+    (0..1 + j % 3)
+        .map(|k| pupils[(j + k) % pupils.len()])
+        .collect()
+}
+
+/// One parent per pupil (`National_TUT`, uid `P<j>`), listing their children in
+/// `ENTAuxPersRelEleveEleve`; two in three have no mail, as in real directories.
+pub fn write_parents(out: &mut impl Write, spec: &Spec) -> std::io::Result<()> {
+    let pupils = pupils(spec);
+    for j in 0..pupils.len() {
+        let last = LAST[(j / FIRST.len()) % LAST.len()];
+        writeln!(out, "dn: uid=P{j:07},ou=people,{SUFFIX}")?;
+        writeln!(out, "objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: ENTPerson\nobjectClass: ENTAuxPersRelEleve")?;
+        writeln!(out, "uid: P{j:07}")?;
+        line(out, "sn", last)?;
+        line(out, "givenName", FIRST[(j * 7) % FIRST.len()])?;
+        writeln!(out, "ENTPersonLogin: parent.{}{j}", ascii(last))?;
+        writeln!(out, "ENTPersonJointure: AC-TEST${}", 8_000_000 + j)?;
+        writeln!(out, "ENTPersonProfils: National_TUT")?;
+        if j % 3 == 0 {
+            writeln!(out, "mail: parent.{}{j}@famille.example", ascii(last))?;
+        }
+        for c in children_of_parent(&pupils, j) {
+            writeln!(
+                out,
+                "ENTAuxPersRelEleveEleve: uid={},ou=people,{SUFFIX}",
+                uid(c)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Parent ↔ child links [`write_parents`] writes.
+pub fn parent_links(spec: &Spec) -> usize {
+    let n = pupils(spec).len();
+    (0..n).map(|j| 1 + j % 3).sum()
 }
 
 /// People the sync should create: everyone but the duplicate logins.

@@ -1,6 +1,8 @@
 //! `bench sync --users 50000`: initial sync of generated ENT people from an LDIF export file
 //! into the in-process Moodle double over loopback HTTP, then a run with no change.
-//! Prints wall time, web-service calls, source requests and peak RSS (VmHWM).
+//! Prints wall time, web-service calls, source requests and peak RSS (VmHWM). `--parents` adds
+//! about one parent per pupil with 1–3 links each (SYNC_PARENTS on), and prints the calls per
+//! 100,000 directory entries.
 
 use bridge::config::Source;
 use bridge::store::sqlite::SqliteStore;
@@ -26,9 +28,12 @@ fn vm_hwm_kib() -> u64 {
 
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut users = 50_000usize;
+    let mut parents = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--users" {
+        if a == "--parents" {
+            parents = true;
+        } else if a == "--users" {
             users = it
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("--users N"))?
@@ -37,25 +42,44 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let dir = tempfile_dir()?;
     let ldif = dir.join("people.ldif");
-    let spec = Spec::new(users);
+    let spec = Spec {
+        parents,
+        ..Spec::new(users)
+    };
+    let (parent_count, links) = if parents {
+        (ent_data::pupils(&spec).len(), ent_data::parent_links(&spec))
+    } else {
+        (0, 0)
+    };
+    let entries = users + parent_count;
     let t = Instant::now();
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&ldif)?);
         ent_data::write_ldif(&mut f, &spec)?;
     }
     println!(
-        "generated {users} people as LDIF ({} MB) in {:.1}s",
+        "generated {users} people + {parent_count} parents ({links} parent links) as LDIF ({} MB) in {:.1}s",
         std::fs::metadata(&ldif)?.len() / 1_000_000,
         t.elapsed().as_secs_f64()
     );
     let fake = FakeMoodle::start().await;
-    let map: BTreeMap<String, String> = [
+    const PARENT_ROLE_ID: i64 = 9;
+    fake.lock().assignable_roles.insert(PARENT_ROLE_ID);
+    let mut pairs = vec![
         ("SYNC_SOURCE", "ldif"),
         ("SYNC_SOURCE_FILE", ldif.to_str().unwrap_or_default()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ];
+    if parents {
+        pairs.push(("SYNC_PARENTS", "on"));
+        pairs.push((
+            "SYNC_ROLE_IDS",
+            "manager=1,coursecreator=2,editingteacher=3,teacher=4,student=5,parent=9",
+        ));
+    }
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut src = Source::from_map(map);
     let settings = SyncSettings::load(&mut src);
     anyhow::ensure!(src.problems().is_empty(), "{:?}", src.problems());
@@ -75,10 +99,23 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let r = run_inline(&env, &opts, None).await?;
     let wall = t.elapsed();
     let calls = fake.lock().total_calls();
-    println!("\n== initial sync ({users} people, LDIF source, Moodle double over loopback HTTP, MOODLE_MAX_FORM_FIELDS=1000)");
+    println!("\n== initial sync ({users} people + {parent_count} parents = {entries} entries, LDIF source, Moodle double over loopback HTTP, MOODLE_MAX_FORM_FIELDS=1000)");
     print!("{}", r.render());
     println!("wall time: {:.1}s", wall.as_secs_f64());
     println!("web-service calls: {calls} ({:?})", fake.calls());
+    println!(
+        "web-service calls per 100,000 entries: {:.0}",
+        calls as f64 * 100_000.0 / entries as f64
+    );
+    if parents {
+        let linked = fake
+            .lock()
+            .role_assignments
+            .iter()
+            .filter(|(role, _, level, _)| *role == PARENT_ROLE_ID && level == "user")
+            .count();
+        println!("parent links in Moodle (parent role, child's user context): {linked} of {links}");
+    }
     println!("moodle users now: {}", fake.lock().users.len());
     println!(
         "peak RSS (VmHWM, whole process incl. the double and SQLite): {:.1} MiB",
