@@ -94,7 +94,7 @@ async fn shutdown_signal() {
 
 fn new_context(function: &'static str) -> InvocationContext {
     InvocationContext {
-        invocation_id: InvocationId(uuid::Uuid::new_v4().to_string()),
+        invocation_id: InvocationId::mint(),
         function,
     }
 }

@@ -633,7 +633,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         .iter()
         .find(|r| r.run_id == run_id)
         .expect("in the history");
-    let c = &r.counts[bridge::sync::entra::ENTITY];
+    let c = &r.counts[&bridge::sync::entra::ENTITY];
     assert_eq!(c.created, 1, "{}", r.render());
     assert_eq!(
         r.entra.as_ref().map(|e| e.linked),

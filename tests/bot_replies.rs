@@ -146,7 +146,7 @@ async fn under_the_host_a_reply_that_cannot_go_in_time_rides_the_output_binding(
         id: None,
     };
     let ctx = bridge::host::functions::InvocationContext {
-        invocation_id: bridge::ids::InvocationId("host-1".into()),
+        invocation_id: bridge::ids::InvocationId::new("host-1").unwrap(),
         function: "BotReplies",
     };
     bridge::bot::replies::on_queued_reply(&app.state, &ctx, msg.clone())

@@ -120,7 +120,7 @@ async fn cleanup(prefix: &str) {
             "select id from mdl_user where deleted = 0 and username like '{prefix}%'"
         ))
         .into_iter()
-        .filter_map(|r| r[0].parse().ok().map(MoodleUserId))
+        .filter_map(|r| r[0].parse::<MoodleUserId>().ok())
         .collect();
     let _ = users::delete(&lab().client(), &ids).await;
 }
@@ -142,11 +142,11 @@ async fn entra_users_land_in_the_real_moodle_linked_updated_and_suspended_withou
     let made = users::create(&lab().client(), &[existing.create_item(false)])
         .await
         .expect("the lab takes the existing account");
-    let claire_id = made[0].id.0;
+    let claire_id = made[0].id.get();
     let w = world(&p).await;
 
     let r = w.run().await;
-    let c = &r.counts[ENTITY];
+    let c = &r.counts[&ENTITY];
     let e = r.entra.as_ref().unwrap();
     assert_eq!((c.created, e.linked, c.failed), (1, 1, 0), "{}", r.render());
     assert!(
@@ -171,7 +171,7 @@ async fn entra_users_land_in_the_real_moodle_linked_updated_and_suspended_withou
     assert_eq!(louis.email, format!("{p}louis@ecole.example"));
     assert!(!louis.suspended);
     let claire = read_back(&format!("{p}cmartin")).await.unwrap();
-    assert_eq!(claire.id.0, claire_id, "linked, not duplicated");
+    assert_eq!(claire.id.get(), claire_id, "linked, not duplicated");
     assert_eq!(claire.department, "Maths", "mapped field written on link");
     assert!(read_back(&format!("{p}claire@ecole.example"))
         .await
@@ -180,7 +180,7 @@ async fn entra_users_land_in_the_real_moodle_linked_updated_and_suspended_withou
         .await
         .is_none());
     assert_eq!(w.linked_id(CLAIRE).await, Some(claire_id));
-    assert_eq!(w.linked_id(LOUIS).await, Some(louis.id.0));
+    assert_eq!(w.linked_id(LOUIS).await, Some(louis.id.get()));
 
     // A change in Entra is written, and only it.
     w.graph.lock().users.patch(
@@ -188,7 +188,7 @@ async fn entra_users_land_in_the_real_moodle_linked_updated_and_suspended_withou
         json!({"department": "1ere C", "surname": "Bernard-Roy"}),
     );
     let r = w.run().await;
-    assert_eq!(r.counts[ENTITY].updated, 1, "{}", r.render());
+    assert_eq!(r.counts[&ENTITY].updated, 1, "{}", r.render());
     let louis = read_back(&format!("{p}louis@ecole.example")).await.unwrap();
     assert_eq!(
         (louis.department.as_str(), louis.lastname.as_str()),

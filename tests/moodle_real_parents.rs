@@ -117,7 +117,7 @@ async fn cleanup(prefix: &str) {
             "select id from mdl_user where deleted = 0 and username like '{prefix}%'"
         ))
         .into_iter()
-        .filter_map(|r| r[0].parse().ok().map(MoodleUserId))
+        .filter_map(|r| r[0].parse::<MoodleUserId>().ok())
         .collect();
     for chunk in ids.chunks(200) {
         let _ = users::delete(&lab().client(), chunk).await;

@@ -153,9 +153,13 @@ async fn a_real_moodle_notification_reaches_teams_once_even_when_the_bridge_was_
         let store: SharedStore =
             Arc::new(SqliteStore::open(&dir.path().join("bridge.sqlite")).unwrap());
         store.ensure_tables().await.unwrap();
-        bridge::bot::mapping::remember_pair(&store, &aad, bridge::ids::MoodleUserId(uid))
-            .await
-            .unwrap();
+        bridge::bot::mapping::remember_pair(
+            &store,
+            &aad,
+            bridge::ids::MoodleUserId::new(uid).unwrap(),
+        )
+        .await
+        .unwrap();
         bridge::bot::conversations::save(
             &store,
             &ConversationRef {

@@ -55,7 +55,7 @@ fn script_course(app: &NotifyTestApp, t: i64) {
 
 async fn sweep(app: &NotifyTestApp) -> Vec<NotifyMessage> {
     let ctx = bridge::host::functions::InvocationContext {
-        invocation_id: bridge::ids::InvocationId("test".into()),
+        invocation_id: bridge::ids::InvocationId::new("test").unwrap(),
         function: "NotifySweep",
     };
     let timer = bridge::host::TimerInfo {

@@ -162,9 +162,12 @@ async fn a_failed_create_is_retried_although_the_export_did_not_change() {
     assert!(r.render().contains("users failed: 1"), "{}", r.render());
     assert!(w.fake.lock().user_by_username("lea.martin").is_none());
 
-    bridge::moodle::users::delete(&w.env.moodle, &[bridge::ids::MoodleUserId(squatter)])
-        .await
-        .unwrap();
+    bridge::moodle::users::delete(
+        &w.env.moodle,
+        &[bridge::ids::MoodleUserId::new(squatter).unwrap()],
+    )
+    .await
+    .unwrap();
     let again = run_inline(&w.env, &SyncOptions::scheduled(), None)
         .await
         .unwrap();

@@ -77,7 +77,7 @@ struct Ran {
 impl Ran {
     fn of(report: RunReport) -> Ran {
         let e = report.entra.clone().expect("the Entra pass ran");
-        let c = report.counts.get(ENTITY).cloned().unwrap_or_default();
+        let c = report.counts.get(&ENTITY).cloned().unwrap_or_default();
         let issues = |outcome: &str| -> BTreeMap<String, String> {
             report
                 .issues
@@ -661,7 +661,7 @@ async fn a_worker_applies_the_entra_shard_and_ends_the_run_then_a_quiet_run_is_o
     assert_eq!(run.str("status"), Some("done"));
     let summary: RunReport = run.json("report").unwrap().unwrap();
     assert_eq!(summary.entra.as_ref().map(|e| e.linked), Some(1));
-    assert_eq!(summary.counts[ENTITY].created, 3);
+    assert_eq!(summary.counts[&ENTITY].created, 3);
 
     let shards = plan_run(&env, &only_entra).await.expect("lease free again");
     let graph_before = w.graph.calls();

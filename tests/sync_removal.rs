@@ -524,7 +524,7 @@ async fn a_stale_mapping_to_a_protected_account_is_never_updated_suspended_or_de
         // service account (3): one person still in the directory, one gone.
         let stale = |key: &str, id: i64, login: &str| MappingRow {
             key: key.into(),
-            moodle_id: Some(id),
+            moodle_id: Some(bridge::ids::MoodleUserId::new(id).unwrap()),
             username: login.into(),
             fields: Some(UserFields {
                 username: login.into(),

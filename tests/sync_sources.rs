@@ -477,7 +477,7 @@ async fn a_groups_shard_applied_before_the_user_shards_adds_the_members_on_the_n
 
 fn ctx(function: &'static str) -> InvocationContext {
     InvocationContext {
-        invocation_id: InvocationId(format!("test-{function}")),
+        invocation_id: InvocationId::new(format!("test-{function}")).unwrap(),
         function,
     }
 }

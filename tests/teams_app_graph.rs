@@ -524,9 +524,13 @@ async fn users_named_by_upn_or_moodle_username_are_resolved_and_each_reported() 
             m.insert_user(user("cpetit", "Carol.Petit@school.example")),
         )
     };
-    bridge::bot::mapping::remember_pair(&w.state.store, BOB, bridge::ids::MoodleUserId(bob_moodle))
-        .await
-        .unwrap();
+    bridge::bot::mapping::remember_pair(
+        &w.state.store,
+        BOB,
+        bridge::ids::MoodleUserId::new(bob_moodle).unwrap(),
+    )
+    .await
+    .unwrap();
     let graph = bridge::graph::GraphClient::from_settings(
         w.state.http.clone(),
         w.state.settings.graph.as_ref().unwrap(),
@@ -690,7 +694,7 @@ fn publish_without_a_sign_in_prints_the_manual_upload_path() {
 #[tokio::test]
 async fn the_install_timer_keeps_synced_teams_in_step_and_idles_without_a_published_app() {
     let ctx = bridge::host::functions::InvocationContext {
-        invocation_id: bridge::ids::InvocationId("timer-1".into()),
+        invocation_id: bridge::ids::InvocationId::new("timer-1").unwrap(),
         function: "TeamsAppInstall",
     };
     let timer = || bridge::host::TimerInfo {
@@ -757,9 +761,13 @@ async fn a_notification_for_a_user_without_a_conversation_installs_the_app_then_
         .publish(&zip, &app_id(&w), "1.0.0", false)
         .await
         .unwrap();
-    bridge::bot::mapping::remember_pair(&w.state.store, USER, bridge::ids::MoodleUserId(7))
-        .await
-        .unwrap();
+    bridge::bot::mapping::remember_pair(
+        &w.state.store,
+        USER,
+        bridge::ids::MoodleUserId::new(7).unwrap(),
+    )
+    .await
+    .unwrap();
     let n = testkit::notify_app::notification(
         "n-install",
         bridge::notify::schema::Kind::Custom,

@@ -2,7 +2,7 @@
 //! a running run's page refreshes itself); with JavaScript the run page streams its progress.
 //! French and English, from `Accept-Language` or `?lang=`.
 
-use crate::sync::report::{Counts, RunReport, SyncOptions};
+use crate::sync::report::{Counts, EntityKind, RunReport, SyncOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -170,19 +170,22 @@ fn checkbox(name: &str, label: &str, checked: bool) -> String {
 
 pub fn option_tags(lang: Lang, o: &SyncOptions) -> String {
     let mut tags = Vec::new();
-    for (on, en, fr) in [
-        (o.users, "users", "comptes"),
-        (o.cohorts, "cohorts", "cohortes"),
-        (o.roles, "roles", "rôles"),
-        (o.teams, "teams", "équipes"),
-        (o.entra, "Entra users", "utilisateurs Entra"),
+    let entities = [
+        EntityKind::Users,
+        EntityKind::Cohorts,
+        EntityKind::Roles,
+        EntityKind::Teams,
+        EntityKind::EntraUsers,
+    ]
+    .map(|e| (o.selects(e), e.label().0, e.label().1));
+    for (on, en, fr) in entities.into_iter().chain([
         (o.force, "force all", "tout forcer"),
         (o.full, "full pass", "passe complète"),
         (o.update_only, "update only", "mise à jour seule"),
         (o.simulate, "simulation", "simulation"),
         (o.verbose, "trace", "trace"),
         (o.no_cohort_lock, "no cohort lock", "sans verrou de cohorte"),
-    ] {
+    ]) {
         if on {
             tags.push(format!("<span class=\"tag\">{}</span>", lang.t(en, fr)));
         }
@@ -222,7 +225,7 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         lang.t("Entities", "Entités")
     ));
     h.push_str(&checkbox(
-        "users",
+        EntityKind::Users.as_str(),
         lang.t("User accounts", "Comptes utilisateurs"),
         true,
     ));
@@ -231,9 +234,13 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         lang.t("Only this user:", "Seulement cet utilisateur :"),
         lang.t("login or uid (optional)", "identifiant ou uid (facultatif)")
     ));
-    h.push_str(&checkbox("cohorts", lang.t("Cohorts", "Cohortes"), true));
     h.push_str(&checkbox(
-        "roles",
+        EntityKind::Cohorts.as_str(),
+        lang.t("Cohorts", "Cohortes"),
+        true,
+    ));
+    h.push_str(&checkbox(
+        EntityKind::Roles.as_str(),
         lang.t("Role assignments", "Attributions de rôles"),
         true,
     ));
@@ -257,7 +264,7 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
     }
     if o.teams {
         h.push_str(&checkbox(
-            "teams",
+            EntityKind::Teams.as_str(),
             lang.t(
                 "Teams (Moodle courses → Microsoft Teams)",
                 "Équipes (cours Moodle → Microsoft Teams)",
@@ -536,7 +543,7 @@ fn report(lang: Lang, r: &RunReport) -> String {
     for (k, c) in &r.counts {
         h.push_str(&format!(
             "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(k), c.created, c.updated, c.unchanged, c.skipped, c.failed, c.removed
+            esc(k.as_str()), c.created, c.updated, c.unchanged, c.skipped, c.failed, c.removed
         ));
     }
     h.push_str("</table>");
@@ -567,7 +574,7 @@ fn report(lang: Lang, r: &RunReport) -> String {
         for i in list.iter().take(200) {
             h.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&i.entity),
+                esc(i.entity.as_str()),
                 esc(&i.key),
                 esc(&i.outcome),
                 esc(&i.reason)

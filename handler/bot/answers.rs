@@ -50,24 +50,27 @@ impl Action {
 
     /// A card button's verb and data (`Action.Execute`, or its `Action.Submit` fallback).
     pub fn from_verb(verb: &str, data: &Value) -> Option<Action> {
-        let id = |name: &str| -> Option<i64> {
+        // A card's data is input: an id that is not a positive number is no id.
+        fn card_id<T: TryFrom<i64>>(data: &Value, name: &str) -> Option<T> {
             let v = data.get(name)?;
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        };
+            let n = v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+            T::try_from(n).ok()
+        }
         Some(match verb {
             "help" => Action::Help,
             "courses" => Action::Courses,
             "assignments" | "assignments.refresh" => Action::Assignments {
-                course: id("courseId").map(MoodleCourseId),
+                course: card_id(data, "courseId"),
             },
             "grades" => Action::Grades,
             "grades.course" => Action::GradeItems {
-                course: MoodleCourseId(id("courseId")?),
+                course: card_id(data, "courseId")?,
             },
             "missing.assignment" => Action::MissingFor {
-                assignment: MoodleAssignmentId(id("assignmentId")?),
-                course: MoodleCourseId(id("courseId")?),
+                assignment: card_id(data, "assignmentId")?,
+                course: card_id(data, "courseId")?,
             },
             "children" => Action::Children,
             "child.menu" => Action::ChildMenu,
@@ -80,9 +83,11 @@ impl Action {
         Some(match self {
             Action::Courses => ("courses", json!({})),
             Action::Assignments { course: None } => ("assignments", json!({})),
-            Action::Assignments { course: Some(c) } => ("assignments", json!({"courseId": c.0})),
+            Action::Assignments { course: Some(c) } => {
+                ("assignments", json!({"courseId": c.get()}))
+            }
             Action::Grades => ("grades", json!({})),
-            Action::GradeItems { course } => ("grades.course", json!({"courseId": course.0})),
+            Action::GradeItems { course } => ("grades.course", json!({"courseId": course.get()})),
             Action::Children | Action::ChildMenu => ("child.menu", json!({})),
             Action::Help
             | Action::NotUnderstood
@@ -269,7 +274,7 @@ async fn assignments(
         turn.time(turn.now)
     )));
     let data = match course {
-        Some(c) => json!({"courseId": c.0}),
+        Some(c) => json!({"courseId": c.get()}),
         None => json!({}),
     };
     let open = match course {
@@ -335,7 +340,7 @@ async fn grades_overview(
             cards::execute(
                 &format!("{} : {}", turn.tx(Text::Details), c.shortname),
                 "grades.course",
-                json!({"courseId": c.id.0}),
+                json!({"courseId": c.id.get()}),
             )
         })
         .collect();
@@ -434,7 +439,7 @@ async fn missing_pick(
             cards::execute(
                 &a.name,
                 "missing.assignment",
-                json!({"assignmentId": a.id.0, "courseId": a.course.0}),
+                json!({"assignmentId": a.id.get(), "courseId": a.course.get()}),
             )
         })
         .collect();
@@ -509,7 +514,7 @@ async fn missing_for(
         cards::execute(
             turn.tx(Text::Refresh),
             "missing.assignment",
-            json!({"assignmentId": assignment.0, "courseId": course.0}),
+            json!({"assignmentId": assignment.get(), "courseId": course.get()}),
         ),
         cards::open_url(
             turn.tx(Text::OpenInMoodle),

@@ -57,9 +57,7 @@ fn user_id_in(url: &url::Url) -> Option<MoodleUserId> {
     }
     url.query_pairs()
         .find(|(k, _)| k == "id")
-        .and_then(|(_, v)| v.parse::<i64>().ok())
-        .filter(|id| *id > 0)
-        .map(MoodleUserId)
+        .and_then(|(_, v)| v.parse::<MoodleUserId>().ok())
 }
 
 fn parse_row(columns: &[String]) -> Result<Link, MoodleError> {
@@ -129,7 +127,7 @@ impl ParentLinks {
     ) -> Result<Option<Vec<Child>>, MoodleError> {
         let values = json!({
             "user:userselect_operator": USER_SELECT,
-            "user:userselect_value": [parent.0],
+            "user:userselect_value": [parent.get()],
         });
         reports::set_filters(moodle, self.report, &values).await?;
         let mut children: Vec<Child> = Vec::new();
@@ -197,10 +195,10 @@ mod tests {
         assert_eq!(
             link,
             Link {
-                parent: MoodleUserId(11),
+                parent: MoodleUserId::new(11).unwrap(),
                 role: "parent".into(),
                 child: Child {
-                    id: MoodleUserId(7),
+                    id: MoodleUserId::new(7).unwrap(),
                     name: "Léa Martin".into()
                 }
             }

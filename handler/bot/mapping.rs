@@ -30,8 +30,8 @@ pub async fn remember_pair(
 ) -> crate::store::StoreResult<()> {
     let aad = aad.to_ascii_lowercase();
     let forward = crate::store::Entity::new(ENTRA_USER_PARTITION, key_escape(&aad))
-        .with(MOODLE_USER_ID_PROP, moodle.0);
-    let reverse = crate::store::Entity::new(MOODLE_USER_PARTITION, moodle.0.to_string())
+        .with(MOODLE_USER_ID_PROP, moodle.get());
+    let reverse = crate::store::Entity::new(MOODLE_USER_PARTITION, moodle.get().to_string())
         .with(ENTRA_OBJECT_ID_PROP, aad.as_str());
     store.upsert(MAPPINGS, &forward).await?;
     store.upsert(MAPPINGS, &reverse).await.map(|_| ())
@@ -87,9 +87,12 @@ impl UserMapper {
             let lookup = store.get(MAPPINGS, ENTRA_USER_PARTITION, &row_key);
             match deadline::within(deadline::REQUEST_PATH, lookup).await {
                 Ok(Some(e)) => {
-                    if let Some(id) = e.int(MOODLE_USER_ID_PROP) {
-                        self.remember(&aad, Some(MoodleUserId(id)));
-                        return Ok(Some(MoodleUserId(id)));
+                    if let Some(id) = e
+                        .int(MOODLE_USER_ID_PROP)
+                        .and_then(|i| MoodleUserId::new(i).ok())
+                    {
+                        self.remember(&aad, Some(id));
+                        return Ok(Some(id));
                     }
                 }
                 Ok(None) => {}

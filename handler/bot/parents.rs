@@ -38,12 +38,14 @@ impl Subject {
     }
 
     pub fn of_button(data: &Value) -> Subject {
+        // Not a Moodle id (not a number, 0, negative): no child named, the parent's own view.
         let id = data.get("childId").and_then(|v| {
             v.as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .and_then(|n| MoodleUserId::new(n).ok())
         });
         match id {
-            Some(id) => Subject::Child(MoodleUserId(id)),
+            Some(id) => Subject::Child(id),
             None => Subject::Me,
         }
     }
@@ -127,7 +129,7 @@ fn not_your_child(turn: &Turn, children: &[Child]) -> Reply {
 
 fn with_child(mut data: Value, child: &Child) -> Value {
     if let Value::Object(m) = &mut data {
-        m.insert("childId".into(), json!(child.id.0));
+        m.insert("childId".into(), json!(child.id.get()));
     }
     data
 }
@@ -212,15 +214,15 @@ mod tests {
     fn kids() -> Vec<Child> {
         vec![
             Child {
-                id: MoodleUserId(8),
+                id: MoodleUserId::new(8).unwrap(),
                 name: "Hugo Bernard".into(),
             },
             Child {
-                id: MoodleUserId(7),
+                id: MoodleUserId::new(7).unwrap(),
                 name: "Léa Martin".into(),
             },
             Child {
-                id: MoodleUserId(9),
+                id: MoodleUserId::new(9).unwrap(),
                 name: "Léo Martin".into(),
             },
         ]
@@ -256,7 +258,7 @@ mod tests {
         }
         assert_eq!(
             Subject::of_button(&card["actions"][0]["data"]),
-            Subject::Child(MoodleUserId(7))
+            Subject::Child(MoodleUserId::new(7).unwrap())
         );
     }
 }

@@ -34,8 +34,8 @@ fn invocation_id(headers: &HeaderMap, req: Option<&InvocationRequest>) -> Invoca
                     .map(str::to_string)
             })
         })
-        .map(InvocationId)
-        .unwrap_or_else(|| InvocationId(uuid::Uuid::new_v4().to_string()))
+        .and_then(|id| InvocationId::new(id).ok())
+        .unwrap_or_else(InvocationId::mint)
 }
 
 /// A failed invocation that never reached a function (unknown name, unreadable request).

@@ -14,7 +14,7 @@ pub struct Course {
     pub fullname: String,
     #[serde(default)]
     pub idnumber: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ids::zero_is_none")]
     pub categoryid: Option<MoodleCategoryId>,
     /// 0 when hidden from students (absent from a reduced answer: taken as visible).
     #[serde(default)]
@@ -29,7 +29,7 @@ pub struct Course {
 
 impl Course {
     pub fn is_site(&self) -> bool {
-        self.format == "site" || self.id.0 == 1
+        self.format == "site" || self.id.get() == 1
     }
     pub fn hidden(&self) -> bool {
         self.visible == Some(0)

@@ -46,7 +46,7 @@ pub async fn announcements(
         .await?;
     let Some(news) = forums
         .iter()
-        .find(|f| f.kind == "news" && (f.course == 0 || f.course == course.0))
+        .find(|f| f.kind == "news" && (f.course == 0 || f.course == course.get()))
     else {
         return Ok(Vec::new());
     };

@@ -394,7 +394,10 @@ async fn sso_user(
         .ok_or_else(|| {
             AppError::Forbidden("your Teams account is not linked to a Moodle account".into())
         })?;
-    Ok((aad, MoodleUserId(moodle)))
+    let moodle = MoodleUserId::new(moodle).map_err(|e| {
+        AppError::Internal(anyhow::anyhow!("the mapping row holds an invalid id: {e}"))
+    })?;
+    Ok((aad, moodle))
 }
 
 /// The courses this Moodle user teaches (editing or non-editing teacher).
@@ -418,7 +421,7 @@ async fn taught(state: &AppState, user: MoodleUserId) -> Result<Vec<(i64, String
                 .clone()
                 .filter(|n| !n.is_empty())
                 .unwrap_or(c.fullname.clone());
-            out.push((c.id.0, name));
+            out.push((c.id.get(), name));
         }
     }
     Ok(out)
@@ -429,7 +432,8 @@ async fn teaches(state: &AppState, user: MoodleUserId, course: i64) -> Result<()
         .moodle
         .as_ref()
         .ok_or_else(|| AppError::Unavailable("Moodle is not configured".into()))?;
-    let members = crate::moodle::enrolled::enrolled_users(moodle, MoodleCourseId(course))
+    let id = MoodleCourseId::new(course).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let members = crate::moodle::enrolled::enrolled_users(moodle, id)
         .await
         .map_err(|e| AppError::Forbidden(format!("you do not teach course {course} ({e})")))?;
     if members.iter().any(|m| m.id == user && m.is_teacher()) {

@@ -123,17 +123,18 @@ pub async fn targets(state: &AppState, n: &Notification) -> Result<Vec<Target>, 
                     "Moodle is not configured; cannot list the course members".into(),
                 )
             })?;
-            let users =
-                crate::moodle::enrolled::enrolled_users(moodle, crate::ids::MoodleCourseId(course))
-                    .await
-                    .map_err(|e| {
-                        if crate::error::moodle_permanent(&e) {
-                            DeliverError::Permanent(format!("course members: {e}"))
-                        } else {
-                            DeliverError::Retry(format!("course members: {e}"))
-                        }
-                    })?;
-            out.extend(users.iter().map(|u| Target::User { moodle: u.id.0 }));
+            let course = crate::ids::MoodleCourseId::new(course)
+                .map_err(|e| DeliverError::Permanent(format!("course_members: {e}")))?;
+            let users = crate::moodle::enrolled::enrolled_users(moodle, course)
+                .await
+                .map_err(|e| {
+                    if crate::error::moodle_permanent(&e) {
+                        DeliverError::Permanent(format!("course members: {e}"))
+                    } else {
+                        DeliverError::Retry(format!("course members: {e}"))
+                    }
+                })?;
+            out.extend(users.iter().map(|u| Target::User { moodle: u.id.get() }));
         }
     }
     let mut seen = std::collections::HashSet::new();

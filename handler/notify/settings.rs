@@ -15,7 +15,7 @@ pub struct NotifySettings {
     /// Six-field NCRONTAB schedule of the pull timer (`NotifySweep`).
     pub sweep_schedule: String,
     /// Courses the pull timer reads (Moodle course ids); empty = the timer does nothing.
-    pub sweep_courses: Vec<i64>,
+    pub sweep_courses: Vec<crate::ids::MoodleCourseId>,
     /// How far ahead "assignment due" reminders look, in hours.
     pub due_window_hours: i64,
     /// Days delivery outcomes and the pull timer's marks are kept (`notify::cleanup`).
@@ -65,8 +65,8 @@ impl NotifySettings {
         );
         let mut sweep_courses = Vec::new();
         for part in courses.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.parse::<i64>() {
-                Ok(id) if id > 0 => sweep_courses.push(id),
+            match part.parse::<crate::ids::MoodleCourseId>() {
+                Ok(id) => sweep_courses.push(id),
                 _ => src.problem(format!(
                     "NOTIFY_SWEEP_COURSES: {part:?} is not a Moodle course id"
                 )),

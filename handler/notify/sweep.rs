@@ -59,11 +59,11 @@ pub fn plain_text(html: &str, max: usize) -> String {
 pub async fn course_notifications(
     moodle: &MoodleClient,
     base: &str,
-    course: i64,
+    id: MoodleCourseId,
     now: i64,
     window_secs: i64,
 ) -> Result<Vec<Notification>, crate::moodle::MoodleError> {
-    let id = MoodleCourseId(course);
+    let course = id.get();
     let mut out = Vec::new();
     let assignments = crate::moodle::assign::assignments(moodle, &[id]).await?;
     for c in assignments.courses {
@@ -95,10 +95,10 @@ pub async fn course_notifications(
             }
             let name = g.itemname.clone().unwrap_or_default();
             out.push(Notification {
-                id: format!("sweep:grade:{item}:{}:{at}", u.userid.0),
+                id: format!("sweep:grade:{item}:{}:{at}", u.userid.get()),
                 kind: Kind::GradeReleased,
                 course: Some(course),
-                recipients: Recipients::Users(vec![u.userid.0]),
+                recipients: Recipients::Users(vec![u.userid.get()]),
                 title: name,
                 text: g
                     .gradeformatted

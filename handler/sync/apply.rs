@@ -7,6 +7,7 @@
 //! The writers here apply a plan (`sync::plan`) and nothing else decides: a simulation never
 //! reaches them.
 
+use super::entity::EntityKind;
 use super::report::RunReport;
 use crate::ids::{MoodleCohortId, MoodleUserId};
 use crate::moodle::roles::{self, Assignment};
@@ -166,7 +167,7 @@ pub async fn update_users(
             })
             .collect();
         for i in range {
-            result[i] = bad.get(&items[i].0 .0).cloned();
+            result[i] = bad.get(&items[i].0.get()).cloned();
         }
     }
     Ok(result)
@@ -187,7 +188,7 @@ pub async fn suspend_users(
             result.push(
                 warnings
                     .iter()
-                    .find(|w| w.itemid == Some(id.0))
+                    .find(|w| w.itemid == Some(id.get()))
                     .map(|w| format!("{} {}", w.warningcode, w.message)),
             );
         }
@@ -313,7 +314,7 @@ pub async fn cohort_members(
                     failed_here.insert(j);
                     failures.adds.insert(base + j);
                     report.failed(
-                        "memberships",
+                        EntityKind::Memberships,
                         &m.key,
                         format!("add to {}: {} {}", m.cohort_key, w.warningcode, w.message),
                     );
@@ -325,19 +326,19 @@ pub async fn cohort_members(
             }
         }
         let ok = part.len() as u64 - failed_here.len() as u64;
-        report.counts("memberships").created += ok.saturating_sub(already);
-        report.counts("memberships").unchanged += already;
+        report.counts(EntityKind::Memberships).created += ok.saturating_sub(already);
+        report.counts(EntityKind::Memberships).unchanged += already;
     }
     for (c, part) in removes.chunks(per_call).enumerate() {
         let pairs: Vec<(MoodleCohortId, MoodleUserId)> =
             part.iter().map(|m| (m.cohort, m.user)).collect();
         match cohorts::delete_members(client, &pairs).await {
-            Ok(()) => report.counts("memberships").removed += part.len() as u64,
+            Ok(()) => report.counts(EntityKind::Memberships).removed += part.len() as u64,
             Err(e) if e.may_be_item_specific() => {
                 for (j, m) in part.iter().enumerate() {
                     failures.removes.insert(c * per_call + j);
                     report.failed(
-                        "memberships",
+                        EntityKind::Memberships,
                         &m.key,
                         format!("remove from {}: {e}", m.cohort_key),
                     );
@@ -401,8 +402,8 @@ mod tests {
         MemberWrite {
             key: key.into(),
             cohort_key: format!("c{cohort}"),
-            cohort: MoodleCohortId(cohort),
-            user: MoodleUserId(user),
+            cohort: MoodleCohortId::new(cohort).unwrap(),
+            user: MoodleUserId::new(user).unwrap(),
         }
     }
 

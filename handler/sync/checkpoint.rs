@@ -8,6 +8,7 @@
 //! another kind of source never stand in for each other. Before that, every source wrote to
 //! [`LEGACY_PARTITION`]; those rows are still read so an upgraded install does not start over.
 
+use super::entity::EntityKind;
 use crate::store::{key_escape, Entity, SharedStore, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -25,7 +26,7 @@ pub struct Checkpoint {
     pub progress: i64,
 }
 
-pub fn row_key(entity: &str, population: &str) -> String {
+pub fn row_key(entity: EntityKind, population: &str) -> String {
     key_escape(&format!("{entity}-{population}"))
 }
 
@@ -35,7 +36,7 @@ pub fn row_key(entity: &str, population: &str) -> String {
 pub async fn load(
     store: &SharedStore,
     partition: &str,
-    entity: &str,
+    entity: EntityKind,
     population: &str,
 ) -> Result<Option<Checkpoint>, StoreError> {
     use crate::sync::source::directory::{CSV_PARTITION, LDIF_PARTITION};
@@ -72,7 +73,7 @@ async fn read(
 pub async fn save(
     store: &SharedStore,
     partition: &str,
-    entity: &str,
+    entity: EntityKind,
     population: &str,
     cp: &Checkpoint,
 ) -> Result<(), StoreError> {

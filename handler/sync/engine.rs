@@ -5,6 +5,7 @@
 
 use super::apply::{self, MemberWrite, RoleWrite};
 use super::checkpoint::{self, Checkpoint};
+use super::entity::EntityKind;
 use super::plan::{self, Account, Cohort, UserOp};
 use super::protect::{self, Protected};
 use super::record::{CohortRef, PersonRecord};
@@ -56,7 +57,7 @@ pub struct PassState {
     /// Join keys (Moodle idnumbers) claimed so far in this pass → source key.
     idnumbers: HashMap<String, String>,
     /// Moodle user id → source key of the mapping that owns it (loaded on first need).
-    owners: Option<HashMap<i64, String>>,
+    owners: Option<HashMap<MoodleUserId, String>>,
     /// The retry set, loaded on first need and kept in step with the store.
     retry: Option<HashMap<String, retry::Waiting>>,
     /// Population being read, and the keys its batches processed (the retry pass skips them).
@@ -82,17 +83,10 @@ pub enum PassError {
     Source(#[from] source::SourceError),
 }
 
-pub const ENTITIES: [&str; 3] = ["users", "cohorts", "roles"];
-
-fn selected(opts: &SyncOptions) -> Vec<&'static str> {
-    ENTITIES
-        .iter()
-        .copied()
-        .filter(|e| match *e {
-            "users" => opts.users,
-            "cohorts" => opts.cohorts,
-            _ => opts.roles,
-        })
+fn selected(opts: &SyncOptions) -> Vec<EntityKind> {
+    EntityKind::ENT
+        .into_iter()
+        .filter(|e| opts.selects(*e))
         .collect()
 }
 
@@ -201,7 +195,7 @@ async fn read_population(
     let partition = ctx.source.checkpoint_partition();
     let mut cps = Vec::new();
     for e in &entities {
-        cps.push(checkpoint::load(&ctx.store, partition, e, &pop.name).await?);
+        cps.push(checkpoint::load(&ctx.store, partition, *e, &pop.name).await?);
     }
     let full = ctx.opts.force
         || ctx.opts.full
@@ -288,7 +282,7 @@ async fn read_population(
                     let mut cp = cp.clone().unwrap_or_default();
                     cp.run_id = ctx.run_id.clone();
                     cp.progress = applied;
-                    checkpoint::save(&ctx.store, partition, e, &pop.name, &cp).await?;
+                    checkpoint::save(&ctx.store, partition, *e, &pop.name, &cp).await?;
                 }
             }
         }
@@ -326,7 +320,7 @@ async fn read_population(
                 run_id: ctx.run_id.clone(),
                 progress: applied,
             };
-            checkpoint::save(&ctx.store, partition, e, &pop.name, &cp).await?;
+            checkpoint::save(&ctx.store, partition, *e, &pop.name, &cp).await?;
         }
     }
     Ok(())
@@ -371,13 +365,13 @@ async fn process_batch(
     for (i, (r, row)) in recs.iter().zip(&rows).enumerate() {
         let d = plan::user(r, row.as_ref(), leaving[i], &view, &protected, opts);
         for note in d.notes {
-            note.record(report, "users", &r.key);
+            note.record(report, EntityKind::Users, &r.key);
         }
         match d.op {
             UserOp::Keep(id) => {
                 accounts[i] = Some(Account::Id(id));
                 if opts.users {
-                    report.counts("users").unchanged += 1;
+                    report.counts(EntityKind::Users).unchanged += 1;
                 }
             }
             UserOp::Update(id, diff) => {
@@ -400,7 +394,7 @@ async fn process_batch(
         p(Step::Planned(batch_len));
     }
     if opts.simulate {
-        let counts = report.counts("users");
+        let counts = report.counts(EntityKind::Users);
         counts.created += writes.creates.len() as u64;
         counts.updated += writes.updates.len() as u64;
         counts.removed += writes.suspends.len() as u64;
@@ -465,7 +459,7 @@ async fn process_batch(
             let users_written = opts.users && user_ok[i] && !leaving[i];
             let row = MappingRow {
                 key: r.key.clone(),
-                moodle_id: Some(id.0),
+                moodle_id: Some(id),
                 username: r.fields.username.clone(),
                 fields: if users_written {
                     Some(r.fields.clone())
@@ -542,7 +536,7 @@ fn admit(
         let r = match item {
             Item::Person(r) => *r,
             Item::Unmapped { key, reason } => {
-                report.skipped("users", &key, reason);
+                report.skipped(EntityKind::Users, &key, reason);
                 keys.push(key);
                 continue;
             }
@@ -554,7 +548,7 @@ fn admit(
                     "duplicate login {:?}: already used by {other} in this directory",
                     r.fields.username
                 );
-                report.skipped("users", &r.key, reason);
+                report.skipped(EntityKind::Users, &r.key, reason);
                 continue;
             }
             _ => {
@@ -566,10 +560,10 @@ fn admit(
             report.trace(|| format!("users {}: {n}", r.key));
         }
         for n in &r.shortened {
-            report.issue("users", &r.key, "shortened", n.clone());
+            report.issue(EntityKind::Users, &r.key, "shortened", n.clone());
         }
         for c in &r.conflicts {
-            report.issue("roles", &r.key, "inconsistent", c.clone());
+            report.issue(EntityKind::Roles, &r.key, "inconsistent", c.clone());
         }
         recs.push(r);
     }
@@ -600,7 +594,7 @@ fn drop_protected(
             kept_rows.push(row);
             continue;
         };
-        report.skipped("users", &r.key, protect::reason(&label));
+        report.skipped(EntityKind::Users, &r.key, protect::reason(&label));
         if row.is_some() {
             stale.push(r.key);
         }
@@ -702,12 +696,12 @@ async fn write_users(
     for (j, id) in &out.ok {
         done.created.push((writes.creates[*j].0, *id));
     }
-    report.counts("users").created += out.ok.len() as u64;
+    report.counts(EntityKind::Users).created += out.ok.len() as u64;
     for (j, why) in out.failed {
         let i = writes.creates[j].0;
         done.failed.push(i);
         report.failed(
-            "users",
+            EntityKind::Users,
             &recs[i].key,
             format!("create {:?}: {why}", recs[i].fields.username),
         );
@@ -736,9 +730,13 @@ async fn write_users(
         match result {
             Some(why) => {
                 done.failed.push(*i);
-                report.failed("users", &recs[*i].key, format!("update (id {id}): {why}"));
+                report.failed(
+                    EntityKind::Users,
+                    &recs[*i].key,
+                    format!("update (id {id}): {why}"),
+                );
             }
-            None => report.counts("users").updated += 1,
+            None => report.counts(EntityKind::Users).updated += 1,
         }
     }
     let ids: Vec<MoodleUserId> = writes.suspends.iter().map(|(_, id)| *id).collect();
@@ -747,11 +745,15 @@ async fn write_users(
         match result {
             Some(why) => {
                 done.failed.push(*i);
-                report.failed("users", &recs[*i].key, format!("suspend (id {id}): {why}"));
+                report.failed(
+                    EntityKind::Users,
+                    &recs[*i].key,
+                    format!("suspend (id {id}): {why}"),
+                );
             }
             None => {
                 done.suspended.push(*i);
-                report.counts("users").removed += 1;
+                report.counts(EntityKind::Users).removed += 1;
             }
         }
     }
@@ -797,7 +799,7 @@ fn drop_conflicts(
         }
         if let Some(e) = earlier {
             report.issue(
-                "users",
+                EntityKind::Users,
                 &e,
                 "conflict",
                 format!(
@@ -810,7 +812,7 @@ fn drop_conflicts(
     let mut kept = Vec::with_capacity(recs.len());
     for r in recs {
         match conflicted.remove(&r.key) {
-            Some(why) => report.conflict("users", &r.key, why),
+            Some(why) => report.conflict(EntityKind::Users, &r.key, why),
             None => {
                 if !r.fields.idnumber.is_empty() {
                     st.idnumbers
@@ -838,7 +840,7 @@ async fn owner_of(
                 .collect(),
         );
     }
-    Ok(st.owners.as_ref().and_then(|o| o.get(&id.0).cloned()))
+    Ok(st.owners.as_ref().and_then(|o| o.get(&id).cloned()))
 }
 
 /// Drop a person's mapping row (it pointed at an account the bridge must not manage).
@@ -899,7 +901,7 @@ pub(crate) async fn ensure_cohorts(
         ctx.opts.no_cohort_lock,
     );
     for (key, note) in plan.notes {
-        note.record(report, "cohorts", &key);
+        note.record(report, EntityKind::Cohorts, &key);
     }
     let mut found = plan.found;
     let mut to_create = plan.create;
@@ -909,7 +911,7 @@ pub(crate) async fn ensure_cohorts(
     if ctx.opts.update_only {
         for (key, _) in &to_create {
             report.skipped(
-                "cohorts",
+                EntityKind::Cohorts,
                 key,
                 "update only: cohort does not exist in Moodle",
             );
@@ -936,7 +938,7 @@ pub(crate) async fn ensure_cohorts(
     }
     if ctx.opts.simulate {
         for (key, c) in to_create {
-            report.counts("cohorts").created += 1;
+            report.counts(EntityKind::Cohorts).created += 1;
             report.trace(|| format!("cohorts {key}: create {:?}", c.idnumber));
             found.insert(key, Cohort::Planned);
             cohort_index(ctx, st)
@@ -955,7 +957,7 @@ pub(crate) async fn ensure_cohorts(
     .await?;
     let index = cohort_index(ctx, st).await?;
     for (i, c) in out.ok {
-        report.counts("cohorts").created += 1;
+        report.counts(EntityKind::Cohorts).created += 1;
         report.trace(|| {
             format!(
                 "cohorts {}: created {:?} (id {})",
@@ -967,7 +969,7 @@ pub(crate) async fn ensure_cohorts(
     }
     for (i, why) in out.failed {
         report.failed(
-            "cohorts",
+            EntityKind::Cohorts,
             &to_create[i].0,
             format!("create {:?}: {why}", to_create[i].1.idnumber),
         );
@@ -1027,12 +1029,12 @@ pub(crate) async fn apply_cohort_memberships(
     }
     let mut plan = plan::memberships(recs, &changes, accounts, &cohort_ids, &current);
     for (key, note) in std::mem::take(&mut plan.notes) {
-        note.record(report, "memberships", &key);
+        note.record(report, EntityKind::Memberships, &key);
     }
-    report.counts("memberships").unchanged += plan.unchanged;
+    report.counts(EntityKind::Memberships).unchanged += plan.unchanged;
     if ctx.opts.simulate {
-        report.counts("memberships").created += plan.adds.len() as u64;
-        report.counts("memberships").removed += plan.removes.len() as u64;
+        report.counts(EntityKind::Memberships).created += plan.adds.len() as u64;
+        report.counts(EntityKind::Memberships).removed += plan.removes.len() as u64;
         return Ok(plan.applied);
     }
     let (adds, add_ops): (Vec<MemberWrite>, Vec<&plan::MemberOp>) = plan
@@ -1080,7 +1082,7 @@ async fn resolve_context(
         ContextLevel::User => {
             let found = state::load(&ctx.store, idnumber)
                 .await?
-                .and_then(|row| row.moodle_id);
+                .and_then(|row| row.moodle_id.map(MoodleUserId::get));
             found.ok_or_else(|| format!("child {idnumber} is not in Moodle yet"))
         }
         ContextLevel::Course => {
@@ -1088,7 +1090,7 @@ async fn resolve_context(
                 .await?
                 .as_slice()
             {
-                [c] => Ok(c.id.0),
+                [c] => Ok(c.id.get()),
                 [] => Err(format!("no course with idnumber {idnumber:?} in Moodle")),
                 many => Err(format!(
                     "{} courses share idnumber {idnumber:?}",
@@ -1098,7 +1100,7 @@ async fn resolve_context(
         }
         ContextLevel::Coursecat => match categories::by_idnumber(&ctx.moodle, idnumber).await {
             Ok(list) => match list.as_slice() {
-                [c] => Ok(c.id.0),
+                [c] => Ok(c.id.get()),
                 [] => Err(format!("no category with idnumber {idnumber:?} in Moodle")),
                 many => Err(format!(
                     "{} categories share idnumber {idnumber:?}",
@@ -1132,12 +1134,12 @@ pub(crate) async fn apply_roles(
     st.contexts
         .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
     for (key, note) in std::mem::take(&mut plan.notes) {
-        note.record(report, "roles", &key);
+        note.record(report, EntityKind::Roles, &key);
     }
-    report.counts("roles").unchanged += plan.unchanged;
+    report.counts(EntityKind::Roles).unchanged += plan.unchanged;
     if ctx.opts.simulate {
-        report.counts("roles").created += plan.assigns.len() as u64;
-        report.counts("roles").removed += plan.unassigns.len() as u64;
+        report.counts(EntityKind::Roles).created += plan.assigns.len() as u64;
+        report.counts(EntityKind::Roles).removed += plan.unassigns.len() as u64;
         return Ok(plan.applied);
     }
     let mut applied = plan.applied.clone();
@@ -1192,7 +1194,7 @@ async fn write_roles(
         .unzip();
     let out =
         apply::write_roles(&ctx.moodle, &items, budget, ctx.settings.batch_size * 4, op).await?;
-    let counts = report.counts("roles");
+    let counts = report.counts(EntityKind::Roles);
     match op {
         RoleWrite::Assign => counts.created += out.ok.len() as u64,
         RoleWrite::Unassign => counts.removed += out.ok.len() as u64,
@@ -1205,7 +1207,7 @@ async fn write_roles(
             "unassign"
         };
         report.failed(
-            "roles",
+            EntityKind::Roles,
             &recs[o.person].key,
             format!("{verb} {}: {why}", o.label),
         );

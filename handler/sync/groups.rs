@@ -11,6 +11,7 @@
 use super::apply::{self, MemberWrite};
 use super::checkpoint::{self, Checkpoint};
 use super::engine::{ensure_cohorts, Ctx, PassError, PassState};
+use super::entity::EntityKind;
 use super::plan::Cohort;
 use super::protect;
 use super::record::CohortRef;
@@ -97,7 +98,7 @@ pub async fn run_groups(
     let config_hash = ctx.settings.config_hash();
     let pass_start = checkpoint::generalized(chrono::Utc::now());
     let partition = ctx.source.checkpoint_partition();
-    let cp = checkpoint::load(&ctx.store, partition, "cohorts", POPULATION).await?;
+    let cp = checkpoint::load(&ctx.store, partition, EntityKind::Cohorts, POPULATION).await?;
     let since = match &cp {
         Some(c) if !ctx.opts.force && c.config_hash == config_hash => c
             .marker
@@ -184,7 +185,11 @@ pub async fn run_groups(
     };
     for g in &groups {
         let Some(key) = g.first(name_attr).map(str::to_string) else {
-            report.skipped("cohorts", &g.dn, format!("group without {name_attr}"));
+            report.skipped(
+                EntityKind::Cohorts,
+                &g.dn,
+                format!("group without {name_attr}"),
+            );
             continue;
         };
         let mut want_ids: BTreeSet<MoodleUserId> = BTreeSet::new();
@@ -199,17 +204,17 @@ pub async fn run_groups(
             {
                 Some(id) => match protected.matches(Some(id), "") {
                     Some(label) => report.skipped(
-                        "memberships",
+                        EntityKind::Memberships,
                         member_key,
                         format!("member of {key}: {}", protect::reason(label)),
                     ),
                     None => {
-                        want_ids.insert(MoodleUserId(id));
+                        want_ids.insert(id);
                     }
                 },
                 None => {
                     report.skipped(
-                        "memberships",
+                        EntityKind::Memberships,
                         member_key,
                         format!("member of {key} is not synced to Moodle (yet)"),
                     );
@@ -237,7 +242,7 @@ pub async fn run_groups(
                 .await?
                 .into_iter()
                 .flat_map(|m| m.userids)
-                .filter(|u| !protected.is_protected_id(u.0))
+                .filter(|u| !protected.is_protected_id(*u))
                 .collect(),
         };
         let add: Vec<MoodleUserId> = want_ids.difference(&current).copied().collect();
@@ -251,10 +256,11 @@ pub async fn run_groups(
                 remove.len()
             )
         });
-        report.counts("memberships").unchanged += want_ids.intersection(&current).count() as u64;
+        report.counts(EntityKind::Memberships).unchanged +=
+            want_ids.intersection(&current).count() as u64;
         if !missing.is_empty() {
             report.issue(
-                "cohorts",
+                EntityKind::Cohorts,
                 &key,
                 "pending",
                 format!(
@@ -264,8 +270,8 @@ pub async fn run_groups(
             );
         }
         if ctx.opts.simulate {
-            report.counts("memberships").created += add.len() as u64;
-            report.counts("memberships").removed += remove.len() as u64;
+            report.counts(EntityKind::Memberships).created += add.len() as u64;
+            report.counts(EntityKind::Memberships).removed += remove.len() as u64;
             continue;
         }
         let Cohort::Id(cid) = cohort else {
@@ -296,7 +302,7 @@ pub async fn run_groups(
             run_id: ctx.run_id.clone(),
             progress: groups.len() as i64,
         };
-        checkpoint::save(&ctx.store, partition, "cohorts", POPULATION, &cp).await?;
+        checkpoint::save(&ctx.store, partition, EntityKind::Cohorts, POPULATION, &cp).await?;
     }
     Ok(())
 }

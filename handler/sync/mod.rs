@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod create_rate;
 pub mod engine;
+pub mod entity;
 pub mod entra;
 pub mod filter;
 pub mod full_pass;
@@ -28,6 +29,7 @@ pub mod source;
 pub mod state;
 pub mod token_check;
 
+pub use entity::EntityKind;
 pub use report::{RunReport, SyncOptions};
 pub use run::SyncEnv;
 pub use settings::SyncSettings;

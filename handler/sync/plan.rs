@@ -6,6 +6,7 @@
 //! Planning is staged like the writes: users first, then (given who has an account once the
 //! users are written, or would have in a simulation) cohort memberships and role assignments.
 
+use super::entity::EntityKind;
 use super::protect::{self, Protected};
 use super::record::{CohortRef, PersonRecord, RoleRef};
 use super::report::{RunReport, SyncOptions};
@@ -32,7 +33,7 @@ pub enum Note {
 }
 
 impl Note {
-    pub fn record(self, report: &mut RunReport, entity: &str, key: &str) {
+    pub fn record(self, report: &mut RunReport, entity: EntityKind, key: &str) {
         match self {
             Note::Trace(line) => report.trace(|| line),
             Note::Skipped(reason) => report.skipped(entity, key, reason),
@@ -87,7 +88,10 @@ pub struct MoodleView {
 }
 
 /// The account the mapping row vouches for: the bridge wrote it and nothing asks to look again.
-fn known<'a>(row: Option<&'a MappingRow>, opts: &SyncOptions) -> Option<(&'a MappingRow, i64)> {
+fn known<'a>(
+    row: Option<&'a MappingRow>,
+    opts: &SyncOptions,
+) -> Option<(&'a MappingRow, MoodleUserId)> {
     row.filter(|row| !opts.force && !row.suspended && row.fields.is_some())
         .and_then(|row| row.moodle_id.map(|id| (row, id)))
 }
@@ -122,7 +126,6 @@ pub fn user(
     let op = if leaving {
         leaver(r, row, opts, &mut notes)
     } else if let Some((row, id)) = known(row, opts) {
-        let id = MoodleUserId(id);
         if row.fingerprint == r.fingerprint() || !opts.users {
             UserOp::Keep(id)
         } else {
@@ -170,7 +173,7 @@ fn leaver(
     notes: &mut Vec<Note>,
 ) -> UserOp {
     let date = r.leaves_on.map(|d| d.format("%d/%m/%Y").to_string());
-    match row.and_then(|row| row.moodle_id.map(|id| (row.suspended, MoodleUserId(id)))) {
+    match row.and_then(|row| row.moodle_id.map(|id| (row.suspended, id))) {
         Some((false, id)) if opts.users => UserOp::Suspend(id),
         Some((_, id)) => {
             notes.push(Note::Trace(format!(
@@ -206,7 +209,7 @@ fn from_moodle(
 ) -> UserOp {
     let f = &r.fields;
     if let Some(mu) = view.by_username.get(&f.username) {
-        if let Some(label) = protected.matches(Some(mu.id.0), &mu.username) {
+        if let Some(label) = protected.matches(Some(mu.id), &mu.username) {
             notes.push(Note::Skipped(protect::reason(label)));
             return UserOp::Skip;
         }
@@ -231,7 +234,7 @@ fn from_moodle(
         let owner = owner_needed(r, view).and_then(|id| view.owners.get(&id));
         if let Some(label) = list
             .iter()
-            .find_map(|mu| protected.matches(Some(mu.id.0), &mu.username))
+            .find_map(|mu| protected.matches(Some(mu.id), &mu.username))
         {
             notes.push(Note::Skipped(format!(
                 "{} (found by idnumber {:?})",
@@ -503,7 +506,7 @@ pub fn role_contexts(
     recs: &[PersonRecord],
     rows: &[Option<MappingRow>],
     accounts: &[Option<Account>],
-    role_id: &dyn Fn(&str) -> Option<i64>,
+    role_id: &dyn Fn(&str) -> Option<MoodleRoleId>,
 ) -> Vec<(ContextLevel, String)> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -570,7 +573,7 @@ pub fn roles(
     recs: &[PersonRecord],
     rows: &[Option<MappingRow>],
     accounts: &[Option<Account>],
-    role_id: &dyn Fn(&str) -> Option<i64>,
+    role_id: &dyn Fn(&str) -> Option<MoodleRoleId>,
     contexts: &HashMap<(ContextLevel, String), Result<i64, String>>,
 ) -> RolePlan {
     let mut plan = RolePlan {
@@ -619,7 +622,7 @@ pub fn roles(
                     plan.assigns.push(RoleOp {
                         person: i,
                         label: label.clone(),
-                        roleid: MoodleRoleId(roleid),
+                        roleid,
                         user,
                         level: rr.level,
                         instance,
@@ -677,7 +680,7 @@ pub fn roles(
             plan.unassigns.push(RoleOp {
                 person: i,
                 label: label.clone(),
-                roleid: MoodleRoleId(roleid),
+                roleid,
                 user,
                 level: rr.level,
                 instance,
@@ -724,7 +727,7 @@ mod tests {
     fn row_of(r: &PersonRecord, id: i64) -> MappingRow {
         MappingRow {
             key: r.key.clone(),
-            moodle_id: Some(id),
+            moodle_id: Some(MoodleUserId::new(id).unwrap()),
             username: r.fields.username.clone(),
             fields: Some(r.fields.clone()),
             fingerprint: r.fingerprint(),
@@ -736,7 +739,7 @@ mod tests {
 
     fn protected() -> Protected {
         Protected::new(&SiteInfo {
-            userid: MoodleUserId(3),
+            userid: MoodleUserId::new(3).unwrap(),
             username: "bridge_ws".into(),
             userissiteadmin: false,
             siteid: Some(1),
@@ -749,7 +752,7 @@ mod tests {
 
     fn moodle_user(id: i64, r: &PersonRecord) -> MoodleUser {
         MoodleUser {
-            id: MoodleUserId(id),
+            id: MoodleUserId::new(id).unwrap(),
             username: r.fields.username.clone(),
             firstname: r.fields.firstname.clone(),
             lastname: r.fields.lastname.clone(),
@@ -773,7 +776,7 @@ mod tests {
         let row = row_of(&r, 50);
         assert!(!needs_lookup(Some(&row), false, &opts()));
         let d = plan_one(&r, Some(&row), &MoodleView::default());
-        assert_eq!(d.op, UserOp::Keep(MoodleUserId(50)));
+        assert_eq!(d.op, UserOp::Keep(MoodleUserId::new(50).unwrap()));
         assert_eq!(d.notes, vec![Note::Trace("users F1: unchanged".into())]);
     }
 
@@ -783,7 +786,10 @@ mod tests {
         let row = row_of(&before, 50);
         let after = person("F1", "lea.martin@example.org");
         let d = plan_one(&after, Some(&row), &MoodleView::default());
-        assert_eq!(d.op, UserOp::Update(MoodleUserId(50), vec!["email"]));
+        assert_eq!(
+            d.op,
+            UserOp::Update(MoodleUserId::new(50).unwrap(), vec!["email"])
+        );
         assert_eq!(d.notes, vec![Note::Trace("users F1: update email".into())]);
     }
 
@@ -799,7 +805,10 @@ mod tests {
         let mut view = MoodleView::default();
         view.by_username
             .insert(r.fields.username.clone(), moodle_user(70, &r));
-        assert_eq!(plan_one(&r, None, &view).op, UserOp::Keep(MoodleUserId(70)));
+        assert_eq!(
+            plan_one(&r, None, &view).op,
+            UserOp::Keep(MoodleUserId::new(70).unwrap())
+        );
 
         // Update-only never creates: the entry waits.
         let d = user(
@@ -851,16 +860,21 @@ mod tests {
         let mut view = MoodleView::default();
         view.by_idnumber
             .insert(r.fields.idnumber.clone(), vec![mu.clone()]);
-        assert_eq!(owner_needed(&r, &view), Some(MoodleUserId(72)));
-        view.owners.insert(MoodleUserId(72), "F9".into());
+        assert_eq!(
+            owner_needed(&r, &view),
+            Some(MoodleUserId::new(72).unwrap())
+        );
+        view.owners
+            .insert(MoodleUserId::new(72).unwrap(), "F9".into());
         let d = plan_one(&r, None, &view);
         assert_eq!(d.op, UserOp::Skip);
         assert!(matches!(&d.notes[..], [Note::Conflict(s)] if s.contains("already belongs to F9")));
         // Held by this very person's key: matched, and the login is updated.
-        view.owners.insert(MoodleUserId(72), "F4".into());
+        view.owners
+            .insert(MoodleUserId::new(72).unwrap(), "F4".into());
         assert_eq!(
             plan_one(&r, None, &view).op,
-            UserOp::Update(MoodleUserId(72), vec!["username"])
+            UserOp::Update(MoodleUserId::new(72).unwrap(), vec!["username"])
         );
     }
 
@@ -877,7 +891,7 @@ mod tests {
             &protected(),
             &opts(),
         );
-        assert_eq!(d.op, UserOp::Suspend(MoodleUserId(80)));
+        assert_eq!(d.op, UserOp::Suspend(MoodleUserId::new(80).unwrap()));
         let suspended = MappingRow {
             suspended: true,
             ..row
@@ -890,7 +904,7 @@ mod tests {
             &protected(),
             &opts(),
         );
-        assert_eq!(d.op, UserOp::Keep(MoodleUserId(80)));
+        assert_eq!(d.op, UserOp::Keep(MoodleUserId::new(80).unwrap()));
         let d = user(
             &r,
             None,
@@ -920,14 +934,20 @@ mod tests {
         new.cohorts = [cohort("S$6A")].into();
         let recs = vec![moved, new];
         let rows = vec![Some(row), None];
-        let accounts = vec![Some(Account::Id(MoodleUserId(90))), Some(Account::Planned)];
+        let accounts = vec![
+            Some(Account::Id(MoodleUserId::new(90).unwrap())),
+            Some(Account::Planned),
+        ];
         let (changes, wanted) = member_changes(&recs, &rows, &accounts, false);
         assert_eq!(
             wanted.keys().cloned().collect::<Vec<_>>(),
             vec!["S$5B", "S$6A"]
         );
         let ids: HashMap<String, Cohort> = [
-            ("S$5B".to_string(), Cohort::Id(MoodleCohortId(1))),
+            (
+                "S$5B".to_string(),
+                Cohort::Id(MoodleCohortId::new(1).unwrap()),
+            ),
             ("S$6A".to_string(), Cohort::Planned),
         ]
         .into();
@@ -939,14 +959,17 @@ mod tests {
             .collect();
         assert_eq!(adds, vec![("F6", "S$6A"), ("F7", "S$6A")]);
         assert_eq!(plan.removes.len(), 1);
-        assert_eq!(plan.removes[0].cohort, Cohort::Id(MoodleCohortId(1)));
+        assert_eq!(
+            plan.removes[0].cohort,
+            Cohort::Id(MoodleCohortId::new(1).unwrap())
+        );
         assert_eq!(plan.applied[0], Some(["S$6A".to_string()].into()));
 
         // Nothing changed since: no operation at all.
         let rows = vec![Some(row_of(&recs[0], 90)), Some(row_of(&recs[1], 91))];
         let accounts = vec![
-            Some(Account::Id(MoodleUserId(90))),
-            Some(Account::Id(MoodleUserId(91))),
+            Some(Account::Id(MoodleUserId::new(90).unwrap())),
+            Some(Account::Id(MoodleUserId::new(91).unwrap())),
         ];
         let (changes, wanted) = member_changes(&recs, &rows, &accounts, false);
         assert!(wanted.is_empty());
@@ -958,13 +981,19 @@ mod tests {
     #[test]
     fn a_cohort_without_the_prefix_is_only_adopted_without_the_lock() {
         let wanted: BTreeMap<String, CohortRef> = [("S$6A".to_string(), cohort("S$6A"))].into();
-        let index: HashMap<String, Cohort> =
-            [("S$6A".to_string(), Cohort::Id(MoodleCohortId(5)))].into();
+        let index: HashMap<String, Cohort> = [(
+            "S$6A".to_string(),
+            Cohort::Id(MoodleCohortId::new(5).unwrap()),
+        )]
+        .into();
         let locked = cohorts(&wanted, &index, "ent_", false);
         assert!(locked.found.is_empty());
         assert_eq!(locked.create[0].1.idnumber, "ent_S$6A");
         let open = cohorts(&wanted, &index, "ent_", true);
-        assert_eq!(open.found["S$6A"], Cohort::Id(MoodleCohortId(5)));
+        assert_eq!(
+            open.found["S$6A"],
+            Cohort::Id(MoodleCohortId::new(5).unwrap())
+        );
         assert!(open.create.is_empty());
     }
 
@@ -985,8 +1014,8 @@ mod tests {
         .into();
         let recs = vec![r];
         let rows = vec![Some(row)];
-        let accounts = vec![Some(Account::Id(MoodleUserId(95)))];
-        let role_id = |s: &str| (s == "editingteacher").then_some(3);
+        let accounts = vec![Some(Account::Id(MoodleUserId::new(95).unwrap()))];
+        let role_id = |s: &str| (s == "editingteacher").then(|| MoodleRoleId::new(3).unwrap());
         let needed = role_contexts(&recs, &rows, &accounts, &role_id);
         assert_eq!(
             needed,

@@ -8,6 +8,7 @@
 //! (`token_check::site_info`), so a run with nothing to do makes no Moodle call.
 
 use super::engine::{Ctx, PassState};
+use crate::ids::MoodleUserId;
 use crate::moodle::{site, MoodleError};
 use std::collections::BTreeMap;
 
@@ -44,13 +45,13 @@ impl Protected {
         p.names.insert("admin".into(), "admin".into());
         let name = info.username.trim().to_lowercase();
         let label = match (name.is_empty(), info.userissiteadmin) {
-            (true, _) => format!("id {}, the bridge's web-service account", info.userid.0),
+            (true, _) => format!("id {}, the bridge's web-service account", info.userid.get()),
             (false, false) => format!("{name}, the bridge's web-service account"),
             (false, true) => {
                 format!("{name}, the bridge's web-service account, a site administrator")
             }
         };
-        p.ids.insert(info.userid.0, label.clone());
+        p.ids.insert(info.userid.get(), label.clone());
         if !name.is_empty() {
             p.names.insert(name, label);
         }
@@ -58,14 +59,14 @@ impl Protected {
     }
 
     /// The label of the protected account matched by a Moodle id or a username, if any.
-    pub fn matches(&self, id: Option<i64>, username: &str) -> Option<&str> {
-        id.and_then(|id| self.ids.get(&id))
+    pub fn matches(&self, id: Option<MoodleUserId>, username: &str) -> Option<&str> {
+        id.and_then(|id| self.ids.get(&id.get()))
             .or_else(|| self.names.get(&username.to_lowercase()))
             .map(String::as_str)
     }
 
-    pub fn is_protected_id(&self, id: i64) -> bool {
-        self.ids.contains_key(&id)
+    pub fn is_protected_id(&self, id: MoodleUserId) -> bool {
+        self.ids.contains_key(&id.get())
     }
 }
 
@@ -97,33 +98,44 @@ mod tests {
     #[test]
     fn extra_protected_usernames_from_settings() {
         let info = site::SiteInfo {
-            userid: MoodleUserId(7),
+            userid: MoodleUserId::new(7).unwrap(),
             username: "bridge_ws".into(),
             userissiteadmin: false,
             siteid: None,
         };
         let p = Protected::with_extra(&info, &["principal".to_string()]);
         assert!(p
-            .matches(Some(42), "Principal")
+            .matches(Some(MoodleUserId::new(42).unwrap()), "Principal")
             .unwrap()
             .contains("SYNC_PROTECTED_USERS"));
-        assert!(p.matches(Some(43), "teacher.durand").is_none());
+        assert!(p
+            .matches(Some(MoodleUserId::new(43).unwrap()), "teacher.durand")
+            .is_none());
     }
 
     #[test]
     fn guest_admin_and_service_account() {
         let p = Protected::new(&site::SiteInfo {
-            userid: MoodleUserId(3),
+            userid: MoodleUserId::new(3).unwrap(),
             username: "bridge_ws".into(),
             userissiteadmin: false,
             siteid: Some(1),
         });
         assert_eq!(p.matches(None, "Admin"), Some("admin"));
         assert_eq!(p.matches(None, "guest"), Some("guest"));
-        assert_eq!(p.matches(Some(2), "someone"), Some("admin"));
-        assert!(p.matches(Some(3), "x").unwrap().contains("bridge_ws"));
+        assert_eq!(
+            p.matches(Some(MoodleUserId::new(2).unwrap()), "someone"),
+            Some("admin")
+        );
+        assert!(p
+            .matches(Some(MoodleUserId::new(3).unwrap()), "x")
+            .unwrap()
+            .contains("bridge_ws"));
         assert!(p.matches(None, "bridge_ws").is_some());
-        assert_eq!(p.matches(Some(150), "lea.martin"), None);
+        assert_eq!(
+            p.matches(Some(MoodleUserId::new(150).unwrap()), "lea.martin"),
+            None
+        );
         assert_eq!(
             reason("admin"),
             "matches a protected Moodle account (admin): not managed"

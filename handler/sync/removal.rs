@@ -4,6 +4,7 @@
 use super::apply::bisect;
 use super::engine::{apply_cohort_memberships, apply_roles};
 use super::engine::{forget, Ctx, PassError, PassState};
+use super::entity::EntityKind;
 use super::plan::Account;
 use super::protect;
 use super::record::PersonRecord;
@@ -61,7 +62,7 @@ pub async fn run_removals(
     active.retain(|r| match protected.matches(r.moodle_id, &r.username) {
         Some(label) => {
             report.skipped(
-                "users",
+                EntityKind::Users,
                 &r.key,
                 format!(
                     "{}: stale mapping row ignored, never suspended or deleted",
@@ -111,17 +112,14 @@ pub async fn run_removals(
         });
     }
     if ctx.opts.simulate {
-        report.counts("users").removed += gone.len() as u64;
+        report.counts(EntityKind::Users).removed += gone.len() as u64;
         return Ok(());
     }
     let per_call = (ctx.moodle.field_budget() / 2).clamp(1, ctx.settings.batch_size);
     for part in gone.chunks(per_call) {
-        let ids: Vec<MoodleUserId> = part
-            .iter()
-            .filter_map(|r| r.moodle_id.map(MoodleUserId))
-            .collect();
+        let ids: Vec<MoodleUserId> = part.iter().filter_map(|r| r.moodle_id).collect();
         debug_assert!(
-            ids.iter().all(|id| !protected.is_protected_id(id.0)),
+            ids.iter().all(|id| !protected.is_protected_id(*id)),
             "protected accounts were filtered out above"
         );
         match mode {
@@ -129,14 +127,17 @@ pub async fn run_removals(
                 let warnings = users::suspend(&ctx.moodle, &ids).await?;
                 let mut updated = Vec::new();
                 for r in part {
-                    match warnings.iter().find(|w| w.itemid == r.moodle_id) {
+                    match warnings
+                        .iter()
+                        .find(|w| w.itemid == r.moodle_id.map(MoodleUserId::get))
+                    {
                         Some(w) => report.failed(
-                            "users",
+                            EntityKind::Users,
                             &r.key,
                             format!("suspend: {} {}", w.warningcode, w.message),
                         ),
                         None => {
-                            report.counts("users").removed += 1;
+                            report.counts(EntityKind::Users).removed += 1;
                             let mut r = (*r).clone();
                             r.suspended = true;
                             updated.push(r);
@@ -156,7 +157,7 @@ pub async fn run_removals(
                 })
                 .await?;
                 for (i, ()) in out.ok {
-                    report.counts("users").removed += 1;
+                    report.counts(EntityKind::Users).removed += 1;
                     let _ = ctx
                         .store
                         .delete(
@@ -168,7 +169,7 @@ pub async fn run_removals(
                         .await;
                 }
                 for (i, why) in out.failed {
-                    report.failed("users", &part[i].key, format!("delete: {why}"));
+                    report.failed(EntityKind::Users, &part[i].key, format!("delete: {why}"));
                 }
             }
             RemovalMode::Off => {}
@@ -201,10 +202,7 @@ async fn strip(
         })
         .collect();
     let before: Vec<Option<MappingRow>> = rows.iter().cloned().map(Some).collect();
-    let ids: Vec<Option<Account>> = rows
-        .iter()
-        .map(|r| r.moodle_id.map(|id| Account::Id(MoodleUserId(id))))
-        .collect();
+    let ids: Vec<Option<Account>> = rows.iter().map(|r| r.moodle_id.map(Account::Id)).collect();
     let budget = ctx.moodle.field_budget();
     if ctx.opts.cohorts && matches!(ctx.settings.cohorts.kind, CohortSourceKind::Attribute(_)) {
         let sets = apply_cohort_memberships(ctx, st, report, &recs, &before, &ids, budget).await?;

@@ -1,5 +1,6 @@
 //! A run's report: the plan plus outcomes, per entity, with reasons; stored in `runs`.
 
+pub use super::entity::EntityKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -27,7 +28,7 @@ impl Counts {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Issue {
-    pub entity: String,
+    pub entity: EntityKind,
     pub key: String,
     pub outcome: String,
     pub reason: String,
@@ -68,6 +69,18 @@ pub struct SyncOptions {
 }
 
 impl SyncOptions {
+    /// Whether the run asked for this entity (memberships come with cohorts, team members with
+    /// teams).
+    pub fn selects(&self, entity: EntityKind) -> bool {
+        match entity {
+            EntityKind::Users => self.users,
+            EntityKind::Cohorts | EntityKind::Memberships => self.cohorts,
+            EntityKind::Roles => self.roles,
+            EntityKind::Teams | EntityKind::TeamMembers => self.teams,
+            EntityKind::EntraUsers => self.entra,
+        }
+    }
+
     /// Every entity, incremental: what the timer runs.
     pub fn scheduled() -> Self {
         SyncOptions {
@@ -90,7 +103,7 @@ pub struct RunReport {
     pub started_at: String,
     pub duration_ms: u64,
     pub options: SyncOptions,
-    pub counts: BTreeMap<String, Counts>,
+    pub counts: BTreeMap<EntityKind, Counts>,
     pub issues: Vec<Issue>,
     #[serde(default)]
     pub issues_dropped: u64,
@@ -171,11 +184,17 @@ impl RunReport {
         }
     }
 
-    pub fn counts(&mut self, entity: &str) -> &mut Counts {
-        self.counts.entry(entity.to_string()).or_default()
+    pub fn counts(&mut self, entity: EntityKind) -> &mut Counts {
+        self.counts.entry(entity).or_default()
     }
 
-    pub fn issue(&mut self, entity: &str, key: &str, outcome: &str, reason: impl Into<String>) {
+    pub fn issue(
+        &mut self,
+        entity: EntityKind,
+        key: &str,
+        outcome: &str,
+        reason: impl Into<String>,
+    ) {
         let reason = reason.into();
         self.trace(|| format!("{entity} {key}: {outcome}: {reason}"));
         if self.issues.len() >= MAX_ISSUES {
@@ -183,25 +202,25 @@ impl RunReport {
             return;
         }
         self.issues.push(Issue {
-            entity: entity.into(),
+            entity,
             key: key.into(),
             outcome: outcome.into(),
             reason,
         });
     }
 
-    pub fn skipped(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+    pub fn skipped(&mut self, entity: EntityKind, key: &str, reason: impl Into<String>) {
         self.counts(entity).skipped += 1;
         self.issue(entity, key, "skipped", reason);
     }
 
     /// Skipped because another directory entry claims the same Moodle account.
-    pub fn conflict(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+    pub fn conflict(&mut self, entity: EntityKind, key: &str, reason: impl Into<String>) {
         self.counts(entity).skipped += 1;
         self.issue(entity, key, "conflict", reason);
     }
 
-    pub fn failed(&mut self, entity: &str, key: &str, reason: impl Into<String>) {
+    pub fn failed(&mut self, entity: EntityKind, key: &str, reason: impl Into<String>) {
         let reason = reason.into();
         self.counts(entity).failed += 1;
         self.mark_retry(key, &format!("{entity} failed"), &reason);
@@ -210,7 +229,7 @@ impl RunReport {
 
     /// Skipped for a reason that can change while the entry does not (update-only, a course or
     /// cohort not there yet): the entry joins the retry set.
-    pub fn waiting(&mut self, entity: &str, key: &str, why: &str, reason: impl Into<String>) {
+    pub fn waiting(&mut self, entity: EntityKind, key: &str, why: &str, reason: impl Into<String>) {
         let reason = reason.into();
         self.counts(entity).skipped += 1;
         self.mark_retry(key, why, &reason);
@@ -256,7 +275,7 @@ impl RunReport {
     /// Fold a shard's report into the run's.
     pub fn merge(&mut self, o: &RunReport) {
         for (k, c) in &o.counts {
-            self.counts(k).add(c);
+            self.counts(*k).add(c);
         }
         for i in &o.issues {
             if self.issues.len() < MAX_ISSUES {

@@ -2,6 +2,7 @@
 //! last written (fingerprint), and the cohorts and role assignments it gave them. An entry whose
 //! fingerprint and sets are unchanged needs no Moodle call at all.
 
+use crate::ids::MoodleUserId;
 use crate::moodle::users::UserFields;
 use crate::store::{key_escape, tables, BatchOp, Entity, SharedStore, StoreError};
 use std::collections::BTreeSet;
@@ -12,7 +13,7 @@ pub const COHORT_PK: &str = "cohort";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MappingRow {
     pub key: String,
-    pub moodle_id: Option<i64>,
+    pub moodle_id: Option<MoodleUserId>,
     pub username: String,
     pub fields: Option<UserFields>,
     pub fingerprint: String,
@@ -25,7 +26,11 @@ impl MappingRow {
     pub fn from_entity(e: &Entity) -> Result<Self, StoreError> {
         Ok(MappingRow {
             key: e.str("key").unwrap_or_default().to_string(),
-            moodle_id: e.int("moodle_id"),
+            moodle_id: e
+                .int("moodle_id")
+                .map(MoodleUserId::new)
+                .transpose()
+                .map_err(|err| StoreError::Invalid(format!("mapping row: {err}")))?,
             username: e.str("username").unwrap_or_default().to_string(),
             fields: e.json("fields")?,
             fingerprint: e.str("fp").unwrap_or_default().to_string(),
@@ -44,7 +49,7 @@ impl MappingRow {
             .with_json("cohorts", &self.cohorts)?
             .with_json("roles", &self.roles)?;
         if let Some(id) = self.moodle_id {
-            e.set("moodle_id", id);
+            e.set("moodle_id", id.get());
         }
         if let Some(f) = &self.fields {
             e = e.with_json("fields", f)?;

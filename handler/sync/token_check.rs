@@ -95,7 +95,7 @@ pub async fn site_info(
     let row = Entity::new(PARTITION, SITE_ROW)
         .with("identity", identity)
         .with("at", now.to_rfc3339())
-        .with("userid", info.userid.0)
+        .with("userid", info.userid.get())
         .with("username", info.username.clone())
         .with("userissiteadmin", info.userissiteadmin);
     if let Err(e) = store.upsert(tables::CHECKPOINTS, &row).await {
@@ -128,7 +128,7 @@ async fn remembered_site_info(
         return None;
     }
     Some(SiteInfo {
-        userid: MoodleUserId(row.int("userid").filter(|id| *id > 0)?),
+        userid: MoodleUserId::new(row.int("userid")?).ok()?,
         username: row.str("username")?.to_string(),
         userissiteadmin: row.bool("userissiteadmin")?,
         siteid: None,

@@ -14,6 +14,7 @@ use crate::moodle::courses::Course;
 use crate::moodle::enrolled::{enrolled_users, EnrolledUser};
 use crate::moodle::MoodleError;
 use crate::store::StoreError;
+use crate::sync::EntityKind;
 use std::collections::BTreeMap;
 
 /// Graph answers 404 for a group younger than this (team-put-teams.md: "less than 15 minutes").
@@ -21,8 +22,8 @@ pub const FRESH_GROUP_SECS: i64 = 15 * 60;
 /// `members/add` takes at most this many members (conversationmembers-add.md).
 pub const MAX_ADD: usize = 200;
 
-pub const ENTITY: &str = "teams";
-pub const MEMBERS: &str = "team members";
+pub const ENTITY: EntityKind = EntityKind::Teams;
+pub const MEMBERS: EntityKind = EntityKind::TeamMembers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CourseError {
@@ -67,7 +68,7 @@ pub fn wanted(ctx: &TeamsCtx, users: &[EnrolledUser]) -> Wanted {
         } else {
             continue;
         };
-        match ctx.links.entra_id(u.id.0) {
+        match ctx.links.entra_id(u.id.get()) {
             Some(id) => {
                 w.roles.insert(id.to_string(), role);
             }
@@ -91,7 +92,7 @@ fn stage_name(s: Stage) -> &'static str {
 /// One course, start to finish for this run. Errors of this course only are reported by the
 /// caller as this course's failure; `TeamsError::Fatal` stops the run.
 pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), CourseError> {
-    let key = course.id.0.to_string();
+    let key = course.id.get().to_string();
     let users = {
         let _slot = ctx.moodle_slot().await;
         enrolled_users(&ctx.moodle, course.id).await?
@@ -101,7 +102,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
     let nick = naming::mail_nickname(&ctx.settings, course);
     let archive = (ctx.settings.archive_ended && ctx.now >= 0 && course.ended(ctx.now))
         || (ctx.settings.archive_hidden && course.hidden());
-    let mut link = link::load(&ctx.store, course.id.0).await?;
+    let mut link = link::load(&ctx.store, course.id.get()).await?;
     ctx.report.trace(|| {
         format!(
             "teams {key}: {} owner(s), {} member(s) linked to Entra, {} unlinked; team {}",
@@ -139,7 +140,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
             let since = pending::mark(
                 &ctx.store,
                 &ctx.pending,
-                course.id.0,
+                course.id.get(),
                 &course.fullname,
                 &why,
                 ctx.now,
@@ -167,12 +168,12 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
             );
             return Ok(());
         }
-        pending::clear(&ctx.store, &ctx.pending, course.id.0).await?;
+        pending::clear(&ctx.store, &ctx.pending, course.id.get()).await?;
         let first = match ctx.settings.template {
             TeamTemplate::Standard => Stage::CreatingGroup,
             TeamTemplate::EducationClass => Stage::CreatingTeam,
         };
-        let mut fresh = CourseTeam::new(course.id.0, nick.clone(), display.clone(), first);
+        let mut fresh = CourseTeam::new(course.id.get(), nick.clone(), display.clone(), first);
         link::save(&ctx.store, &fresh).await?;
         create(ctx, course, &mut fresh, &owner).await?;
         return after_create(ctx, fresh, &want, &display, archive).await;
@@ -197,7 +198,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
     let mut l = l.clone();
     match want.owners().next().map(str::to_string) {
         Some(owner) => {
-            pending::clear(&ctx.store, &ctx.pending, course.id.0).await?;
+            pending::clear(&ctx.store, &ctx.pending, course.id.get()).await?;
             create(ctx, course, &mut l, &owner).await?
         }
         None if matches!(l.stage, Stage::Provisioning | Stage::GroupCreated) => {
@@ -209,7 +210,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
             let since = pending::mark(
                 &ctx.store,
                 &ctx.pending,
-                course.id.0,
+                course.id.get(),
                 &course.fullname,
                 why,
                 ctx.now,
@@ -249,7 +250,7 @@ async fn create(
     l: &mut CourseTeam,
     owner: &str,
 ) -> Result<(), CourseError> {
-    let key = course.id.0.to_string();
+    let key = course.id.get().to_string();
     let template = ctx.settings.template.graph_name();
     loop {
         match l.stage {
@@ -330,7 +331,7 @@ async fn create(
                 }
             }
             Stage::CreatingTeam => {
-                if let Some(id) = find_group(ctx, &l.display_name, Some(course.id.0)).await? {
+                if let Some(id) = find_group(ctx, &l.display_name, Some(course.id.get())).await? {
                     l.team_id = Some(id);
                     l.operation = None;
                     l.polled_at = 0;

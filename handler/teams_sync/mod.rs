@@ -203,7 +203,7 @@ pub async fn plan_batches(
         None => select::selected(&env.moodle, &env.settings.selection)
             .await?
             .into_iter()
-            .map(|c| c.id.0)
+            .map(|c| c.id.get())
             .collect(),
     };
     Ok(ids
@@ -259,7 +259,7 @@ pub async fn run(
     // uses a fraction of them. Results come back as courses finish; reports are merged in course
     // order so the run's report reads the same whatever the timing.
     let template = RunReport::new(&report.run_id, opts, report.trace_limit);
-    let seen: std::collections::BTreeSet<i64> = list.iter().map(|c| c.id.0).collect();
+    let seen: std::collections::BTreeSet<i64> = list.iter().map(|c| c.id.get()).collect();
     let total = list.len();
     let mut results = futures::stream::iter(list.into_iter().enumerate())
         .map(|(i, c)| {

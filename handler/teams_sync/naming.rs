@@ -46,7 +46,7 @@ pub fn mail_nickname(s: &TeamsSettings, c: &Course) -> String {
 
 /// Description of the team: also the course marker that tells our team from a namesake.
 pub fn description(c: &Course) -> String {
-    format!("{} {}", c.shortname.trim(), course_marker(c.id.0))
+    format!("{} {}", c.shortname.trim(), course_marker(c.id.get()))
 }
 
 pub fn course_marker(course_id: i64) -> String {
@@ -85,7 +85,7 @@ mod tests {
 
     fn course(id: i64, short: &str, full: &str, idnumber: &str) -> Course {
         Course {
-            id: MoodleCourseId(id),
+            id: MoodleCourseId::new(id).unwrap(),
             shortname: short.into(),
             fullname: full.into(),
             idnumber: idnumber.into(),

@@ -37,7 +37,7 @@ use crate::moodle::{MoodleClient, MoodleError};
 use crate::store::{key_escape, tables, BatchOp, Entity, SharedStore, StoreError};
 use crate::sync::apply::{self, UserForm};
 use crate::sync::removal;
-use crate::sync::report::{EntraSummary, RunReport, SyncOptions};
+use crate::sync::report::{EntityKind, EntraSummary, RunReport, SyncOptions};
 use crate::sync::retry;
 use crate::sync::settings::SyncSettings;
 use plan::{EntraUser, Found, LinkRow};
@@ -49,7 +49,7 @@ use std::sync::Arc;
 pub const CHECKPOINT_PARTITION: &str = "entra";
 const CHECKPOINT_ROW: &str = "users-delta";
 /// The pass's entity in run reports.
-pub const ENTITY: &str = "entra-users";
+pub const ENTITY: EntityKind = EntityKind::EntraUsers;
 /// The pass's shard on `sync-work`, and its population in the retry set.
 pub const SHARD: &str = "entra";
 /// Waiting users re-read per `$batch` round (5 envelopes of 20).
@@ -96,7 +96,7 @@ pub struct EntraPass<'a> {
 /// A suspension or deletion waiting for the end of the round.
 struct Removal {
     key: String,
-    moodle_id: i64,
+    moodle_id: MoodleUserId,
     delete: bool,
     why: String,
 }
@@ -571,7 +571,7 @@ impl EntraPass<'_> {
             return Ok(true);
         }
         let budget = self.moodle.field_budget();
-        let ids: Vec<MoodleUserId> = suspends.iter().map(|r| MoodleUserId(r.moodle_id)).collect();
+        let ids: Vec<MoodleUserId> = suspends.iter().map(|r| r.moodle_id).collect();
         let results =
             apply::suspend_users(self.moodle, &ids, budget, self.settings().batch_size).await?;
         for (r, result) in suspends.iter().zip(results) {
@@ -593,7 +593,7 @@ impl EntraPass<'_> {
             let items: Vec<(usize, MoodleUserId)> = part
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (i, MoodleUserId(r.moodle_id)))
+                .map(|(i, r)| (i, r.moodle_id))
                 .collect();
             let client = self.moodle;
             let out = apply::bisect(items, |g| async move {
@@ -633,7 +633,7 @@ impl EntraPass<'_> {
         Ok(())
     }
 
-    async fn forget(&self, key: &str, moodle_id: i64) -> Result<(), StoreError> {
+    async fn forget(&self, key: &str, moodle_id: MoodleUserId) -> Result<(), StoreError> {
         self.store
             .delete(
                 tables::MAPPINGS,
@@ -762,7 +762,7 @@ impl EntraPass<'_> {
                 };
                 let f = if let Some(label) = list
                     .iter()
-                    .find_map(|mu| protected.matches(Some(mu.id.0), &mu.username))
+                    .find_map(|mu| protected.matches(Some(mu.id), &mu.username))
                 {
                     Found::Protected(label.to_string())
                 } else if list.len() > 1 {
@@ -844,7 +844,7 @@ impl EntraPass<'_> {
         let mut creates: Vec<(String, UserForm)> = Vec::new();
         let mut updates: Vec<(String, MoodleUserId, UserForm)> = Vec::new();
         let mut reenables: Vec<(String, MoodleUserId)> = Vec::new();
-        let mut remember: Vec<(String, i64, &plan::Decision)> = Vec::new();
+        let mut remember: Vec<(String, MoodleUserId, &plan::Decision)> = Vec::new();
         for (key, d) in &decisions {
             if let Some(why) = &d.skip {
                 match d.waiting {
@@ -870,10 +870,10 @@ impl EntraPass<'_> {
                             .join(", ")
                     )
                 });
-                updates.push((key.clone(), MoodleUserId(id), update_item(id, &d.update)));
+                updates.push((key.clone(), id, update_item(id, &d.update)));
             }
             if d.reenable {
-                reenables.push((key.clone(), MoodleUserId(id)));
+                reenables.push((key.clone(), id));
             }
             if d.suspend {
                 st.removals.push(Removal {
@@ -902,9 +902,9 @@ impl EntraPass<'_> {
         let (batch_size, concurrency) = (self.settings().batch_size, self.sync.write_concurrency);
         let forms: Vec<UserForm> = creates.iter().map(|(_, f)| f.clone()).collect();
         let out = apply::create_users(self.moodle, &forms, budget, batch_size, concurrency).await?;
-        let mut created: Vec<(String, i64)> = Vec::new();
+        let mut created: Vec<(String, MoodleUserId)> = Vec::new();
         for (j, id) in out.ok {
-            created.push((creates[j].0.clone(), id.0));
+            created.push((creates[j].0.clone(), id));
         }
         report.counts(ENTITY).created += created.len() as u64;
         for (j, why) in out.failed {
@@ -962,7 +962,10 @@ impl EntraPass<'_> {
     }
 
     /// Link rows, forward (with what was written) and reverse, a batch per partition.
-    async fn remember(&self, rows: &[(String, i64, &plan::Decision)]) -> Result<(), StoreError> {
+    async fn remember(
+        &self,
+        rows: &[(String, MoodleUserId, &plan::Decision)],
+    ) -> Result<(), StoreError> {
         let config = self.settings().config_hash();
         for chunk in rows.chunks(crate::store::MAX_BATCH) {
             let mut forward = Vec::new();
@@ -978,7 +981,7 @@ impl EntraPass<'_> {
                     .and_then(|e| e.bool("suspended"))
                     .unwrap_or(false);
                 let row = Entity::new(ENTRA_USER_PARTITION, key_escape(key))
-                    .with(MOODLE_USER_ID_PROP, *id)
+                    .with(MOODLE_USER_ID_PROP, id.get())
                     .with("fields", fields.as_str())
                     .with("suspended", suspended)
                     .with("config_hash", config.as_str())
@@ -1008,7 +1011,7 @@ fn not_found_ok(e: StoreError) -> Result<(), StoreError> {
     }
 }
 
-fn update_item(id: i64, fields: &[(String, String)]) -> UserForm {
+fn update_item(id: MoodleUserId, fields: &[(String, String)]) -> UserForm {
     let mut item = vec![("id".to_string(), id.to_string())];
     let mut custom = 0;
     for (k, v) in fields {
@@ -1025,7 +1028,8 @@ fn update_item(id: i64, fields: &[(String, String)]) -> UserForm {
 }
 
 fn link_row(e: &Entity) -> Option<LinkRow> {
-    let moodle_id = e.int(MOODLE_USER_ID_PROP)?;
+    // A row whose id is not a Moodle id links nothing: the user is looked up again.
+    let moodle_id = MoodleUserId::new(e.int(MOODLE_USER_ID_PROP)?).ok()?;
     Some(LinkRow {
         moodle_id,
         fields: e
@@ -1042,7 +1046,7 @@ mod tests {
     #[test]
     fn profile_fields_become_custom_field_items() {
         let item = super::update_item(
-            7,
+            crate::ids::MoodleUserId::new(7).unwrap(),
             &[
                 ("department".into(), "Maths".into()),
                 ("profile_field_classe".into(), "6A".into()),

@@ -3,6 +3,7 @@
 //! decision (create / link / update / suspend / re-enable / skip) and why.
 
 use super::settings::{CreateFilter, EntraSettings, MatchField, When};
+use crate::ids::MoodleUserId;
 use crate::moodle::users::MoodleUser;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -39,9 +40,9 @@ pub fn enabled(user: &EntraUser) -> bool {
 }
 
 /// The link row of one Entra user.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinkRow {
-    pub moodle_id: i64,
+    pub moodle_id: MoodleUserId,
     /// Mapped field values as last written (or found), for the next comparison.
     pub fields: BTreeMap<String, String>,
     /// This sync suspended the account (only those are re-enabled).
@@ -68,7 +69,7 @@ pub enum Found {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Decision {
     /// The account the user has or will be linked to.
-    pub moodle_id: Option<i64>,
+    pub moodle_id: Option<MoodleUserId>,
     /// Write the link row (new link, changed fields, or a config change).
     pub remember: bool,
     /// Fields of a new account (`UserFields` form items), when one is created.
@@ -146,7 +147,7 @@ pub fn present(
         match (row, found) {
             (Some(r), _) => d.moodle_id = Some(r.moodle_id),
             (None, Found::One(mu)) => {
-                d.moodle_id = Some(mu.id.0);
+                d.moodle_id = Some(mu.id);
                 d.remember = true;
                 d.trace = Some(format!(
                     "{key}: linked to the ENT account {:?}",
@@ -178,7 +179,7 @@ pub fn present(
             d.remember = !d.update.is_empty() || r.config != config;
         }
         (None, Found::One(mu)) => {
-            d.moodle_id = Some(mu.id.0);
+            d.moodle_id = Some(mu.id);
             d.remember = true;
             if s.update {
                 d.update = want
@@ -356,7 +357,7 @@ mod tests {
     fn a_found_account_is_linked_and_only_changed_fields_are_written() {
         let s = settings(&[]);
         let d = present(&s, &claire(), None, &Found::One(moodle_user(7)), true);
-        assert_eq!(d.moodle_id, Some(7));
+        assert_eq!(d.moodle_id.map(MoodleUserId::get), Some(7));
         assert!(d.remember && d.create.is_none());
         assert_eq!(
             d.update,
@@ -395,7 +396,7 @@ mod tests {
     fn a_linked_user_unchanged_needs_nothing_and_disable_suspends_then_reenables() {
         let s = settings(&[]);
         let row = LinkRow {
-            moodle_id: 7,
+            moodle_id: MoodleUserId::new(7).unwrap(),
             fields: mapped(&s, &claire(), When::Update),
             suspended: false,
             config: s.config_hash(),
@@ -420,7 +421,7 @@ mod tests {
     fn ent_link_mode_only_links() {
         let s = settings(&[("ENTRA_ENT_LINK", "mail=mail")]);
         let d = present(&s, &claire(), None, &Found::One(moodle_user(9)), true);
-        assert_eq!(d.moodle_id, Some(9));
+        assert_eq!(d.moodle_id.map(MoodleUserId::get), Some(9));
         assert!(d.remember && d.update.is_empty() && d.create.is_none());
         let d = present(&s, &claire(), None, &Found::Nothing, true);
         assert!(d.create.is_none() && d.skip.is_some());

@@ -39,7 +39,7 @@ pub struct SyncSettings {
     pub cohorts: CohortSettings,
     pub role_rules: Vec<RoleRule>,
     /// Role shortname → Moodle role id (Moodle has no web service to list roles).
-    pub role_ids: Vec<(String, i64)>,
+    pub role_ids: Vec<(String, crate::ids::MoodleRoleId)>,
     /// Parents and their links to their children (SYNC_PARENTS).
     pub parents: ParentSettings,
     pub batch_size: usize,
@@ -140,7 +140,11 @@ impl SyncSettings {
             self.mapping,
             self.cohorts,
             self.role_rules,
-            self.role_ids,
+            // As plain numbers, so the hash (and the full pass a change forces) stays as it was.
+            self.role_ids
+                .iter()
+                .map(|(k, v)| (k, v.get()))
+                .collect::<Vec<_>>(),
             self.populations,
             self.leavers,
             self.skip_declared_duplicates,
@@ -155,7 +159,7 @@ impl SyncSettings {
         self.enabled || self.ldap.bind_dn.is_some() || !matches!(self.source, SourceKind::Ldap)
     }
 
-    pub fn role_id(&self, shortname: &str) -> Option<i64> {
+    pub fn role_id(&self, shortname: &str) -> Option<crate::ids::MoodleRoleId> {
         self.role_ids
             .iter()
             .find(|(k, _)| k == shortname)

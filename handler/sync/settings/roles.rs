@@ -1,6 +1,7 @@
 //! Role assignments given from directory attributes, and the Moodle role ids they need.
 
 use crate::config::Source;
+use crate::ids::MoodleRoleId;
 use crate::moodle::roles::ContextLevel;
 
 /// `attribute|level|role|template`: each value of `attribute` (`<structure>$<code>[$…]`) gives
@@ -33,7 +34,7 @@ impl RoleRule {
 
 pub(super) struct Roles {
     pub rules: Vec<RoleRule>,
-    pub ids: Vec<(String, i64)>,
+    pub ids: Vec<(String, MoodleRoleId)>,
 }
 
 pub(super) fn load(src: &mut Source) -> Roles {
@@ -62,7 +63,7 @@ pub(super) fn load(src: &mut Source) -> Roles {
     for pair in ids_raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match pair.split_once('=').and_then(|(k, v)| {
             v.trim()
-                .parse::<i64>()
+                .parse::<MoodleRoleId>()
                 .ok()
                 .map(|v| (k.trim().to_string(), v))
         }) {

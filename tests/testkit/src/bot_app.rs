@@ -445,7 +445,7 @@ impl BotTestApp {
                 id: Some(c.row_key.clone()),
             };
             let ctx = bridge::host::functions::InvocationContext {
-                invocation_id: bridge::ids::InvocationId("test".into()),
+                invocation_id: bridge::ids::InvocationId::new("test").unwrap(),
                 function: "BotReplies",
             };
             bridge::bot::replies::on_queued_reply(&self.state, &ctx, msg)

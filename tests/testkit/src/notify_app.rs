@@ -112,7 +112,7 @@ impl NotifyTestApp {
         bridge::bot::mapping::remember_pair(
             &self.app.store,
             &aad_of(moodle),
-            bridge::ids::MoodleUserId(moodle),
+            bridge::ids::MoodleUserId::new(moodle).unwrap(),
         )
         .await
         .unwrap();
@@ -166,7 +166,7 @@ pub async fn run_on(
     dequeue_count: u32,
 ) -> Result<FunctionOutputs, String> {
     let ctx = bridge::host::functions::InvocationContext {
-        invocation_id: bridge::ids::InvocationId("test".into()),
+        invocation_id: bridge::ids::InvocationId::new("test").unwrap(),
         function: "NotifyFanout",
     };
     let msg = QueueMessage {

@@ -561,7 +561,7 @@ pub async fn run(opts: Options, out: &mut dyn Write) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(32)).await;
             match bridge::sync::run::run_inline(&sync, &teams_opts, None).await {
                 Ok(r) => {
-                    let members = counts(&r, bridge::teams_sync::course::MEMBERS);
+                    let members = counts(&r, bridge::teams_sync::course::MEMBERS.as_str());
                     println!(
                         "\n[teams, 32 s later] {} teams ready, {} members added; see the run in the admin page's history",
                         counts(&r, "teams").updated + counts(&r, "teams").created,
