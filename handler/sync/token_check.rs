@@ -39,13 +39,8 @@ pub async fn prove_if_stale(
     now: DateTime<Utc>,
 ) -> Result<Proof, MoodleError> {
     if recheck_secs > 0 {
-        if let Some(at) = last_proof(store, &moodle.identity()).await {
-            let age = now - at;
-            if age >= chrono::Duration::zero()
-                && age < chrono::Duration::seconds(recheck_secs.min(i64::MAX as u64) as i64)
-            {
-                return Ok(Proof::Recent(at));
-            }
+        if let Some((_, at)) = fresh_row(store, ROW, &moodle.identity(), recheck_secs, now).await {
+            return Ok(Proof::Recent(at));
         }
     }
     crate::moodle::site::site_info(moodle).await?;
@@ -64,17 +59,32 @@ pub async fn remember(store: &SharedStore, moodle: &MoodleClient, now: DateTime<
     }
 }
 
-async fn last_proof(store: &SharedStore, identity: &str) -> Option<DateTime<Utc>> {
+/// The row `key` when it was written for this very token less than `recheck_secs` ago (a clock
+/// gone backwards counts as stale), with the time it was written.
+async fn fresh_row(
+    store: &SharedStore,
+    key: &str,
+    identity: &str,
+    recheck_secs: u64,
+    now: DateTime<Utc>,
+) -> Option<(Entity, DateTime<Utc>)> {
     let row = store
-        .get(tables::CHECKPOINTS, PARTITION, ROW)
+        .get(tables::CHECKPOINTS, PARTITION, key)
         .await
         .ok()??;
     if row.str("identity") != Some(identity) {
         return None;
     }
-    DateTime::parse_from_rfc3339(row.str("at")?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let at = DateTime::parse_from_rfc3339(row.str("at")?)
+        .ok()?
+        .with_timezone(&Utc);
+    let age = now - at;
+    if age < chrono::Duration::zero()
+        || age >= chrono::Duration::seconds(recheck_secs.min(i64::MAX as u64) as i64)
+    {
+        return None;
+    }
+    Some((row, at))
 }
 
 /// Site info for this token: from the store when read for this very token within
@@ -111,22 +121,7 @@ async fn remembered_site_info(
     recheck_secs: u64,
     now: DateTime<Utc>,
 ) -> Option<SiteInfo> {
-    let row = store
-        .get(tables::CHECKPOINTS, PARTITION, SITE_ROW)
-        .await
-        .ok()??;
-    if row.str("identity") != Some(identity) {
-        return None;
-    }
-    let at = DateTime::parse_from_rfc3339(row.str("at")?)
-        .ok()?
-        .with_timezone(&Utc);
-    let age = now - at;
-    if age < chrono::Duration::zero()
-        || age >= chrono::Duration::seconds(recheck_secs.min(i64::MAX as u64) as i64)
-    {
-        return None;
-    }
+    let (row, _) = fresh_row(store, SITE_ROW, identity, recheck_secs, now).await?;
     Some(SiteInfo {
         userid: MoodleUserId::new(row.int("userid")?).ok()?,
         username: row.str("username")?.to_string(),
