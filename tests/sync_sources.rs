@@ -313,7 +313,6 @@ async fn cohorts_from_ldap_groups_follow_membership_changes() {
     );
     data.extend(group("chorale", &[person_dn(6), person_dn(7)]).as_bytes());
     let slapd = Slapd::start(&data);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let fake = FakeMoodle::start().await;
     let w = world_with(groups_settings(&slapd.url), fake).await;
     let (env, fake) = (&w.env, &w.fake);
@@ -401,7 +400,6 @@ async fn a_groups_shard_applied_before_the_user_shards_adds_the_members_on_the_n
     data.extend(group("club", &[person_dn(4), person_dn(5)]).as_bytes());
     data.extend(group("chorale", &[person_dn(6), person_dn(7)]).as_bytes());
     let slapd = Slapd::start(&data);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let fake = FakeMoodle::start().await;
     let w = world_with(groups_settings(&slapd.url), fake).await;
     let (env, fake) = (&w.env, &w.fake);

@@ -111,6 +111,9 @@ impl Slapd {
             .arg(dir.join("slapd.d"))
             .arg("-l")
             .arg(dir.join("data.ldif")));
+        // modifyTimestamp has whole seconds: an entry loaded in the second a test's first sync starts is
+        // (rightly) read again by the next incremental run. Leave that second before anyone reads.
+        let loaded_in = unix_secs();
         let port = crate::free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
         // The shell waits on its stdin: when this process goes (even without Drop), it kills slapd and cleans up.
@@ -130,6 +133,9 @@ impl Slapd {
                 std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        while unix_secs() <= loaded_in {
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Slapd { url, dir, child }
     }
@@ -156,6 +162,13 @@ impl Slapd {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn rand_suffix() -> u64 {
