@@ -20,19 +20,6 @@ const PASSWORD: &str = "correct horse battery staple";
 const GROUP: &str = "0a0a0a0a-0000-4000-8000-000000000001";
 const TENANT: &str = "00000000-aaaa-4000-8000-000000000001";
 
-fn cheap_hash(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-    argon2::Argon2::new(
-        argon2::Algorithm::Argon2id,
-        argon2::Version::V0x13,
-        argon2::Params::new(64, 1, 1, None).unwrap(),
-    )
-    .hash_password(password.as_bytes(), &salt)
-    .unwrap()
-    .to_string()
-}
-
 struct Served {
     base: String,
     _state: AppState,
@@ -105,7 +92,7 @@ fn assert_png(p: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_run_a_simulation_and_watch_it_live_in_chromium() {
-    let app = serve(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))]).await;
+    let app = serve(&[("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))]).await;
     let base = app.base.clone();
     tokio::task::spawn_blocking(move || {
         let browser = Browser::launch();

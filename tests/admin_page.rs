@@ -17,20 +17,6 @@ const GROUP: &str = "0a0a0a0a-0000-4000-8000-000000000001";
 const TENANT: &str = "00000000-aaaa-4000-8000-000000000001";
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Cheap parameters so the debug-build test stays fast; the hash format is the real one.
-fn cheap_hash(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-    argon2::Argon2::new(
-        argon2::Algorithm::Argon2id,
-        argon2::Version::V0x13,
-        argon2::Params::new(64, 1, 1, None).unwrap(),
-    )
-    .hash_password(password.as_bytes(), &salt)
-    .unwrap()
-    .to_string()
-}
-
 struct Page {
     state: AppState,
     _dir: tempfile::TempDir,
@@ -211,7 +197,11 @@ async fn every_admin_route_refuses_anonymous_and_wrong_group_requests() {
 
     // Under serve with a password: anonymous browsers are sent to sign in, anything else refused;
     // a forged or foreign cookie is anonymous.
-    let serve = page(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))], false).await;
+    let serve = page(
+        &[("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))],
+        false,
+    )
+    .await;
     let forged = format!(
         "bridge_admin=v1.99999999999.{}.{}",
         "00".repeat(16),
@@ -293,7 +283,11 @@ async fn sign_in(p: &Page) -> String {
 
 #[tokio::test]
 async fn login_attempts_are_rate_limited_and_need_the_form_token() {
-    let p = page(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))], false).await;
+    let p = page(
+        &[("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))],
+        false,
+    )
+    .await;
     let f = call(&p, "GET", "/admin/sync/login", &[], None).await;
     let login = set_cookie(&f, "bridge_admin_login");
     let csrf = csrf_of(&f.body);
@@ -384,7 +378,11 @@ fn screenshot(name: &str, html: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
-    let p = page(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))], true).await;
+    let p = page(
+        &[("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))],
+        true,
+    )
+    .await;
     let session = sign_in(&p).await;
     let auth = [("cookie", session.clone())];
     let overview = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
@@ -554,7 +552,8 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
             "surname": "User", "accountEnabled": true,
         }));
     }
-    let mut extra: Vec<(&str, String)> = vec![("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))];
+    let mut extra: Vec<(&str, String)> =
+        vec![("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))];
     let genv = graph.env();
     for (k, v) in &genv {
         extra.push((k.as_str(), v.clone()));
@@ -648,7 +647,11 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
 
 #[tokio::test]
 async fn a_one_time_link_signs_a_browser_in_once() {
-    let p = page(&[("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD))], false).await;
+    let p = page(
+        &[("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD))],
+        false,
+    )
+    .await;
     let now = chrono::Utc::now().timestamp();
     let token = bridge::admin::link::create(&p.state.store, now)
         .await

@@ -139,27 +139,6 @@ fn parse_ldif(text: &str) -> Vec<Entry> {
     out
 }
 
-/// The sample school with every login, mail and join key prefixed, so it is new to the lab.
-fn prefixed_sample(prefix: &str) -> String {
-    let text = testkit::fixture("ent/sample-school.ldif");
-    text.lines()
-        .map(|l| {
-            if let Some(v) = l.strip_prefix("ENTPersonLogin: ") {
-                format!("ENTPersonLogin: {prefix}{v}")
-            } else if let Some(v) = l.strip_prefix("mail: ") {
-                format!("mail: {prefix}{v}")
-            } else if let Some(v) = l.strip_prefix("ENTPersonJointure: ") {
-                let (src, id) = v.split_once('$').unwrap();
-                format!("ENTPersonJointure: {src}${prefix}{id}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
 fn has_class(e: &Entry, class: &str) -> bool {
     e.all("objectClass").iter().any(|c| c == class)
 }
@@ -511,7 +490,7 @@ fn opts() -> SyncOptions {
 async fn sample_school_from_ldif_lands_in_moodle_as_the_directory_says() {
     smtp_sink();
     let p = unique_prefix("ldif");
-    let ldif = prefixed_sample(&p);
+    let ldif = testkit::ent_data::prefixed_sample(&p);
     let w = world(&p, Some(&ldif), &[]).await;
     let r = w.run(opts()).await;
     assert_eq!(r.total().failed, 0, "{}", r.render());
@@ -569,6 +548,65 @@ async fn sample_school_from_ldif_lands_in_moodle_as_the_directory_says() {
         &format!("{p}_"),
         "cas",
     );
+    cleanup(&p).await;
+}
+
+/// The same sample school served by a real slapd instead of its export file: Moodle ends up
+/// exactly as the directory says, with no password mail (both sources, one result).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_school_through_slapd_lands_in_moodle_like_its_export() {
+    smtp_sink();
+    let p = unique_prefix("sldap");
+    let text = testkit::ent_data::prefixed_sample(&p);
+    // slapadd takes entries only: the export's header comments and version line go.
+    let entries: String = text
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.starts_with("version:") || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let slapd = testkit::slapd::Slapd::start(entries.as_bytes());
+    let w = world(
+        &p,
+        None,
+        &[
+            ("LDAP_URL", slapd.url.as_str()),
+            ("LDAP_BIND_DN", testkit::slapd::READER_DN),
+            ("LDAP_BIND_PASSWORD", testkit::slapd::READER_PW),
+        ],
+    )
+    .await;
+    let r = w.run(opts()).await;
+    assert_eq!(r.total().failed, 0, "{}", r.render());
+    let want = expected(&parse_ldif(&text), &|c| c.starts_with(SAMPLE_SIREN));
+    assert_eq!(want.len(), 28);
+    assert_eq!(r.counts["users"].created, 28, "{}", r.render());
+    let snap = snapshot(&p).await;
+    assert_matches(&snap, &want, &format!("{p}_"), "cas");
+    assert_eq!(snap.cohorts.len(), 4, "6A, 6B, 5A and ULIS-A");
+    assert_eq!(
+        mails_to(&p).len(),
+        0,
+        "password mails to {:?}",
+        recipients(&p)
+    );
+    let again = w.run(opts()).await;
+    assert_eq!(again.moodle_writes(), 0, "{}", again.render());
+    cleanup(&p).await;
+}
+
+/// The generated directory through its LDIF export instead of slapd: the same people land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_directory_through_its_export_lands_in_moodle_as_through_slapd() {
+    smtp_sink();
+    let p = unique_prefix("genf");
+    let text = generated(&p, 300);
+    let w = world(&p, Some(&text), &[("SYNC_BATCH_SIZE", "120")]).await;
+    let r = w.run(opts()).await;
+    assert_eq!(r.total().failed, 0, "{}", r.render());
+    let want = expected(&parse_ldif(&text), &|c| c.starts_with(GEN_SCHOOLS[0]));
+    assert_eq!(want.len(), 300);
+    assert_eq!(r.counts["users"].created, 300, "{}", r.render());
+    assert_matches(&snapshot(&p).await, &want, &format!("{p}_"), "cas");
     cleanup(&p).await;
 }
 
@@ -847,7 +885,7 @@ fn create_course(idnumber: &str, shortname: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipped_entries_are_retried_until_they_go_through() {
     let p = unique_prefix("retry");
-    let ldif = prefixed_sample(&p);
+    let ldif = testkit::ent_data::prefixed_sample(&p);
     // Courses of this test only: `<prefix><school>$<class>`, none of which exists yet.
     let rule = format!("ENTAuxEnsClasses|course|editingteacher|{p}{{school}}${{code}}");
     let w = world(&p, Some(&ldif), &[("SYNC_ROLE_RULES", rule.as_str())]).await;
@@ -1016,7 +1054,7 @@ async fn manual_accounts_get_a_password_mail_only_when_the_setting_asks() {
     let quiet = unique_prefix("man");
     let w = world(
         &quiet,
-        Some(&prefixed_sample(&quiet)),
+        Some(&testkit::ent_data::prefixed_sample(&quiet)),
         &[("SYNC_USER_AUTH", "manual"), ("SYNC_ROLE_RULES", "-")],
     )
     .await;
@@ -1038,7 +1076,7 @@ async fn manual_accounts_get_a_password_mail_only_when_the_setting_asks() {
     let mailed = unique_prefix("mail");
     let w = world(
         &mailed,
-        Some(&prefixed_sample(&mailed)),
+        Some(&testkit::ent_data::prefixed_sample(&mailed)),
         &[
             ("SYNC_USER_AUTH", "manual"),
             ("SYNC_ROLE_RULES", "-"),

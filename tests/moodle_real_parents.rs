@@ -50,27 +50,6 @@ fn prepare_lab() -> LabParents {
     }
 }
 
-/// The sample school, logins, mails and join keys prefixed so they are new to the lab.
-fn prefixed_sample(prefix: &str) -> String {
-    let text = testkit::fixture("ent/sample-school.ldif");
-    text.lines()
-        .map(|l| {
-            if let Some(v) = l.strip_prefix("ENTPersonLogin: ") {
-                format!("ENTPersonLogin: {prefix}{v}")
-            } else if let Some(v) = l.strip_prefix("mail: ") {
-                format!("mail: {prefix}{v}")
-            } else if let Some(v) = l.strip_prefix("ENTPersonJointure: ") {
-                let (src, id) = v.split_once('$').unwrap();
-                format!("ENTPersonJointure: {src}${prefix}{id}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
 fn settings(prefix: &str, file: &str, parent_role_id: i64) -> SyncSettings {
     let ids = format!(
         "manager=1,coursecreator=2,editingteacher=3,teacher=4,student=5,parent={parent_role_id}"
@@ -143,7 +122,7 @@ async fn the_sample_schools_parent_is_linked_in_each_childs_user_context_and_rea
     let p = unique_prefix("par");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("people.ldif");
-    std::fs::write(&file, prefixed_sample(&p)).unwrap();
+    std::fs::write(&file, testkit::ent_data::prefixed_sample(&p)).unwrap();
     let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
     store.ensure_tables().await.unwrap();
     let env = SyncEnv {
@@ -234,7 +213,7 @@ async fn the_sample_schools_parent_is_linked_in_each_childs_user_context_and_rea
     assert_eq!(titles, ["Lucie Hervé", "Timothée Hervé"]);
 
     // The link disappears from the directory: unassigned in Moodle, and the reader sees it at once.
-    let text: Vec<String> = prefixed_sample(&p)
+    let text: Vec<String> = testkit::ent_data::prefixed_sample(&p)
         .split("\n\n")
         .map(|rec| {
             let is_timothee = rec.contains("dn: uid=F0100017,");

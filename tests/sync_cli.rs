@@ -182,3 +182,62 @@ async fn a_failed_create_is_retried_although_the_export_did_not_change() {
     assert!(again.waiting.is_empty(), "{}", again.render());
     assert!(w.fake.lock().user_by_username("lea.martin").is_some());
 }
+
+/// Teachers whose courses do not exist yet wait in the retry set. While none of their courses
+/// exists, a run re-reads none of them (it looks the courses up, as their plan would, and
+/// writes nothing); once one course exists, exactly the teachers waiting for it are re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teachers_waiting_for_courses_are_re_read_only_once_one_of_their_courses_exists() {
+    let file = sample_path();
+    let s = sync_settings(
+        &[("SYNC_SOURCE", "ldif"), ("SYNC_SOURCE_FILE", file.as_str())],
+        &[],
+    );
+    let w = world_with(s, FakeMoodle::start().await).await;
+    let first = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    let waiting = first.waiting.get("role context missing").copied();
+    assert_eq!(waiting, Some(5), "{}", first.render());
+
+    w.fake.reset_calls();
+    let idle = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert_eq!(idle.entries_read, 0, "{}", idle.render());
+    assert_eq!(
+        idle.retry_examined,
+        0,
+        "nothing to re-read: {}",
+        idle.render()
+    );
+    assert_eq!(idle.waiting.get("role context missing").copied(), waiting);
+    assert_eq!(w.fake.lock().write_calls(), 0);
+    let calls = w.fake.calls();
+    assert!(
+        calls
+            .keys()
+            .all(|f| f == "core_course_get_courses_by_field"),
+        "only the courses are looked up: {calls:?}"
+    );
+
+    // One of the missing courses appears: those waiting for it are re-read and get their role.
+    w.fake.lock().insert_course("6A", "99900100000016$6A", 1);
+    let after = run_inline(&w.env, &SyncOptions::scheduled(), None)
+        .await
+        .unwrap();
+    assert!(
+        after.retry_examined >= 1 && after.retry_examined < 5,
+        "{}",
+        after.render()
+    );
+    assert!(after.counts["roles"].created >= 1, "{}", after.render());
+    // Each of them still teaches a class whose course is missing: they go on waiting for those.
+    assert_eq!(after.waiting.get("role context missing"), Some(&5));
+    assert!(w
+        .fake
+        .lock()
+        .role_assignments
+        .iter()
+        .any(|(role, _, level, _)| *role == 3 && level == "course"));
+}

@@ -18,13 +18,7 @@ fn spec() -> Spec {
 /// One directory for the read-only tests (tests that change entries start their own).
 fn shared_slapd() -> &'static Slapd {
     static SLAPD: OnceLock<Slapd> = OnceLock::new();
-    SLAPD.get_or_init(|| start_slapd(&spec()))
-}
-
-fn start_slapd(spec: &Spec) -> Slapd {
-    let mut data = Vec::new();
-    ent_data::write_ldif(&mut data, spec).unwrap();
-    Slapd::start(&data)
+    SLAPD.get_or_init(|| Slapd::with_people(&spec()))
 }
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> SyncSettings {
@@ -397,7 +391,7 @@ async fn a_crashed_run_resumes_without_duplicates() {
         people: 400,
         ..Spec::new(400)
     };
-    let slapd = start_slapd(&small);
+    let slapd = Slapd::with_people(&small);
     let w = world(settings(&slapd.url, &[("SYNC_BATCH_SIZE", "50")])).await;
     // Moodle goes away after 3 create calls (503 on every retry): the run stops part-way.
     w.fake.fail_after("core_user_create_users", 3, 503, None);
@@ -425,7 +419,7 @@ async fn a_crashed_run_resumes_without_duplicates() {
 #[tokio::test]
 async fn incremental_run_reads_only_changed_entries_and_moves_the_cohort() {
     let small = Spec::new(60);
-    let slapd = start_slapd(&small);
+    let slapd = Slapd::with_people(&small);
     let w = world(settings(&slapd.url, &[])).await;
     run_inline(&w.env, &all(), None).await.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -462,7 +456,7 @@ async fn incremental_run_reads_only_changed_entries_and_moves_the_cohort() {
 #[tokio::test]
 async fn the_cohort_lock_protects_manual_cohorts_unless_disabled() {
     let small = Spec::new(40);
-    let slapd = start_slapd(&small);
+    let slapd = Slapd::with_people(&small);
     let key = format!("{}$6B", ent_data::siren(0));
     let fake = FakeMoodle::start().await;
     let manual = fake.lock().insert_cohort("6B (manual)", &key);

@@ -2,63 +2,30 @@
 //! child's user context, read from whichever side the directory fills (LDIF export source).
 
 use bridge::app::AppState;
-use bridge::config::Source;
-use bridge::settings::Settings;
-use bridge::store::blob::FsBlobStore;
-use bridge::store::sqlite::SqliteStore;
-use bridge::store::SharedStore;
-use bridge::sync::run::latest_reports;
-use bridge::sync::RunReport;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use testkit::fake_moodle::FakeMoodle;
-use testkit::sync_env::pairs;
+use testkit::sync_env::{self, cli_sync};
 
 const PARENT_ROLE_ID: i64 = 9;
 
 fn app(dir: &Path, fake: &FakeMoodle, ldif: &Path) -> AppState {
-    let sqlite = dir.join("s.sqlite");
-    let blobs = dir.join("blobs");
-    let m = pairs(&[
-        ("STORE_BACKEND", "sqlite"),
-        ("SQLITE_PATH", sqlite.to_str().unwrap()),
-        ("BLOB_DIR", blobs.to_str().unwrap()),
-        ("MOODLE_URL", fake.url.as_str()),
-        ("MOODLE_TOKEN", "TOKEN"),
-        ("SYNC_OVERLAP_SECS", "0"),
-        ("SYNC_TOKEN_RECHECK_SECS", "0"),
-        ("SYNC_SOURCE", "ldif"),
-        ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
-        ("SYNC_PARENTS", "on"),
-        ("SYNC_PARENT_ROLE", "parent"),
-        (
-            "SYNC_ROLE_IDS",
-            "manager=1,coursecreator=2,editingteacher=3,teacher=4,student=5,parent=9",
-        ),
-    ]);
-    let settings = Settings::load(&mut Source::from_map(m)).expect("settings");
-    let store: SharedStore = Arc::new(SqliteStore::open(&sqlite).unwrap());
-    AppState::from_parts(settings, store, Arc::new(FsBlobStore::new(blobs)), false).unwrap()
-}
-
-async fn cli_sync(state: &AppState, args: &[&str]) -> (i32, RunReport) {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: bridge::sync::cli::SyncArgs,
-    }
-    let mut argv = vec!["sync"];
-    argv.extend_from_slice(args);
-    let args = Cli::parse_from(argv).args;
-    let code = bridge::sync::cli::run(state.clone(), args).await.unwrap();
-    let report = latest_reports(&state.store, 1)
-        .await
-        .unwrap()
-        .pop()
-        .expect("a stored report");
-    (code, report)
+    sync_env::app_state(
+        dir,
+        fake,
+        "TOKEN",
+        &[
+            ("SYNC_TOKEN_RECHECK_SECS", "0"),
+            ("SYNC_SOURCE", "ldif"),
+            ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
+            ("SYNC_PARENTS", "on"),
+            ("SYNC_PARENT_ROLE", "parent"),
+            (
+                "SYNC_ROLE_IDS",
+                "manager=1,coursecreator=2,editingteacher=3,teacher=4,student=5,parent=9",
+            ),
+        ],
+    )
 }
 
 const PEOPLE: &str = "ou=people,dc=ent,dc=example";
@@ -118,16 +85,7 @@ fn directory(a_children: &[&str], with_c7: bool) -> String {
 
 /// (parent login, child login) of every parent-role assignment in a user context.
 fn links(fake: &FakeMoodle) -> BTreeSet<(String, String)> {
-    let st = fake.lock();
-    let login = |id: i64| st.users.get(&id).map(|u| u.username.clone()).unwrap();
-    st.role_assignments
-        .iter()
-        .filter(|(role, _, _, _)| *role == PARENT_ROLE_ID)
-        .map(|(_, user, level, inst)| {
-            assert_eq!(level, "user", "parent role outside a user context");
-            (login(*user), login(*inst))
-        })
-        .collect()
+    fake.lock().links_of_role(PARENT_ROLE_ID)
 }
 
 fn set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {

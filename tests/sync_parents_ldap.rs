@@ -118,16 +118,7 @@ async fn run(w: &World, opts: SyncOptions) -> RunReport {
 
 /// (parent login, child login) of every parent-role assignment, each checked to be in a user context.
 fn links(fake: &FakeMoodle) -> BTreeSet<(String, String)> {
-    let st = fake.lock();
-    let login = |id: i64| st.users.get(&id).map(|u| u.username.clone()).unwrap();
-    st.role_assignments
-        .iter()
-        .filter(|(role, _, _, _)| *role == PARENT_ROLE_ID)
-        .map(|(_, user, level, inst)| {
-            assert_eq!(level, "user", "parent role outside a user context");
-            (login(*user), login(*inst))
-        })
-        .collect()
+    fake.lock().links_of_role(PARENT_ROLE_ID)
 }
 
 fn set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {

@@ -13,12 +13,6 @@ use testkit::sync_env::{sync_settings, world_with, World};
 
 const PEOPLE: usize = 60;
 
-fn start_slapd(spec: &Spec) -> Slapd {
-    let mut data = Vec::new();
-    ent_data::write_ldif(&mut data, spec).unwrap();
-    Slapd::start(&data)
-}
-
 fn settings(url: &str, extra: &[(&str, &str)]) -> SyncSettings {
     sync_settings(
         &[
@@ -102,7 +96,7 @@ fn assert_unmanaged_untouched(fake: &FakeMoodle) {
 
 #[tokio::test]
 async fn removal_is_off_by_default() {
-    let slapd = start_slapd(&Spec::new(PEOPLE));
+    let slapd = Slapd::with_people(&Spec::new(PEOPLE));
     let w = world(settings(&slapd.url, &[])).await;
     let first = run_inline(&w.env, &users(), None).await.unwrap();
     assert!(first.complete, "{}", first.render());
@@ -125,7 +119,7 @@ async fn removal_is_off_by_default() {
 #[tokio::test]
 async fn one_person_gone_is_suspended_then_revived_when_back() {
     let spec = Spec::new(PEOPLE);
-    let slapd = start_slapd(&spec);
+    let slapd = Slapd::with_people(&spec);
     let w = world(settings(&slapd.url, &[("SYNC_REMOVAL", "suspend")])).await;
     run_inline(&w.env, &users(), None).await.unwrap();
     // An incremental run cannot see who left: nothing happens without --force.
@@ -166,7 +160,7 @@ async fn one_person_gone_is_suspended_then_revived_when_back() {
 
 #[tokio::test]
 async fn delete_mode_deletes_only_managed_accounts() {
-    let slapd = start_slapd(&Spec::new(PEOPLE));
+    let slapd = Slapd::with_people(&Spec::new(PEOPLE));
     let w = world(settings(&slapd.url, &[("SYNC_REMOVAL", "delete")])).await;
     run_inline(&w.env, &users(), None).await.unwrap();
     let before = w.fake.lock().users.len();
@@ -186,7 +180,7 @@ async fn delete_mode_deletes_only_managed_accounts() {
 
 #[tokio::test]
 async fn more_than_the_share_is_refused_unless_allowed() {
-    let slapd = start_slapd(&Spec::new(PEOPLE));
+    let slapd = Slapd::with_people(&Spec::new(PEOPLE));
     let w = world(settings(&slapd.url, &[("SYNC_REMOVAL", "suspend")])).await;
     run_inline(&w.env, &users(), None).await.unwrap();
     // 5 of 60 = 8.3% > the default 5%.
@@ -230,7 +224,7 @@ async fn more_than_the_share_is_refused_unless_allowed() {
 
 #[tokio::test]
 async fn simulation_counts_removals_and_does_none() {
-    let slapd = start_slapd(&Spec::new(PEOPLE));
+    let slapd = Slapd::with_people(&Spec::new(PEOPLE));
     let w = world(settings(&slapd.url, &[("SYNC_REMOVAL", "delete")])).await;
     run_inline(&w.env, &users(), None).await.unwrap();
     delete_people(&slapd, &[30]);
@@ -263,7 +257,7 @@ async fn simulation_counts_removals_and_does_none() {
 #[tokio::test]
 async fn a_read_that_fails_midway_removes_nobody() {
     let spec = Spec::new(2400);
-    let slapd = start_slapd(&spec);
+    let slapd = Slapd::with_people(&spec);
     let s = settings(
         &slapd.url,
         &[

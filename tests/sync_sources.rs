@@ -2,23 +2,18 @@
 //! cohorts from directory groups (slapd), and the sharded SyncTimer → SyncWorker path.
 
 use bridge::app::AppState;
-use bridge::config::Source;
 use bridge::host::functions::{InvocationContext, QUEUE_SYNC_WORK};
 use bridge::host::{QueueMessage, TimerInfo};
 use bridge::ids::InvocationId;
-use bridge::settings::Settings;
-use bridge::store::blob::FsBlobStore;
-use bridge::store::sqlite::SqliteStore;
-use bridge::store::{tables, SharedStore};
+use bridge::store::tables;
 use bridge::sync::run::{latest_reports, run_inline};
-use bridge::sync::{functions, lease, RunReport, SyncOptions};
+use bridge::sync::{functions, lease, SyncOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use testkit::ent_data::{self, Spec};
 use testkit::fake_moodle::FakeMoodle;
 use testkit::slapd::{Slapd, READER_DN, READER_PW};
-use testkit::sync_env::{pairs, sync_settings, world_with};
+use testkit::sync_env::{self, cli_sync, sync_settings, world_with};
 
 /// Cohorts from directory groups with the `grp_` prefix, no role rules.
 fn groups_settings(url: &str) -> bridge::sync::SyncSettings {
@@ -37,41 +32,8 @@ fn groups_settings(url: &str) -> bridge::sync::SyncSettings {
     )
 }
 
-/// The whole app's settings (as `handler` loads them) with a sqlite store in `dir`.
 fn app(dir: &Path, fake: &FakeMoodle, extra: &[(&str, &str)]) -> AppState {
-    let sqlite = dir.join("s.sqlite");
-    let blobs = dir.join("blobs");
-    let mut m = pairs(&[
-        ("STORE_BACKEND", "sqlite"),
-        ("SQLITE_PATH", sqlite.to_str().unwrap()),
-        ("BLOB_DIR", blobs.to_str().unwrap()),
-        ("MOODLE_URL", fake.url.as_str()),
-        ("MOODLE_TOKEN", "TOKEN"),
-        ("SYNC_OVERLAP_SECS", "0"),
-    ]);
-    m.extend(pairs(extra));
-    let settings = Settings::load(&mut Source::from_map(m)).expect("settings");
-    let store: SharedStore = Arc::new(SqliteStore::open(&sqlite).unwrap());
-    AppState::from_parts(settings, store, Arc::new(FsBlobStore::new(blobs)), false).unwrap()
-}
-
-async fn cli_sync(state: &AppState, args: &[&str]) -> (i32, RunReport) {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: bridge::sync::cli::SyncArgs,
-    }
-    let mut argv = vec!["sync"];
-    argv.extend_from_slice(args);
-    let args = Cli::parse_from(argv).args;
-    let code = bridge::sync::cli::run(state.clone(), args).await.unwrap();
-    let report = latest_reports(&state.store, 1)
-        .await
-        .unwrap()
-        .pop()
-        .expect("a stored report");
-    (code, report)
+    sync_env::app_state(dir, fake, "TOKEN", extra)
 }
 
 fn usernames(fake: &FakeMoodle) -> Vec<String> {

@@ -3,70 +3,28 @@
 //! cost of a no-change run). A changed token, a stale proof or a failed check never count as proof.
 
 use bridge::app::AppState;
-use bridge::config::Source;
-use bridge::settings::Settings;
-use bridge::store::blob::FsBlobStore;
-use bridge::store::sqlite::SqliteStore;
-use bridge::store::SharedStore;
-use bridge::sync::run::latest_reports;
 use bridge::sync::token_check::{self, Proof};
-use bridge::sync::RunReport;
 use std::path::Path;
-use std::sync::Arc;
 use testkit::ent_data::{self, Spec};
 use testkit::fake_moodle::FakeMoodle;
-use testkit::sync_env::pairs;
+use testkit::sync_env::{self, cli_sync as sync};
 
 const SITE_INFO: &str = "core_webservice_get_site_info";
 
 fn app(dir: &Path, fake: &FakeMoodle, token: &str, extra: &[(&str, &str)]) -> AppState {
-    let sqlite = dir.join("s.sqlite");
     let ldif = dir.join("export.ldif");
     if !ldif.exists() {
         let mut data = Vec::new();
         ent_data::write_ldif(&mut data, &Spec::new(6)).unwrap();
         std::fs::write(&ldif, data).unwrap();
     }
-    let mut m = pairs(&[
-        ("STORE_BACKEND", "sqlite"),
-        ("SQLITE_PATH", sqlite.to_str().unwrap()),
-        ("BLOB_DIR", dir.join("blobs").to_str().unwrap()),
-        ("MOODLE_URL", fake.url.as_str()),
-        ("MOODLE_TOKEN", token),
+    let mut m = vec![
         ("SYNC_SOURCE", "ldif"),
         ("SYNC_SOURCE_FILE", ldif.to_str().unwrap()),
         ("SYNC_ROLE_RULES", "-"),
-    ]);
-    m.extend(pairs(extra));
-    let settings = Settings::load(&mut Source::from_map(m)).expect("settings");
-    let store: SharedStore = Arc::new(SqliteStore::open(&sqlite).unwrap());
-    AppState::from_parts(
-        settings,
-        store,
-        Arc::new(FsBlobStore::new(dir.join("blobs"))),
-        false,
-    )
-    .unwrap()
-}
-
-async fn sync(state: &AppState, args: &[&str]) -> (i32, RunReport) {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: bridge::sync::cli::SyncArgs,
-    }
-    let mut argv = vec!["sync"];
-    argv.extend_from_slice(args);
-    let code = bridge::sync::cli::run(state.clone(), Cli::parse_from(argv).args)
-        .await
-        .unwrap();
-    let report = latest_reports(&state.store, 1)
-        .await
-        .unwrap()
-        .pop()
-        .expect("a stored report");
-    (code, report)
+    ];
+    m.extend_from_slice(extra);
+    sync_env::app_state(dir, fake, token, &m)
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::entity::EntityKind;
 use super::plan::{self, Account, Cohort, UserOp};
 use super::protect::{self, Protected};
-use super::record::{CohortRef, PersonRecord};
+use super::record::{CohortRef, PersonRecord, StoredRole};
 use super::report::{RunReport, SyncOptions};
 use super::retry;
 use super::settings::{CohortSourceKind, LeaverMemberships, Population, SyncSettings};
@@ -130,13 +130,33 @@ async fn retry_waiting(
     pop: &Population,
 ) -> Result<(), PassError> {
     let examined = std::mem::take(&mut st.examined);
-    let mut keys: Vec<String> = retry_set(ctx, st)
+    let waiting: Vec<retry::Waiting> = retry_set(ctx, st)
         .await?
         .values()
         .filter(|w| w.population == pop.name && !examined.contains(&w.key))
-        .map(|w| w.key.clone())
+        .cloned()
         .collect();
     st.examined = examined;
+    let mut keys = Vec::new();
+    let mut still = 0u64;
+    for w in waiting {
+        if ctx.opts.force || !still_waiting(ctx, st, &w).await? {
+            keys.push(w.key);
+        } else {
+            still += 1;
+        }
+    }
+    // A child looked up here may be created later in this pass: only found ones stay cached.
+    st.contexts
+        .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
+    if still > 0 {
+        report.trace(|| {
+            format!(
+                "{}: {still} waiting entries left unread: the Moodle contexts they wait for still do not exist",
+                pop.name
+            )
+        });
+    }
     keys.sort();
     for chunk in keys.chunks(ctx.source.keys_per_read(keys.len())) {
         report.trace(|| format!("{}: re-examining {} waiting entries", pop.name, chunk.len()));
@@ -168,10 +188,12 @@ async fn retry_waiting(
         // Gone from the directory (or out of the population): nothing left to wait for.
         let found: HashSet<&str> = batch.iter().map(Item::key).collect();
         if !ctx.opts.simulate {
-            for k in chunk.iter().filter(|k| !found.contains(k.as_str())) {
-                retry::clear(&ctx.store, k).await?;
-                retry_set(ctx, st).await?.remove(k);
-            }
+            let gone: Vec<String> = chunk
+                .iter()
+                .filter(|k| !found.contains(k.as_str()))
+                .cloned()
+                .collect();
+            retry::forget(&ctx.store, retry_set(ctx, st).await?, &gone).await?;
         }
         report.retry_examined += batch.len() as u64;
         if !batch.is_empty() {
@@ -179,6 +201,29 @@ async fn retry_waiting(
         }
     }
     Ok(())
+}
+
+/// An entry that waits only for Moodle contexts, none of which exists yet, would come out of a
+/// re-read exactly as it went in (its source entry did not change, or the incremental read would
+/// have brought it): leave it unread. The lookups are the ones its plan would make, cached for
+/// the pass, so a run with 4,900 teachers waiting for a dozen courses makes a dozen calls.
+async fn still_waiting(
+    ctx: &Ctx,
+    st: &mut PassState,
+    w: &retry::Waiting,
+) -> Result<bool, PassError> {
+    if w.needs.is_empty() {
+        return Ok(false);
+    }
+    for need in &w.needs {
+        let Some((level, idnumber)) = retry::parse_need(need) else {
+            return Ok(false);
+        };
+        if resolve_context(ctx, st, level, idnumber).await?.is_ok() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One population's read: incremental unless forced, every selected entity.
@@ -437,7 +482,7 @@ async fn process_batch(
                 .await?;
     }
     // ---- role assignments
-    let mut role_sets: Vec<Option<BTreeSet<String>>> = vec![None; recs.len()];
+    let mut role_sets: Vec<Option<BTreeSet<StoredRole>>> = vec![None; recs.len()];
     if opts.roles && s.writes_roles() {
         role_sets = apply_roles(ctx, st, report, &recs, &rows, &group_accounts, budget).await?;
     }
@@ -493,34 +538,11 @@ async fn remember_waiting(
     ctx: &Ctx,
     st: &mut PassState,
     keys: &[String],
-    marks: &BTreeMap<String, (String, String)>,
+    marks: &BTreeMap<String, retry::Mark>,
 ) -> Result<(), StoreError> {
     let population = st.population.clone();
-    let since = chrono::Utc::now().to_rfc3339();
-    for k in keys {
-        let known = retry_set(ctx, st).await?.get(k).cloned();
-        match (marks.get(k), known) {
-            (Some((why, reason)), known) => {
-                let w = retry::Waiting {
-                    key: k.clone(),
-                    population: population.clone(),
-                    why: why.clone(),
-                    reason: reason.clone(),
-                    since: known.map(|w| w.since).unwrap_or_else(|| since.clone()),
-                };
-                if retry_set(ctx, st).await?.get(k) != Some(&w) {
-                    retry::save(&ctx.store, &w).await?;
-                    retry_set(ctx, st).await?.insert(k.clone(), w);
-                }
-            }
-            (None, Some(_)) => {
-                retry::clear(&ctx.store, k).await?;
-                retry_set(ctx, st).await?.remove(k);
-            }
-            (None, None) => {}
-        }
-    }
-    Ok(())
+    let set = retry_set(ctx, st).await?;
+    retry::remember(&ctx.store, set, &population, keys, marks).await
 }
 
 /// The source's items → the records to plan (and every key seen, for removals): unmapped
@@ -1123,7 +1145,7 @@ pub(crate) async fn apply_roles(
     rows: &[Option<MappingRow>],
     accounts: &[Option<Account>],
     budget: usize,
-) -> Result<Vec<Option<BTreeSet<String>>>, PassError> {
+) -> Result<Vec<Option<BTreeSet<StoredRole>>>, PassError> {
     let s = &ctx.settings;
     let role_id = |shortname: &str| s.role_id(shortname);
     for (level, idnumber) in plan::role_contexts(recs, rows, accounts, &role_id) {
@@ -1172,7 +1194,7 @@ async fn write_roles(
     ctx: &Ctx,
     report: &mut RunReport,
     recs: &[PersonRecord],
-    applied: &mut [Option<BTreeSet<String>>],
+    applied: &mut [Option<BTreeSet<StoredRole>>],
     ops: &[plan::RoleOp],
     budget: usize,
     op: RoleWrite,
@@ -1214,9 +1236,9 @@ async fn write_roles(
         if let Some(set) = applied[o.person].as_mut() {
             // The write failed, so Moodle still holds the previous state for this role.
             if op == RoleWrite::Assign {
-                set.remove(&o.label);
+                set.remove(o.label.as_str());
             } else {
-                set.insert(o.label.clone());
+                set.insert(StoredRole::read(&o.label));
             }
         }
     }

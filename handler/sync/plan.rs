@@ -8,7 +8,7 @@
 
 use super::entity::EntityKind;
 use super::protect::{self, Protected};
-use super::record::{CohortRef, PersonRecord, RoleRef};
+use super::record::{CohortRef, PersonRecord, RoleRef, StoredRole};
 use super::report::{RunReport, SyncOptions};
 use super::state::MappingRow;
 use crate::ids::{MoodleCohortId, MoodleRoleId, MoodleUserId};
@@ -26,9 +26,11 @@ pub enum Note {
     /// Skipped: another entry claims the same Moodle account.
     Conflict(String),
     /// Skipped for a reason that may change while the entry does not: joins the retry set.
+    /// `needs`: the one thing it waits for, when that is a Moodle context (`level:idnumber`).
     Waiting {
         why: &'static str,
         reason: String,
+        needs: Option<String>,
     },
 }
 
@@ -38,7 +40,9 @@ impl Note {
             Note::Trace(line) => report.trace(|| line),
             Note::Skipped(reason) => report.skipped(entity, key, reason),
             Note::Conflict(reason) => report.conflict(entity, key, reason),
-            Note::Waiting { why, reason } => report.waiting(entity, key, why, reason),
+            Note::Waiting { why, reason, needs } => {
+                report.waiting_for(entity, key, why, reason, needs)
+            }
         }
     }
 }
@@ -268,6 +272,7 @@ fn from_moodle(
         notes.push(Note::Waiting {
             why: "not in Moodle yet",
             reason: "not in Moodle yet (users were not selected)".into(),
+            needs: None,
         });
         return UserOp::Skip;
     }
@@ -275,6 +280,7 @@ fn from_moodle(
         notes.push(Note::Waiting {
             why: "update only",
             reason: "update only: no Moodle account to update".into(),
+            needs: None,
         });
         return UserOp::Skip;
     }
@@ -457,6 +463,7 @@ pub fn memberships(
                         Note::Waiting {
                             why: "cohort missing",
                             reason: format!("cohort {k} is not available"),
+                            needs: None,
                         },
                     ));
                 }
@@ -490,14 +497,8 @@ pub fn memberships(
 
 /// A role assignment a person had from the bridge, as remembered; `Err`: the stored label
 /// cannot be read (it is kept, never unassigned blindly).
-fn previous_roles(row: Option<&MappingRow>) -> Vec<(String, Result<RoleRef, String>)> {
-    row.map(|row| {
-        row.roles
-            .iter()
-            .map(|label| (label.clone(), label.parse::<RoleRef>()))
-            .collect()
-    })
-    .unwrap_or_default()
+fn previous_roles(row: Option<&MappingRow>) -> impl Iterator<Item = &StoredRole> {
+    row.into_iter().flat_map(|row| row.roles.iter())
 }
 
 /// The contexts (level, idnumber) the role plan needs resolved to Moodle instance ids, in the
@@ -519,10 +520,7 @@ pub fn role_contexts(
         if accounts[i].is_none() {
             continue;
         }
-        let prev: BTreeSet<String> = rows[i]
-            .as_ref()
-            .map(|row| row.roles.clone())
-            .unwrap_or_default();
+        let prev = rows[i].as_ref().map(|row| &row.roles);
         let desired: BTreeSet<String> = r
             .roles
             .iter()
@@ -530,12 +528,13 @@ pub fn role_contexts(
             .map(RoleRef::label)
             .collect();
         for rr in &r.roles {
-            if !prev.contains(&rr.label()) && role_id(&rr.role).is_some() {
+            let given = prev.is_some_and(|p| p.contains(rr.label().as_str()));
+            if !given && role_id(&rr.role).is_some() {
                 need(rr.level, &rr.context);
             }
         }
-        for (label, parsed) in previous_roles(rows[i].as_ref()) {
-            if let (false, Ok(rr)) = (desired.contains(&label), parsed) {
+        for stored in previous_roles(rows[i].as_ref()) {
+            if let (false, Ok(rr)) = (desired.contains(stored.label()), stored.parsed()) {
                 if role_id(&rr.role).is_some() {
                     need(rr.level, &rr.context);
                 }
@@ -559,8 +558,8 @@ pub struct RoleOp {
 pub struct RolePlan {
     pub assigns: Vec<RoleOp>,
     pub unassigns: Vec<RoleOp>,
-    /// Per person, the role labels the bridge has given once the plan is applied.
-    pub applied: Vec<Option<BTreeSet<String>>>,
+    /// Per person, the role assignments the bridge has given once the plan is applied.
+    pub applied: Vec<Option<BTreeSet<StoredRole>>>,
     pub notes: Vec<(String, Note)>,
     pub unchanged: u64,
 }
@@ -589,17 +588,18 @@ pub fn roles(
     for (i, r) in recs.iter().enumerate() {
         let Some(user) = accounts[i] else { continue };
         let key = &r.key;
-        let prev: BTreeSet<String> = rows[i]
-            .as_ref()
-            .map(|row| row.roles.clone())
-            .unwrap_or_default();
+        let given = |label: &str| {
+            rows[i]
+                .as_ref()
+                .is_some_and(|row| row.roles.contains(label))
+        };
         let desired: BTreeMap<String, &RoleRef> =
             r.roles.iter().map(|rr| (rr.label(), rr)).collect();
-        let mut applied: BTreeSet<String> = BTreeSet::new();
+        let mut applied: BTreeSet<StoredRole> = BTreeSet::new();
         let mut changed = false;
         for (label, rr) in &desired {
-            if prev.contains(label) {
-                applied.insert(label.clone());
+            if given(label) {
+                applied.insert(StoredRole::from(*rr));
                 continue;
             }
             let Some(roleid) = role_id(&rr.role) else {
@@ -627,32 +627,34 @@ pub fn roles(
                         level: rr.level,
                         instance,
                     });
-                    applied.insert(label.clone());
+                    applied.insert(StoredRole::from(*rr));
                 }
                 Err(why) => plan.notes.push((
                     key.clone(),
                     Note::Waiting {
                         why: "role context missing",
                         reason: format!("{label}: {why}"),
+                        needs: Some(format!("{}:{}", rr.level.as_str(), rr.context)),
                     },
                 )),
             }
         }
         let held: BTreeSet<String> = r.held_roles.iter().map(RoleRef::label).collect();
-        for (label, parsed) in previous_roles(rows[i].as_ref()) {
-            if desired.contains_key(&label) {
+        for stored in previous_roles(rows[i].as_ref()) {
+            let label = stored.label();
+            if desired.contains_key(label) {
                 continue;
             }
-            if held.contains(&label) {
+            if held.contains(label) {
                 // The source contradicts itself about this one: Moodle keeps what it holds.
-                applied.insert(label.clone());
+                applied.insert(stored.clone());
                 continue;
             }
-            let rr = match parsed {
+            let rr = match stored.parsed() {
                 Ok(rr) => rr,
                 Err(why) => {
                     // Never unassign what cannot be read: keep it, and say so.
-                    applied.insert(label.clone());
+                    applied.insert(stored.clone());
                     plan.notes.push((
                         key.clone(),
                         Note::Skipped(format!(
@@ -679,7 +681,7 @@ pub fn roles(
             ));
             plan.unassigns.push(RoleOp {
                 person: i,
-                label: label.clone(),
+                label: label.to_string(),
                 roleid,
                 user,
                 level: rr.level,
@@ -732,7 +734,7 @@ mod tests {
             fields: Some(r.fields.clone()),
             fingerprint: r.fingerprint(),
             cohorts: r.cohorts.iter().map(|c| c.key.clone()).collect(),
-            roles: r.roles.iter().map(RoleRef::label).collect(),
+            roles: r.roles.iter().map(StoredRole::from).collect(),
             suspended: false,
         }
     }
@@ -1008,8 +1010,8 @@ mod tests {
         r.roles = [teacher.clone()].into();
         let mut row = row_of(&r, 95);
         row.roles = [
-            "editingteacher@course:S$5B".to_string(),
-            "editingteacher@planet:S$4C".to_string(),
+            StoredRole::read("editingteacher@course:S$5B"),
+            StoredRole::read("editingteacher@planet:S$4C"),
         ]
         .into();
         let recs = vec![r];
@@ -1035,7 +1037,7 @@ mod tests {
         assert_eq!(plan.unassigns.len(), 1);
         assert_eq!(plan.unassigns[0].label, "editingteacher@course:S$5B");
         let applied = plan.applied[0].clone().unwrap();
-        assert!(applied.contains(&teacher.label()));
+        assert!(applied.contains(teacher.label().as_str()));
         assert!(applied.contains("editingteacher@planet:S$4C"), "kept");
         assert!(plan
             .notes

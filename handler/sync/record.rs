@@ -49,6 +49,81 @@ impl std::str::FromStr for RoleRef {
     }
 }
 
+/// A role assignment the bridge remembers having given (mapping rows, `roles`): the label it
+/// wrote, parsed once when the row is read. An unreadable label stays as it was read, so the
+/// plan keeps it (never unassigns what it cannot read) instead of re-parsing it per pass.
+/// Equality and order are the label's, so a set of them is looked up by label.
+#[derive(Debug, Clone)]
+pub struct StoredRole {
+    label: String,
+    parsed: Result<RoleRef, String>,
+}
+
+impl StoredRole {
+    /// Read a stored label (never fails: an unreadable one is kept with its reason).
+    pub fn read(label: &str) -> Self {
+        StoredRole {
+            label: label.to_string(),
+            parsed: label.parse(),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn parsed(&self) -> Result<&RoleRef, &str> {
+        self.parsed.as_ref().map_err(String::as_str)
+    }
+}
+
+impl From<&RoleRef> for StoredRole {
+    fn from(r: &RoleRef) -> Self {
+        StoredRole {
+            label: r.label(),
+            parsed: Ok(r.clone()),
+        }
+    }
+}
+
+impl PartialEq for StoredRole {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label
+    }
+}
+
+impl Eq for StoredRole {}
+
+impl PartialOrd for StoredRole {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for StoredRole {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.label.cmp(&other.label)
+    }
+}
+
+impl std::borrow::Borrow<str> for StoredRole {
+    fn borrow(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Serialize for StoredRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(StoredRole::read(&String::deserialize(d)?))
+    }
+}
+
 /// One person from the source, mapped to Moodle fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonRecord {

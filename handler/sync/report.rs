@@ -135,9 +135,9 @@ pub struct RunReport {
     /// Entries waiting in the retry set after this run, per reason (see `sync::retry`).
     #[serde(default)]
     pub waiting: BTreeMap<String, u64>,
-    /// Keys marked for a retry by the batch in progress: key → (reason class, reason).
+    /// Keys marked for a retry by the batch in progress (see `sync::retry::Mark`).
     #[serde(skip)]
-    pub retry_marks: BTreeMap<String, (String, String)>,
+    pub retry_marks: BTreeMap<String, crate::sync::retry::Mark>,
     /// What the Entra pass did beyond the counts (entity `entra-users`), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra: Option<EntraSummary>,
@@ -230,16 +230,33 @@ impl RunReport {
     /// Skipped for a reason that can change while the entry does not (update-only, a course or
     /// cohort not there yet): the entry joins the retry set.
     pub fn waiting(&mut self, entity: EntityKind, key: &str, why: &str, reason: impl Into<String>) {
+        self.waiting_for(entity, key, why, reason, None);
+    }
+
+    /// [`Self::waiting`] for an entry that waits only for `need` (a Moodle context, see
+    /// `sync::retry::Mark::needs`): the next runs re-read it only once that exists.
+    pub fn waiting_for(
+        &mut self,
+        entity: EntityKind,
+        key: &str,
+        why: &str,
+        reason: impl Into<String>,
+        need: Option<String>,
+    ) {
         let reason = reason.into();
         self.counts(entity).skipped += 1;
-        self.mark_retry(key, why, &reason);
+        self.retry_marks
+            .entry(key.to_string())
+            .or_insert_with(|| crate::sync::retry::Mark::new(why, &reason))
+            .add_need(need);
         self.issue(entity, key, "skipped", reason);
     }
 
     fn mark_retry(&mut self, key: &str, why: &str, reason: &str) {
         self.retry_marks
             .entry(key.to_string())
-            .or_insert_with(|| (why.to_string(), reason.to_string()));
+            .or_insert_with(|| crate::sync::retry::Mark::new(why, reason))
+            .add_need(None);
     }
 
     /// Per-entry trace line, built only for verbose runs.
@@ -392,7 +409,7 @@ impl RunReport {
                 .map(|(k, n)| format!("{k}: {n}"))
                 .collect();
             out.push_str(&format!(
-                "retry set: {waiting} entr{} waiting, re-examined every run ({})\n",
+                "retry set: {waiting} entr{} waiting, re-examined while what they wait for can change ({})\n",
                 if waiting == 1 { "y" } else { "ies" },
                 why.join(", ")
             ));

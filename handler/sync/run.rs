@@ -294,20 +294,8 @@ async fn check_token_if_idle(
     st: &PassState,
     report: &mut RunReport,
 ) -> Result<(), MoodleError> {
-    if env.moodle.accepted_calls() > accepted_before {
-        token_check::remember(&env.store, &env.moodle, chrono::Utc::now()).await;
-    }
-    if st.protected.is_some() || env.moodle.call_counts() != *before {
-        return Ok(());
-    }
-    let proof = token_check::prove_if_stale(
-        &env.store,
-        &env.moodle,
-        env.settings.token_recheck_secs,
-        chrono::Utc::now(),
-    )
-    .await?;
-    if let token_check::Proof::Recent(at) = proof {
+    let idle = idle_pass(env, before, st);
+    if let Some(at) = prove_token(env, accepted_before, idle).await? {
         report.trace(|| {
             format!(
                 "Moodle token: proven at {} (no call needed)",
@@ -316,6 +304,37 @@ async fn check_token_if_idle(
         });
     }
     Ok(())
+}
+
+/// No Moodle call in this pass, not even the protection check's.
+fn idle_pass(env: &SyncEnv, before: &BTreeMap<String, u64>, st: &PassState) -> bool {
+    st.protected.is_none() && env.moodle.call_counts() == *before
+}
+
+/// The one token rule of a run and of a shard: an accepted answer is remembered as a proof; an
+/// `idle` pass proves the token unless the last proof is recent, whose time it then returns.
+async fn prove_token(
+    env: &SyncEnv,
+    accepted_before: u64,
+    idle: bool,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, MoodleError> {
+    if env.moodle.accepted_calls() > accepted_before {
+        token_check::remember(&env.store, &env.moodle, chrono::Utc::now()).await;
+    }
+    if !idle {
+        return Ok(None);
+    }
+    let proof = token_check::prove_if_stale(
+        &env.store,
+        &env.moodle,
+        env.settings.token_recheck_secs,
+        chrono::Utc::now(),
+    )
+    .await?;
+    Ok(match proof {
+        token_check::Proof::Recent(at) => Some(at),
+        token_check::Proof::Checked => None,
+    })
 }
 
 /// Whole run in this process: lease, every population, optional removals, report.
@@ -528,27 +547,14 @@ pub async fn apply_shard(env: &SyncEnv, shard: &Shard) -> Result<RunReport, RunE
         )));
     }
 
-    if env.moodle.accepted_calls() > accepted_before {
-        token_check::remember(&env.store, &env.moodle, chrono::Utc::now()).await;
-    }
-    if st.protected.is_none()
-        && env.moodle.call_counts() == before
-        && last_of_an_idle_run(env, shard).await?
-    {
-        // Checked before this shard is counted, so a retry after a transient failure runs it again.
-        if let Err(source) = token_check::prove_if_stale(
-            &env.store,
-            &env.moodle,
-            env.settings.token_recheck_secs,
-            chrono::Utc::now(),
-        )
-        .await
-        {
-            return Err(RunError::Moodle {
-                context: format!("sync run {}: Moodle token check", shard.run_id),
-                source,
-            });
-        }
+    // Only the last shard of a run that called Moodle nowhere proves the token; checked before
+    // this shard is counted, so a retry after a transient failure runs it again.
+    let idle = idle_pass(env, &before, &st) && last_of_an_idle_run(env, shard).await?;
+    if let Err(source) = prove_token(env, accepted_before, idle).await {
+        return Err(RunError::Moodle {
+            context: format!("sync run {}: Moodle token check", shard.run_id),
+            source,
+        });
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.moodle_calls = calls_delta(&before, &env.moodle.call_counts());

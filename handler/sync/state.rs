@@ -5,6 +5,7 @@
 use crate::ids::MoodleUserId;
 use crate::moodle::users::UserFields;
 use crate::store::{key_escape, tables, BatchOp, Entity, SharedStore, StoreError};
+use crate::sync::record::StoredRole;
 use std::collections::BTreeSet;
 
 pub const USER_PK: &str = "user";
@@ -18,7 +19,8 @@ pub struct MappingRow {
     pub fields: Option<UserFields>,
     pub fingerprint: String,
     pub cohorts: BTreeSet<String>,
-    pub roles: BTreeSet<String>,
+    /// Parsed once here; see [`StoredRole`].
+    pub roles: BTreeSet<StoredRole>,
     pub suspended: bool,
 }
 

@@ -363,36 +363,10 @@ impl EntraPass<'_> {
         &self,
         st: &mut RunState,
         keys: &[String],
-        marks: &BTreeMap<String, (String, String)>,
+        marks: &BTreeMap<String, retry::Mark>,
     ) -> Result<(), StoreError> {
-        let since = chrono::Utc::now().to_rfc3339();
-        for k in keys {
-            let known = self.waiting_set(st).await?.get(k).cloned();
-            match (marks.get(k), known) {
-                (Some((why, reason)), known) => {
-                    let w = retry::Waiting {
-                        key: k.clone(),
-                        population: SHARD.into(),
-                        why: why.clone(),
-                        reason: reason.clone(),
-                        since: known
-                            .as_ref()
-                            .map(|w| w.since.clone())
-                            .unwrap_or_else(|| since.clone()),
-                    };
-                    if known.as_ref() != Some(&w) {
-                        retry::save(self.store, &w).await?;
-                        self.waiting_set(st).await?.insert(k.clone(), w);
-                    }
-                }
-                (None, Some(_)) => {
-                    retry::clear(self.store, k).await?;
-                    self.waiting_set(st).await?.remove(k);
-                }
-                (None, None) => {}
-            }
-        }
-        Ok(())
+        let set = self.waiting_set(st).await?;
+        retry::remember(self.store, set, SHARD, keys, marks).await
     }
 
     async fn load_checkpoint(&self) -> Result<Option<(DeltaCheckpoint, String)>, StoreError> {

@@ -267,3 +267,25 @@ pub fn expected_users(spec: &Spec) -> usize {
     };
     spec.people - dups
 }
+
+/// The sample school (`ent/sample-school.ldif`) with every login, mail and join key prefixed,
+/// so each real-Moodle test brings people new to the shared lab.
+pub fn prefixed_sample(prefix: &str) -> String {
+    let text = crate::fixture("ent/sample-school.ldif");
+    text.lines()
+        .map(|l| {
+            if let Some(v) = l.strip_prefix("ENTPersonLogin: ") {
+                format!("ENTPersonLogin: {prefix}{v}")
+            } else if let Some(v) = l.strip_prefix("mail: ") {
+                format!("mail: {prefix}{v}")
+            } else if let Some(v) = l.strip_prefix("ENTPersonJointure: ") {
+                let (src, id) = v.split_once('$').unwrap();
+                format!("ENTPersonJointure: {src}${prefix}{id}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

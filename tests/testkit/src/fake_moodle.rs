@@ -256,6 +256,20 @@ impl FakeState {
             .and_then(|id| self.users.get(id))
     }
 
+    /// (holder login, child login) of every assignment of `role` in a user context; one in any
+    /// other context fails the test (the parent role is only ever given in the child's).
+    pub fn links_of_role(&self, role: i64) -> std::collections::BTreeSet<(String, String)> {
+        let login = |id: i64| self.users.get(&id).map(|u| u.username.clone()).unwrap();
+        self.role_assignments
+            .iter()
+            .filter(|(r, _, _, _)| *r == role)
+            .map(|(_, user, level, inst)| {
+                assert_eq!(level, "user", "role {role} outside a user context");
+                (login(*user), login(*inst))
+            })
+            .collect()
+    }
+
     pub fn cohort_by_idnumber(&self, idnumber: &str) -> Option<&FakeCohort> {
         self.cohorts.values().find(|c| c.idnumber == idnumber)
     }

@@ -49,3 +49,18 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The admin page's password hash (`ADMIN_PASSWORD_HASH`) for `password`, in the real format with
+/// cheap argon2id parameters and a fixed salt, so a debug-build test signs in fast.
+pub fn cheap_admin_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(64, 1, 1, None).unwrap(),
+    )
+    .hash_password(password.as_bytes(), &salt)
+    .unwrap()
+    .to_string()
+}

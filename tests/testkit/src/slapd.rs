@@ -140,6 +140,13 @@ impl Slapd {
         Slapd { url, dir, child }
     }
 
+    /// A directory holding the generated SDET people of `spec`.
+    pub fn with_people(spec: &crate::ent_data::Spec) -> Slapd {
+        let mut data = Vec::new();
+        crate::ent_data::write_ldif(&mut data, spec).unwrap();
+        Slapd::start(&data)
+    }
+
     /// Apply an LDIF change file online as the root DN (ldapmodify).
     pub fn modify(&self, ldif: &str) {
         let mut child = Command::new("ldapmodify")
