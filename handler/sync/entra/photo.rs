@@ -228,6 +228,10 @@ impl EntraPass<'_> {
             .as_str()
             .filter(|t| !t.is_empty())
             .map(str::to_string);
+        // The same photo as last look (copied then, or refused then): nothing to do.
+        if etag.is_some() && etag == c.stored {
+            return Outcome::Unchanged(etag.unwrap_or_default());
+        }
         if let Some(t) = body["@odata.mediaContentType"].as_str() {
             if !image_type(t) {
                 return Outcome::Refused(
@@ -235,9 +239,6 @@ impl EntraPass<'_> {
                     format!("the Entra photo is {t:?}, not a JPEG, PNG or GIF image: not copied"),
                 );
             }
-        }
-        if etag.is_some() && etag == c.stored {
-            return Outcome::Unchanged(etag.unwrap_or_default());
         }
         let path = format!(
             "/users/{}/photo/$value",
