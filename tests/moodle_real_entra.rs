@@ -269,12 +269,22 @@ async fn an_entra_photo_becomes_the_users_picture_in_the_real_moodle() {
         r.render()
     );
     assert!(
-        r.issues.iter().all(|i| i.entity != bridge::sync::entra::photo::ENTITY),
+        r.issues
+            .iter()
+            .all(|i| i.entity != bridge::sync::entra::photo::ENTITY),
         "{}",
         r.render()
     );
-    assert_ne!(picture_field(&louis), 0, "Moodle stored a picture for Louis");
-    assert_eq!(picture_field(&claire), 0, "no photo: Moodle's default picture");
+    assert_ne!(
+        picture_field(&louis),
+        0,
+        "Moodle stored a picture for Louis"
+    );
+    assert_eq!(
+        picture_field(&claire),
+        0,
+        "no photo: Moodle's default picture"
+    );
     // What Moodle's web service shows: Louis's picture is his own file, not the theme's default.
     let answer = lab()
         .client()
@@ -311,6 +321,10 @@ async fn an_entra_photo_becomes_the_users_picture_in_the_real_moodle() {
     // Nothing changed, nothing due: no photo read, no Moodle write.
     let r = w.run().await;
     assert_eq!(r.moodle_writes(), 0, "{}", r.render());
-    assert!(r.graph_calls.keys().all(|k| !k.contains("photo")), "{}", r.render());
+    assert!(
+        r.graph_calls.keys().all(|k| !k.contains("photo")),
+        "{}",
+        r.render()
+    );
     cleanup(&p).await;
 }

@@ -775,11 +775,19 @@ async fn photos_are_set_for_created_and_linked_users_and_a_quiet_run_reads_none(
         "{}",
         r.render()
     );
-    assert!(photo_issues(&r).is_empty(), "no photo is no issue: {:?}", photo_issues(&r));
+    assert!(
+        photo_issues(&r).is_empty(),
+        "no photo is no issue: {:?}",
+        photo_issues(&r)
+    );
     assert_eq!(w.picture_of("cmartin"), Some(Photo::jpeg("claire").bytes));
     assert_eq!(w.picture_of(LOUIS_LOGIN), Some(Photo::jpeg("louis").bytes));
     assert_eq!(w.picture_of("emma.petit@ecole.example"), None);
-    assert_eq!(w.photo_reads(), (4, 2), "metadata for 4, bytes for the 2 photos");
+    assert_eq!(
+        w.photo_reads(),
+        (4, 2),
+        "metadata for 4, bytes for the 2 photos"
+    );
     assert_eq!(w.uploads(), 2);
     // The link row keeps what was seen (the bot's fields stay as they were).
     let row = w
@@ -796,7 +804,11 @@ async fn photos_are_set_for_created_and_linked_users_and_a_quiet_run_reads_none(
     let moodle_before = w.moodle.lock().total_calls();
     let r = w.run().await;
     assert!(r.complete, "{}", r.render());
-    assert_eq!(w.graph.calls() - before, 1, "no change with photos on: one Graph call");
+    assert_eq!(
+        w.graph.calls() - before,
+        1,
+        "no change with photos on: one Graph call"
+    );
     assert_eq!(r.graph_calls, 1, "{}", r.render());
     assert_eq!(w.moodle.lock().total_calls() - moodle_before, 0);
     assert_eq!(photos(&r).checked, 0, "{}", r.render());
@@ -829,7 +841,12 @@ async fn photos_are_rechecked_once_due_and_only_a_changed_one_is_downloaded_and_
     // Louis changes his photo: delta says nothing, and no re-check is due yet.
     w.set_photo(LOUIS, Some(Photo::jpeg("louis, new haircut")));
     let r = w.run().await;
-    assert_eq!((photos(&r).checked, r.graph_calls), (0, 1), "{}", r.render());
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
 
     // A week later (the last checks made older than ENTRA_PHOTO_RECHECK_HOURS = 168).
     let week_ago = chrono::Utc::now().timestamp() - 169 * 3600;
@@ -881,13 +898,22 @@ async fn photos_are_rechecked_once_due_and_only_a_changed_one_is_downloaded_and_
     );
     // Checked again now: the next run has nothing due.
     let r = w.run().await;
-    assert_eq!((photos(&r).checked, r.graph_calls), (0, 1), "{}", r.render());
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
 }
 
 #[tokio::test]
 async fn a_photo_without_etag_is_compared_by_its_hash() {
     use testkit::graph_double::Photo;
-    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true"), ("ENTRA_PHOTO_RECHECK_HOURS", "0")]).await;
+    let w = World::new(&[
+        ("ENTRA_SYNC_PHOTO", "true"),
+        ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+    ])
+    .await;
     let mut p = Photo::jpeg("louis");
     p.etag = None;
     w.set_photo(LOUIS, Some(p.clone()));
@@ -896,7 +922,12 @@ async fn a_photo_without_etag_is_compared_by_its_hash() {
     // Every run re-checks (0 hours); without an etag the bytes are fetched and hashed, not re-sent.
     let r = w.run().await;
     let s = photos(&r);
-    assert_eq!((s.rechecked, s.unchanged, s.updated), (4, 1, 0), "{}", r.render());
+    assert_eq!(
+        (s.rechecked, s.unchanged, s.updated),
+        (4, 1, 0),
+        "{}",
+        r.render()
+    );
     assert_eq!(w.uploads(), 1, "same bytes: not uploaded again");
     p.bytes.push(0);
     w.set_photo(LOUIS, Some(p));
@@ -908,9 +939,14 @@ async fn a_photo_without_etag_is_compared_by_its_hash() {
 #[tokio::test]
 async fn too_large_or_non_image_photos_are_refused_with_a_clear_issue_and_not_fetched_again() {
     use testkit::graph_double::Photo;
-    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true"), ("ENTRA_PHOTO_RECHECK_HOURS", "0")]).await;
+    let w = World::new(&[
+        ("ENTRA_SYNC_PHOTO", "true"),
+        ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+    ])
+    .await;
     let mut big = Photo::jpeg("louis");
-    big.bytes.resize(bridge::sync::entra::photo::MAX_PHOTO_BYTES + 1, 0);
+    big.bytes
+        .resize(bridge::sync::entra::photo::MAX_PHOTO_BYTES + 1, 0);
     big.etag = Some("W/\"big\"".into());
     w.set_photo(LOUIS, Some(big));
     let mut html = Photo::jpeg("jade");
@@ -921,21 +957,37 @@ async fn too_large_or_non_image_photos_are_refused_with_a_clear_issue_and_not_fe
     fake.bytes = b"<html>not a photo</html>".to_vec();
     w.set_photo(CLAIRE, Some(fake));
     let r = w.run().await;
-    assert!(r.complete, "photo refusals never fail the run: {}", r.render());
-    assert_eq!(r.created, 3, "the users themselves went through: {}", r.render());
+    assert!(
+        r.complete,
+        "photo refusals never fail the run: {}",
+        r.render()
+    );
+    assert_eq!(
+        r.created,
+        3,
+        "the users themselves went through: {}",
+        r.render()
+    );
     let p = photos(&r);
     assert_eq!((p.refused, p.updated, p.none), (3, 0, 1), "{}", r.render());
     let issues = photo_issues(&r);
     assert_eq!(issues[LOUIS].0, "refused");
     assert!(issues[LOUIS].1.contains("4 MiB cap"), "{:?}", issues[LOUIS]);
     assert!(issues[JADE].1.contains("text/html"), "{:?}", issues[JADE]);
-    assert!(issues[CLAIRE].1.contains("not a JPEG, PNG or GIF"), "{:?}", issues[CLAIRE]);
+    assert!(
+        issues[CLAIRE].1.contains("not a JPEG, PNG or GIF"),
+        "{:?}",
+        issues[CLAIRE]
+    );
     assert_eq!(w.uploads(), 0);
     assert!(w.moodle.lock().pictures.is_empty());
     // Jade's type is refused from the metadata: never downloaded. The next look sees the same
     // etags and fetches nothing again.
     let (_, bytes) = w.photo_reads();
-    assert_eq!(bytes, 2, "Louis (refused from its size) and Claire (from its bytes)");
+    assert_eq!(
+        bytes, 2,
+        "Louis (refused from its size) and Claire (from its bytes)"
+    );
     let r = w.run().await;
     assert_eq!(w.photo_reads().1, 2, "{}", r.render());
     assert_eq!(photos(&r).unchanged, 3, "{}", r.render());
@@ -954,7 +1006,12 @@ async fn simulation_reads_no_photo_and_writes_nothing() {
         })
         .await;
     let p = photos(&r);
-    assert_eq!((p.checked, p.updated), (4, 4), "would look at 4: {}", r.render());
+    assert_eq!(
+        (p.checked, p.updated),
+        (4, 4),
+        "would look at 4: {}",
+        r.render()
+    );
     assert!(r.render().contains("would be checked"), "{}", r.render());
     assert_eq!(w.photo_reads(), (0, 0), "no photo read");
     assert_eq!(w.graph.lock().count("POST", "/"), 0);
@@ -984,11 +1041,16 @@ async fn a_photo_failure_is_an_issue_that_fails_nothing_else_and_is_retried_next
     let failed: Vec<&(String, String)> = issues.values().filter(|(o, _)| o == "failed").collect();
     assert_eq!(failed.len(), 2, "{issues:?}");
     assert!(
-        failed.iter().all(|(_, why)| why.contains("grant moodle/user:editprofile")),
+        failed
+            .iter()
+            .all(|(_, why)| why.contains("grant moodle/user:editprofile")),
         "{failed:?}"
     );
     assert!(
-        r.report.warnings.iter().any(|w| w.contains("photos: stopped")),
+        r.report
+            .warnings
+            .iter()
+            .any(|w| w.contains("photos: stopped")),
         "the missing capability stops the photo step, not the run: {:?}",
         r.report.warnings
     );
@@ -997,7 +1059,10 @@ async fn a_photo_failure_is_an_issue_that_fails_nothing_else_and_is_retried_next
         Some(1),
         "one refusal, then no more tries this run"
     );
-    assert!(r.report.waiting.is_empty(), "users do not wait in the retry set for a photo");
+    assert!(
+        r.report.waiting.is_empty(),
+        "users do not wait in the retry set for a photo"
+    );
 
     // Granted: the next run (a quiet one for the users) retries the two photos.
     w.moodle.lock().editprofile = true;
@@ -1007,7 +1072,12 @@ async fn a_photo_failure_is_an_issue_that_fails_nothing_else_and_is_retried_next
     assert!(photo_issues(&r).is_empty());
     assert_eq!(w.picture_of("cmartin"), Some(Photo::jpeg("claire").bytes));
     let r = w.run().await;
-    assert_eq!((photos(&r).checked, r.graph_calls), (0, 1), "{}", r.render());
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
 
     // Uploads switched off on the service: the reason says which switch.
     let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;

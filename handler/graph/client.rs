@@ -362,7 +362,15 @@ impl GraphClient {
         accept: &[u16],
     ) -> Result<GraphResponse, GraphError> {
         match self
-            .exchange_as(method, path_or_link, body, headers, repeat, accept, Want::Json)
+            .exchange_as(
+                method,
+                path_or_link,
+                body,
+                headers,
+                repeat,
+                accept,
+                Want::Json,
+            )
             .await?
         {
             Read::Json(r) => Ok(r),
@@ -392,8 +400,7 @@ impl GraphClient {
         self.retry
             .run(&what, move |_| async move {
                 self.attempt(
-                    method, url, rel, label, body, headers, repeat, accept, refreshed, charge,
-                    want,
+                    method, url, rel, label, body, headers, repeat, accept, refreshed, charge, want,
                 )
                 .await
             })

@@ -119,7 +119,8 @@ mod tests {
             "author": "Bridge Service", "source": "O:8:\"stdClass\":1:{}"}]);
         assert_eq!(draft_item(&ok).unwrap(), 123456789);
         assert_eq!(draft_item(&json!([{"itemid": "42"}])).unwrap(), 42);
-        let refused = json!([{"filename": "x.jpg", "errortype": "fileoversized", "error": "too big"}]);
+        let refused =
+            json!([{"filename": "x.jpg", "errortype": "fileoversized", "error": "too big"}]);
         assert!(draft_item(&refused)
             .unwrap_err()
             .to_string()

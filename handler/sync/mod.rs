@@ -67,8 +67,7 @@ pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
         // ENTRA_SYNC_PHOTO: the picture function, and uploads allowed on the service.
         checks.push(crate::app::Check {
             service: "moodle access (entra photos)".into(),
-            outcome: crate::moodle::access::check(m, crate::moodle::access::PHOTO_FUNCTIONS)
-                .await,
+            outcome: crate::moodle::access::check(m, crate::moodle::access::PHOTO_FUNCTIONS).await,
         });
     }
     if !s.in_use() {

@@ -382,7 +382,9 @@ impl EntraPass<'_> {
         }
         if !due.is_empty() {
             report.trace(|| format!("{ENTITY}: re-checking {} linked users' photos", due.len()));
-            sum.photos.get_or_insert_with(PhotoSummary::default).rechecked += due.len() as u64;
+            sum.photos
+                .get_or_insert_with(PhotoSummary::default)
+                .rechecked += due.len() as u64;
         }
         while !due.is_empty() {
             let rest = due.split_off(due.len().min(RECHECK_CHUNK));
@@ -465,7 +467,10 @@ mod tests {
 
     #[test]
     fn only_images_moodle_takes_pass() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap().0, "image/jpeg");
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap().0,
+            "image/jpeg"
+        );
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap().1, "png");
         assert_eq!(sniff(b"GIF89a..").unwrap().1, "gif");
         assert!(sniff(b"<html>").is_none() && sniff(b"").is_none());

@@ -342,8 +342,14 @@ mod tests {
         assert!(s.select().contains(&"mail".to_string()));
         assert!(!s.photo, "photos are off by default");
         assert_eq!(s.photo_recheck_hours, 168);
-        let (s, p) = load(&[("ENTRA_SYNC_PHOTO", "true"), ("ENTRA_PHOTO_RECHECK_HOURS", "0")]);
-        assert!(p.is_empty() && s.photo && s.photo_recheck_hours == 0, "{p:?}");
+        let (s, p) = load(&[
+            ("ENTRA_SYNC_PHOTO", "true"),
+            ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+        ]);
+        assert!(
+            p.is_empty() && s.photo && s.photo_recheck_hours == 0,
+            "{p:?}"
+        );
         let (_, p) = load(&[("ENTRA_PHOTO_RECHECK_HOURS", "-1")]);
         assert_eq!(p.len(), 1, "{p:?}");
         let (s, p) = load(&[

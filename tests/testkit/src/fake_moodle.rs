@@ -1320,8 +1320,10 @@ async fn handle_upload(
     body: axum::body::Bytes,
 ) -> Response {
     let ajax_error = |code: &str, message: &str| {
-        json_response(json!({"error": message, "errorcode": code, "stacktrace": null,
-            "debuginfo": null, "reproductionlink": null}))
+        json_response(
+            json!({"error": message, "errorcode": code, "stacktrace": null,
+            "debuginfo": null, "reproductionlink": null}),
+        )
     };
     let boundary = headers
         .get(header::CONTENT_TYPE)
@@ -1456,11 +1458,9 @@ fn update_picture(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
         st.pictures.remove(&userid);
         return Ok(json!({"success": true, "warnings": []}));
     }
-    let image = st
-        .drafts
-        .get(&draft)
-        .map(|(_, b)| b.clone())
-        .filter(|b| b.starts_with(&[0xFF, 0xD8, 0xFF]) || b.starts_with(b"\x89PNG") || b.starts_with(b"GIF8"));
+    let image = st.drafts.get(&draft).map(|(_, b)| b.clone()).filter(|b| {
+        b.starts_with(&[0xFF, 0xD8, 0xFF]) || b.starts_with(b"\x89PNG") || b.starts_with(b"GIF8")
+    });
     match image {
         Some(bytes) => {
             st.pictures.insert(userid, bytes);

@@ -47,7 +47,9 @@ pub struct Photo {
 impl Photo {
     /// A small JPEG-looking photo (JPEG's start bytes, then `seed`): its etag changes with `seed`.
     pub fn jpeg(seed: &str) -> Photo {
-        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00];
+        let mut bytes = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+        ];
         bytes.extend_from_slice(seed.as_bytes());
         bytes.extend_from_slice(&[0xFF, 0xD9]);
         let etag = {
@@ -179,12 +181,15 @@ pub(super) fn register(double: &GraphDouble) {
             None => no_photo(),
         }
     });
-    double.route("GET", "/users/{id}/photo/$value", "User.Read.All", |req, s| {
-        match s.users.photos.get(&req.segments[1]) {
+    double.route(
+        "GET",
+        "/users/{id}/photo/$value",
+        "User.Read.All",
+        |req, s| match s.users.photos.get(&req.segments[1]) {
             Some(p) => GraphReply::bytes(200, &p.content_type, p.bytes.clone()),
             None => no_photo(),
-        }
-    });
+        },
+    );
     double.route("GET", "/users/delta", "User.Read.All", delta);
     double.route("GET", "/users", "User.Read.All", list);
     double.route("GET", "/users/{id}", "User.Read.All", |req, s| {
