@@ -20,6 +20,8 @@ use super::{Form, MoodleClient, MoodleError};
 use crate::ids::MoodleUserId;
 use serde_json::Value;
 
+/// The picture function (spelled out at its call too: `tests/functions_layout.rs` reads the
+/// calls to check the README's list of functions).
 pub const UPDATE_PICTURE: &str = "core_user_update_picture";
 
 /// Puts `bytes` in a new draft item of the service account; its `itemid`.
@@ -85,7 +87,7 @@ pub async fn set_picture(
         .field("draftitemid", draft_item)
         .field("delete", 0)
         .field("userid", user.get());
-    let answer = match client.call_value(UPDATE_PICTURE, &form).await {
+    let answer = match client.call_value("core_user_update_picture", &form).await {
         Err(MoodleError::MissingCapability(m)) => {
             return Err(MoodleError::MissingCapability(format!(
                 "{m}: grant moodle/user:editprofile to the service account's role ({UPDATE_PICTURE} checks it in the user's context)"
