@@ -1087,3 +1087,16 @@ async fn a_photo_failure_is_an_issue_that_fails_nothing_else_and_is_retried_next
     let issues = photo_issues(&r);
     assert!(issues[LOUIS].1.contains("uploadfiles"), "{issues:?}");
 }
+
+#[tokio::test]
+async fn check_config_names_what_photos_need_on_the_moodle_side() {
+    let moodle = FakeMoodle::start().await;
+    let needed = bridge::moodle::access::PHOTO_FUNCTIONS;
+    let ok = bridge::moodle::access::check(&moodle.client(), needed).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    moodle.lock().uploadfiles = false;
+    let err = bridge::moodle::access::check(&moodle.client(), needed)
+        .await
+        .unwrap_err();
+    assert!(err.contains("Can upload files"), "{err}");
+}

@@ -174,11 +174,12 @@ impl MoodleClient {
         let boundary = format!("----bridge{:032x}", rand::random::<u128>());
         let body = multipart(
             &boundary,
+            // The token is not the first part, for the reason `call_once` gives.
             &[
-                ("token", self.token.expose()),
                 ("filearea", "draft"),
                 ("itemid", "0"),
                 ("filepath", "/"),
+                ("token", self.token.expose()),
             ],
             ("file_1", filename, content_type, bytes),
         );
