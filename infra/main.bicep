@@ -494,6 +494,8 @@ var entraDefaults = {
   ENTRA_CREATE_FILTER: ''
   ENTRA_ENT_LINK: ''
   ENTRA_BATCH_SIZE: '100'
+  ENTRA_SYNC_PHOTO: 'false'
+  ENTRA_PHOTO_RECHECK_HOURS: '168'
 }
 var entra = union(entraDefaults, entraSettings)
 
@@ -561,6 +563,8 @@ var appSettings = {
   ENTRA_CREATE_FILTER: string(entra.ENTRA_CREATE_FILTER)
   ENTRA_ENT_LINK: string(entra.ENTRA_ENT_LINK)
   ENTRA_BATCH_SIZE: string(entra.ENTRA_BATCH_SIZE)
+  ENTRA_SYNC_PHOTO: string(entra.ENTRA_SYNC_PHOTO)
+  ENTRA_PHOTO_RECHECK_HOURS: string(entra.ENTRA_PHOTO_RECHECK_HOURS)
   // LDAP source
   LDAP_URL: ldapUrl
   LDAP_BIND_DN: ldapBindDn

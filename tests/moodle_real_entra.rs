@@ -2,7 +2,9 @@
 //! script): Entra users served by the Graph double, synced through the sync run, then read back
 //! through Moodle's own web service — an account created for the new user (auth oauth2), an
 //! existing account linked by e-mail and updated, a change in Entra written, the account of a
-//! user removed from Entra suspended, and no "New user account" password mail for anyone.
+//! user removed from Entra suspended, and no "New user account" password mail for anyone; with
+//! `ENTRA_SYNC_PHOTO`, an Entra photo becomes the user's Moodle picture (the lab prepared by
+//! `tests/moodle-lab/photo.php`: the picture function, uploads on the service, editprofile).
 //! Every username and address carries the test's own prefix (`testkit::moodle_lab`).
 
 use bridge::config::Source;
@@ -31,6 +33,10 @@ struct World {
 }
 
 async fn world(p: &str) -> World {
+    world_with(p, &[]).await
+}
+
+async fn world_with(p: &str, settings: &[(&str, &str)]) -> World {
     let graph = GraphDouble::start().await;
     {
         let mut s = graph.lock();
@@ -55,7 +61,8 @@ async fn world(p: &str) -> World {
     let store: SharedStore = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
     store.ensure_tables().await.unwrap();
     let env: BTreeMap<String, String> = [("SYNC_REMOVAL_MAX_SHARE", "1")]
-        .into_iter()
+        .iter()
+        .chain(settings)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let mut src = Source::from_map(env);
@@ -210,5 +217,114 @@ async fn entra_users_land_in_the_real_moodle_linked_updated_and_suspended_withou
     // Nobody got a "New user account" mail (oauth2 accounts have no password).
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert!(mails_to(&p).is_empty(), "password mails were sent");
+    cleanup(&p).await;
+}
+
+/// A 16×16 JPEG made with PHP's GD (`imagejpeg`, quality 80): an image Moodle can process.
+const JPEG_16: &str = "/9j/4AAQSkZJRgABAQEAYABgAAD//gA7Q1JFQVRPUjogZ2QtanBlZyB2MS4wICh1c2luZyBJSkcgSlBFRyB2NjIpLCBxdWFsaXR5ID0gODAK/9sAQwAGBAUGBQQGBgUGBwcGCAoQCgoJCQoUDg8MEBcUGBgXFBYWGh0lHxobIxwWFiAsICMmJykqKRkfLTAtKDAlKCko/9sAQwEHBwcKCAoTCgoTKBoWGigoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgo/8AAEQgAEAAQAwEiAAIRAQMRAf/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/EAB8BAAMBAQEBAQEBAQEAAAAAAAABAgMEBQYHCAkKC//EALURAAIBAgQEAwQHBQQEAAECdwABAgMRBAUhMQYSQVEHYXETIjKBCBRCkaGxwQkjM1LwFWJy0QoWJDThJfEXGBkaJicoKSo1Njc4OTpDREVGR0hJSlNUVVZXWFlaY2RlZmdoaWpzdHV2d3h5eoKDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uLj5OXm5+jp6vLz9PX29/j5+v/aAAwDAQACEQMRAD8A4SiiivPP18//2Q==";
+
+/// `picture` of the account in the lab's database (0 = Moodle's default picture).
+fn picture_field(username: &str) -> i64 {
+    assert!(username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@.".contains(c)));
+    lab().sql(&format!(
+        "select picture from mdl_user where deleted = 0 and username = '{username}'"
+    ))[0][0]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entra_photo_becomes_the_users_picture_in_the_real_moodle() {
+    use base64::Engine as _;
+    smtp_sink();
+    let prepared = lab().php_json("photo.php", &[]);
+    assert!(prepared["serviceid"].as_i64().is_some(), "{prepared}");
+    let p = unique_prefix("photo");
+    let w = world_with(&p, &[("ENTRA_SYNC_PHOTO", "true")]).await;
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(JPEG_16)
+        .unwrap();
+    w.graph.lock().users.photos.insert(
+        LOUIS.to_string(),
+        testkit::graph_double::Photo {
+            bytes: jpeg,
+            content_type: "image/jpeg".into(),
+            etag: Some("W/\"louis-1\"".into()),
+            width: 16,
+            height: 16,
+        },
+    );
+    let louis = format!("{p}louis@ecole.example");
+    let claire = format!("{p}claire@ecole.example");
+
+    let r = w.run().await;
+    assert_eq!(r.counts[&ENTITY].created, 2, "{}", r.render());
+    let photos = r.entra.as_ref().unwrap().photos.clone().unwrap_or_default();
+    assert_eq!(
+        (photos.updated, photos.none, photos.failed, photos.refused),
+        (1, 1, 0, 0),
+        "Louis's photo set, Claire has none: {}",
+        r.render()
+    );
+    assert!(
+        r.issues
+            .iter()
+            .all(|i| i.entity != bridge::sync::entra::photo::ENTITY),
+        "{}",
+        r.render()
+    );
+    assert_ne!(
+        picture_field(&louis),
+        0,
+        "Moodle stored a picture for Louis"
+    );
+    assert_eq!(
+        picture_field(&claire),
+        0,
+        "no photo: Moodle's default picture"
+    );
+    // What Moodle's web service shows: Louis's picture is his own file, not the theme's default.
+    let answer = lab()
+        .client()
+        .call_value(
+            "core_user_get_users_by_field",
+            &bridge::moodle::Form::new()
+                .field("field", "username")
+                .field("values[0]", &louis)
+                .field("values[1]", &claire),
+        )
+        .await
+        .unwrap();
+    let url_of = |name: &str| {
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .and_then(|u| u["profileimageurl"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        url_of(&louis).contains("/pluginfile.php/") && url_of(&louis).contains("/user/icon/"),
+        "{}",
+        url_of(&louis)
+    );
+    assert!(
+        !url_of(&claire).contains("/user/icon/"),
+        "{}",
+        url_of(&claire)
+    );
+
+    // Nothing changed, nothing due: no photo read, no Moodle write.
+    let r = w.run().await;
+    assert_eq!(r.moodle_writes(), 0, "{}", r.render());
+    assert!(
+        r.graph_calls.keys().all(|k| !k.contains("photo")),
+        "{}",
+        r.render()
+    );
     cleanup(&p).await;
 }

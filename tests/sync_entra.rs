@@ -698,3 +698,405 @@ async fn a_worker_given_a_missing_permission_fails_the_shard_for_good_naming_it(
     assert!(!err.retryable(), "no retry grants a permission: {err}");
     assert!(err.to_string().contains("User.Read.All"), "{err}");
 }
+
+// ---------------------------------------------------------------- profile photos (ENTRA_SYNC_PHOTO)
+
+/// The photo step's summary of a run.
+fn photos(r: &Ran) -> bridge::sync::report::PhotoSummary {
+    r.report
+        .entra
+        .as_ref()
+        .and_then(|e| e.photos.clone())
+        .unwrap_or_default()
+}
+
+/// Photo issues of a run: key → (outcome, reason).
+fn photo_issues(r: &Ran) -> BTreeMap<String, (String, String)> {
+    r.report
+        .issues
+        .iter()
+        .filter(|i| i.entity == bridge::sync::entra::photo::ENTITY)
+        .map(|i| (i.key.clone(), (i.outcome.clone(), i.reason.clone())))
+        .collect()
+}
+
+impl World {
+    /// Photo metadata reads and binary downloads Graph served so far (inside `$batch` too).
+    fn photo_reads(&self) -> (usize, usize) {
+        let s = self.graph.lock();
+        let all: Vec<&(String, String)> = s.log.iter().chain(&s.batch_log).collect();
+        let meta = all.iter().filter(|(_, p)| p.ends_with("/photo")).count();
+        let bytes = all
+            .iter()
+            .filter(|(_, p)| p.ends_with("/photo/$value"))
+            .count();
+        (meta, bytes)
+    }
+
+    fn uploads(&self) -> u64 {
+        self.moodle
+            .calls()
+            .get(bridge::moodle::client::UPLOAD_CALL)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn picture_of(&self, username: &str) -> Option<Vec<u8>> {
+        let m = self.moodle.lock();
+        let id = m.user_by_username(username)?.id;
+        m.pictures.get(&id).cloned()
+    }
+
+    fn set_photo(&self, id: &str, photo: Option<testkit::graph_double::Photo>) {
+        let mut s = self.graph.lock();
+        match photo {
+            Some(p) => s.users.photos.insert(id.to_string(), p),
+            None => s.users.photos.remove(id),
+        };
+    }
+}
+
+const LOUIS_LOGIN: &str = "louis.bernard@ecole.example";
+
+#[tokio::test]
+async fn photos_are_set_for_created_and_linked_users_and_a_quiet_run_reads_none() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;
+    w.set_photo(CLAIRE, Some(Photo::jpeg("claire")));
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis")));
+    // Emma and Jade have no photo: Graph answers 404 ImageNotFound.
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!((r.created, r.linked), (3, 1), "{}", r.render());
+    let p = photos(&r);
+    assert_eq!(
+        (p.checked, p.updated, p.none, p.failed, p.refused),
+        (4, 2, 2, 0, 0),
+        "{}",
+        r.render()
+    );
+    assert!(
+        photo_issues(&r).is_empty(),
+        "no photo is no issue: {:?}",
+        photo_issues(&r)
+    );
+    assert_eq!(w.picture_of("cmartin"), Some(Photo::jpeg("claire").bytes));
+    assert_eq!(w.picture_of(LOUIS_LOGIN), Some(Photo::jpeg("louis").bytes));
+    assert_eq!(w.picture_of("emma.petit@ecole.example"), None);
+    assert_eq!(
+        w.photo_reads(),
+        (4, 2),
+        "metadata for 4, bytes for the 2 photos"
+    );
+    assert_eq!(w.uploads(), 2);
+    // The link row keeps what was seen (the bot's fields stay as they were).
+    let row = w
+        .store
+        .get(tables::MAPPINGS, "entra-user", LOUIS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.str("photo_etag"), Photo::jpeg("louis").etag.as_deref());
+    assert!(row.int("photo_checked_at").is_some() && row.int("moodle_user_id").is_some());
+
+    // Nothing changed and no re-check is due: still one Graph call and no Moodle call.
+    let before = w.graph.calls();
+    let moodle_before = w.moodle.lock().total_calls();
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(
+        w.graph.calls() - before,
+        1,
+        "no change with photos on: one Graph call"
+    );
+    assert_eq!(r.graph_calls, 1, "{}", r.render());
+    assert_eq!(w.moodle.lock().total_calls() - moodle_before, 0);
+    assert_eq!(photos(&r).checked, 0, "{}", r.render());
+
+    // A field change rewrites the link row: the photo's etag stays on it.
+    w.graph
+        .lock()
+        .users
+        .patch(LOUIS, json!({"department": "1ere C"}));
+    let r = w.run().await;
+    assert_eq!(r.updated, 1, "{}", r.render());
+    let row = w
+        .store
+        .get(tables::MAPPINGS, "entra-user", LOUIS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.str("photo_etag"), Photo::jpeg("louis").etag.as_deref());
+    assert_eq!(w.uploads(), 2, "a field change does not re-send the photo");
+}
+
+#[tokio::test]
+async fn photos_are_rechecked_once_due_and_only_a_changed_one_is_downloaded_and_uploaded() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;
+    w.set_photo(CLAIRE, Some(Photo::jpeg("claire")));
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis")));
+    w.run().await;
+    assert_eq!(w.uploads(), 2);
+    // Louis changes his photo: delta says nothing, and no re-check is due yet.
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis, new haircut")));
+    let r = w.run().await;
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
+
+    // A week later (the last checks made older than ENTRA_PHOTO_RECHECK_HOURS = 168).
+    let week_ago = chrono::Utc::now().timestamp() - 169 * 3600;
+    for id in [CLAIRE, LOUIS, EMMA, JADE] {
+        let mut e = w
+            .store
+            .get(tables::MAPPINGS, "entra-user", id)
+            .await
+            .unwrap()
+            .unwrap();
+        e.set("photo_checked_at", week_ago);
+        w.store.upsert(tables::MAPPINGS, &e).await.unwrap();
+    }
+    let mut due = w
+        .store
+        .get(tables::CHECKPOINTS, "entra", "photos-next-due")
+        .await
+        .unwrap()
+        .expect("the next due time is kept");
+    assert!(due.int("next_due").unwrap() > chrono::Utc::now().timestamp() + 160 * 3600);
+    due.set("next_due", week_ago + 168 * 3600);
+    w.store.upsert(tables::CHECKPOINTS, &due).await.unwrap();
+
+    let (meta, bytes) = w.photo_reads();
+    let before = w.graph.calls();
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    let p = photos(&r);
+    assert_eq!(
+        (p.rechecked, p.updated, p.unchanged, p.none),
+        (4, 1, 1, 2),
+        "{}",
+        r.render()
+    );
+    assert_eq!(
+        w.photo_reads(),
+        (meta + 4, bytes + 1),
+        "metadata of the 4, only Louis's new photo downloaded"
+    );
+    assert_eq!(
+        w.graph.calls() - before,
+        3,
+        "delta + one $batch of metadata + one download"
+    );
+    assert_eq!(w.uploads(), 3, "only the changed photo re-uploaded");
+    assert_eq!(
+        w.picture_of(LOUIS_LOGIN),
+        Some(Photo::jpeg("louis, new haircut").bytes)
+    );
+    // Checked again now: the next run has nothing due.
+    let r = w.run().await;
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
+}
+
+#[tokio::test]
+async fn a_photo_without_etag_is_compared_by_its_hash() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[
+        ("ENTRA_SYNC_PHOTO", "true"),
+        ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+    ])
+    .await;
+    let mut p = Photo::jpeg("louis");
+    p.etag = None;
+    w.set_photo(LOUIS, Some(p.clone()));
+    w.run().await;
+    assert_eq!(w.uploads(), 1);
+    // Every run re-checks (0 hours); without an etag the bytes are fetched and hashed, not re-sent.
+    let r = w.run().await;
+    let s = photos(&r);
+    assert_eq!(
+        (s.rechecked, s.unchanged, s.updated),
+        (4, 1, 0),
+        "{}",
+        r.render()
+    );
+    assert_eq!(w.uploads(), 1, "same bytes: not uploaded again");
+    p.bytes.push(0);
+    w.set_photo(LOUIS, Some(p));
+    let r = w.run().await;
+    assert_eq!(photos(&r).updated, 1, "{}", r.render());
+    assert_eq!(w.uploads(), 2);
+}
+
+#[tokio::test]
+async fn too_large_or_non_image_photos_are_refused_with_a_clear_issue_and_not_fetched_again() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[
+        ("ENTRA_SYNC_PHOTO", "true"),
+        ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+    ])
+    .await;
+    let mut big = Photo::jpeg("louis");
+    big.bytes
+        .resize(bridge::sync::entra::photo::MAX_PHOTO_BYTES + 1, 0);
+    big.etag = Some("W/\"big\"".into());
+    w.set_photo(LOUIS, Some(big));
+    let mut html = Photo::jpeg("jade");
+    html.content_type = "text/html".into();
+    w.set_photo(JADE, Some(html));
+    // Says it is a JPEG, is not one.
+    let mut fake = Photo::jpeg("claire");
+    fake.bytes = b"<html>not a photo</html>".to_vec();
+    w.set_photo(CLAIRE, Some(fake));
+    let r = w.run().await;
+    assert!(
+        r.complete,
+        "photo refusals never fail the run: {}",
+        r.render()
+    );
+    assert_eq!(
+        r.created,
+        3,
+        "the users themselves went through: {}",
+        r.render()
+    );
+    let p = photos(&r);
+    assert_eq!((p.refused, p.updated, p.none), (3, 0, 1), "{}", r.render());
+    let issues = photo_issues(&r);
+    assert_eq!(issues[LOUIS].0, "refused");
+    assert!(issues[LOUIS].1.contains("4 MiB cap"), "{:?}", issues[LOUIS]);
+    assert!(issues[JADE].1.contains("text/html"), "{:?}", issues[JADE]);
+    assert!(
+        issues[CLAIRE].1.contains("not a JPEG, PNG or GIF"),
+        "{:?}",
+        issues[CLAIRE]
+    );
+    assert_eq!(w.uploads(), 0);
+    assert!(w.moodle.lock().pictures.is_empty());
+    // Jade's type is refused from the metadata: never downloaded. The next look sees the same
+    // etags and fetches nothing again.
+    let (_, bytes) = w.photo_reads();
+    assert_eq!(
+        bytes, 2,
+        "Louis (refused from its size) and Claire (from its bytes)"
+    );
+    let r = w.run().await;
+    assert_eq!(w.photo_reads().1, 2, "{}", r.render());
+    assert_eq!(photos(&r).unchanged, 3, "{}", r.render());
+}
+
+#[tokio::test]
+async fn simulation_reads_no_photo_and_writes_nothing() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;
+    w.set_photo(CLAIRE, Some(Photo::jpeg("claire")));
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis")));
+    let r = w
+        .run_with(SyncOptions {
+            simulate: true,
+            ..Default::default()
+        })
+        .await;
+    let p = photos(&r);
+    assert_eq!(
+        (p.checked, p.updated),
+        (4, 4),
+        "would look at 4: {}",
+        r.render()
+    );
+    assert!(r.render().contains("would be checked"), "{}", r.render());
+    assert_eq!(w.photo_reads(), (0, 0), "no photo read");
+    assert_eq!(w.graph.lock().count("POST", "/"), 0);
+    assert_eq!(w.uploads(), 0);
+    assert_eq!(w.moodle.lock().write_calls(), 0);
+    assert!(w.moodle.lock().drafts.is_empty() && w.moodle.lock().pictures.is_empty());
+    assert!(w
+        .store
+        .get(tables::CHECKPOINTS, "entra", "photos-next-due")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_photo_failure_is_an_issue_that_fails_nothing_else_and_is_retried_next_run() {
+    use testkit::graph_double::Photo;
+    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;
+    w.set_photo(CLAIRE, Some(Photo::jpeg("claire")));
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis")));
+    w.moodle.lock().editprofile = false;
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!((r.created, r.linked), (3, 1), "{}", r.render());
+    assert!(r.failed.is_empty(), "no user failed: {:?}", r.failed);
+    let issues = photo_issues(&r);
+    let failed: Vec<&(String, String)> = issues.values().filter(|(o, _)| o == "failed").collect();
+    assert_eq!(failed.len(), 2, "{issues:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, why)| why.contains("grant moodle/user:editprofile")),
+        "{failed:?}"
+    );
+    assert!(
+        r.report
+            .warnings
+            .iter()
+            .any(|w| w.contains("photos: stopped")),
+        "the missing capability stops the photo step, not the run: {:?}",
+        r.report.warnings
+    );
+    assert_eq!(
+        w.moodle.calls().get("core_user_update_picture").copied(),
+        Some(1),
+        "one refusal, then no more tries this run"
+    );
+    assert!(
+        r.report.waiting.is_empty(),
+        "users do not wait in the retry set for a photo"
+    );
+
+    // Granted: the next run (a quiet one for the users) retries the two photos.
+    w.moodle.lock().editprofile = true;
+    let r = w.run().await;
+    assert!(r.complete, "{}", r.render());
+    assert_eq!(photos(&r).updated, 2, "{}", r.render());
+    assert!(photo_issues(&r).is_empty());
+    assert_eq!(w.picture_of("cmartin"), Some(Photo::jpeg("claire").bytes));
+    let r = w.run().await;
+    assert_eq!(
+        (photos(&r).checked, r.graph_calls),
+        (0, 1),
+        "{}",
+        r.render()
+    );
+
+    // Uploads switched off on the service: the reason says which switch.
+    let w = World::new(&[("ENTRA_SYNC_PHOTO", "true")]).await;
+    w.set_photo(LOUIS, Some(Photo::jpeg("louis")));
+    w.moodle.lock().uploadfiles = false;
+    let r = w.run().await;
+    let issues = photo_issues(&r);
+    assert!(issues[LOUIS].1.contains("uploadfiles"), "{issues:?}");
+}
+
+#[tokio::test]
+async fn check_config_names_what_photos_need_on_the_moodle_side() {
+    let moodle = FakeMoodle::start().await;
+    let needed = bridge::moodle::access::PHOTO_FUNCTIONS;
+    let ok = bridge::moodle::access::check(&moodle.client(), needed).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    moodle.lock().uploadfiles = false;
+    let err = bridge::moodle::access::check(&moodle.client(), needed)
+        .await
+        .unwrap_err();
+    assert!(err.contains("Can upload files"), "{err}");
+}

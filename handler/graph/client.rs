@@ -37,6 +37,27 @@ pub struct GraphResponse {
     pub body: Value,
 }
 
+/// A binary answer ([`GraphClient::get_bytes`]): the bytes and the `Content-Type` Graph gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphBytes {
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// How a successful answer's body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Json,
+    /// Raw bytes, at most this many (refused from `Content-Length`, or once the stream passes it).
+    Bytes(usize),
+}
+
+/// What one attempt read: JSON (the usual case) or the raw bytes of a binary answer.
+enum Read {
+    Json(GraphResponse),
+    Bytes(GraphBytes),
+}
+
 /// Calls made so far by this client (each HTTP request once, a `$batch` as one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GraphStats {
@@ -290,6 +311,30 @@ impl GraphClient {
             .await
     }
 
+    /// `GET` a binary resource (`/users/{id}/photo/$value`), at most `max_bytes` of it: a larger
+    /// answer is refused (from its `Content-Length`, or as soon as the stream passes the cap) with
+    /// [`GraphError::TooLarge`], never held in memory. Errors are read as Graph's JSON errors.
+    pub async fn get_bytes(&self, path: &str, max_bytes: usize) -> Result<GraphBytes, GraphError> {
+        match self
+            .exchange_as(
+                Method::GET,
+                path,
+                None,
+                &[],
+                Repeat::Idempotent,
+                &[],
+                Want::Bytes(max_bytes),
+            )
+            .await?
+        {
+            Read::Bytes(b) => Ok(b),
+            Read::Json(_) => Err(GraphError::Decode {
+                path: path_label(path),
+                detail: "expected a binary answer".into(),
+            }),
+        }
+    }
+
     /// One call: paced by the budgets it counts against, with a cached token (dropped and
     /// fetched again once on a 401), retried per [`RetryPolicy`] on 429 (`Retry-After`, whole or
     /// fractional) and, when `repeat` allows, on 502/503/504 and lost answers.
@@ -316,6 +361,34 @@ impl GraphClient {
         repeat: Repeat,
         accept: &[u16],
     ) -> Result<GraphResponse, GraphError> {
+        match self
+            .exchange_as(
+                method,
+                path_or_link,
+                body,
+                headers,
+                repeat,
+                accept,
+                Want::Json,
+            )
+            .await?
+        {
+            Read::Json(r) => Ok(r),
+            Read::Bytes(_) => unreachable!("a JSON exchange reads JSON"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_as(
+        &self,
+        method: Method,
+        path_or_link: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        repeat: Repeat,
+        accept: &[u16],
+        want: Want,
+    ) -> Result<Read, GraphError> {
         let url = self.url(path_or_link)?;
         let rel = self.relative(&url);
         let charge = budget::charge(method.as_str(), &rel);
@@ -327,7 +400,7 @@ impl GraphClient {
         self.retry
             .run(&what, move |_| async move {
                 self.attempt(
-                    method, url, rel, label, body, headers, repeat, accept, refreshed, charge,
+                    method, url, rel, label, body, headers, repeat, accept, refreshed, charge, want,
                 )
                 .await
             })
@@ -347,7 +420,8 @@ impl GraphClient {
         accept: &[u16],
         refreshed: &AtomicBool,
         charge: &budget::Charge,
-    ) -> Result<GraphResponse, Failure<GraphError>> {
+        want: Want,
+    ) -> Result<Read, Failure<GraphError>> {
         let token = match self.tokens.token(GRAPH_SCOPE).await {
             Ok(t) => t,
             Err(e) if e.is_transient() => {
@@ -369,7 +443,13 @@ impl GraphClient {
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(token.secret.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                match want {
+                    Want::Json => "application/json",
+                    Want::Bytes(_) => "*/*",
+                },
+            )
             .timeout(REQUEST_TIMEOUT);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -406,6 +486,23 @@ impl GraphClient {
         let location = header(reqwest::header::LOCATION);
         let content_location = header(reqwest::header::CONTENT_LOCATION);
         let retry_after = retry::retry_after(resp.headers());
+        if let (Want::Bytes(max), true) = (want, (200..300).contains(&status)) {
+            let content_type = header(reqwest::header::CONTENT_TYPE);
+            return read_capped(resp, max, label)
+                .await
+                .map(|bytes| {
+                    Read::Bytes(GraphBytes {
+                        content_type,
+                        bytes,
+                    })
+                })
+                .map_err(|e| match (&e, repeat) {
+                    (GraphError::Transport { .. }, Repeat::Idempotent) => {
+                        Failure::retryable(e, None)
+                    }
+                    _ => Failure::permanent(e),
+                });
+        }
         let text = match resp.text().await {
             Ok(t) => t,
             Err(e) => {
@@ -431,12 +528,12 @@ impl GraphClient {
             }
         };
         if (200..300).contains(&status) || accept.contains(&status) {
-            return Ok(GraphResponse {
+            return Ok(Read::Json(GraphResponse {
                 status,
                 location,
                 content_location,
                 body,
-            });
+            }));
         }
         if status == 429 {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
@@ -454,6 +551,41 @@ impl GraphClient {
             }
             _ => Failure::permanent(err),
         })
+    }
+}
+
+/// The body of a binary answer, refused past `max` bytes (declared or streamed).
+async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+    label: &str,
+) -> Result<Vec<u8>, GraphError> {
+    let too_large = |size: Option<u64>| GraphError::TooLarge {
+        path: label.to_string(),
+        limit: max as u64,
+        size,
+    };
+    if let Some(n) = resp.content_length().filter(|n| *n > max as u64) {
+        return Err(too_large(Some(n)));
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() + c.len() > max {
+                    return Err(too_large(None));
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => {
+                return Err(GraphError::Transport {
+                    method: "GET".into(),
+                    path: label.to_string(),
+                    detail: redact::error_chain(&e),
+                })
+            }
+        }
     }
 }
 

@@ -63,6 +63,13 @@ pub enum GraphError {
         path: String,
         detail: String,
     },
+    /// A binary answer above the caller's cap (`size` when Graph declared it).
+    #[error("Graph {path}: answer larger than the {limit}-byte cap{}", size.map(|s| format!(" ({s} bytes)")).unwrap_or_default())]
+    TooLarge {
+        path: String,
+        limit: u64,
+        size: Option<u64>,
+    },
     /// A body that is not what the fixture shapes say.
     #[error("Graph {path}: unexpected answer: {detail}")]
     Decode { path: String, detail: String },

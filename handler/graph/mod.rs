@@ -25,7 +25,7 @@ pub mod permissions;
 pub mod settings;
 
 pub use batch::{BatchAnswer, BatchRequest, BatchResults, MAX_BATCH};
-pub use client::{GraphClient, GraphResponse, GraphStats, Repeat, GRAPH_SCOPE};
+pub use client::{GraphBytes, GraphClient, GraphResponse, GraphStats, Repeat, GRAPH_SCOPE};
 pub use error::GraphError;
 pub use paging::{
     DeltaCheckpoint, DeltaItem, DeltaPage, DeltaRound, Page, Pages, StartOver, DELTA_MAX_AGE,

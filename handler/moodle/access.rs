@@ -41,6 +41,12 @@ pub const BOT_PARENT_FUNCTIONS: &[&str] = &[
     "core_reportbuilder_retrieve_report",
 ];
 
+/// Functions the Entra sync calls for profile photos (`ENTRA_SYNC_PHOTO`), besides
+/// `webservice/upload.php`, which needs "Can upload files" on the service (`uploadfiles` in the
+/// site info; checked with these). The service account also needs `moodle/user:editprofile`,
+/// which no harmless probe shows: the first refused picture names it.
+pub const PHOTO_FUNCTIONS: &[&str] = &[super::pictures::UPDATE_PICTURE];
+
 /// Moodle's first administrator: created by the installer right after the guest account.
 const FIRST_ADMIN_ID: i64 = 2;
 
@@ -72,6 +78,15 @@ pub async fn check(client: &MoodleClient, needed: &[&str]) -> Result<String, Str
             "the external service of the token lacks {}",
             missing.join(", ")
         ));
+    }
+    if needed.contains(&super::pictures::UPDATE_PICTURE)
+        && !info
+            .get("uploadfiles")
+            .is_some_and(|v| v.as_i64() == Some(1) || v.as_bool() == Some(true))
+    {
+        problems.push(
+            "the external service does not allow file uploads (uploadfiles): tick \"Can upload files\" on it, webservice/upload.php refuses the photos otherwise".to_string(),
+        );
     }
     if needed.contains(&"core_user_get_users_by_field")
         && !missing.contains(&"core_user_get_users_by_field")

@@ -11,6 +11,33 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The name `upload_draft` calls are counted under (not a web-service function: a script).
+pub const UPLOAD_CALL: &str = "webservice/upload.php";
+
+/// A `multipart/form-data` body: text parts, then one file part.
+fn multipart(boundary: &str, fields: &[(&str, &str)], file: (&str, &str, &str, &[u8])) -> Vec<u8> {
+    let mut out = Vec::with_capacity(file.3.len() + 512);
+    for (name, value) in fields {
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let (name, filename, content_type, bytes) = file;
+    // The file name is ours (`entra-photo.jpg`), never user input: no quoting to escape.
+    out.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
 /// Enough of a non-JSON answer to recognise it (an HTML error page, a proxy banner), and shorter
 /// than the `wsfunction=…&moodlewsrestformat=json&` prefix an echo of our request starts with.
 const BODY_EXCERPT_CHARS: usize = 48;
@@ -19,6 +46,8 @@ const BODY_EXCERPT_CHARS: usize = 48;
 pub struct MoodleClient {
     http: reqwest::Client,
     endpoint: url::Url,
+    /// `webservice/upload.php` (files into the service account's draft area).
+    upload: url::Url,
     token: Secret,
     max_form_fields: usize,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -47,9 +76,13 @@ impl MoodleClient {
         let endpoint = base
             .join("webservice/rest/server.php")
             .map_err(|e| MoodleError::Transport(e.to_string()))?;
+        let upload = base
+            .join("webservice/upload.php")
+            .map_err(|e| MoodleError::Transport(e.to_string()))?;
         Ok(MoodleClient {
             http,
             endpoint,
+            upload,
             token: settings.token.clone(),
             max_form_fields: settings.max_form_fields,
             calls: Arc::default(),
@@ -123,6 +156,82 @@ impl MoodleClient {
                             Failure::permanent(e)
                         }
                     })
+            })
+            .await
+    }
+
+    /// `POST webservice/upload.php` (multipart): one file into the service account's draft area
+    /// (`filearea=draft`, `itemid=0`: Moodle makes a new draft item). Answers Moodle's JSON as it
+    /// is (an array of file records, or an AJAX error object): `moodle::pictures` reads it. The
+    /// token is a form part, never in the URL; errors carry no part of the request. Counted under
+    /// [`UPLOAD_CALL`] in the call counts (a write).
+    pub async fn upload_draft(
+        &self,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<serde_json::Value, MoodleError> {
+        let boundary = format!("----bridge{:032x}", rand::random::<u128>());
+        let body = multipart(
+            &boundary,
+            // The token is not the first part, for the reason `call_once` gives.
+            &[
+                ("filearea", "draft"),
+                ("itemid", "0"),
+                ("filepath", "/"),
+                ("token", self.token.expose()),
+            ],
+            ("file_1", filename, content_type, bytes),
+        );
+        self.retry
+            .run(UPLOAD_CALL, |_| {
+                let body = body.clone();
+                let boundary = boundary.clone();
+                async move {
+                    if let Ok(mut m) = self.calls.lock() {
+                        *m.entry(UPLOAD_CALL.to_string()).or_default() += 1;
+                    }
+                    let resp = self
+                        .http
+                        .post(self.upload.clone())
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            format!("multipart/form-data; boundary={boundary}"),
+                        )
+                        .body(body)
+                        .timeout(self.timeout)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Failure::retryable(
+                                MoodleError::Transport(redact::error_chain(&e.without_url())),
+                                None,
+                            )
+                        })?;
+                    let status = resp.status();
+                    if !status.is_success() {
+                        let err = MoodleError::HttpStatus(status.as_u16());
+                        let after = retry::retry_after(resp.headers());
+                        return Err(if err.is_transient() {
+                            Failure::retryable(err, after)
+                        } else {
+                            Failure::permanent(err)
+                        });
+                    }
+                    let bytes = resp.bytes().await.map_err(|e| {
+                        Failure::retryable(
+                            MoodleError::Transport(redact::error_chain(&e.without_url())),
+                            None,
+                        )
+                    })?;
+                    serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| {
+                        let head =
+                            redact::excerpt(&String::from_utf8_lossy(&bytes), BODY_EXCERPT_CHARS);
+                        Failure::permanent(MoodleError::Protocol(format!(
+                            "{UPLOAD_CALL}: body is not JSON (starts with {head:?})"
+                        )))
+                    })
+                }
             })
             .await
     }

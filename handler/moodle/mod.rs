@@ -9,6 +9,7 @@ pub mod courses;
 pub mod enrol;
 pub mod error;
 pub mod form;
+pub mod pictures;
 pub mod roles;
 pub mod users;
 

@@ -19,10 +19,12 @@ pub enum EntityKind {
     TeamMembers,
     /// The Entra → Moodle pass inside a sync run.
     EntraUsers,
+    /// Entra profile photos → Moodle user pictures (`ENTRA_SYNC_PHOTO`), within the Entra pass.
+    EntraPhotos,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 7] = [
+    pub const ALL: [EntityKind; 8] = [
         EntityKind::Users,
         EntityKind::Cohorts,
         EntityKind::Memberships,
@@ -30,6 +32,7 @@ impl EntityKind {
         EntityKind::Teams,
         EntityKind::TeamMembers,
         EntityKind::EntraUsers,
+        EntityKind::EntraPhotos,
     ];
 
     /// The ENT entities a run selects one by one (page checkboxes, CLI flags), in run order.
@@ -44,6 +47,7 @@ impl EntityKind {
             EntityKind::Teams => "teams",
             EntityKind::TeamMembers => "team members",
             EntityKind::EntraUsers => "entra-users",
+            EntityKind::EntraPhotos => "entra-photos",
         }
     }
 
@@ -57,6 +61,7 @@ impl EntityKind {
             EntityKind::Teams => ("teams", "équipes"),
             EntityKind::TeamMembers => ("team members", "membres d'équipe"),
             EntityKind::EntraUsers => ("Entra users", "utilisateurs Entra"),
+            EntityKind::EntraPhotos => ("Entra photos", "photos Entra"),
         }
     }
 }
@@ -153,10 +158,11 @@ mod tests {
         assert_eq!(names, sorted);
         assert_eq!(m["team members"], 5);
         assert_eq!(m["entra-users"], 6);
+        assert_eq!(m["entra-photos"], 7);
         assert_eq!(m.get("users"), Some(&0));
         let json = serde_json::to_string(&m).unwrap();
         assert!(
-            json.starts_with("{\"cohorts\":1,\"entra-users\":6,"),
+            json.starts_with("{\"cohorts\":1,\"entra-photos\":7,\"entra-users\":6,"),
             "{json}"
         );
         assert_eq!(

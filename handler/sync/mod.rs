@@ -62,10 +62,17 @@ pub fn email_check_note() -> crate::app::Check {
 /// `handler sync` runs without SYNC_ENABLED.
 pub async fn reachability(state: &AppState) -> Vec<crate::app::Check> {
     let s = &state.settings.sync;
-    if !s.in_use() {
-        return Vec::new();
-    }
     let mut checks = Vec::new();
+    if let (true, Some(_), Some(m)) = (state.settings.entra.photo, &state.graph, &state.moodle) {
+        // ENTRA_SYNC_PHOTO: the picture function, and uploads allowed on the service.
+        checks.push(crate::app::Check {
+            service: "moodle access (entra photos)".into(),
+            outcome: crate::moodle::access::check(m, crate::moodle::access::PHOTO_FUNCTIONS).await,
+        });
+    }
+    if !s.in_use() {
+        return checks;
+    }
     if let Some(m) = &state.moodle {
         let mut needed = crate::moodle::access::SYNC_FUNCTIONS.to_vec();
         if s.removal == settings::RemovalMode::Delete {

@@ -77,7 +77,7 @@ impl SyncOptions {
             EntityKind::Cohorts | EntityKind::Memberships => self.cohorts,
             EntityKind::Roles => self.roles,
             EntityKind::Teams | EntityKind::TeamMembers => self.teams,
-            EntityKind::EntraUsers => self.entra,
+            EntityKind::EntraUsers | EntityKind::EntraPhotos => self.entra,
         }
     }
 
@@ -163,6 +163,28 @@ pub struct EntraSummary {
     pub deleted: u64,
     /// Suspensions and deletions not applied (share above the limit, or an incomplete read).
     pub removals_refused: Option<String>,
+    /// Profile photos (`ENTRA_SYNC_PHOTO`), when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photos: Option<PhotoSummary>,
+}
+
+/// What the photo step did (entity `entra-photos`; its counts say the same in the common columns).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhotoSummary {
+    /// Users whose photo was looked at (metadata read), or would be (simulation).
+    pub checked: u64,
+    /// Uploaded to Moodle (simulation: would be checked and uploaded if changed).
+    pub updated: u64,
+    /// Same photo as last time (same etag, or same SHA-256 without one): nothing downloaded or uploaded.
+    pub unchanged: u64,
+    /// No photo in Entra (404).
+    pub none: u64,
+    /// Too large or not an image Moodle takes: not uploaded until the photo changes.
+    pub refused: u64,
+    /// Failed (Graph or Moodle): retried next run.
+    pub failed: u64,
+    /// Linked users re-checked because their last check was older than ENTRA_PHOTO_RECHECK_HOURS.
+    pub rechecked: u64,
 }
 
 /// Functions that change something in Moodle.
@@ -391,6 +413,19 @@ impl RunReport {
             ));
             if let Some(r) = &e.removals_refused {
                 out.push_str(&format!("entra: removals not applied: {r}\n"));
+            }
+            if let Some(p) = &e.photos {
+                out.push_str(&format!(
+                    "entra photos: {} checked ({} re-checked); {} {}, {} unchanged, {} none, {} refused, {} failed\n",
+                    p.checked,
+                    p.rechecked,
+                    p.updated,
+                    if self.options.simulate { "would be checked for an update" } else { "updated" },
+                    p.unchanged,
+                    p.none,
+                    p.refused,
+                    p.failed,
+                ));
             }
         }
         let waiting: u64 = self.waiting.values().sum();

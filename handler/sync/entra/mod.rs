@@ -22,6 +22,7 @@
 //! a chosen attribute, "on create / on update / always" fields and re-enabling — the
 //! directory's planner (`sync::plan`) knows none of them.
 
+pub mod photo;
 pub mod plan;
 pub mod settings;
 
@@ -110,6 +111,10 @@ struct RunState {
     protected: Option<crate::sync::protect::Protected>,
     /// This pass's part of the retry set (loaded on first need, kept in step with the store).
     waiting: Option<HashMap<String, retry::Waiting>>,
+    /// Users whose photo this pass looked at (or would have, simulating).
+    photo_done: HashSet<String>,
+    /// A photo failed: the next run re-checks (`photo::photo_recheck`).
+    photo_failed: bool,
 }
 
 impl EntraPass<'_> {
@@ -222,6 +227,7 @@ impl EntraPass<'_> {
             self.not_listed(&mut st, report).await?;
         }
         self.retry_waiting(&mut st, report, sum).await?;
+        self.photo_recheck(&mut st, report, sum).await?;
         if !self.removals(&mut st, report, sum).await? {
             return Ok(());
         }
@@ -870,6 +876,17 @@ impl EntraPass<'_> {
             c.updated += updates.len() as u64;
             sum.reenabled += reenables.len() as u64;
             report.retry_marks.clear();
+            let photos: Vec<String> = creates
+                .iter()
+                .map(|(k, _)| k.clone())
+                .chain(
+                    remember
+                        .iter()
+                        .filter(|(_, _, d)| d.new_link && !d.suspend)
+                        .map(|(k, ..)| k.clone()),
+                )
+                .collect();
+            self.simulated_photos(st, report, sum, photos);
             return Ok(());
         }
         let budget = self.moodle.field_budget();
@@ -932,6 +949,8 @@ impl EntraPass<'_> {
         let marks = std::mem::take(&mut report.retry_marks);
         let keys: Vec<String> = decisions.iter().map(|(k, _)| k.clone()).collect();
         self.remember_waiting(st, &keys, &marks).await?;
+        // After the link rows exist: the photo step records what it saw on them.
+        self.new_photos(st, report, sum, &rows).await?;
         Ok(())
     }
 
@@ -954,12 +973,24 @@ impl EntraPass<'_> {
                     .as_ref()
                     .and_then(|e| e.bool("suspended"))
                     .unwrap_or(false);
-                let row = Entity::new(ENTRA_USER_PARTITION, key_escape(key))
+                let mut row = Entity::new(ENTRA_USER_PARTITION, key_escape(key))
                     .with(MOODLE_USER_ID_PROP, id.get())
                     .with("fields", fields.as_str())
                     .with("suspended", suspended)
                     .with("config_hash", config.as_str())
                     .with("source", "entra-sync");
+                // What the photo step saw stays, unless the row now points at another account.
+                if let Some(e) = existing
+                    .as_ref()
+                    .filter(|e| e.int(MOODLE_USER_ID_PROP) == Some(id.get()))
+                {
+                    if let Some(t) = e.str(photo::ETAG_PROP) {
+                        row.set(photo::ETAG_PROP, t);
+                    }
+                    if let Some(at) = e.int(photo::CHECKED_PROP) {
+                        row.set(photo::CHECKED_PROP, at);
+                    }
+                }
                 forward.push(BatchOp::Upsert(row));
                 reverse.push(BatchOp::Upsert(
                     Entity::new(MOODLE_USER_PARTITION, id.to_string())

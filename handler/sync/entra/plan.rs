@@ -72,6 +72,9 @@ pub struct Decision {
     pub moodle_id: Option<MoodleUserId>,
     /// Write the link row (new link, changed fields, or a config change).
     pub remember: bool,
+    /// Linked now to an account that already existed (no link row before): its photo is
+    /// looked at this run, like a created account's.
+    pub new_link: bool,
     /// Fields of a new account (`UserFields` form items), when one is created.
     pub create: Option<Vec<(String, String)>>,
     pub update: Vec<(String, String)>,
@@ -149,6 +152,7 @@ pub fn present(
             (None, Found::One(mu)) => {
                 d.moodle_id = Some(mu.id);
                 d.remember = true;
+                d.new_link = !mu.suspended;
                 d.trace = Some(format!(
                     "{key}: linked to the ENT account {:?}",
                     mu.username
@@ -181,6 +185,8 @@ pub fn present(
         (None, Found::One(mu)) => {
             d.moodle_id = Some(mu.id);
             d.remember = true;
+            // Moodle sets no picture on a suspended account (core_user::require_active_user).
+            d.new_link = on && !mu.suspended;
             if s.update {
                 d.update = want
                     .iter()

@@ -96,6 +96,11 @@ pub struct EntraSettings {
     pub ent_link: Option<(MatchField, Vec<String>)>,
     /// Moodle users per lookup / create call.
     pub batch_size: usize,
+    /// Copy Entra profile photos to Moodle user pictures (`ENTRA_SYNC_PHOTO`).
+    pub photo: bool,
+    /// Linked users' photos are re-checked (metadata only) once their last check is older than
+    /// this (`ENTRA_PHOTO_RECHECK_HOURS`; 0 = every run): the delta round never reports photos.
+    pub photo_recheck_hours: u64,
 }
 
 fn attrs(spec: &str) -> Vec<String> {
@@ -247,6 +252,16 @@ impl EntraSettings {
         if batch_size == 0 {
             src.problem("ENTRA_BATCH_SIZE: at least 1");
         }
+        let photo = src.flag(
+            "ENTRA_SYNC_PHOTO",
+            false,
+            "Entra → Moodle: copy users' Entra profile photos to their Moodle pictures (new and newly linked users at once, the others every ENTRA_PHOTO_RECHECK_HOURS); needs core_user_update_picture, file uploads on the external service and moodle/user:editprofile",
+        );
+        let photo_recheck_hours = src.parse(
+            "ENTRA_PHOTO_RECHECK_HOURS",
+            168u64,
+            "Entra → Moodle photos: re-check a linked user's photo (metadata only; downloaded when it changed) once the last check is this many hours old (0 = every run)",
+        );
         if username.is_empty() {
             src.problem("ENTRA_USERNAME_ATTRIBUTE: at least one attribute");
         }
@@ -264,6 +279,8 @@ impl EntraSettings {
             create_filter,
             ent_link,
             batch_size: batch_size.max(1),
+            photo,
+            photo_recheck_hours,
         }
     }
 
@@ -323,6 +340,18 @@ mod tests {
             (MatchField::Username, vec!["userPrincipalName".to_string()])
         );
         assert!(s.select().contains(&"mail".to_string()));
+        assert!(!s.photo, "photos are off by default");
+        assert_eq!(s.photo_recheck_hours, 168);
+        let (s, p) = load(&[
+            ("ENTRA_SYNC_PHOTO", "true"),
+            ("ENTRA_PHOTO_RECHECK_HOURS", "0"),
+        ]);
+        assert!(
+            p.is_empty() && s.photo && s.photo_recheck_hours == 0,
+            "{p:?}"
+        );
+        let (_, p) = load(&[("ENTRA_PHOTO_RECHECK_HOURS", "-1")]);
+        assert_eq!(p.len(), 1, "{p:?}");
         let (s, p) = load(&[
             (
                 "ENTRA_MATCH",

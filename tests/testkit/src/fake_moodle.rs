@@ -129,6 +129,14 @@ pub struct FakeState {
     /// The next `core_reportbuilder_retrieve_report` answers as if another caller had set the
     /// filter to this user in between (two bot instances sharing the token), then it is cleared.
     pub report_filter_race: Option<i64>,
+    /// Draft items of the service account (`webservice/upload.php`): item id → (file name, bytes).
+    pub drafts: BTreeMap<i64, (String, Vec<u8>)>,
+    /// User pictures set by `core_user_update_picture`: user id → the image's bytes.
+    pub pictures: BTreeMap<i64, Vec<u8>>,
+    /// "Can upload files" on the external service (upload.php refuses every upload without it).
+    pub uploadfiles: bool,
+    /// `moodle/user:editprofile` granted to the service account (core_user_update_picture for others).
+    pub editprofile: bool,
 }
 
 /// See [`FakeState::parent_links_report`].
@@ -183,6 +191,10 @@ impl Default for FakeState {
             parent_links_report: None,
             report_filters: BTreeMap::new(),
             report_filter_race: None,
+            drafts: BTreeMap::new(),
+            pictures: BTreeMap::new(),
+            uploadfiles: true,
+            editprofile: true,
         };
         // Moodle's own ids: guest 1, admin 2; the service account is 3 as in the recordings.
         for (id, name, email) in [
@@ -343,6 +355,7 @@ impl FakeMoodle {
         let state = Arc::new(Mutex::new(state));
         let app = Router::new()
             .route("/webservice/rest/server.php", post(handle).get(handle_get))
+            .route("/webservice/upload.php", post(handle_upload))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -567,7 +580,8 @@ fn answer(state: &Arc<Mutex<FakeState>>, body: &[u8]) -> Response {
     }
     let params = nest(&fields);
     let result = match function.as_str() {
-        "core_webservice_get_site_info" => Ok(site_info()),
+        "core_webservice_get_site_info" => Ok(site_info(st.uploadfiles)),
+        "core_user_update_picture" => update_picture(&mut st, &params),
         "core_user_create_users" => create_users(&mut st, &params),
         "core_user_update_users" => update_users(&mut st, &params),
         "core_user_get_users_by_field" => users_by_field(&st, &params),
@@ -1311,8 +1325,168 @@ fn assign_roles(st: &mut FakeState, p: &Value, assign: bool) -> Result<Value, Va
     Ok(Value::Null)
 }
 
+/// `webservice/upload.php` as Moodle's code has it (no recording exists): multipart with
+/// `token`, `filearea` (only `draft`), `itemid` (0 = a new draft item) and file parts; errors as
+/// its AJAX error object (HTTP 200), success as an array of file records with `itemid`.
+async fn handle_upload(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let ajax_error = |code: &str, message: &str| {
+        json_response(
+            json!({"error": message, "errorcode": code, "stacktrace": null,
+            "debuginfo": null, "reproductionlink": null}),
+        )
+    };
+    let boundary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("boundary=").nth(1))
+        .map(|b| b.trim_matches('"').to_string());
+    let Some(boundary) = boundary else {
+        return ajax_error("invalidparameter", "not a multipart form");
+    };
+    let parts = multipart_parts(&body, &boundary);
+    let text = |name: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == name && p.filename.is_none())
+            .map(|p| String::from_utf8_lossy(&p.data).to_string())
+    };
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    *st.calls
+        .entry(bridge::moodle::client::UPLOAD_CALL.to_string())
+        .or_default() += 1;
+    if text("token").as_deref() != Some(st.token.as_str()) {
+        return ajax_error("invalidtoken", "Invalid token - token not found");
+    }
+    if !st.uploadfiles {
+        return ajax_error(
+            "accessexception",
+            "Web service file upload must be enabled in external service settings",
+        );
+    }
+    match text("filearea").as_deref().unwrap_or("private") {
+        "draft" => {}
+        "private" => return ajax_error("privatefilesupload", "Private files upload is disabled"),
+        _ => return ajax_error("error", "File error"),
+    }
+    let files: Vec<&Part> = parts.iter().filter(|p| p.filename.is_some()).collect();
+    if files.is_empty() {
+        return json_response(json!([]));
+    }
+    let mut itemid: i64 = text("itemid").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if itemid <= 0 {
+        itemid = 100_000_000 + st.id();
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let filename = f.filename.clone().unwrap_or_default();
+        st.drafts.insert(itemid, (filename.clone(), f.data.clone()));
+        out.push(json!({"component": "user", "contextid": 30, "userid": "3", "filearea": "draft",
+            "filename": filename, "filepath": "/", "itemid": itemid, "license": "allrightsreserved",
+            "author": "Bridge Service", "source": format!("O:8:\"stdClass\":1:{{s:6:\"source\";s:{}:\"{filename}\";}}", filename.len())}));
+    }
+    json_response(Value::Array(out))
+}
+
+struct Part {
+    name: String,
+    filename: Option<String>,
+    data: Vec<u8>,
+}
+
+/// Just enough multipart/form-data for upload.php: parts split on the boundary, the name and
+/// filename of `Content-Disposition`, the raw bytes after the blank line.
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<Part> {
+    let delim = format!("--{boundary}");
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = match find(body, delim.as_bytes(), 0) {
+        Some(i) => i + delim.len(),
+        None => return parts,
+    };
+    while let Some(end) = find(body, format!("\r\n{delim}").as_bytes(), at) {
+        let chunk = &body[at..end];
+        let chunk = chunk.strip_prefix(b"\r\n").unwrap_or(chunk);
+        if let Some(split) = find(chunk, b"\r\n\r\n", 0) {
+            let head = String::from_utf8_lossy(&chunk[..split]).to_string();
+            let attr = |key: &str| {
+                let marker = format!("{key}=\"");
+                let start = head.find(&marker)? + marker.len();
+                let len = head[start..].find('"')?;
+                Some(head[start..start + len].to_string())
+            };
+            parts.push(Part {
+                name: attr("name").unwrap_or_default(),
+                filename: attr("filename"),
+                data: chunk[split + 4..].to_vec(),
+            });
+        }
+        at = end + 2 + delim.len();
+        if body.get(at..at + 2) == Some(b"--") {
+            break;
+        }
+    }
+    parts
+}
+
+/// `core_user_update_picture` as `user/externallib.php` has it: another user needs
+/// `moodle/user:editprofile`, an active account, a draft item of the caller holding an image.
+fn update_picture(st: &mut FakeState, p: &Value) -> Result<Value, Value> {
+    let o = p.as_object().cloned().unwrap_or_default();
+    let draft = int(&o, "draftitemid")?;
+    let userid = o
+        .get("userid")
+        .and_then(|v| v.as_str()?.parse::<i64>().ok())
+        .unwrap_or(3);
+    let delete = o.get("delete").and_then(|v| v.as_str()) == Some("1");
+    if userid != 3 && !st.editprofile {
+        return Err(exception(
+            "core\\exception\\required_capability_exception",
+            "nopermissions",
+            "Sorry, but you do not currently have permissions to do that (Edit user profile).",
+        ));
+    }
+    let Some(user) = st.users.get(&userid) else {
+        return Err(exception(
+            "dml_missing_record_exception",
+            "invaliduser",
+            "Invalid user",
+        ));
+    };
+    if user.suspended {
+        return Err(exception(
+            "core\\exception\\moodle_exception",
+            "suspended",
+            "User is suspended",
+        ));
+    }
+    if delete {
+        st.pictures.remove(&userid);
+        return Ok(json!({"success": true, "warnings": []}));
+    }
+    let image = st.drafts.get(&draft).map(|(_, b)| b.clone()).filter(|b| {
+        b.starts_with(&[0xFF, 0xD8, 0xFF]) || b.starts_with(b"\x89PNG") || b.starts_with(b"GIF8")
+    });
+    match image {
+        Some(bytes) => {
+            st.pictures.insert(userid, bytes);
+            Ok(json!({"success": true, "warnings": [],
+                "profileimageurl": format!("http://127.0.0.1/pluginfile.php/{}/user/icon/boost/f1?rev=1", 30 + userid)}))
+        }
+        None => Ok(json!({"success": false, "warnings": []})),
+    }
+}
+
 /// Every key the recorded answer has (`core_webservice_get_site_info/success`).
-fn site_info() -> Value {
+fn site_info(uploadfiles: bool) -> Value {
     let functions: Vec<Value> = [
         "core_user_create_users",
         "core_user_update_users",
@@ -1328,6 +1502,7 @@ fn site_info() -> Value {
         "core_course_get_courses_by_field",
         "core_course_get_categories",
         "enrol_manual_enrol_users",
+        "core_user_update_picture",
     ]
     .iter()
     .map(|f| json!({"name": f, "version": "2024100700"}))
@@ -1336,7 +1511,7 @@ fn site_info() -> Value {
         "sitename": "Fake Moodle", "username": "bridge_ws", "firstname": "Bridge", "lastname": "Service",
         "fullname": "Bridge Service", "lang": "en", "userid": 3, "siteurl": "http://127.0.0.1/moodle",
         "userpictureurl": "http://127.0.0.1/moodle/theme/image.php/boost/core/1/u/f1", "functions": functions,
-        "downloadfiles": 0, "uploadfiles": 0, "release": "5.0dev (Build: 20241007)", "version": "2024100700",
+        "downloadfiles": 0, "uploadfiles": i32::from(uploadfiles), "release": "5.0dev (Build: 20241007)", "version": "2024100700",
         "mobilecssurl": "", "advancedfeatures": [{"name": "usecomments", "value": 1}],
         "usercanmanageownfiles": true, "userquota": 104857600, "usermaxuploadfilesize": 67108864,
         "userhomepage": 1, "userprivateaccesskey": "PRIVATE_ACCESS_KEY", "siteid": 1,

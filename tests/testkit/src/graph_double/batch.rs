@@ -91,6 +91,11 @@ pub(super) fn run(shared: &Shared, outer: &GraphRequest) -> GraphReply {
         let mut answer = json!({"id": id, "status": reply.status, "headers": headers});
         if let Some(b) = reply.body {
             answer["body"] = b;
+        } else if let Some((content_type, bytes)) = reply.raw {
+            // Graph base64-encodes a binary inner body.
+            use base64::Engine as _;
+            answer["headers"]["Content-Type"] = json!(content_type);
+            answer["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
         }
         responses.push(answer);
     }

@@ -18,6 +18,7 @@ mod throttle;
 mod users;
 
 pub use throttle::Limits;
+pub use users::Photo;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -89,6 +90,8 @@ pub struct GraphReply {
     pub headers: Vec<(String, String)>,
     /// `None` = empty body (202 of POST /teams, 204).
     pub body: Option<Value>,
+    /// A binary body and its content type (`/users/{id}/photo/$value`), instead of `body`.
+    pub raw: Option<(String, Vec<u8>)>,
 }
 
 impl GraphReply {
@@ -97,6 +100,17 @@ impl GraphReply {
             status,
             headers: Vec::new(),
             body: Some(body),
+            raw: None,
+        }
+    }
+
+    /// A binary answer.
+    pub fn bytes(status: u16, content_type: &str, bytes: Vec<u8>) -> Self {
+        GraphReply {
+            status,
+            headers: Vec::new(),
+            body: None,
+            raw: Some((content_type.to_string(), bytes)),
         }
     }
 
@@ -105,6 +119,7 @@ impl GraphReply {
             status,
             headers: Vec::new(),
             body: None,
+            raw: None,
         }
     }
 
@@ -410,6 +425,12 @@ fn into_response(reply: GraphReply) -> Response {
         .header("Cache-Control", "no-cache");
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
+    }
+    if let Some((content_type, bytes)) = reply.raw {
+        return builder
+            .header("Content-Type", content_type)
+            .body(axum::body::Body::from(bytes))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     match reply.body {
         Some(b) => builder

@@ -29,6 +29,45 @@ pub struct Users {
     pub rounds_started: u64,
     /// Group object id → member user ids (`GET /groups/{id}/members`).
     pub groups: BTreeMap<String, Vec<String>>,
+    /// User id → profile photo (`GET /users/{id}/photo`, `/photo/$value`); absent = 404.
+    pub photos: BTreeMap<String, Photo>,
+}
+
+/// A user's profile photo as the double serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Photo {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    /// `@odata.mediaEtag`; `None` leaves it out of the metadata.
+    pub etag: Option<String>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Photo {
+    /// A small JPEG-looking photo (JPEG's start bytes, then `seed`): its etag changes with `seed`.
+    pub fn jpeg(seed: &str) -> Photo {
+        let mut bytes = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+        ];
+        bytes.extend_from_slice(seed.as_bytes());
+        bytes.extend_from_slice(&[0xFF, 0xD9]);
+        let etag = {
+            use sha2::{Digest, Sha256};
+            format!("W/\"{}\"", hex_of(&Sha256::digest(&bytes)[..16]))
+        };
+        Photo {
+            bytes,
+            content_type: "image/jpeg".into(),
+            etag: Some(etag),
+            width: 240,
+            height: 240,
+        }
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
 impl Default for Users {
@@ -46,6 +85,7 @@ impl Default for Users {
             skiptoken_ttl: Duration::from_secs(300),
             rounds_started: 0,
             groups: BTreeMap::new(),
+            photos: BTreeMap::new(),
         }
     }
 }
@@ -119,6 +159,37 @@ pub(super) fn register(double: &GraphDouble) {
             json!({"@odata.context": format!("{}/$metadata#directoryObjects(id)", s.base), "value": value}),
         )
     });
+    // Profile photos: User.Read.All covers them app-only (the least privileged is
+    // ProfilePhoto.Read.All, Microsoft Learn "Get profilePhoto"). A user without a photo: 404
+    // `ImageNotFound` (the code current Graph answers; older answers said `ErrorItemNotFound`).
+    double.route("GET", "/users/{id}/photo", "User.Read.All", |req, s| {
+        let id = &req.segments[1];
+        match s.users.photos.get(id) {
+            Some(p) => {
+                let mut body = json!({
+                    "@odata.context": format!("{}/$metadata#users('{id}')/photo/$entity", s.base),
+                    "@odata.mediaContentType": p.content_type,
+                    "id": format!("{}X{}", p.width, p.height),
+                    "height": p.height,
+                    "width": p.width,
+                });
+                if let Some(t) = &p.etag {
+                    body["@odata.mediaEtag"] = json!(t);
+                }
+                GraphReply::json(200, body)
+            }
+            None => no_photo(),
+        }
+    });
+    double.route(
+        "GET",
+        "/users/{id}/photo/$value",
+        "User.Read.All",
+        |req, s| match s.users.photos.get(&req.segments[1]) {
+            Some(p) => GraphReply::bytes(200, &p.content_type, p.bytes.clone()),
+            None => no_photo(),
+        },
+    );
     double.route("GET", "/users/delta", "User.Read.All", delta);
     double.route("GET", "/users", "User.Read.All", list);
     double.route("GET", "/users/{id}", "User.Read.All", |req, s| {
@@ -148,6 +219,14 @@ pub(super) fn register(double: &GraphDouble) {
             ),
         }
     });
+}
+
+fn no_photo() -> GraphReply {
+    GraphReply::error(
+        404,
+        "ImageNotFound",
+        "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown.",
+    )
 }
 
 /// The selected properties of `user` (`id` always); unset ones absent (delta) or null (lists).
