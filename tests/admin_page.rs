@@ -698,3 +698,135 @@ async fn a_one_time_link_signs_a_browser_in_once() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert!(a.body.contains("ADMIN_PASSWORD_HASH"));
 }
+
+/// Post the run form with `fields` and wait for the run's report (server-sent events).
+async fn run_from_page(p: &Page, auth: &[(&str, String)], fields: &[(&str, &str)]) -> String {
+    let overview = call(p, "GET", "/admin/sync?lang=en", auth, None).await;
+    let csrf = csrf_of(&overview.body);
+    let mut pairs = vec![("csrf", csrf.as_str()), ("lang", "en")];
+    pairs.extend_from_slice(fields);
+    let started = call(p, "POST", "/admin/sync/run", auth, Some(form(&pairs))).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let at = started.body.find("/admin/sync/runs/").unwrap() + 17;
+    let run_id: String = started.body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let events = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        call(
+            p,
+            "GET",
+            &format!("/admin/sync/runs/{run_id}/events"),
+            auth,
+            None,
+        ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(events.body.contains("event: report"), "{}", events.body);
+    run_id
+}
+
+/// The overview lists every course waiting for its team from the store (course, reason, since,
+/// in French and English), also after a run that had nothing to do; the course goes from the
+/// list once its teacher is linked to Entra and its team requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn courses_waiting_for_a_linked_owner_are_listed_until_their_team_is_created() {
+    use testkit::graph_double::{teams, GraphDouble};
+    let graph = GraphDouble::start().await;
+    teams::with(&graph, |t| t.polls_to_finish = 0);
+    let mut extra: Vec<(&str, String)> = vec![
+        ("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD)),
+        ("TEAMS_COURSES", "all".into()),
+    ];
+    let genv = graph.env();
+    for (k, v) in &genv {
+        extra.push((k.as_str(), v.clone()));
+    }
+    let p = page(&extra, true).await;
+    let (course, teacher) = {
+        let mut m = p._moodle.as_ref().unwrap().lock();
+        let course = m.insert_course("PHYS-2B", "PHYS-2B-2026", 1);
+        m.courses.last_mut().unwrap().fullname = "Physique <2nde B>".into();
+        let teacher = m.insert_user(testkit::fake_moodle::FakeUser {
+            username: "m.durand".into(),
+            firstname: "Marc".into(),
+            lastname: "Durand".into(),
+            email: "m.durand@ecole.example".into(),
+            auth: "manual".into(),
+            ..Default::default()
+        });
+        m.enrolments.insert((3, teacher, course));
+        (course, teacher)
+    };
+    let session = sign_in(&p).await;
+    let auth = [("cookie", session.clone())];
+    let before = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    assert!(
+        before.body.contains("Courses waiting for their team (0)"),
+        "the Teams sync is on: the list is shown, empty"
+    );
+    for _ in 0..2 {
+        // The second run has nothing new to do: the list still comes from the store.
+        run_from_page(&p, &auth, &[("teams", "1")]).await;
+    }
+    let en = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let fr = call(&p, "GET", "/admin/sync?lang=fr", &auth, None).await;
+    let since = bridge::teams_sync::pending::list(&p.state.store)
+        .await
+        .unwrap()[0]
+        .since
+        .clone();
+    let shown_since = since.get(..16).unwrap().replace('T', " ");
+    for (html, title, reason) in [
+        (
+            &en.body,
+            "Courses waiting for their team (1)",
+            "none of the 1 owner(s) is linked to an Entra account",
+        ),
+        (
+            &fr.body,
+            "Cours en attente de leur équipe (1)",
+            "aucun des 1 propriétaire(s) n&#39;est lié à un compte Entra",
+        ),
+    ] {
+        assert!(html.contains(title), "{html}");
+        assert!(
+            html.contains("Physique &lt;2nde B&gt;"),
+            "escaped course name"
+        );
+        assert!(html.contains(&format!("(id {course})")));
+        assert!(html.contains(reason), "{reason} in {html}");
+        assert!(
+            html.contains(&format!("{shown_since} UTC")),
+            "since {since}"
+        );
+    }
+    let shot = screenshot("overview-pending-fr", &fr.body);
+    eprintln!("screenshot: {}", shot.display());
+
+    // The teacher is linked (as the Entra sync would): the next run requests the team.
+    let entra = "11111111-1111-4111-8111-0000000000aa";
+    p.state
+        .store
+        .upsert(
+            bridge::store::tables::MAPPINGS,
+            &bridge::teams_sync::users::link_row(entra, teacher),
+        )
+        .await
+        .unwrap();
+    run_from_page(&p, &auth, &[("teams", "1")]).await;
+    assert_eq!(teams::with(&graph, |t| t.teams.len()), 1, "team created");
+    let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    assert!(
+        after.body.contains("Courses waiting for their team (0)"),
+        "{}",
+        after.body
+    );
+    assert!(
+        !after.body.contains("Physique &lt;2nde B&gt; <span"),
+        "{}",
+        after.body
+    );
+}

@@ -1031,6 +1031,8 @@ async fn check_config_checks_the_graph_token_and_each_permission_teams_needs() {
         "Team.Create",
         "Group.ReadWrite.All",
         "GroupMember.Read.All",
+        "Team.ReadBasic.All",
+        "TeamMember.Read.All",
         "TeamMember.ReadWrite.All",
         "TeamSettings.ReadWrite.All",
     ] {
@@ -1051,6 +1053,29 @@ async fn check_config_checks_the_graph_token_and_each_permission_teams_needs() {
         "{line}"
     );
     assert!(!line.contains("TeamMember.ReadWrite.All (for"), "{line}");
+    // Reading a team (GET /teams/{id}, its creation's operation): Team.ReadBasic.All, for which
+    // TeamSettings.ReadWrite.All and Group.ReadWrite.All also do (team-get.md); with all three
+    // gone it is named. TeamMember.ReadWrite.All still covers listing members.
+    graph.deny("Team.ReadBasic.All");
+    graph.deny("TeamSettings.ReadWrite.All");
+    graph.deny("TeamMember.Read.All");
+    let line = check(&env);
+    assert!(
+        line.contains("Team.ReadBasic.All (for GET /teams/{id} and its creation's operation"),
+        "{line}"
+    );
+    assert!(
+        line.contains("TeamSettings.ReadWrite.All (for PATCH /teams/{id}"),
+        "{line}"
+    );
+    assert!(!line.contains("TeamMember.Read.All (for"), "{line}");
+    graph.deny("TeamMember.ReadWrite.All");
+    let line = check(&env);
+    assert!(
+        line.contains("TeamMember.Read.All (for GET /teams/{id}/members")
+            && line.contains("TeamMember.ReadWrite.All (for POST /teams/{id}/members/add"),
+        "each missing one is named: {line}"
+    );
     let bad: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| match k.as_str() {

@@ -213,6 +213,20 @@ async fn overview(
             }],
         };
     let teams = state.settings.teams.selects_courses() && state.settings.graph.is_some();
+    let mut notice = notice;
+    let pending = match crate::teams_sync::pending::list(&state.store).await {
+        // Rows left from a time the sync was on are shown too: they are still true.
+        Ok(list) if teams || !list.is_empty() => Some(list),
+        Ok(_) => None,
+        Err(e) => {
+            let e = format!("courses waiting for their team: {e}");
+            notice = Some(match notice {
+                Some(n) => format!("{n}; {e}"),
+                None => e,
+            });
+            None
+        }
+    };
     no_store(page::overview(
         lang,
         &page::Overview {
@@ -220,6 +234,7 @@ async fn overview(
             entra: crate::sync::entra::EntraEnv::from_app(&state).is_some(),
             teams,
             history: &history,
+            pending: pending.as_deref(),
             timers: &timers(&state, &history),
             services: &services,
             notice,

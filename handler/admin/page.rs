@@ -3,6 +3,7 @@
 //! French and English, from `Accept-Language` or `?lang=`.
 
 use crate::sync::report::{Counts, EntityKind, RunReport, SyncOptions};
+use crate::teams_sync::pending::{self, PendingCourse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -156,6 +157,9 @@ pub struct Overview<'a> {
     /// Teams are offered when TEAMS_COURSES selects courses and Graph is configured.
     pub teams: bool,
     pub history: &'a [RunReport],
+    /// Courses waiting for a team (the store's list, not one run's): `None` when the Teams sync
+    /// is off and none is recorded.
+    pub pending: Option<&'a [PendingCourse]>,
     pub timers: &'a [TimerRow],
     pub services: &'a [ServiceRow],
     pub notice: Option<String>,
@@ -383,6 +387,9 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
     }
     // Schedules and services one above the other: the check texts need the width.
     h.push_str("</section>");
+    if let Some(list) = o.pending {
+        h.push_str(&pending_courses(lang, list));
+    }
     // Timers.
     h.push_str(&format!(
         "<section><h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
@@ -433,6 +440,73 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         }
     }
     h.push_str("</table></section></main></body></html>");
+    h
+}
+
+/// Rows shown at most; the rest are counted (the store keeps them all).
+const PENDING_SHOWN: usize = 500;
+
+/// Every course waiting for its team, longest waiting first, as the store has them: an admin sees
+/// them even after a run that had nothing to do (the run report lists only that run's).
+fn pending_courses(lang: Lang, list: &[PendingCourse]) -> String {
+    let mut h = format!(
+        "<section id=\"pending\"><h2>{} ({})</h2>",
+        lang.t(
+            "Courses waiting for their team",
+            "Cours en attente de leur équipe"
+        ),
+        list.len()
+    );
+    if list.is_empty() {
+        h.push_str(&format!(
+            "<p class=\"muted\">{}</p></section>",
+            lang.t(
+                "No course is waiting: every selected course with a teacher linked to Entra has its team.",
+                "Aucun cours en attente : chaque cours sélectionné dont un enseignant est lié à Entra a son équipe."
+            )
+        ));
+        return h;
+    }
+    h.push_str(&format!(
+        "<p class=\"hint\">{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t(
+            "A course's team is created on the first run after one of its teachers is linked to an Entra account.",
+            "L'équipe d'un cours est créée au premier passage après qu'un de ses enseignants a été lié à un compte Entra."
+        ),
+        lang.t("Course", "Cours"),
+        lang.t("Reason", "Raison"),
+        lang.t("Waiting since", "En attente depuis"),
+    ));
+    for p in list.iter().take(PENDING_SHOWN) {
+        let reason = match lang {
+            Lang::Fr => pending::reason_fr(&p.reason).unwrap_or_else(|| p.reason.clone()),
+            Lang::En => p.reason.clone(),
+        };
+        // Stored as RFC 3339 UTC (`2027-01-15T08:00:00Z`): shown as the history shows times.
+        let since = match chrono::DateTime::parse_from_rfc3339(&p.since) {
+            Ok(t) => t
+                .with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string(),
+            Err(_) => p.since.clone(),
+        };
+        h.push_str(&format!(
+            "<tr><td>{} <span class=hint>(id {})</span></td><td>{}</td><td class=when>{}</td></tr>",
+            esc(&p.course),
+            p.course_id,
+            esc(&reason),
+            esc(&since)
+        ));
+    }
+    h.push_str("</table>");
+    if list.len() > PENDING_SHOWN {
+        h.push_str(&format!(
+            "<p class=\"hint\">{} {}</p>",
+            list.len() - PENDING_SHOWN,
+            lang.t("more not shown", "autres non affichés")
+        ));
+    }
+    h.push_str("</section>");
     h
 }
 

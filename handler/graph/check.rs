@@ -64,6 +64,31 @@ const GROUP_READ: Need = Need {
     for_what: "GET /groups: finding a course's group again before creating another",
     off: "TEAMS_COURSES=none",
 };
+/// `GET /teams/{id}` (team-get.md: application Team.ReadBasic.All; TeamSettings.Read.Group, the
+/// least one listed, is resource-specific consent, which a tenant-wide sync cannot use). Which
+/// permission polling a creation's operation needs is unconfirmed (fixtures README): the team's
+/// own read permission is assumed, as the Graph double does.
+const TEAM_READ: Need = Need {
+    accepted: &[
+        "Team.ReadBasic.All",
+        "TeamSettings.Read.All",
+        "TeamSettings.ReadWrite.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ],
+    for_what: "GET /teams/{id} and its creation's operation: whether a requested team is ready",
+    off: "TEAMS_COURSES=none",
+};
+/// `GET /teams/{id}/members` (team-list-members.md: application TeamMember.Read.All or
+/// TeamMember.ReadWrite.All; TeamMember.Read.Group is resource-specific consent).
+const TEAM_MEMBERS_READ: Need = Need {
+    accepted: &["TeamMember.Read.All", "TeamMember.ReadWrite.All"],
+    for_what:
+        "GET /teams/{id}/members: who is in each team before owners and members are kept in step",
+    off: "TEAMS_COURSES=none",
+};
 const TEAM_MEMBERS: Need = Need {
     accepted: &["TeamMember.ReadWrite.All"],
     for_what: "POST /teams/{id}/members/add, removals, owner changes",
@@ -98,7 +123,13 @@ pub fn needed(state: &AppState) -> Vec<Need> {
         if s.teams.template == crate::teams_sync::settings::TeamTemplate::Standard {
             v.push(GROUP_CREATE);
         }
-        v.extend([GROUP_READ, TEAM_MEMBERS, TEAM_SETTINGS]);
+        v.extend([
+            GROUP_READ,
+            TEAM_READ,
+            TEAM_MEMBERS_READ,
+            TEAM_MEMBERS,
+            TEAM_SETTINGS,
+        ]);
         if s.bot.is_some() {
             v.extend([CATALOG, INSTALL_TEAM]);
         }
@@ -199,6 +230,38 @@ mod tests {
                 "TeamMember.ReadWrite.All"
             ]),
             "a"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn reading_teams_and_their_members_is_checked_and_broader_grants_count() {
+        let needs = [TEAM_READ, TEAM_MEMBERS_READ, TEAM_MEMBERS];
+        let m = missing(&needs, &roles(&["Team.Create"]), "app");
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(
+            m[0].starts_with("Team.ReadBasic.All (for GET /teams/{id}"),
+            "{m:?}"
+        );
+        assert!(
+            m[1].starts_with("TeamMember.Read.All (for GET /teams/{id}/members"),
+            "{m:?}"
+        );
+        // What team-get.md and team-list-members.md list as higher privileged stands in.
+        assert!(missing(
+            &needs,
+            &roles(&["TeamSettings.ReadWrite.All", "TeamMember.ReadWrite.All"]),
+            "app"
+        )
+        .is_empty());
+        assert!(missing(
+            &needs,
+            &roles(&[
+                "Team.ReadBasic.All",
+                "TeamMember.Read.All",
+                "TeamMember.ReadWrite.All"
+            ]),
+            "app"
         )
         .is_empty());
     }

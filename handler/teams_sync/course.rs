@@ -127,15 +127,9 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
             // Not an error: the course waits for its first teacher with an Entra account.
             ctx.report.counts(ENTITY).skipped += 1;
             let why = if want.owner_role_holders == 0 {
-                format!(
-                    "pending: nobody holds an owner role ({})",
-                    ctx.settings.owner_roles.join(", ")
-                )
+                pending::no_owner_role(&ctx.settings.owner_roles)
             } else {
-                format!(
-                    "pending: none of the {} owner(s) is linked to an Entra account; created on the first run after one is",
-                    want.owner_role_holders
-                )
+                pending::owners_unlinked(want.owner_role_holders)
             };
             let since = pending::mark(
                 &ctx.store,
@@ -206,7 +200,7 @@ pub async fn sync_course(ctx: &mut TeamsCtx, course: &Course) -> Result<(), Cour
         }
         None => {
             ctx.report.counts(ENTITY).skipped += 1;
-            let why = "pending: no owner linked to Entra any more; creation resumes when one is";
+            let why = pending::OWNER_UNLINKED_SINCE;
             let since = pending::mark(
                 &ctx.store,
                 &ctx.pending,

@@ -40,6 +40,51 @@ impl PendingCourse {
     }
 }
 
+/// Why a course waits, as the report and the store say it (English, like every run report). The
+/// admin page shows them in French too ([`reason_fr`]); kept side by side so the two stay in step.
+pub fn no_owner_role(owner_roles: &[String]) -> String {
+    format!(
+        "pending: nobody holds an owner role ({})",
+        owner_roles.join(", ")
+    )
+}
+
+pub fn owners_unlinked(owner_role_holders: usize) -> String {
+    format!(
+        "pending: none of the {owner_role_holders} owner(s) is linked to an Entra account; created on the first run after one is"
+    )
+}
+
+pub const OWNER_UNLINKED_SINCE: &str =
+    "pending: no owner linked to Entra any more; creation resumes when one is";
+
+/// The French of a reason written by [`no_owner_role`], [`owners_unlinked`] or
+/// [`OWNER_UNLINKED_SINCE`]; `None` for any other text (shown as stored).
+pub fn reason_fr(reason: &str) -> Option<String> {
+    if reason == OWNER_UNLINKED_SINCE {
+        return Some(
+            "en attente : plus aucun propriétaire lié à Entra ; la création reprend dès qu'il y en a un"
+                .into(),
+        );
+    }
+    if let Some(roles) = reason
+        .strip_prefix("pending: nobody holds an owner role (")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return Some(format!(
+            "en attente : personne n'a de rôle propriétaire ({roles})"
+        ));
+    }
+    let n = reason.strip_prefix("pending: none of the ")?.strip_suffix(
+        " owner(s) is linked to an Entra account; created on the first run after one is",
+    )?;
+    n.parse::<usize>().ok().map(|n| {
+        format!(
+            "en attente : aucun des {n} propriétaire(s) n'est lié à un compte Entra ; l'équipe sera créée au premier passage après qu'un le soit"
+        )
+    })
+}
+
 async fn read_all(store: &SharedStore) -> Result<Vec<PendingCourse>, StoreError> {
     let mut out = Vec::new();
     let mut next: Option<String> = None;
@@ -173,6 +218,21 @@ pub async fn forget_others(
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn every_reason_written_has_its_french() {
+        let roles = vec!["editingteacher".to_string(), "teacher".to_string()];
+        assert_eq!(
+            reason_fr(&no_owner_role(&roles)).as_deref(),
+            Some("en attente : personne n'a de rôle propriétaire (editingteacher, teacher)")
+        );
+        assert!(reason_fr(&owners_unlinked(2))
+            .unwrap()
+            .starts_with("en attente : aucun des 2 propriétaire(s) n'est lié à un compte Entra"));
+        assert!(reason_fr(OWNER_UNLINKED_SINCE).is_some());
+        assert_eq!(reason_fr("something else"), None);
+        assert_eq!(reason_fr("pending: none of the x owner(s) is linked to an Entra account; created on the first run after one is"), None);
+    }
 
     #[tokio::test]
     async fn a_pending_course_keeps_its_first_date_and_goes_when_cleared() {
