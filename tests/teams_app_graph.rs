@@ -796,3 +796,147 @@ async fn a_notification_for_a_user_without_a_conversation_installs_the_app_then_
         "sent"
     );
 }
+
+/// Issue 18: a course sync pass that makes a team ready installs the published app in it at
+/// once, without waiting for the `TeamsAppInstall` timer, which is left as the catch-up.
+#[tokio::test]
+async fn a_teams_sync_that_creates_a_team_installs_the_app_in_it_without_the_timer() {
+    use bridge::teams_sync::link::{self, Stage};
+    use testkit::graph_double::teams;
+    let fake = testkit::fake_moodle::FakeMoodle::start().await;
+    let w = world(
+        vec![Poll::Success],
+        &[
+            ("TEAMS_COURSES", "all"),
+            ("TEAMS_FRESH_GROUP_WAIT_SECS", "0"),
+        ],
+    )
+    .await;
+    let (token, _) = sign_in(&w).await;
+    let zip = build(&w).await.zip;
+    catalog_for(&w, token.unwrap())
+        .publish(&zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    teams::with(&w.graph, |t| t.polls_to_finish = 1);
+    let course = fake.lock().insert_course("HIST-1", "ID-HIST-1", 1);
+    let teacher = fake
+        .lock()
+        .insert_user(testkit::fake_moodle::FakeUser {
+            username: "teacher1".into(),
+            firstname: "T".into(),
+            lastname: "One".into(),
+            email: "teacher1@lab.example.test".into(),
+            auth: "manual".into(),
+            ..Default::default()
+        });
+    fake.lock().enrolments.insert((3, teacher, course));
+    w.state
+        .store
+        .upsert(
+            bridge::store::tables::MAPPINGS,
+            &bridge::teams_sync::users::link_row(USER, teacher),
+        )
+        .await
+        .unwrap();
+
+    // The app's own wiring (`SyncEnv::from_app`), with the Moodle double in place of the https
+    // MOODLE_URL the manifest needs.
+    let moodle = fake.client();
+    let env = bridge::sync::run::SyncEnv {
+        settings: Arc::new(w.state.settings.sync.clone()),
+        store: w.state.store.clone(),
+        blobs: None,
+        teams: bridge::teams_sync::env_from_app(&w.state, &moodle),
+        entra: None,
+        moodle,
+    };
+    assert!(env.teams.as_ref().unwrap().after_ready.is_some());
+    let opts = bridge::sync::SyncOptions {
+        teams: true,
+        verbose: true,
+        ..Default::default()
+    };
+    let team_installs = || apps::with_apps(&w.graph, |a| a.team_installs.clone());
+    let mut team = None;
+    let mut reports = Vec::new();
+    for _ in 0..6 {
+        // Polls stay TEAMS_POLL_SECS apart across runs: make the pending one due.
+        if let Some(mut l) = link::load(&w.state.store, course).await.unwrap() {
+            l.polled_at -= 3600;
+            link::save(&w.state.store, &l).await.unwrap();
+        }
+        let r = bridge::sync::run::run_inline(&env, &opts, None)
+            .await
+            .unwrap();
+        let l = link::load(&w.state.store, course).await.unwrap().unwrap();
+        let installed = team_installs();
+        if l.stage != Stage::Active {
+            assert!(installed.is_empty(), "not before the team is ready");
+            reports.push(r.render());
+            continue;
+        }
+        let id = l.team_id.clone().unwrap();
+        // The pass that made the team ready installed the app in it.
+        assert_eq!(
+            installed.keys().cloned().collect::<Vec<_>>(),
+            vec![id.clone()],
+            "{}",
+            r.render()
+        );
+        assert_eq!(installed[&id].version, "1.0.0");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert!(
+            r.trace
+                .iter()
+                .any(|t| t.contains(&format!("team {id}: installed"))),
+            "{:?}",
+            r.trace
+        );
+        team = Some(id);
+        break;
+    }
+    let team = team.unwrap_or_else(|| panic!("no team made ready: {reports:#?}"));
+    // A later pass with nothing new made ready installs nothing more.
+    let installs_posted = || {
+        w.graph
+            .lock()
+            .log
+            .iter()
+            .filter(|(m, p)| m == "POST" && p.ends_with("/installedApps"))
+            .count()
+    };
+    // (More than one POST when the double's per-team limit answered 429 and the client waited.)
+    let posted = installs_posted();
+    assert!(posted >= 1, "{:#?}", w.graph.lock().log);
+    bridge::sync::run::run_inline(&env, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(installs_posted(), posted);
+    // The timer, still there as the catch-up, finds the team at the current version.
+    let ctx = bridge::host::functions::InvocationContext {
+        invocation_id: bridge::ids::InvocationId::new("timer-2").unwrap(),
+        function: "TeamsAppInstall",
+    };
+    let out = bridge::teams_app::functions::on_timer(
+        &w.state,
+        &ctx,
+        bridge::host::TimerInfo {
+            is_past_due: false,
+            last: None,
+            next: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains(&format!("team {team}: already at the current version"))),
+        "{:?}",
+        out.logs
+    );
+    assert_eq!(installs_posted(), posted);
+    assert_eq!(team_installs().len(), 1);
+}
+
