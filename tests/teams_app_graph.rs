@@ -820,16 +820,14 @@ async fn a_teams_sync_that_creates_a_team_installs_the_app_in_it_without_the_tim
         .unwrap();
     teams::with(&w.graph, |t| t.polls_to_finish = 1);
     let course = fake.lock().insert_course("HIST-1", "ID-HIST-1", 1);
-    let teacher = fake
-        .lock()
-        .insert_user(testkit::fake_moodle::FakeUser {
-            username: "teacher1".into(),
-            firstname: "T".into(),
-            lastname: "One".into(),
-            email: "teacher1@lab.example.test".into(),
-            auth: "manual".into(),
-            ..Default::default()
-        });
+    let teacher = fake.lock().insert_user(testkit::fake_moodle::FakeUser {
+        username: "teacher1".into(),
+        firstname: "T".into(),
+        lastname: "One".into(),
+        email: "teacher1@lab.example.test".into(),
+        auth: "manual".into(),
+        ..Default::default()
+    });
     fake.lock().enrolments.insert((3, teacher, course));
     w.state
         .store
@@ -1037,7 +1035,10 @@ async fn refresh_and_access_tokens_reach_neither_the_logs_nor_the_errors() {
         "DAQABAAEAAAD-device-code".to_string(),
     ];
     secrets.extend(w.graph.issued_tokens());
-    assert!(secrets.len() > 4, "app-only tokens were issued: {secrets:?}");
+    assert!(
+        secrets.len() > 4,
+        "app-only tokens were issued: {secrets:?}"
+    );
     for s in &secrets {
         // The distinctive middle of each, so a cut or quoted copy is found too.
         let probe = &s[s.len() / 4..s.len() * 3 / 4];

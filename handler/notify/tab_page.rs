@@ -75,7 +75,10 @@ pub(super) async fn tab_page(
     });
     // JSON inside <script>: no "</script>" can close it early.
     let data = data.to_string().replace('<', "\\u003c");
-    let title = texts(lang)["title"].as_str().unwrap_or_default().to_string();
+    let title = texts(lang)["title"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let html = format!(
         r#"<!doctype html>
 <html lang="{tag}">
@@ -145,8 +148,8 @@ pub(super) async fn api_tab(
 ) -> Result<Response, AppError> {
     // Who is asking first: nothing, not even whether a team is linked, goes to an unknown caller.
     let (_, user) = sso_user(&state, &headers).await?;
-    let team = TeamId::new(q.team.trim())
-        .map_err(|e| AppError::BadRequest(format!("team: {e}")))?;
+    let team =
+        TeamId::new(q.team.trim()).map_err(|e| AppError::BadRequest(format!("team: {e}")))?;
     let course = deadline::within(
         deadline::REQUEST_PATH,
         link::course_of_team(&state.store, team.as_str()),
@@ -155,9 +158,8 @@ pub(super) async fn api_tab(
     let Some(course) = course else {
         return Ok(Json(json!({"status": "unmapped"})).into_response());
     };
-    let course = MoodleCourseId::new(course).map_err(|e| {
-        AppError::Internal(anyhow::anyhow!("the team's mapping row holds {e}"))
-    })?;
+    let course = MoodleCourseId::new(course)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("the team's mapping row holds {e}")))?;
     let moodle = state
         .moodle
         .as_ref()
