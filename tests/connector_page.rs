@@ -20,6 +20,14 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TEACHER: i64 = 5;
+const STUDENT: i64 = 7;
+const STUDENT_AAD: &str = "aad00000-0000-4000-8000-00000000a007";
+/// A pupil of the school who is not in the team's course.
+const OUTSIDER: i64 = 8;
+const OUTSIDER_AAD: &str = "aad00000-0000-4000-8000-00000000a008";
+/// The team synced with course 4, and a team the sync never linked.
+const TEAM: &str = "7ea40000-0000-4000-8000-000000000004";
+const UNLINKED_TEAM: &str = "7ea40000-0000-4000-8000-0000000000ff";
 const RESOURCE: &str = "api://bridge.example.org/b0700000-0000-4000-8000-000000000001";
 
 fn sso_token(oid: &str, aud: &str, iss_tenant: &str) -> String {
@@ -62,6 +70,8 @@ async fn entra_keys() -> MockServer {
 struct Proxy {
     app: String,
     host_page: Arc<String>,
+    /// The SSO token the stub host hands out, by the page's `who` parameter (default: the teacher).
+    tokens: Arc<Vec<(&'static str, String)>>,
 }
 
 /// One origin for the stub host page and the app (so the stub can drive the form).
@@ -73,7 +83,14 @@ async fn proxy(
     body: Bytes,
 ) -> Response {
     if uri.path() == "/host.html" {
-        return Html(p.host_page.as_str().to_string()).into_response();
+        let who = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("who="))
+            .unwrap_or("teacher");
+        let token = &p.tokens.iter().find(|(w, _)| *w == who).unwrap().1;
+        return Html(p.host_page.replace("{{TOKEN}}", token)).into_response();
     }
     let client = reqwest::Client::new();
     let url = format!(
@@ -141,12 +158,16 @@ async fn start() -> Page {
         "/tests/connector/host.html"
     ))
     .unwrap()
-    .replace("{{TOKEN}}", &sso_token(TEACHER_AAD, RESOURCE, TENANT_ID))
     .replace("{{OID}}", TEACHER_AAD)
     .replace("{{TENANT}}", TENANT_ID);
     let p = Proxy {
         app: format!("http://{}", app.addr),
         host_page: Arc::new(page),
+        tokens: Arc::new(vec![
+            ("teacher", sso_token(TEACHER_AAD, RESOURCE, TENANT_ID)),
+            ("student", sso_token(STUDENT_AAD, RESOURCE, TENANT_ID)),
+            ("outsider", sso_token(OUTSIDER_AAD, RESOURCE, TENANT_ID)),
+        ]),
     };
     let router = axum::Router::new().fallback(proxy).with_state(p);
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -422,4 +443,231 @@ async fn the_api_refuses_bad_tokens_other_teachers_and_bad_input() {
     let stranger = sso_token("aad00000-0000-4000-8000-00000000c001", RESOURCE, TENANT_ID);
     let (s, b) = call(get, "/connector/api/courses", Some(stranger), None).await;
     assert_eq!(s, 403, "{b}");
+}
+
+/// The tab's page in the stub host: `who` signs in, `group` is the channel's team.
+async fn tab_in_chromium(page: &Page, who: &str, group: &str, locale: &str) -> Value {
+    let url = format!(
+        "{}/host.html?scenario=tab&who={who}&group={group}&locale={locale}",
+        page.host
+    );
+    let dom = tokio::task::spawn_blocking(move || {
+        run_chromium(&[
+            "--virtual-time-budget=20000".into(),
+            "--dump-dom".into(),
+            url,
+        ])
+    })
+    .await
+    .unwrap();
+    let r = result_of(&dom);
+    assert!(r.get("error").is_none(), "{who} in {group}: {r:#}");
+    r
+}
+
+fn iso(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Issue 18: the configurable channel tab shows the course the team is synced with, to the
+/// people enrolled in it only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channel_tab_shows_the_teams_course_to_its_members_only() {
+    let page = start().await;
+    map_user(&page.app.store, STUDENT_AAD, STUDENT)
+        .await
+        .unwrap();
+    map_user(&page.app.store, OUTSIDER_AAD, OUTSIDER)
+        .await
+        .unwrap();
+    let mut linked = bridge::teams_sync::link::CourseTeam::new(
+        4,
+        "hg-tg1".into(),
+        "HG TG1".into(),
+        bridge::teams_sync::link::Stage::Active,
+    );
+    // Graph writes group ids in either case; the reverse row is kept lower-case.
+    linked.team_id = Some(TEAM.to_ascii_uppercase());
+    bridge::teams_sync::link::save(&page.app.store, &linked)
+        .await
+        .unwrap();
+    // Moodle's strings are text: markup in them must come out as characters.
+    let course_name = "Histoire <b>&</b> géo <img src=x onerror=alert(1)>";
+    let t = now();
+    let m = page.app.moodle();
+    m.reply(
+        "core_enrol_get_users_courses",
+        &[("userid", "7")],
+        json!([{"id": 2, "shortname": "MATH-TG1", "fullname": "Mathématiques TG1"},
+               {"id": 4, "shortname": "HG-TG1", "fullname": "Histoire-géographie", "displayname": course_name}]),
+    );
+    m.reply(
+        "core_enrol_get_users_courses",
+        &[("userid", "8")],
+        json!([{"id": 3, "shortname": "PHYS101", "fullname": "Physique"}]),
+    );
+    m.reply(
+        "mod_assign_get_assignments",
+        &[("courseids[0]", "4")],
+        json!({"courses": [{"id": 4, "fullname": "Histoire-géographie", "shortname": "HG-TG1", "assignments": [
+            {"id": 11, "cmid": 41, "course": 4, "name": "Exposé <script>alert(1)</script>", "duedate": t + 3 * 86_400},
+            {"id": 12, "cmid": 42, "course": 4, "name": "Carte des fleuves", "duedate": t + 86_400},
+            {"id": 13, "cmid": 43, "course": 4, "name": "Dissertation (dans 20 jours)", "duedate": t + 20 * 86_400},
+            {"id": 14, "cmid": 44, "course": 4, "name": "Déjà rendu hier", "duedate": t - 86_400},
+            {"id": 15, "cmid": 45, "course": 4, "name": "Sans date", "duedate": 0}]}],
+         "warnings": []}),
+    );
+    m.reply(
+        "mod_forum_get_forums_by_courses",
+        &[("courseids[0]", "4")],
+        json!([{"id": 9, "course": 4, "type": "general", "name": "Forum"},
+               {"id": 10, "course": 4, "type": "news", "name": "Annonces"}]),
+    );
+    m.reply(
+        "mod_forum_get_forum_discussions",
+        &[("forumid", "10")],
+        json!({"discussions": [{"discussion": 31, "name": "Sortie au musée jeudi", "message": "<p>Rendez-vous à 9 h</p>", "created": t - 2 * 86_400}],
+               "warnings": []}),
+    );
+
+    let r = tab_in_chromium(&page, "student", TEAM, "fr-FR").await;
+    assert_eq!(r["state"], "course", "{r:#}");
+    assert_eq!(r["lang"], "fr-FR");
+    assert_eq!(r["name"], course_name, "shown as text");
+    assert_eq!(r["injected"], 0, "no element came out of Moodle's text");
+    assert_eq!(r["linkText"], "Ouvrir le cours dans Moodle");
+    assert!(
+        r["link"]
+            .as_str()
+            .unwrap()
+            .ends_with("/course/view.php?id=4"),
+        "{r:#}"
+    );
+    let due: Vec<(&str, &str, &str)> = r["due"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap(),
+                d["href"].as_str().unwrap(),
+                d["when"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let base = page.app.moodle().base_url();
+    let base = base.trim_end_matches('/');
+    let (near, later) = (
+        format!("{base}/mod/assign/view.php?id=42"),
+        format!("{base}/mod/assign/view.php?id=41"),
+    );
+    assert_eq!(
+        due,
+        vec![
+            ("Carte des fleuves", near.as_str(), iso(t + 86_400).as_str()),
+            (
+                "Exposé <script>alert(1)</script>",
+                later.as_str(),
+                iso(t + 3 * 86_400).as_str()
+            ),
+        ],
+        "due within 14 days, soonest first; past, undated and later ones left out"
+    );
+    assert!(
+        r["due"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("à rendre le "),
+        "{r:#}"
+    );
+    assert_eq!(r["news"], json!(["Sortie au musée jeudi"]));
+
+    // The Teams locale decides the language, whatever the server guessed.
+    let r = tab_in_chromium(&page, "student", TEAM, "en-GB").await;
+    assert_eq!(r["state"], "course", "{r:#}");
+    assert_eq!(r["linkText"], "Open the course in Moodle");
+    assert!(r["due"][0]["text"].as_str().unwrap().starts_with("due "));
+
+    // Not enrolled: a polite refusal and nothing of the course.
+    let r = tab_in_chromium(&page, "outsider", TEAM, "fr-FR").await;
+    assert_eq!(r["state"], "not-enrolled", "{r:#}");
+    assert!(
+        r["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Désolé, ce cours est réservé à ses participants"),
+        "{r:#}"
+    );
+    assert_eq!(r["name"], Value::Null);
+    assert_eq!(r["due"], json!([]));
+
+    // A team the sync never linked says so.
+    let r = tab_in_chromium(&page, "student", UNLINKED_TEAM, "en-US").await;
+    assert_eq!(r["state"], "unmapped", "{r:#}");
+    assert!(
+        r["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("This team is not linked to a Moodle course"),
+        "{r:#}"
+    );
+
+    // The API behind it, without a browser: the refusal carries nothing of the course.
+    let client = reqwest::Client::new();
+    let api = |who: Option<&str>, team: &str| {
+        let mut req = client.get(format!(
+            "http://{}/connector/api/tab?team={team}",
+            page.app.addr
+        ));
+        if let Some(aad) = who {
+            req = req.bearer_auth(sso_token(aad, RESOURCE, TENANT_ID));
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, body) = api(Some(OUTSIDER_AAD), TEAM).await;
+    assert_eq!(s, 403, "{body}");
+    for secret in ["Histoire", "Exposé", "Carte", "musée", "view.php"] {
+        assert!(!body.contains(secret), "{secret} leaked: {body}");
+    }
+    assert_eq!(api(None, TEAM).await.0, 401, "no token");
+    assert_eq!(api(None, UNLINKED_TEAM).await.0, 401, "not even unmapped");
+    let (s, body) = api(Some(STUDENT_AAD), "19:team@thread.tacv2").await;
+    assert_eq!(s, 400, "a team id is a group GUID: {body}");
+    let (s, body) = api(Some(STUDENT_AAD), &TEAM.to_ascii_uppercase()).await;
+    assert_eq!(s, 200, "{body}");
+
+    // A screenshot of the tab, for a person to look at.
+    let shot = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
+    )
+    .join("connector-tab.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!(
+        "{}/host.html?scenario=tab-screenshot&who=student&group={TEAM}&locale=fr-FR",
+        page.host
+    );
+    let arg = format!("--screenshot={}", shot.display());
+    tokio::task::spawn_blocking(move || {
+        run_chromium(&[
+            "--virtual-time-budget=15000".into(),
+            "--window-size=1000,800".into(),
+            arg,
+            url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "screenshot written: {}",
+        shot.display()
+    );
 }

@@ -796,3 +796,253 @@ async fn a_notification_for_a_user_without_a_conversation_installs_the_app_then_
         "sent"
     );
 }
+
+/// Issue 18: a course sync pass that makes a team ready installs the published app in it at
+/// once, without waiting for the `TeamsAppInstall` timer, which is left as the catch-up.
+#[tokio::test]
+async fn a_teams_sync_that_creates_a_team_installs_the_app_in_it_without_the_timer() {
+    use bridge::teams_sync::link::{self, Stage};
+    use testkit::graph_double::teams;
+    let fake = testkit::fake_moodle::FakeMoodle::start().await;
+    let w = world(
+        vec![Poll::Success],
+        &[
+            ("TEAMS_COURSES", "all"),
+            ("TEAMS_FRESH_GROUP_WAIT_SECS", "0"),
+        ],
+    )
+    .await;
+    let (token, _) = sign_in(&w).await;
+    let zip = build(&w).await.zip;
+    catalog_for(&w, token.unwrap())
+        .publish(&zip, &app_id(&w), "1.0.0", false)
+        .await
+        .unwrap();
+    teams::with(&w.graph, |t| t.polls_to_finish = 1);
+    let course = fake.lock().insert_course("HIST-1", "ID-HIST-1", 1);
+    let teacher = fake.lock().insert_user(testkit::fake_moodle::FakeUser {
+        username: "teacher1".into(),
+        firstname: "T".into(),
+        lastname: "One".into(),
+        email: "teacher1@lab.example.test".into(),
+        auth: "manual".into(),
+        ..Default::default()
+    });
+    fake.lock().enrolments.insert((3, teacher, course));
+    w.state
+        .store
+        .upsert(
+            bridge::store::tables::MAPPINGS,
+            &bridge::teams_sync::users::link_row(USER, teacher),
+        )
+        .await
+        .unwrap();
+
+    // The app's own wiring (`SyncEnv::from_app`), with the Moodle double in place of the https
+    // MOODLE_URL the manifest needs.
+    let moodle = fake.client();
+    let env = bridge::sync::run::SyncEnv {
+        settings: Arc::new(w.state.settings.sync.clone()),
+        store: w.state.store.clone(),
+        blobs: None,
+        teams: bridge::teams_sync::env_from_app(&w.state, &moodle),
+        entra: None,
+        moodle,
+    };
+    assert!(env.teams.as_ref().unwrap().after_ready.is_some());
+    let opts = bridge::sync::SyncOptions {
+        teams: true,
+        verbose: true,
+        ..Default::default()
+    };
+    let team_installs = || apps::with_apps(&w.graph, |a| a.team_installs.clone());
+    let mut team = None;
+    let mut reports = Vec::new();
+    for _ in 0..6 {
+        // Polls stay TEAMS_POLL_SECS apart across runs: make the pending one due.
+        if let Some(mut l) = link::load(&w.state.store, course).await.unwrap() {
+            l.polled_at -= 3600;
+            link::save(&w.state.store, &l).await.unwrap();
+        }
+        let r = bridge::sync::run::run_inline(&env, &opts, None)
+            .await
+            .unwrap();
+        let l = link::load(&w.state.store, course).await.unwrap().unwrap();
+        let installed = team_installs();
+        if l.stage != Stage::Active {
+            assert!(installed.is_empty(), "not before the team is ready");
+            reports.push(r.render());
+            continue;
+        }
+        let id = l.team_id.clone().unwrap();
+        // The pass that made the team ready installed the app in it.
+        assert_eq!(
+            installed.keys().cloned().collect::<Vec<_>>(),
+            vec![id.clone()],
+            "{}",
+            r.render()
+        );
+        assert_eq!(installed[&id].version, "1.0.0");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert!(
+            r.trace
+                .iter()
+                .any(|t| t.contains(&format!("team {id}: installed"))),
+            "{:?}",
+            r.trace
+        );
+        team = Some(id);
+        break;
+    }
+    let team = team.unwrap_or_else(|| panic!("no team made ready: {reports:#?}"));
+    // A later pass with nothing new made ready installs nothing more.
+    let installs_posted = || {
+        w.graph
+            .lock()
+            .log
+            .iter()
+            .filter(|(m, p)| m == "POST" && p.ends_with("/installedApps"))
+            .count()
+    };
+    // (More than one POST when the double's per-team limit answered 429 and the client waited.)
+    let posted = installs_posted();
+    assert!(posted >= 1, "{:#?}", w.graph.lock().log);
+    bridge::sync::run::run_inline(&env, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(installs_posted(), posted);
+    // The timer, still there as the catch-up, finds the team at the current version.
+    let ctx = bridge::host::functions::InvocationContext {
+        invocation_id: bridge::ids::InvocationId::new("timer-2").unwrap(),
+        function: "TeamsAppInstall",
+    };
+    let out = bridge::teams_app::functions::on_timer(
+        &w.state,
+        &ctx,
+        bridge::host::TimerInfo {
+            is_past_due: false,
+            last: None,
+            next: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains(&format!("team {team}: already at the current version"))),
+        "{:?}",
+        out.logs
+    );
+    assert_eq!(installs_posted(), posted);
+    assert_eq!(team_installs().len(), 1);
+}
+
+/// Everything the `tracing` macros emit, at every level and from every crate, with span fields.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Issue 18: "never log it". Across a device-code sign-in, a publish with the kept sign-in
+/// (through the CLI's path), an install with app-only tokens and a refresh Entra refuses, no
+/// refresh token, device code or access token appears in the logs or in the errors the caller
+/// gets. A current-thread runtime, so the subscriber set for this thread sees every task.
+#[tokio::test(flavor = "current_thread")]
+async fn refresh_and_access_tokens_reach_neither_the_logs_nor_the_errors() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world(vec![Poll::Pending, Poll::SlowDown, Poll::Success], &[]).await;
+    let (token, prompts) = sign_in(&w).await;
+    token.unwrap();
+    assert_eq!(prompts, [apps::USER_CODE]);
+    // `handler teams-app publish`: built, then published with the refresh token kept above.
+    let code = bridge::teams_app::cli::run(
+        w.state.clone(),
+        bridge::teams_app::cli::TeamsAppArgs {
+            command: bridge::teams_app::cli::TeamsAppCommand::Publish {
+                out: Some(w.dir.path().join("app.zip")),
+                review: false,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "published");
+    assert_eq!(w.entra.state.lock().unwrap().refresh_requests, 1);
+    assert_eq!(apps::with_apps(&w.graph, |a| a.catalog.len()), 1);
+    // App-only tokens too: an install for a user.
+    let report = install::install_from_settings(&w.state, false, &[USER.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(report.failed(), 0, "{:?}", report.targets);
+
+    // The kept refresh token is refused (revoked, or rotated elsewhere), and the device code
+    // that follows expires: the caller gets an error, which must not carry a token either.
+    {
+        let mut e = w.entra.state.lock().unwrap();
+        e.refresh_token = "0.AAAA-a-newer-refresh-token-PLACEHOLDER".into();
+        e.polls = vec![Poll::Expired];
+        e.poll_count = 0;
+    }
+    let (failed, _) = sign_in(&w).await;
+    let err = failed.expect_err("the refused refresh and the expired code fail the sign-in");
+    let publish_err = SignIn::from_settings(&w.state.settings, w.state.http.clone())
+        .unwrap()
+        .token(w.state.http.clone(), |_| {}, Some(Duration::from_millis(5)))
+        .await
+        .expect_err("fails the same way");
+    let errors = format!("{err}\n{publish_err}\n{publish_err:?}");
+    assert!(w.entra.state.lock().unwrap().refresh_requests >= 2);
+
+    drop(_guard);
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The capture works: the HTTP client's events and the bridge's own are in it.
+    assert!(
+        logs.lines().count() > 20 && logs.contains("hyper_util::client"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("refresh token not accepted"),
+        "the refused refresh is logged (without the token): {logs}"
+    );
+    let mut secrets = vec![
+        REFRESH_TOKEN.to_string(),
+        "0.AAAA-a-newer-refresh-token-PLACEHOLDER".to_string(),
+        DELEGATED_TOKEN.to_string(),
+        "DAQABAAEAAAD-device-code".to_string(),
+    ];
+    secrets.extend(w.graph.issued_tokens());
+    assert!(
+        secrets.len() > 4,
+        "app-only tokens were issued: {secrets:?}"
+    );
+    for s in &secrets {
+        // The distinctive middle of each, so a cut or quoted copy is found too.
+        let probe = &s[s.len() / 4..s.len() * 3 / 4];
+        assert!(!logs.contains(probe), "{s} is in the logs:\n{logs}");
+        assert!(!errors.contains(probe), "{s} is in an error: {errors}");
+    }
+}

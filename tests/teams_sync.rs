@@ -67,6 +67,7 @@ async fn world_with(extra: &[(&str, &str)], send: Option<Arc<dyn GraphSend>>) ->
         store: store.clone(),
         moodle: moodle.clone(),
         graph: send,
+        after_ready: None,
     };
     let env = SyncEnv {
         settings: Arc::new(sync_settings(&[], &[])),

@@ -3,7 +3,8 @@
 //! the Teams JavaScript library served from here (pinned 2.58.0, no CDN), and its API. Every API
 //! call carries the user's Teams SSO token, validated here (Entra keys of the configured tenant,
 //! audience = the app's `api://` resource); the user must teach the course in Moodle, and only
-//! they may change or remove a configuration they saved.
+//! they may change or remove a configuration they saved. The tab's content page, which uses the
+//! same token check, is `tab_page`.
 
 use super::channels::{self, ChannelConfig};
 use super::schema::Kind;
@@ -74,13 +75,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/connector/config", get(config_page))
         .route("/connector/remove", get(remove_page))
-        .route("/connector/tab", get(tab_page))
+        .route("/connector/tab", get(super::tab_page::tab_page))
         .route("/connector/config.js", get(page_js))
+        .route("/connector/tab.js", get(super::tab_page::tab_js))
         .route(
             &format!("/connector/teams-js/{TEAMS_JS_VERSION}/MicrosoftTeams.min.js"),
             get(teams_js),
         )
         .route("/connector/api/courses", get(api_courses))
+        .route("/connector/api/tab", get(super::tab_page::api_tab))
         .route("/connector/api/check-url", post(api_check_url))
         .route("/connector/api/configs", post(api_create))
         .route(
@@ -105,12 +108,12 @@ async fn unknown(uri: axum::http::Uri) -> AppError {
 // Pages
 
 #[derive(Deserialize, Default)]
-struct PageQuery {
+pub(super) struct PageQuery {
     #[serde(default)]
     lang: Option<String>,
 }
 
-fn lang_of(q: &PageQuery, headers: &HeaderMap) -> Lang {
+pub(super) fn lang_of(q: &PageQuery, headers: &HeaderMap) -> Lang {
     q.lang
         .as_deref()
         .and_then(Lang::from_locale)
@@ -195,7 +198,7 @@ fn script_texts(lang: Lang) -> Value {
 }
 
 /// Only Teams (and configured stub hosts) may frame the page; scripts only from here.
-fn security_headers(state: &AppState, mut r: Response) -> Response {
+pub(super) fn security_headers(state: &AppState, mut r: Response) -> Response {
     let mut ancestors = vec![
         "'self'".to_string(),
         "https://teams.microsoft.com".into(),
@@ -319,23 +322,6 @@ async fn remove_page(
     page(&state, lang_of(&q, &headers), "remove")
 }
 
-/// The tab's content: what this channel receives (no secret shown).
-async fn tab_page(
-    State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let lang = lang_of(&q, &headers);
-    let t = texts(lang);
-    let html = format!(
-        r#"<!doctype html><html lang="{}"><head><meta charset="utf-8"><title>{}</title></head><body style="font-family: system-ui, sans-serif"><h1 style="font-size:1.2rem">{}</h1></body></html>"#,
-        lang.tag(),
-        t.title,
-        t.title
-    );
-    security_headers(&state, Html(html).into_response())
-}
-
 async fn page_js() -> Response {
     (
         [
@@ -363,7 +349,7 @@ async fn teams_js() -> Response {
 // API
 
 /// The Teams user behind the request's SSO token, and their Moodle account.
-async fn sso_user(
+pub(super) async fn sso_user(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(String, MoodleUserId), AppError> {

@@ -9,7 +9,8 @@
 //!   `webhook_send`: posts through the outbound layer (no redirects, public addresses only);
 //! - `sweep`: `NotifySweep`, the pull timer for sites without the Moodle plugin; `cleanup`: old
 //!   delivery rows expire (run by each sweep);
-//! - `config_page`: `ConnectorConfig`, the channel configuration page and its API.
+//! - `config_page`: `ConnectorConfig`, the channel configuration page and its API; `tab_page`:
+//!   the tab's content, the course the channel's team is synced with.
 
 pub mod auth;
 pub mod card;
@@ -24,6 +25,7 @@ pub mod recipients;
 pub mod schema;
 pub mod settings;
 pub mod sweep;
+pub mod tab_page;
 pub mod webhook_send;
 pub mod webhook_url;
 

@@ -1,6 +1,9 @@
 //! `TeamsAppInstall`: a timer (a function has one trigger, so not part of `ManifestPublish`)
 //! that keeps installs in step with the teams the course sync made and with the catalog's
-//! version. Nothing to do is not a failure: no Graph settings or no published app is logged.
+//! version. Each course sync pass already installs into the teams it made ready
+//! (`install::AfterTeamsSync`); this is the catch-up (an app published later, an upgrade, a
+//! team Graph did not know yet). Nothing to do is not a failure: no Graph settings or no
+//! published app is logged.
 
 use super::install::install_from_settings;
 use super::TeamsAppError;

@@ -560,6 +560,29 @@ pub async fn install_from_settings(
     teams: bool,
     users: &[String],
 ) -> Result<InstallReport, super::TeamsAppError> {
+    let teams = if teams {
+        Teams::Synced
+    } else {
+        Teams::These(Vec::new())
+    };
+    install_targets(state, teams, users).await
+}
+
+/// Which teams an install covers.
+#[derive(Debug, Clone)]
+pub enum Teams {
+    /// Every team the course sync keeps ([`synced_teams`]): the timer and the CLI.
+    Synced,
+    /// These only: the teams a course sync pass just made ready.
+    These(Vec<String>),
+}
+
+/// [`install_from_settings`] with the teams named.
+pub async fn install_targets(
+    state: &crate::app::AppState,
+    teams: Teams,
+    users: &[String],
+) -> Result<InstallReport, super::TeamsAppError> {
     use super::TeamsAppError;
     let settings = &state.settings;
     let graph_settings = settings.graph.as_ref().ok_or_else(|| {
@@ -595,10 +618,9 @@ pub async fn install_from_settings(
             ])
         })?
         .to_string();
-    let team_ids = if teams {
-        synced_teams(&state.store).await?
-    } else {
-        Vec::new()
+    let team_ids = match teams {
+        Teams::Synced => synced_teams(&state.store).await?,
+        Teams::These(ids) => ids,
     };
     let installer = Installer {
         graph: &graph,
@@ -611,4 +633,68 @@ pub async fn install_from_settings(
         service_url: settings.teams_app.service_url.to_string(),
     };
     Ok(installer.run(&team_ids, &users).await)
+}
+
+/// Installs in the teams a course sync pass just made ready, without waiting for the
+/// `TeamsAppInstall` timer (which stays, as the catch-up for anything this misses: a team Graph
+/// does not know yet, an app published later). Answers the lines for the run's report; nothing
+/// here fails the sync, whose own work is done.
+pub struct AfterTeamsSync {
+    state: crate::app::AppState,
+}
+
+impl AfterTeamsSync {
+    /// None when this app cannot install anything (no Graph client settings).
+    pub fn from_app(state: &crate::app::AppState) -> Option<Self> {
+        state.settings.graph.as_ref()?;
+        Some(AfterTeamsSync {
+            state: state.clone(),
+        })
+    }
+}
+
+/// What a course sync pass reports back after making teams ready.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AfterSyncLines {
+    /// For the trace: one line per team, or why nothing was installed.
+    pub trace: Vec<String>,
+    /// For the run's warnings: installs that failed (the timer tries again).
+    pub warnings: Vec<String>,
+}
+
+impl crate::teams_sync::TeamsReady for AfterTeamsSync {
+    fn teams_ready(&self, teams: Vec<String>) -> futures::future::BoxFuture<'_, AfterSyncLines> {
+        Box::pin(async move {
+            let n = teams.len();
+            let mut out = AfterSyncLines::default();
+            match install_targets(&self.state, Teams::These(teams), &[]).await {
+                Ok(report) => {
+                    for t in &report.targets {
+                        let line = format!("Teams app {}: {t}", report.version);
+                        if matches!(t.outcome, Outcome::Failed(_)) {
+                            out.warnings.push(format!(
+                                "{line}; TeamsAppInstall tries again on its schedule"
+                            ));
+                        } else {
+                            out.trace.push(line);
+                        }
+                    }
+                    if let Some(why) = report.stopped {
+                        out.warnings
+                            .push(format!("Teams app install in new teams stopped: {why}"));
+                    }
+                }
+                // Nothing to install yet (no published app, incomplete app settings): normal
+                // before the first publish, so a trace line and not a warning.
+                Err(super::TeamsAppError::Settings(p)) => out.trace.push(format!(
+                    "Teams app not installed in {n} new team(s): {}",
+                    p.join("; ")
+                )),
+                Err(e) => out.warnings.push(format!(
+                    "Teams app not installed in {n} new team(s): {e}; TeamsAppInstall tries again on its schedule"
+                )),
+            }
+            out
+        })
+    }
 }

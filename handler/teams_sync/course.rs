@@ -417,6 +417,7 @@ async fn create(
                         l.operation = None;
                         l.failures = 0;
                         link::save(&ctx.store, l).await?;
+                        ctx.made_ready(&team);
                         ctx.report
                             .trace(|| format!("teams {key}: team {team} ready"));
                         return Ok(());

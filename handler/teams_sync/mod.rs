@@ -43,6 +43,17 @@ pub struct TeamsEnv {
     pub store: SharedStore,
     pub moodle: MoodleClient,
     pub graph: Arc<dyn GraphSend>,
+    /// Told which teams a pass made ready, so the Teams app goes into them at once
+    /// (`teams_app::install::AfterTeamsSync`); None: nothing is told (tests, the benchmark).
+    pub after_ready: Option<Arc<dyn TeamsReady>>,
+}
+
+/// What follows a pass that made teams ready (created or linked and now usable).
+pub trait TeamsReady: Send + Sync {
+    fn teams_ready(
+        &self,
+        teams: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, crate::teams_app::install::AfterSyncLines>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +87,8 @@ struct Shared {
     /// flight make no further call, so one refusal is not repeated by every course.
     stop: Arc<AtomicBool>,
     moodle_slots: Arc<Semaphore>,
+    /// Teams this pass made ready, for [`TeamsEnv::after_ready`].
+    ready: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// One course's view: the shared parts and the course's own report, merged into the run's in
@@ -93,6 +106,7 @@ pub struct TeamsCtx {
     pub report: RunReport,
     stop: Arc<AtomicBool>,
     moodle_slots: Arc<Semaphore>,
+    ready: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TeamsCtx {
@@ -109,7 +123,16 @@ impl TeamsCtx {
             report,
             stop: sh.stop.clone(),
             moodle_slots: sh.moodle_slots.clone(),
+            ready: sh.ready.clone(),
         }
+    }
+
+    /// `team` became usable in this pass (its creation or linking just ended).
+    pub fn made_ready(&self, team: &str) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(team.to_string());
     }
 
     /// A slot for one Moodle read (see [`MOODLE_READS_AT_ONCE`]).
@@ -186,6 +209,8 @@ pub fn env_from_app(state: &crate::app::AppState, moodle: &MoodleClient) -> Opti
         store: state.store.clone(),
         moodle: moodle.clone(),
         graph,
+        after_ready: crate::teams_app::install::AfterTeamsSync::from_app(state)
+            .map(|a| Arc::new(a) as Arc<dyn TeamsReady>),
     })
 }
 
@@ -245,6 +270,7 @@ pub async fn run(
         now: unix_now(),
         stop: Arc::new(AtomicBool::new(false)),
         moodle_slots: Arc::new(Semaphore::new(MOODLE_READS_AT_ONCE)),
+        ready: Arc::new(std::sync::Mutex::new(Vec::new())),
     };
     let linked = sh.links.len();
     report.trace(|| {
@@ -302,6 +328,15 @@ pub async fn run(
     done.sort_by_key(|(i, _)| *i);
     for (_, rep) in &done {
         report.merge(rep);
+    }
+    // Even when a fatal answer stopped the pass: the teams made ready before it are usable.
+    let ready = std::mem::take(&mut *sh.ready.lock().unwrap_or_else(|p| p.into_inner()));
+    if let (Some(after), false) = (&env.after_ready, ready.is_empty()) {
+        let lines = after.teams_ready(ready).await;
+        for l in lines.trace {
+            report.trace(|| l);
+        }
+        report.warnings.extend(lines.warnings);
     }
     if let Some(e) = stopped {
         return Err(e);

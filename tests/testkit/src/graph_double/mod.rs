@@ -380,6 +380,11 @@ impl GraphDouble {
         self.lock().tokens.clear();
     }
 
+    /// Every bearer token the double issued or was told to accept (tests check none is logged).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.iter().cloned().collect()
+    }
+
     /// Accepts `token` as a valid bearer token from now on (delegated tokens of an Entra double).
     pub fn accept_token(&self, token: &str) {
         self.lock().tokens.insert(token.to_string());

@@ -130,6 +130,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             store: store.clone(),
             moodle,
             graph: Arc::new(client),
+            after_ready: None,
         }),
         entra: None,
     };
