@@ -737,7 +737,7 @@ async fn courses_waiting_for_a_linked_owner_are_listed_until_their_team_is_creat
     let graph = GraphDouble::start().await;
     teams::with(&graph, |t| t.polls_to_finish = 0);
     let mut extra: Vec<(&str, String)> = vec![
-        ("ADMIN_PASSWORD_HASH", cheap_hash(PASSWORD)),
+        ("ADMIN_PASSWORD_HASH", testkit::cheap_admin_hash(PASSWORD)),
         ("TEAMS_COURSES", "all".into()),
     ];
     let genv = graph.env();
