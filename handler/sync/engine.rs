@@ -72,6 +72,15 @@ pub struct PassState {
     school_names: Option<HashMap<String, String>>,
 }
 
+impl PassState {
+    /// A child looked up and not found may be created later in this pass: only the children
+    /// found stay in the context cache.
+    fn forget_missing_children(&mut self) {
+        self.contexts
+            .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
+    }
+}
+
 /// Stop the shard (the queue retries it; a CLI run reports it).
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -146,9 +155,7 @@ async fn retry_waiting(
             still += 1;
         }
     }
-    // A child looked up here may be created later in this pass: only found ones stay cached.
-    st.contexts
-        .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
+    st.forget_missing_children();
     if still > 0 {
         report.trace(|| {
             format!(
@@ -1153,8 +1160,7 @@ pub(crate) async fn apply_roles(
         let _ = resolve_context(ctx, st, level, &idnumber).await?;
     }
     let mut plan = plan::roles(recs, rows, accounts, &role_id, &st.contexts);
-    st.contexts
-        .retain(|(level, _), r| *level != ContextLevel::User || r.is_ok());
+    st.forget_missing_children();
     for (key, note) in std::mem::take(&mut plan.notes) {
         note.record(report, EntityKind::Roles, &key);
     }

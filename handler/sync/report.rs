@@ -266,19 +266,19 @@ impl RunReport {
         need: Option<String>,
     ) {
         let reason = reason.into();
-        self.counts(entity).skipped += 1;
-        self.retry_marks
-            .entry(key.to_string())
-            .or_insert_with(|| crate::sync::retry::Mark::new(why, &reason))
-            .add_need(need);
-        self.issue(entity, key, "skipped", reason);
+        self.mark_retry_for(key, why, &reason, need);
+        self.skipped(entity, key, reason);
     }
 
     fn mark_retry(&mut self, key: &str, why: &str, reason: &str) {
+        self.mark_retry_for(key, why, reason, None);
+    }
+
+    fn mark_retry_for(&mut self, key: &str, why: &str, reason: &str, need: Option<String>) {
         self.retry_marks
             .entry(key.to_string())
             .or_insert_with(|| crate::sync::retry::Mark::new(why, reason))
-            .add_need(None);
+            .add_need(need);
     }
 
     /// Per-entry trace line, built only for verbose runs.

@@ -146,8 +146,13 @@ pub async fn remember(
 }
 
 pub async fn clear(store: &SharedStore, key: &str) -> Result<(), StoreError> {
+    delete_row(store, &key_escape(key)).await
+}
+
+/// Delete one row of the retry set; a row already gone is fine.
+async fn delete_row(store: &SharedStore, row_key: &str) -> Result<(), StoreError> {
     match store
-        .delete(tables::MAPPINGS, PARTITION, &key_escape(key), None)
+        .delete(tables::MAPPINGS, PARTITION, row_key, None)
         .await
     {
         Ok(()) | Err(StoreError::NotFound) => Ok(()),
@@ -196,15 +201,7 @@ async fn write(
             Err(StoreError::NotFound) => {
                 for op in chunk {
                     match op {
-                        BatchOp::Delete { row_key, .. } => {
-                            match store
-                                .delete(tables::MAPPINGS, PARTITION, row_key, None)
-                                .await
-                            {
-                                Ok(()) | Err(StoreError::NotFound) => {}
-                                Err(e) => return Err(e),
-                            }
-                        }
+                        BatchOp::Delete { row_key, .. } => delete_row(store, row_key).await?,
                         BatchOp::Upsert(e) => {
                             store.upsert(tables::MAPPINGS, e).await?;
                         }
