@@ -132,7 +132,7 @@ async fn timer_loop(
                 last,
                 next: schedule.next_after(next),
             };
-            match run(&state, &ctx, timer).await {
+            match crate::host::timer_runs::run(&state, &ctx, run, timer).await {
                 Ok(out) => {
                     if let Err(e) = deliver(&queue, out).await {
                         tracing::error!(error = %e, "could not queue timer outputs");

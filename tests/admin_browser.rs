@@ -100,8 +100,8 @@ async fn sign_in_run_a_simulation_and_watch_it_live_in_chromium() {
         let wait = Duration::from_secs(20);
 
         // Anonymous: the page sends the browser to the sign-in form.
-        tab.goto(&format!("{base}/admin/sync?lang=en"));
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        tab.goto(&format!("{base}/manage/sync?lang=en"));
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
         assert!(tab.text().contains("Admin password"), "{}", tab.text());
         let p = shot("login");
         tab.screenshot(&p);
@@ -112,7 +112,7 @@ async fn sign_in_run_a_simulation_and_watch_it_live_in_chromium() {
         tab.wait_until("document.body && document.body.innerText.includes('Wrong password')", wait);
         // The right one signs in (the session cookie is HttpOnly: the page cannot read it).
         tab.eval(&format!("document.querySelector('input[name=password]').value = {PASSWORD:?}; document.querySelector('form').submit(); true"));
-        tab.wait_until("location.pathname === '/admin/sync' && !!document.querySelector('form[action=\"/admin/sync/run\"]')", wait);
+        tab.wait_until("location.pathname === '/manage/sync' && !!document.querySelector('form[action=\"/manage/sync/run\"]')", wait);
         assert_eq!(tab.eval("document.cookie"), json!(""), "HttpOnly cookies are invisible to scripts");
         let overview = tab.text();
         for t in ["User accounts", "Cohorts", "Role assignments", "Simulation", "No run yet.", "SyncTimer"] {
@@ -123,18 +123,18 @@ async fn sign_in_run_a_simulation_and_watch_it_live_in_chromium() {
         assert_png(&p);
 
         // A tampered CSRF token is refused and starts nothing.
-        tab.eval("var f = document.querySelector('form[action=\"/admin/sync/run\"]'); f.querySelector('input[name=csrf]').value = '00'; f.querySelector('input[name=simulate]').checked = true; f.submit(); true");
+        tab.eval("var f = document.querySelector('form[action=\"/manage/sync/run\"]'); f.querySelector('input[name=csrf]').value = '00'; f.querySelector('input[name=simulate]').checked = true; f.submit(); true");
         tab.wait_until("document.body && document.body.innerText.includes('CSRF')", wait);
         assert!(tab.text().contains("Access refused"), "{}", tab.text());
         let p = shot("csrf-refused");
         tab.screenshot(&p);
-        tab.goto(&format!("{base}/admin/sync?lang=en"));
+        tab.goto(&format!("{base}/manage/sync?lang=en"));
         assert!(tab.text().contains("No run yet."), "the refused form started nothing");
 
         // Run a simulation from the page: the run page follows it live.
-        tab.eval("document.querySelector('input[name=simulate]').checked = true; document.querySelector('input[name=verbose]').checked = true; document.querySelector('form[action=\"/admin/sync/run\"]').querySelector('button[type=submit]').click(); true");
-        tab.wait_until("location.pathname.startsWith('/admin/sync/runs/')", wait);
-        let run_id = tab.url().split("/admin/sync/runs/").nth(1).unwrap().split('?').next().unwrap().to_string();
+        tab.eval("document.querySelector('input[name=simulate]').checked = true; document.querySelector('input[name=verbose]').checked = true; document.querySelector('form[action=\"/manage/sync/run\"]').querySelector('button[type=submit]').click(); true");
+        tab.wait_until("location.pathname.startsWith('/manage/sync/runs/')", wait);
+        let run_id = tab.url().split("/manage/sync/runs/").nth(1).unwrap().split('?').next().unwrap().to_string();
         let mut seen: Vec<(u64, u64)> = Vec::new();
         let mut running_shot = false;
         let end = std::time::Instant::now() + Duration::from_secs(60);
@@ -170,33 +170,33 @@ async fn sign_in_run_a_simulation_and_watch_it_live_in_chromium() {
         assert_png(&p);
 
         // The trace, and the history with the run, its trigger and options.
-        tab.goto(&format!("{base}/admin/sync/runs/{run_id}/trace"));
+        tab.goto(&format!("{base}/manage/sync/runs/{run_id}/trace"));
         assert!(tab.text().contains(&run_id), "{}", tab.text());
-        tab.goto(&format!("{base}/admin/sync?lang=en"));
+        tab.goto(&format!("{base}/manage/sync?lang=en"));
         let history = tab.text();
         assert!(history.contains(&run_id) && history.contains("page") && history.contains("simulation"), "{history}");
         let p = shot("overview-history");
         tab.screenshot(&p);
         assert_png(&p);
-        tab.goto(&format!("{base}/admin/sync?lang=fr"));
+        tab.goto(&format!("{base}/manage/sync?lang=fr"));
         assert!(tab.text().contains("Lancer une synchronisation"));
         let p = shot("overview-fr");
         tab.screenshot(&p);
 
         // Another browser, not signed in: every page sends it to sign in, the event stream too.
         let other = browser.tab(true);
-        for path in ["/admin/sync", &format!("/admin/sync/runs/{run_id}"), &format!("/admin/sync/runs/{run_id}/trace")] {
+        for path in ["/manage/sync", &format!("/manage/sync/runs/{run_id}"), &format!("/manage/sync/runs/{run_id}/trace")] {
             other.goto(&format!("{base}{path}"));
-            other.wait_until("location.pathname === '/admin/sync/login'", wait);
+            other.wait_until("location.pathname === '/manage/sync/login'", wait);
         }
-        let status = other.eval("fetch('/admin/sync/run', {method: 'POST', body: new URLSearchParams({simulate: '1'})}).then(r => r.status)");
+        let status = other.eval("fetch('/manage/sync/run', {method: 'POST', body: new URLSearchParams({simulate: '1'})}).then(r => r.status)");
         assert_eq!(status, json!(401), "an anonymous POST is refused");
 
         // Signing out ends the session.
-        tab.eval("document.querySelector('form[action=\"/admin/sync/logout\"]').submit(); true");
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
-        tab.goto(&format!("{base}/admin/sync"));
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        tab.eval("document.querySelector('form[action=\"/manage/sync/logout\"]').submit(); true");
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
+        tab.goto(&format!("{base}/manage/sync"));
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
     })
     .await
     .unwrap();
@@ -229,7 +229,7 @@ async fn app_service_principals_are_checked_in_chromium() {
         let wait = Duration::from_secs(20);
         // No principal: 401.
         let anon = browser.tab(true);
-        anon.goto(&format!("{base}/admin/sync"));
+        anon.goto(&format!("{base}/manage/sync"));
         assert!(
             anon.text().contains("authentication required") || anon.text().contains("error"),
             "{}",
@@ -241,7 +241,7 @@ async fn app_service_principals_are_checked_in_chromium() {
         wrong.extra_headers(
             json!({"x-ms-client-principal": principal("0a0a0a0a-0000-4000-8000-000000000002")}),
         );
-        wrong.goto(&format!("{base}/admin/sync"));
+        wrong.goto(&format!("{base}/manage/sync"));
         wrong.wait_until(
             "document.body && document.body.innerText.includes('not a member of an admin group')",
             wait,
@@ -256,9 +256,9 @@ async fn app_service_principals_are_checked_in_chromium() {
         // The admin group's member gets the page, and its forms carry the CSRF token.
         let admin = browser.tab(true);
         admin.extra_headers(json!({"x-ms-client-principal": principal(GROUP)}));
-        admin.goto(&format!("{base}/admin/sync?lang=en"));
+        admin.goto(&format!("{base}/manage/sync?lang=en"));
         admin.wait_until(
-            "!!document.querySelector('form[action=\"/admin/sync/run\"]')",
+            "!!document.querySelector('form[action=\"/manage/sync/run\"]')",
             wait,
         );
         assert!(admin.text().contains("admin@school.example"));
@@ -311,26 +311,26 @@ async fn entra_sign_in_across_sites_in_chromium() {
         let browser = Browser::launch();
         let wait = Duration::from_secs(20);
         let tab = browser.tab(true);
-        tab.goto(&format!("{base}/admin/sync?lang=en"));
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        tab.goto(&format!("{base}/manage/sync?lang=en"));
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
         assert!(tab.text().contains("Sign in with Microsoft"), "{}", tab.text());
         let p = shot("login-oidc");
         tab.screenshot(&p);
-        tab.eval("document.querySelector('a[href=\"/admin/sync/login/oidc\"]').click(); true");
-        tab.wait_until("location.pathname === '/admin/sync' && !!document.querySelector('form[action=\"/admin/sync/run\"]')", wait);
+        tab.eval("document.querySelector('a[href=\"/manage/sync/login/oidc\"]').click(); true");
+        tab.wait_until("location.pathname === '/manage/sync' && !!document.querySelector('form[action=\"/manage/sync/run\"]')", wait);
         assert!(tab.text().contains("it.admin@college.example"), "{}", tab.text());
         assert!(tab.url().starts_with(&base), "back on the app: {}", tab.url());
         // Signing out, then a member of another group: refused on a page that says why.
-        tab.eval("document.querySelector('form[action=\"/admin/sync/logout\"]').submit(); true");
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        tab.eval("document.querySelector('form[action=\"/manage/sync/logout\"]').submit(); true");
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
         e2.sign_in_with(|nonce| id_claims(nonce, "0a0a0a0a-0000-4000-8000-000000000002"));
-        tab.eval("document.querySelector('a[href=\"/admin/sync/login/oidc\"]').click(); true");
+        tab.eval("document.querySelector('a[href=\"/manage/sync/login/oidc\"]').click(); true");
         tab.wait_until("document.body && document.body.innerText.includes('not a member of an admin group')", wait);
         assert!(tab.text().contains("Access refused"));
         let p = shot("oidc-wrong-group");
         tab.screenshot(&p);
-        tab.goto(&format!("{base}/admin/sync"));
-        tab.wait_until("location.pathname === '/admin/sync/login'", wait);
+        tab.goto(&format!("{base}/manage/sync"));
+        tab.wait_until("location.pathname === '/manage/sync/login'", wait);
     })
     .await
     .unwrap();

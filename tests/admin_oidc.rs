@@ -96,7 +96,7 @@ fn cookie(a: &Answer, name: &str) -> Option<String> {
 
 /// Leg 1 as a browser does it: the authorize URL's query and the state cookie.
 async fn begin(p: &Page) -> (HashMap<String, String>, String) {
-    let a = get_page(p, "/admin/sync/login/oidc", None).await;
+    let a = get_page(p, "/manage/sync/login/oidc", None).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     let location = a.headers[header::LOCATION].to_str().unwrap().to_string();
     let url = url::Url::parse(&location).unwrap();
@@ -110,7 +110,7 @@ async fn begin(p: &Page) -> (HashMap<String, String>, String) {
         "HttpOnly",
         "Secure",
         "SameSite=Lax",
-        "Path=/admin/sync/login/oidc",
+        "Path=/manage/sync/login/oidc",
     ] {
         assert!(set.contains(attr), "{set} lacks {attr}");
     }
@@ -135,7 +135,7 @@ fn issue(p: &Page, q: &HashMap<String, String>, code: &str, claims: Value, key: 
 async fn callback(p: &Page, query: &str, state_cookie: Option<&str>) -> Answer {
     get_page(
         p,
-        &format!("/admin/sync/login/oidc/callback?{query}"),
+        &format!("/manage/sync/login/oidc/callback?{query}"),
         state_cookie,
     )
     .await
@@ -145,10 +145,10 @@ async fn callback(p: &Page, query: &str, state_cookie: Option<&str>) -> Answer {
 async fn a_member_of_the_admin_group_signs_in_with_entra() {
     let p = page(&[]).await;
     // The login page offers it.
-    let login = get_page(&p, "/admin/sync/login?lang=en", None).await;
+    let login = get_page(&p, "/manage/sync/login?lang=en", None).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     assert!(
-        login.body.contains("/admin/sync/login/oidc"),
+        login.body.contains("/manage/sync/login/oidc"),
         "{}",
         login.body
     );
@@ -165,7 +165,7 @@ async fn a_member_of_the_admin_group_signs_in_with_entra() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(
         q["redirect_uri"],
-        "http://127.0.0.1:7071/admin/sync/login/oidc/callback"
+        "http://127.0.0.1:7071/manage/sync/login/oidc/callback"
     );
     assert!(q["scope"].split(' ').any(|s| s == "openid"));
     assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43);
@@ -196,9 +196,9 @@ async fn a_member_of_the_admin_group_signs_in_with_entra() {
     assert!(cookie(&a, "bridge_admin_oidc")
         .unwrap()
         .contains("Max-Age=0"));
-    assert!(a.body.contains("url=/admin/sync"), "{}", a.body);
+    assert!(a.body.contains("url=/manage/sync"), "{}", a.body);
     let session = session.split(';').next().unwrap().to_string();
-    let overview = get_page(&p, "/admin/sync?lang=en", Some(&session)).await;
+    let overview = get_page(&p, "/manage/sync?lang=en", Some(&session)).await;
     assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
     assert!(overview.body.contains("it.admin@college.example"));
     assert!(overview.body.contains("Sign out"));
@@ -400,13 +400,13 @@ async fn oidc_is_refused_where_it_does_not_apply() {
         entra: EntraDouble::start("127.0.0.1", CLIENT).await,
         _dir: dir,
     };
-    let a = get_page(&bare, "/admin/sync/login/oidc", None).await;
+    let a = get_page(&bare, "/manage/sync/login/oidc", None).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert!(a.body.contains("ADMIN_OIDC_CLIENT_ID"), "{}", a.body);
 
     // In Azure, App Service authentication is the only way in.
     let p = page(&[("WEBSITE_AUTH_ENABLED", "true")]).await;
-    let a = get_page(&p, "/admin/sync/login/oidc", None).await;
+    let a = get_page(&p, "/manage/sync/login/oidc", None).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
 
     // A bad setting is named at start.

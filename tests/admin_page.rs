@@ -119,13 +119,18 @@ fn principal(group: &str) -> String {
 
 /// Every admin route, with a method it answers.
 const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin/sync"),
-    ("POST", "/admin/sync/run"),
-    ("GET", "/admin/sync/runs/20260101T000000Z-00000000"),
-    ("GET", "/admin/sync/runs/20260101T000000Z-00000000/events"),
-    ("GET", "/admin/sync/runs/20260101T000000Z-00000000/trace"),
-    ("POST", "/admin/sync/logout"),
-    ("GET", "/admin/sync/anything"),
+    ("GET", "/manage/sync"),
+    ("POST", "/manage/sync/run"),
+    ("GET", "/manage/sync/runs/20260101T000000Z-00000000"),
+    ("GET", "/manage/sync/runs/20260101T000000Z-00000000/events"),
+    ("GET", "/manage/sync/runs/20260101T000000Z-00000000/trace"),
+    ("POST", "/manage/sync/logout"),
+    ("GET", "/manage/sync/anything"),
+    // ManifestPublish: the same extractor (and, for POSTs, the same CSRF check).
+    ("GET", "/manage/teams-app/status"),
+    ("GET", "/manage/teams-app/package"),
+    ("POST", "/manage/teams-app/build"),
+    ("POST", "/manage/teams-app/publish"),
 ];
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -137,7 +142,7 @@ fn assert_refused(a: &Answer, what: &str) {
         a.status == StatusCode::UNAUTHORIZED
             || a.status == StatusCode::FORBIDDEN
             || (a.status == StatusCode::SEE_OTHER
-                && a.headers[header::LOCATION] == "/admin/sync/login"),
+                && a.headers[header::LOCATION] == "/manage/sync/login"),
         "{what}: {} {}",
         a.status,
         a.body
@@ -176,7 +181,7 @@ async fn every_admin_route_refuses_anonymous_and_wrong_group_requests() {
     let ok = call(
         &azure,
         "GET",
-        "/admin/sync",
+        "/manage/sync",
         &[("x-ms-client-principal", principal(GROUP))],
         None,
     )
@@ -187,7 +192,7 @@ async fn every_admin_route_refuses_anonymous_and_wrong_group_requests() {
     let no_csrf = call(
         &azure,
         "POST",
-        "/admin/sync/run",
+        "/manage/sync/run",
         &[("x-ms-client-principal", principal(GROUP))],
         Some(form(&[("simulate", "1")])),
     )
@@ -232,7 +237,7 @@ async fn every_admin_route_refuses_anonymous_and_wrong_group_requests() {
 
     // Nothing configured: every route refused, saying what to set.
     let bare = page(&[], false).await;
-    for (m, uri) in ROUTES.iter().chain(&[("GET", "/admin/sync/login")]) {
+    for (m, uri) in ROUTES.iter().chain(&[("GET", "/manage/sync/login")]) {
         let a = call(&bare, m, uri, &[], Some(String::new())).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{m} {uri}");
         assert!(a.body.contains("ADMIN_PASSWORD_HASH"), "{}", a.body);
@@ -247,7 +252,7 @@ fn set_cookie(a: &Answer, name: &str) -> String {
         .map(|v| v.to_str().unwrap().to_string())
         .find(|v| v.starts_with(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} cookie in {:?}", a.headers));
-    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/admin"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/manage"] {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
     c.split(';').next().unwrap().to_string()
@@ -260,7 +265,7 @@ fn csrf_of(html: &str) -> String {
 
 /// Sign in through the form; the session cookie.
 async fn sign_in(p: &Page) -> String {
-    let form_page = call(p, "GET", "/admin/sync/login?lang=fr", &[], None).await;
+    let form_page = call(p, "GET", "/manage/sync/login?lang=fr", &[], None).await;
     assert_eq!(form_page.status, StatusCode::OK);
     assert!(form_page.body.contains("Mot de passe administrateur"));
     let login = set_cookie(&form_page, "bridge_admin_login");
@@ -268,7 +273,7 @@ async fn sign_in(p: &Page) -> String {
     let a = call(
         p,
         "POST",
-        "/admin/sync/login",
+        "/manage/sync/login",
         &[("cookie", login)],
         Some(form(&[
             ("csrf", &csrf),
@@ -288,13 +293,13 @@ async fn login_attempts_are_rate_limited_and_need_the_form_token() {
         false,
     )
     .await;
-    let f = call(&p, "GET", "/admin/sync/login", &[], None).await;
+    let f = call(&p, "GET", "/manage/sync/login", &[], None).await;
     let login = set_cookie(&f, "bridge_admin_login");
     let csrf = csrf_of(&f.body);
     let no_token = call(
         &p,
         "POST",
-        "/admin/sync/login",
+        "/manage/sync/login",
         &[("cookie", login.clone())],
         Some(form(&[("password", PASSWORD)])),
     )
@@ -305,7 +310,7 @@ async fn login_attempts_are_rate_limited_and_need_the_form_token() {
         let a = call(
             &p,
             "POST",
-            "/admin/sync/login",
+            "/manage/sync/login",
             &[("cookie", login.clone())],
             Some(form(&[("csrf", &csrf), ("password", "guess")])),
         )
@@ -320,7 +325,7 @@ async fn login_attempts_are_rate_limited_and_need_the_form_token() {
     let a = call(
         &p,
         "POST",
-        "/admin/sync/login",
+        "/manage/sync/login",
         &[("cookie", login)],
         Some(form(&[("csrf", &csrf), ("password", PASSWORD)])),
     )
@@ -385,7 +390,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     .await;
     let session = sign_in(&p).await;
     let auth = [("cookie", session.clone())];
-    let overview = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let overview = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
     for text in [
         "User accounts",
@@ -408,7 +413,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     let fr = call(
         &p,
         "GET",
-        "/admin/sync",
+        "/manage/sync",
         &[
             ("cookie", session.clone()),
             ("accept-language", "fr-FR,fr;q=0.9".into()),
@@ -426,7 +431,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     let bad = call(
         &p,
         "POST",
-        "/admin/sync/run",
+        "/manage/sync/run",
         &auth,
         Some(form(&[("csrf", "00"), ("users", "1"), ("simulate", "1")])),
     )
@@ -436,7 +441,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     let started = call(
         &p,
         "POST",
-        "/admin/sync/run",
+        "/manage/sync/run",
         &auth,
         Some(form(&[
             ("csrf", &csrf),
@@ -450,7 +455,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     )
     .await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
-    let at = started.body.find("/admin/sync/runs/").unwrap() + 17;
+    let at = started.body.find("/manage/sync/runs/").unwrap() + "/manage/sync/runs/".len();
     let run_id: String = started.body[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -462,7 +467,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
         call(
             &p,
             "GET",
-            &format!("/admin/sync/runs/{run_id}/events"),
+            &format!("/manage/sync/runs/{run_id}/events"),
             &auth,
             None,
         ),
@@ -481,7 +486,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     let run = call(
         &p,
         "GET",
-        &format!("/admin/sync/runs/{run_id}?lang=en"),
+        &format!("/manage/sync/runs/{run_id}?lang=en"),
         &auth,
         None,
     )
@@ -496,7 +501,7 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     let trace = call(
         &p,
         "GET",
-        &format!("/admin/sync/runs/{run_id}/trace"),
+        &format!("/manage/sync/runs/{run_id}/trace"),
         &auth,
         None,
     )
@@ -504,25 +509,51 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
     assert_eq!(trace.status, StatusCode::OK);
     assert!(trace.body.contains(&run_id), "{}", trace.body);
 
-    let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let after = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert!(after.body.contains(&run_id), "history lists the run");
     assert!(after.body.contains(">page<"), "trigger shown");
     assert!(after
         .body
-        .contains(&format!("/admin/sync/runs/{run_id}/trace")));
+        .contains(&format!("/manage/sync/runs/{run_id}/trace")));
 
     // Screenshots for a person to look at.
     screenshot("admin-sync", &after.body);
     screenshot("admin-sync-fr", &fr.body);
     screenshot("admin-run", &run.body);
-    let login = call(&p, "GET", "/admin/sync/login", &[], None).await;
+    let login = call(&p, "GET", "/manage/sync/login", &[], None).await;
     screenshot("admin-login", &login.body);
+
+    // The same session reaches ManifestPublish (the cookie's path covers /manage), and its
+    // form posts need the session's token.
+    let st = call(&p, "GET", "/manage/teams-app/status", &auth, None).await;
+    assert_eq!(st.status, StatusCode::OK, "{}", st.body);
+    let forged = call(
+        &p,
+        "POST",
+        "/manage/teams-app/build",
+        &auth,
+        Some(form(&[("csrf", "00")])),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let built = call(
+        &p,
+        "POST",
+        "/manage/teams-app/build",
+        &auth,
+        Some(form(&[("csrf", &csrf)])),
+    )
+    .await;
+    assert_eq!(built.status, StatusCode::SEE_OTHER, "{}", built.body);
+    let shown = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
+    assert!(shown.body.contains("id=teams-app"), "{}", shown.body);
+    assert!(shown.body.contains("Last action:"), "{}", shown.body);
 
     // Signing out ends the browser's session cookie.
     let out = call(
         &p,
         "POST",
-        "/admin/sync/logout",
+        "/manage/sync/logout",
         &auth,
         Some(form(&[("csrf", &csrf)])),
     )
@@ -532,6 +563,25 @@ async fn sign_in_run_a_simulation_follow_it_live_and_find_it_in_the_history() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
+    // ... and on the server: a copy of the cookie kept elsewhere no longer signs anyone in.
+    let again = call(&p, "GET", "/manage/sync", &auth, None).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    assert_eq!(again.headers[header::LOCATION], "/manage/sync/login");
+    let again = call(&p, "GET", "/manage/teams-app/status", &auth, None).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let again = call(
+        &p,
+        "POST",
+        "/manage/sync/run",
+        &auth,
+        Some(form(&[
+            ("csrf", &csrf),
+            ("users", "on"),
+            ("simulate", "on"),
+        ])),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,7 +624,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         });
     let session = sign_in(&p).await;
     let auth = [("cookie", session.clone())];
-    let overview = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let overview = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert!(
         overview.body.contains("name=\"entra\""),
         "Entra users offered with Graph configured"
@@ -583,13 +633,13 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
     let started = call(
         &p,
         "POST",
-        "/admin/sync/run",
+        "/manage/sync/run",
         &auth,
         Some(form(&[("csrf", &csrf), ("lang", "en"), ("entra", "1")])),
     )
     .await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
-    let at = started.body.find("/admin/sync/runs/").unwrap() + 17;
+    let at = started.body.find("/manage/sync/runs/").unwrap() + "/manage/sync/runs/".len();
     let run_id: String = started.body[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -599,7 +649,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         call(
             &p,
             "GET",
-            &format!("/admin/sync/runs/{run_id}/events"),
+            &format!("/manage/sync/runs/{run_id}/events"),
             &auth,
             None,
         ),
@@ -610,7 +660,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
     let run = call(
         &p,
         "GET",
-        &format!("/admin/sync/runs/{run_id}?lang=en"),
+        &format!("/manage/sync/runs/{run_id}?lang=en"),
         &auth,
         None,
     )
@@ -641,7 +691,7 @@ async fn entra_users_run_from_the_page_through_the_cli_path_into_the_report_and_
         r.render()
     );
     assert!(r.options.entra, "the option is recorded with the run");
-    let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let after = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert!(after.body.contains(&run_id));
 }
 
@@ -656,15 +706,15 @@ async fn a_one_time_link_signs_a_browser_in_once() {
     let token = bridge::admin::link::create(&p.state.store, now)
         .await
         .unwrap();
-    let url = format!("/admin/sync/login/link?token={token}");
+    let url = format!("/manage/sync/login/link?token={token}");
     let a = call(&p, "GET", &url, &[], None).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-    assert_eq!(a.headers[header::LOCATION], "/admin/sync");
+    assert_eq!(a.headers[header::LOCATION], "/manage/sync");
     let session = set_cookie(&a, "bridge_admin");
     let overview = call(
         &p,
         "GET",
-        "/admin/sync?lang=en",
+        "/manage/sync?lang=en",
         &[("cookie", session)],
         None,
     )
@@ -674,8 +724,8 @@ async fn a_one_time_link_signs_a_browser_in_once() {
     // Used: a second visit, a made-up token and no token are refused, with what to do.
     for u in [
         url.clone(),
-        format!("/admin/sync/login/link?token={}", "ab".repeat(32)),
-        "/admin/sync/login/link".to_string(),
+        format!("/manage/sync/login/link?token={}", "ab".repeat(32)),
+        "/manage/sync/login/link".to_string(),
     ] {
         let a = call(&p, "GET", &u, &[], None).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{u}: {}", a.body);
@@ -690,7 +740,7 @@ async fn a_one_time_link_signs_a_browser_in_once() {
     let a = call(
         &bare,
         "GET",
-        &format!("/admin/sync/login/link?token={token}"),
+        &format!("/manage/sync/login/link?token={token}"),
         &[],
         None,
     )
@@ -701,13 +751,13 @@ async fn a_one_time_link_signs_a_browser_in_once() {
 
 /// Post the run form with `fields` and wait for the run's report (server-sent events).
 async fn run_from_page(p: &Page, auth: &[(&str, String)], fields: &[(&str, &str)]) -> String {
-    let overview = call(p, "GET", "/admin/sync?lang=en", auth, None).await;
+    let overview = call(p, "GET", "/manage/sync?lang=en", auth, None).await;
     let csrf = csrf_of(&overview.body);
     let mut pairs = vec![("csrf", csrf.as_str()), ("lang", "en")];
     pairs.extend_from_slice(fields);
-    let started = call(p, "POST", "/admin/sync/run", auth, Some(form(&pairs))).await;
+    let started = call(p, "POST", "/manage/sync/run", auth, Some(form(&pairs))).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
-    let at = started.body.find("/admin/sync/runs/").unwrap() + 17;
+    let at = started.body.find("/manage/sync/runs/").unwrap() + "/manage/sync/runs/".len();
     let run_id: String = started.body[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -717,7 +767,7 @@ async fn run_from_page(p: &Page, auth: &[(&str, String)], fields: &[(&str, &str)
         call(
             p,
             "GET",
-            &format!("/admin/sync/runs/{run_id}/events"),
+            &format!("/manage/sync/runs/{run_id}/events"),
             auth,
             None,
         ),
@@ -762,7 +812,7 @@ async fn courses_waiting_for_a_linked_owner_are_listed_until_their_team_is_creat
     };
     let session = sign_in(&p).await;
     let auth = [("cookie", session.clone())];
-    let before = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let before = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert!(
         before.body.contains("Courses waiting for their team (0)"),
         "the Teams sync is on: the list is shown, empty"
@@ -771,8 +821,8 @@ async fn courses_waiting_for_a_linked_owner_are_listed_until_their_team_is_creat
         // The second run has nothing new to do: the list still comes from the store.
         run_from_page(&p, &auth, &[("teams", "1")]).await;
     }
-    let en = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
-    let fr = call(&p, "GET", "/admin/sync?lang=fr", &auth, None).await;
+    let en = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
+    let fr = call(&p, "GET", "/manage/sync?lang=fr", &auth, None).await;
     let since = bridge::teams_sync::pending::list(&p.state.store)
         .await
         .unwrap()[0]
@@ -818,7 +868,7 @@ async fn courses_waiting_for_a_linked_owner_are_listed_until_their_team_is_creat
         .unwrap();
     run_from_page(&p, &auth, &[("teams", "1")]).await;
     assert_eq!(teams::with(&graph, |t| t.teams.len()), 1, "team created");
-    let after = call(&p, "GET", "/admin/sync?lang=en", &auth, None).await;
+    let after = call(&p, "GET", "/manage/sync?lang=en", &auth, None).await;
     assert!(
         after.body.contains("Courses waiting for their team (0)"),
         "{}",

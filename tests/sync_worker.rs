@@ -299,3 +299,70 @@ async fn an_idle_shard_checks_the_token_and_a_wrong_one_fails_the_run() {
         "{run:?}"
     );
 }
+
+/// Every timer's last run is recorded where the admin page reads it (the host router and
+/// `serve` both go through `host::timer_runs`): when it ran and whether it failed.
+#[tokio::test]
+async fn a_timer_invocation_records_its_last_run_for_the_admin_page() {
+    let moodle = FakeMoodle::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path(), moodle.settings().url.as_str(), &[]);
+    use bridge::host::timer_runs;
+    assert_eq!(
+        timer_runs::last(s.store.as_ref(), "SyncTimer")
+            .await
+            .unwrap(),
+        None
+    );
+    let before = chrono::Utc::now().timestamp();
+    plan(&s).await;
+    let last = timer_runs::last(s.store.as_ref(), "SyncTimer")
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(last.failure, None);
+    let started = chrono::DateTime::parse_from_rfc3339(&last.started_at)
+        .unwrap()
+        .timestamp();
+    assert!(started >= before - 1, "{last:?}");
+    assert!(last.finished_at >= last.started_at);
+    // A failing timer is recorded as failed, with the start of its reason, and still fails.
+    fn failing<'a>(
+        _: &'a AppState,
+        _: &'a bridge::host::functions::InvocationContext,
+        _: bridge::host::TimerInfo,
+    ) -> futures::future::BoxFuture<'a, bridge::host::functions::FunctionResult> {
+        Box::pin(async {
+            Err(bridge::error::FunctionError::NotConfigured(
+                "NOTIFY_SWEEP_SCHEDULE: not a schedule ".repeat(20),
+            ))
+        })
+    }
+    let ctx = bridge::host::functions::InvocationContext {
+        invocation_id: bridge::ids::InvocationId::mint(),
+        function: "NotifySweep",
+    };
+    let timer = bridge::host::TimerInfo {
+        is_past_due: false,
+        last: None,
+        next: None,
+    };
+    assert!(timer_runs::run(&s, &ctx, failing, timer).await.is_err());
+    let last = timer_runs::last(s.store.as_ref(), "NotifySweep")
+        .await
+        .unwrap()
+        .expect("recorded");
+    let failure = last.failure.expect("recorded as failed");
+    assert!(
+        failure.starts_with("not configured: NOTIFY_SWEEP_SCHEDULE"),
+        "{failure}"
+    );
+    assert!(failure.chars().count() <= 301, "cut to a line: {failure}");
+    // SyncTimer's own record is untouched.
+    assert!(timer_runs::last(s.store.as_ref(), "SyncTimer")
+        .await
+        .unwrap()
+        .unwrap()
+        .failure
+        .is_none());
+}

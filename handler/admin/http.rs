@@ -1,4 +1,4 @@
-//! `AdminSync` (`/admin/sync…`): the manual-sync page, starting a run, following it (page and
+//! `AdminSync` (`/manage/sync…`): the manual-sync page, starting a run, following it (page and
 //! server-sent events), its trace, and the password sign-in used under `serve`.
 
 use super::live::Outcome;
@@ -7,7 +7,7 @@ use super::session::{self, AdminUser};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::host::functions::{FunctionKind, FUNCTIONS, QUEUE_SYNC_WORK};
-use crate::host::Outbox;
+use crate::host::{timer_runs, Outbox};
 use crate::sync::run::{latest_reports, new_run_id, plan_run, run_inline_as};
 use crate::sync::{RunReport, SyncEnv, SyncOptions};
 use axum::extract::{Path, Query, State};
@@ -28,18 +28,18 @@ const CHECKS_WITHIN: Duration = Duration::from_secs(8);
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/sync", get(overview))
-        .route("/admin/sync/", get(overview))
-        .route("/admin/sync/run", post(start))
-        .route("/admin/sync/runs/{id}", get(run_page))
-        .route("/admin/sync/runs/{id}/events", get(events))
-        .route("/admin/sync/runs/{id}/trace", get(trace))
-        .route("/admin/sync/login", get(login_form).post(login))
+        .route("/manage/sync", get(overview))
+        .route("/manage/sync/", get(overview))
+        .route("/manage/sync/run", post(start))
+        .route("/manage/sync/runs/{id}", get(run_page))
+        .route("/manage/sync/runs/{id}/events", get(events))
+        .route("/manage/sync/runs/{id}/trace", get(trace))
+        .route("/manage/sync/login", get(login_form).post(login))
         .route(super::link::LINK_PATH, get(link_sign_in))
         .route(super::oidc::START_PATH, get(oidc_start))
         .route(super::oidc::CALLBACK_PATH, get(oidc_callback))
-        .route("/admin/sync/logout", post(logout))
-        .route("/admin/sync/{*rest}", get(unknown).post(unknown))
+        .route("/manage/sync/logout", post(logout))
+        .route("/manage/sync/{*rest}", get(unknown).post(unknown))
         .layer(axum::middleware::from_fn(html_errors))
 }
 
@@ -140,46 +140,50 @@ fn fix_for(service: &str) -> Option<&'static str> {
     })
 }
 
-fn timers(state: &AppState, history: &[RunReport]) -> Vec<TimerRow> {
+/// Each timer's schedule, next run and last run: the run recorded by [`timer_runs`] (every
+/// timer), else, for `SyncTimer`, the newest scheduled sync report (runs from before the record).
+async fn timers(state: &AppState, history: &[RunReport]) -> Vec<TimerRow> {
     let now = chrono::Utc::now();
-    FUNCTIONS
-        .iter()
-        .filter_map(|f| match f.kind {
-            FunctionKind::Timer {
-                schedule_setting,
-                schedule,
-                ..
-            } => {
-                let expr = schedule(&state.settings).to_string();
-                let next = crate::schedule::Schedule::parse(&expr)
-                    .ok()
-                    .and_then(|s| s.next_after(now))
-                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
-                // Only sync runs are recorded with their trigger.
-                let last = (f.name == "SyncTimer")
+    let short = |t: &str| t.get(..19).unwrap_or(t).replace('T', " ");
+    let mut rows = Vec::new();
+    for f in FUNCTIONS {
+        let FunctionKind::Timer {
+            schedule_setting,
+            schedule,
+            ..
+        } = f.kind
+        else {
+            continue;
+        };
+        let expr = schedule(&state.settings).to_string();
+        let next = crate::schedule::Schedule::parse(&expr)
+            .ok()
+            .and_then(|s| s.next_after(now))
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        let (last, failure) = match timer_runs::last(state.store.as_ref(), f.name).await {
+            Ok(Some(run)) => (Some(short(&run.started_at)), run.failure),
+            Ok(None) => {
+                let report = (f.name == "SyncTimer")
                     .then(|| {
                         history
                             .iter()
                             .find(|r| r.options.trigger.as_deref() == Some("schedule"))
-                            .map(|r| {
-                                r.started_at
-                                    .get(..19)
-                                    .unwrap_or(&r.started_at)
-                                    .replace('T', " ")
-                            })
                     })
                     .flatten();
-                Some(TimerRow {
-                    function: f.name,
-                    setting: schedule_setting,
-                    schedule: expr,
-                    last,
-                    next,
-                })
+                (report.map(|r| short(&r.started_at)), None)
             }
-            _ => None,
-        })
-        .collect()
+            Err(e) => (None, Some(format!("last run not readable: {e}"))),
+        };
+        rows.push(TimerRow {
+            function: f.name,
+            setting: schedule_setting,
+            schedule: expr,
+            last,
+            failure,
+            next,
+        });
+    }
+    rows
 }
 
 async fn overview(
@@ -235,11 +239,53 @@ async fn overview(
             teams,
             history: &history,
             pending: pending.as_deref(),
-            timers: &timers(&state, &history),
+            timers: &timers(&state, &history).await,
             services: &services,
+            teams_app: Some(teams_app_view(&state).await),
             notice,
         },
     ))
+}
+
+/// The Teams app section: what ManifestPublish recorded.
+async fn teams_app_view(state: &AppState) -> page::TeamsAppView {
+    let s = match crate::teams_app::http::read_status(state).await {
+        Ok(s) => s,
+        Err(e) => {
+            return page::TeamsAppView {
+                unreadable: Some(format!("Teams app state: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let now = chrono::Utc::now();
+    page::TeamsAppView {
+        latest: s.latest.map(|l| (l.version, l.built_at)),
+        last_action: s.last_action.as_ref().map(|a| {
+            (
+                text(a, "action"),
+                a["ok"].as_bool().unwrap_or(false),
+                text(a, "detail"),
+                text(a, "by"),
+                text(a, "at"),
+            )
+        }),
+        publish: s
+            .publish
+            .as_ref()
+            .map(|p| (text(p, "state"), text(p, "version"))),
+        sign_in: s.publish.as_ref().and_then(|p| {
+            let si = &p["sign_in"];
+            let live = p["state"] == "waiting for sign-in"
+                && si["expires_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > now);
+            live.then(|| (text(si, "user_code"), text(si, "verification_uri")))
+        }),
+        unreadable: None,
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -599,7 +645,7 @@ async fn login(
     let value = key.session_cookie_value(chrono::Utc::now().timestamp());
     Ok((
         [(header::SET_COOKIE, session::session_set_cookie(&value))],
-        Redirect::to(&format!("/admin/sync?lang={}", lang.code())),
+        Redirect::to(&format!("/manage/sync?lang={}", lang.code())),
     )
         .into_response())
 }
@@ -711,7 +757,7 @@ async fn link_sign_in(
             ),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
-        Redirect::to("/admin/sync"),
+        Redirect::to("/manage/sync"),
     )
         .into_response())
 }
@@ -725,9 +771,14 @@ struct CsrfForm {
 async fn logout(
     user: AdminUser,
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&state, &form.csrf).await?;
+    if let Some(v) = session::cookie(&headers, session::SESSION_COOKIE) {
+        session::revoke(&state, v).await?;
+    }
+    tracing::info!(admin = %user.name, "admin signed out");
     Ok((
         [(
             header::SET_COOKIE,

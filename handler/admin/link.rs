@@ -7,7 +7,7 @@
 use crate::store::{tables, Entity, SharedStore, StoreError};
 use sha2::{Digest, Sha256};
 
-pub const LINK_PATH: &str = "/admin/sync/login/link";
+pub const LINK_PATH: &str = "/manage/sync/login/link";
 /// Ten minutes: long enough to copy the link into a browser, short enough to be useless later.
 pub const LINK_SECS: i64 = 600;
 const PARTITION: &str = "admin-link";
@@ -87,7 +87,7 @@ mod tests {
         let addr: std::net::SocketAddr = "0.0.0.0:7071".parse().unwrap();
         assert_eq!(
             url(&addr, "ab"),
-            "http://127.0.0.1:7071/admin/sync/login/link?token=ab"
+            "http://127.0.0.1:7071/manage/sync/login/link?token=ab"
         );
     }
 }

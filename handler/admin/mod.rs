@@ -71,7 +71,7 @@ impl AdminSettings {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let password_hash = src.secret(
             "ADMIN_PASSWORD_HASH",
-            "argon2 hash (PHC string, from `handler admin hash-password`) of the admin password that signs in to /admin/sync under `handler serve`; none set = no password sign-in",
+            "argon2 hash (PHC string, from `handler admin hash-password`) of the admin password that signs in to /manage/sync under `handler serve`; none set = no password sign-in",
         );
         if let Some(h) = &password_hash {
             if let Err(e) = session::check_hash(h.expose()) {

@@ -1,10 +1,10 @@
 //! OpenID Connect sign-in against Entra ID for the admin page under `serve` (when
 //! `ADMIN_OIDC_CLIENT_ID` is set): authorization code flow with PKCE (S256), `state` and `nonce`.
 //!
-//! 1. `GET /admin/sync/login/oidc`: fresh state, nonce and code verifier, kept in a cookie signed
+//! 1. `GET /manage/sync/login/oidc`: fresh state, nonce and code verifier, kept in a cookie signed
 //!    with the session key (nothing stored server-side), then a redirect to the tenant's
 //!    `/oauth2/v2.0/authorize`.
-//! 2. `GET /admin/sync/login/oidc/callback?code&state`: the cookie's MAC and age, `state`
+//! 2. `GET /manage/sync/login/oidc/callback?code&state`: the cookie's MAC and age, `state`
 //!    (constant-time), then the code is exchanged at `/oauth2/v2.0/token` with the verifier (and
 //!    the client secret when one is set). The ID token is checked by the bot's Entra validator —
 //!    signature against the tenant's JWKS (`kid` from the key set only, RS256/384/512), issuer
@@ -16,7 +16,7 @@
 //!
 //! The state cookie is `SameSite=Lax`: Entra brings the browser back with a top-level GET from
 //! another site, which a Strict cookie would not ride along. The session cookie stays Strict, so
-//! the callback answers a page that moves on to `/admin/sync` itself (a same-site navigation)
+//! the callback answers a page that moves on to `/manage/sync` itself (a same-site navigation)
 //! rather than a redirect, which browsers would still count as part of the cross-site chain.
 
 use super::session::{self, SessionKey};
@@ -31,8 +31,8 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-pub const START_PATH: &str = "/admin/sync/login/oidc";
-pub const CALLBACK_PATH: &str = "/admin/sync/login/oidc/callback";
+pub const START_PATH: &str = "/manage/sync/login/oidc";
+pub const CALLBACK_PATH: &str = "/manage/sync/login/oidc/callback";
 pub const STATE_COOKIE: &str = "bridge_admin_oidc";
 /// How long a sign-in may take at Entra (typing a password, MFA).
 const STATE_SECS: i64 = 600;
@@ -72,7 +72,7 @@ impl OidcSettings {
         let redirect = src.url(
             "ADMIN_OIDC_REDIRECT_URL",
             &["https", "http"],
-            "redirect URI registered for the admin sign-in (default: PUBLIC_URL, else http://SERVE_ADDR, + /admin/sync/login/oidc/callback)",
+            "redirect URI registered for the admin sign-in (default: PUBLIC_URL, else http://SERVE_ADDR, + /manage/sync/login/oidc/callback)",
         );
         let client_id = client_id?.trim().to_string();
         if uuid::Uuid::parse_str(&client_id).is_err() {
@@ -208,7 +208,7 @@ impl Pending {
 
 fn state_cookie(value: &str, max_age: i64) -> String {
     format!(
-        "{STATE_COOKIE}={value}; Path=/admin/sync/login/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}"
+        "{STATE_COOKIE}={value}; Path=/manage/sync/login/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}"
     )
 }
 

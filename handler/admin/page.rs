@@ -119,7 +119,7 @@ pub struct Viewer<'a> {
 fn header(lang: Lang, viewer: &Viewer<'_>, path: &str) -> String {
     let logout = if viewer.password_session {
         format!(
-            "<form method=\"post\" action=\"/admin/sync/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>{}</button></form>",
+            "<form method=\"post\" action=\"/manage/sync/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>{}</button></form>",
             esc(viewer.csrf),
             lang.t("Sign out", "Se déconnecter")
         )
@@ -127,7 +127,7 @@ fn header(lang: Lang, viewer: &Viewer<'_>, path: &str) -> String {
         String::new()
     };
     format!(
-        "<header><h1><a href=\"/admin/sync?lang={}\" style=\"text-decoration:none\">{}</a></h1><span>{}</span>{}{logout}</header>",
+        "<header><h1><a href=\"/manage/sync?lang={}\" style=\"text-decoration:none\">{}</a></h1><span>{}</span>{}{logout}</header>",
         lang.code(),
         lang.t("moodle-teams-bridge · Synchronisation", "moodle-teams-bridge · Synchronisation"),
         esc(viewer.name),
@@ -140,6 +140,8 @@ pub struct TimerRow {
     pub setting: &'static str,
     pub schedule: String,
     pub last: Option<String>,
+    /// How the last run failed (`None`: it succeeded, or no run is recorded).
+    pub failure: Option<String>,
     pub next: Option<String>,
 }
 
@@ -162,7 +164,108 @@ pub struct Overview<'a> {
     pub pending: Option<&'a [PendingCourse]>,
     pub timers: &'a [TimerRow],
     pub services: &'a [ServiceRow],
+    /// The Teams app package and its last build / publish / install (ManifestPublish).
+    pub teams_app: Option<TeamsAppView>,
     pub notice: Option<String>,
+}
+
+/// What the Teams app section shows; built from `teams_app::http::read_status`.
+#[derive(Debug, Default)]
+pub struct TeamsAppView {
+    /// Latest built package: version and when.
+    pub latest: Option<(String, String)>,
+    /// Last action asked for: action, succeeded, detail, by whom, when.
+    pub last_action: Option<(String, bool, String, String, String)>,
+    /// Last publish: state and version.
+    pub publish: Option<(String, String)>,
+    /// A device sign-in the admin still has to complete: code and URL (only while unexpired).
+    pub sign_in: Option<(String, String)>,
+    /// Why the state could not be read, if it could not.
+    pub unreadable: Option<String>,
+}
+
+fn teams_app_section(lang: Lang, v: &TeamsAppView, csrf: &str) -> String {
+    let mut h = format!(
+        "<section id=teams-app><h2>{}</h2>",
+        lang.t("Teams app", "Application Teams")
+    );
+    if let Some(e) = &v.unreadable {
+        h.push_str(&format!("<p class=bad>{}</p>", esc(e)));
+    }
+    match &v.latest {
+        Some((version, at)) => h.push_str(&format!(
+            "<p>{} <b>{}</b> <span class=when>{}</span> · <a href=\"/manage/teams-app/package\">{}</a></p>",
+            lang.t("Latest package:", "Dernier paquet :"),
+            esc(version),
+            esc(at.get(..19).unwrap_or(at)).replace('T', " "),
+            lang.t("download the zip", "télécharger le zip"),
+        )),
+        None => h.push_str(&format!(
+            "<p class=muted>{}</p>",
+            lang.t("No package built yet.", "Aucun paquet construit pour l'instant.")
+        )),
+    }
+    if let Some((state, version)) = &v.publish {
+        h.push_str(&format!(
+            "<p>{} {} <b>{}</b></p>",
+            lang.t("Org catalog:", "Catalogue de l'organisation :"),
+            esc(version),
+            esc(state)
+        ));
+    }
+    if let Some((code, uri)) = &v.sign_in {
+        h.push_str(&format!(
+            "<p class=warn>{} <a href=\"{u}\" target=_blank rel=noopener>{u}</a> {} <code class=code>{}</code></p>",
+            lang.t("To publish, sign in as a Teams admin at", "Pour publier, connectez-vous en administrateur Teams sur"),
+            lang.t("and enter the code", "et saisissez le code"),
+            esc(code),
+            u = esc(uri),
+        ));
+    }
+    if let Some((action, ok, detail, by, at)) = &v.last_action {
+        h.push_str(&format!(
+            "<p>{} <code>{}</code> {} {} <span class=when>{}</span>: {}</p>",
+            lang.t("Last action:", "Dernière action :"),
+            esc(action),
+            lang.t("by", "par"),
+            esc(by),
+            esc(at),
+            if *ok {
+                format!(
+                    "<span class=ok>OK</span> <span class=hint>{}</span>",
+                    esc(detail)
+                )
+            } else {
+                format!(
+                    "<span class=bad>{}</span><div class=hint><pre>{}</pre></div>",
+                    lang.t("failed", "échec"),
+                    esc(detail)
+                )
+            }
+        ));
+    }
+    h.push_str("<div class=actions>");
+    for (action, en, fr) in [
+        ("build", "Build the package", "Construire le paquet"),
+        (
+            "publish",
+            "Publish to the org catalog",
+            "Publier dans le catalogue",
+        ),
+        (
+            "install",
+            "Install in the synced teams",
+            "Installer dans les équipes synchronisées",
+        ),
+    ] {
+        h.push_str(&format!(
+            "<form method=post action=\"/manage/teams-app/{action}\" style=\"display:inline\"><input type=hidden name=csrf value=\"{}\"><button type=submit>{}</button></form> ",
+            esc(csrf),
+            lang.t(en, fr)
+        ));
+    }
+    h.push_str("</div></section>");
+    h
 }
 
 fn checkbox(name: &str, label: &str, checked: bool) -> String {
@@ -215,14 +318,14 @@ fn total(r: &RunReport) -> Counts {
 
 pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
     let mut h = head(lang, lang.t("Manual sync", "Synchronisation manuelle"), "");
-    h.push_str(&header(lang, &o.viewer, "/admin/sync"));
+    h.push_str(&header(lang, &o.viewer, "/manage/sync"));
     h.push_str("<main>");
     if let Some(n) = &o.notice {
         h.push_str(&format!("<section class=\"error\">{}</section>", esc(n)));
     }
     // Run form.
     h.push_str(&format!(
-        "<section><h2>{}</h2><form method=\"post\" action=\"/admin/sync/run\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><div class=\"grid\"><fieldset><legend>{}</legend>",
+        "<section><h2>{}</h2><form method=\"post\" action=\"/manage/sync/run\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><div class=\"grid\"><fieldset><legend>{}</legend>",
         lang.t("Run a sync", "Lancer une synchronisation"),
         esc(o.viewer.csrf),
         lang.code(),
@@ -371,7 +474,7 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
             };
             let id = esc(&r.run_id);
             h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.1}</td><td><a href=\"/admin/sync/runs/{id}?lang={l}\">{id}</a></td><td><a href=\"/admin/sync/runs/{id}/trace\">{}</a></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.1}</td><td><a href=\"/manage/sync/runs/{id}?lang={l}\">{id}</a></td><td><a href=\"/manage/sync/runs/{id}/trace\">{}</a></td></tr>",
                 esc(r.started_at.get(..19).unwrap_or(&r.started_at)).replace('T', " "),
                 trigger_label(lang, r.options.trigger.as_deref()),
                 option_tags(lang, &r.options),
@@ -391,6 +494,9 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
         h.push_str(&pending_courses(lang, list));
     }
     // Timers.
+    if let Some(v) = &o.teams_app {
+        h.push_str(&teams_app_section(lang, v, o.viewer.csrf));
+    }
     h.push_str(&format!(
         "<section><h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         lang.t("Schedules", "Planifications"),
@@ -405,7 +511,16 @@ pub fn overview(lang: Lang, o: &Overview<'_>) -> String {
             t.function,
             esc(&t.schedule),
             t.setting,
-            t.last.as_deref().map(esc).unwrap_or_else(|| lang.t("not recorded", "non enregistré").into()),
+            match (&t.last, &t.failure) {
+                (None, _) => lang.t("not recorded", "non enregistré").to_string(),
+                (Some(l), None) => format!("{} <span class=ok>OK</span>", esc(l)),
+                (Some(l), Some(f)) => format!(
+                    "{} <span class=bad>{}</span><div class=hint>{}</div>",
+                    esc(l),
+                    lang.t("failed", "échec"),
+                    esc(f)
+                ),
+            },
             t.next.as_deref().map(esc).unwrap_or_else(|| "—".into()),
         ));
     }
@@ -512,7 +627,7 @@ fn pending_courses(lang: Lang, list: &[PendingCourse]) -> String {
 
 /// The answer to "Run": where the run can be followed (the refresh takes a browser there).
 pub fn started(lang: Lang, run_id: &str) -> String {
-    let url = format!("/admin/sync/runs/{}?lang={}", esc(run_id), lang.code());
+    let url = format!("/manage/sync/runs/{}?lang={}", esc(run_id), lang.code());
     let mut h = head(
         lang,
         lang.t("Run started", "Passage lancé"),
@@ -533,7 +648,7 @@ pub enum RunState<'a> {
 }
 
 pub fn run_page(lang: Lang, viewer: &Viewer<'_>, run_id: &str, state: &RunState<'_>) -> String {
-    let path = format!("/admin/sync/runs/{}", esc(run_id));
+    let path = format!("/manage/sync/runs/{}", esc(run_id));
     // Without JavaScript the page reloads itself while the run goes on.
     let refresh = match state {
         RunState::Running(_) => "<noscript><meta http-equiv=\"refresh\" content=\"2\"></noscript>",
@@ -542,7 +657,7 @@ pub fn run_page(lang: Lang, viewer: &Viewer<'_>, run_id: &str, state: &RunState<
     let mut h = head(lang, run_id, refresh);
     h.push_str(&header(lang, viewer, &path));
     h.push_str(&format!(
-        "<main><p><a href=\"/admin/sync?lang={}\">← {}</a></p><section><h2>{} {}</h2>",
+        "<main><p><a href=\"/manage/sync?lang={}\">← {}</a></p><section><h2>{} {}</h2>",
         lang.code(),
         lang.t("Manual sync", "Synchronisation manuelle"),
         lang.t("Run", "Passage"),
@@ -657,7 +772,7 @@ fn report(lang: Lang, r: &RunReport) -> String {
         h.push_str("</table>");
     }
     h.push_str(&format!(
-        "<p><a href=\"/admin/sync/runs/{}/trace\">{}</a></p><pre>{}</pre>",
+        "<p><a href=\"/manage/sync/runs/{}/trace\">{}</a></p><pre>{}</pre>",
         esc(&r.run_id),
         lang.t("Full trace", "Trace complète"),
         esc(&r.render())
@@ -680,14 +795,14 @@ pub fn login(lang: Lang, csrf: &str, error: Option<&str>, password: bool, oidc: 
     ));
     if oidc {
         h.push_str(&format!(
-            "<p><a class=\"button primary\" href=\"/admin/sync/login/oidc\">{}</a></p><p class=hint>{}</p>",
+            "<p><a class=\"button primary\" href=\"/manage/sync/login/oidc\">{}</a></p><p class=hint>{}</p>",
             lang.t("Sign in with Microsoft", "Se connecter avec Microsoft"),
             lang.t("Members of an admin group (ADMIN_GROUP_IDS) of the school's Entra tenant.", "Membres d'un groupe d'administration (ADMIN_GROUP_IDS) du tenant Entra de l'établissement."),
         ));
     }
     if password {
         h.push_str(&format!(
-            "<form method=\"post\" action=\"/admin/sync/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><label>{}<br><input type=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required></label><p><button class=\"primary\" type=\"submit\">{}</button></p></form><p class=hint>{}</p>",
+            "<form method=\"post\" action=\"/manage/sync/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\"><label>{}<br><input type=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required></label><p><button class=\"primary\" type=\"submit\">{}</button></p></form><p class=hint>{}</p>",
             esc(csrf),
             lang.code(),
             lang.t("Admin password", "Mot de passe administrateur"),
@@ -697,7 +812,7 @@ pub fn login(lang: Lang, csrf: &str, error: Option<&str>, password: bool, oidc: 
     }
     h.push_str(&format!(
         "<p class=hint>{}</p></section></main></body></html>",
-        lang_switch(lang, "/admin/sync/login"),
+        lang_switch(lang, "/manage/sync/login"),
     ));
     h
 }
@@ -712,7 +827,7 @@ pub fn error(lang: Lang, status: u16, message: &str) -> String {
     };
     let mut h = head(lang, title, "");
     h.push_str(&format!(
-        "<main class=\"box\"><section><h2>{title}</h2><p class=error>{}</p><p class=hint>HTTP {status}</p><p><a href=\"/admin/sync/login?lang={l}\">{}</a> · <a href=\"/admin/sync?lang={l}\">{}</a></p></section></main></body></html>",
+        "<main class=\"box\"><section><h2>{title}</h2><p class=error>{}</p><p class=hint>HTTP {status}</p><p><a href=\"/manage/sync/login?lang={l}\">{}</a> · <a href=\"/manage/sync?lang={l}\">{}</a></p></section></main></body></html>",
         esc(message),
         lang.t("Sign in", "Se connecter"),
         lang.t("Manual sync", "Synchronisation manuelle"),
@@ -727,10 +842,10 @@ pub fn signed_in(name: &str) -> String {
     let mut h = head(
         Lang::En,
         "Signed in",
-        "<meta http-equiv=\"refresh\" content=\"0;url=/admin/sync\">",
+        "<meta http-equiv=\"refresh\" content=\"0;url=/manage/sync\">",
     );
     h.push_str(&format!(
-        "<main class=\"box\"><section><h2>{}</h2><p><a href=\"/admin/sync\">/admin/sync</a></p></section></main></body></html>",
+        "<main class=\"box\"><section><h2>{}</h2><p><a href=\"/manage/sync\">/manage/sync</a></p></section></main></body></html>",
         esc(name)
     ));
     h

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub const SESSION_COOKIE: &str = "bridge_admin";
 pub const LOGIN_COOKIE: &str = "bridge_admin_login";
-pub const LOGIN_PATH: &str = "/admin/sync/login";
+pub const LOGIN_PATH: &str = "/manage/sync/login";
 const SESSION_SECS: i64 = 8 * 3600;
 /// Where the generated session key is kept when `ADMIN_SESSION_KEY` is not set (the store is
 /// owner-only: see tests/store_permissions.rs).
@@ -222,11 +222,52 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
-    format!("{name}={value}; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}")
+    format!("{name}={value}; Path=/manage; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}")
 }
 
 pub fn session_set_cookie(value: &str) -> String {
     set_cookie(SESSION_COOKIE, value, SESSION_SECS)
+}
+
+/// Where signed-out session cookies are remembered until they would have expired anyway: the
+/// cookies are stateless (signed), so signing out must leave a trace every instance reads.
+const SIGNED_OUT_PARTITION: &str = "admin-signed-out";
+
+/// The row key of a cookie: a digest, so the store never holds a usable session cookie.
+fn signed_out_key(cookie_value: &str) -> String {
+    hex::encode(&Sha256::digest(cookie_value.as_bytes())[..16])
+}
+
+/// Ends a `serve` session on the server: the cookie is refused from now on, on every instance,
+/// even if a copy of it survives in a browser or a proxy log.
+pub async fn revoke(state: &AppState, cookie_value: &str) -> Result<(), AppError> {
+    let row = Entity::new(SIGNED_OUT_PARTITION, signed_out_key(cookie_value))
+        .with("at", chrono::Utc::now().timestamp().to_string().as_str());
+    state
+        .store
+        .upsert(tables::RUNS, &row)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            AppError::Unavailable(format!(
+                "the sign-out could not be recorded ({e}): you are still signed in; try again"
+            ))
+        })
+}
+
+/// Whether this cookie was signed out. A store that cannot answer refuses the request (fail
+/// closed: a revoked session must not come back while the store is down).
+async fn signed_out(state: &AppState, cookie_value: &str) -> Result<bool, AppError> {
+    state
+        .store
+        .get(
+            tables::RUNS,
+            SIGNED_OUT_PARTITION,
+            &signed_out_key(cookie_value),
+        )
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| AppError::Unavailable(format!("admin sessions cannot be checked ({e})")))
 }
 
 /// A signed-in admin, however they signed in.
@@ -297,7 +338,15 @@ impl FromRequestParts<AppState> for AdminUser {
         }
         let k = key(state).await.map_err(Denied::Refused)?;
         let now = chrono::Utc::now().timestamp();
-        match cookie(&parts.headers, SESSION_COOKIE).and_then(|v| k.check_any_session(v, now)) {
+        let value = cookie(&parts.headers, SESSION_COOKIE);
+        let mut session = value.and_then(|v| k.check_any_session(v, now));
+        if let (Some(v), Some(_)) = (value, &session) {
+            if signed_out(state, v).await.map_err(Denied::Refused)? {
+                tracing::info!(%path, "admin page: a signed-out session cookie came back");
+                session = None;
+            }
+        }
+        match session {
             Some((subject, name)) => Ok(AdminUser {
                 csrf: k.csrf(&subject),
                 subject,

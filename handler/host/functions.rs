@@ -143,7 +143,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "AdminSync",
         kind: FunctionKind::Http {
-            route: "admin/sync/{*rest}",
+            route: "manage/sync/{*rest}",
             methods: &["get", "post"],
             built: true,
         },
@@ -209,7 +209,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "ManifestPublish",
         kind: FunctionKind::Http {
-            route: "teams-app/{*rest}",
+            route: "manage/teams-app/{*rest}",
             methods: &["get", "post"],
             built: true,
         },

@@ -5,6 +5,7 @@ pub mod functions;
 pub mod invocation;
 pub mod outbox;
 pub mod router;
+pub mod timer_runs;
 
 pub use functions::{FunctionKind, FunctionSpec, FUNCTIONS};
 pub use invocation::{HttpRequestData, InvocationRequest, QueueMessage, TimerInfo};

@@ -101,7 +101,7 @@ async fn invoke(
         };
         let (result, poison) = match spec.kind {
             FunctionKind::Timer { run, .. } => match req.timer("timer") {
-                Ok(t) => (run(&state, &ctx, t).await, None),
+                Ok(t) => (super::timer_runs::run(&state, &ctx, run, t).await, None),
                 Err(e) => (Err(bad(e)), None),
             },
             FunctionKind::Queue { run, poison, .. } => match req.queue("msg") {

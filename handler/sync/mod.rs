@@ -37,7 +37,7 @@ pub use settings::SyncSettings;
 use crate::app::AppState;
 use axum::Router;
 
-/// The admin page (`/admin/sync`) is a later issue; the sync adds no public route yet.
+/// The admin page (`/manage/sync`) is a later issue; the sync adds no public route yet.
 pub fn router() -> Router<AppState> {
     Router::new()
 }

@@ -87,7 +87,7 @@ fn the_demo_runs_the_whole_loop_and_prints_its_summary() {
     // The directory run, the Entra run and the Teams run.
     assert_eq!(n("runs_in_history"), 3, "{out}");
     assert!(
-        out.contains("/admin/sync/login/link?token="),
+        out.contains("/manage/sync/login/link?token="),
         "the admin link is printed: {out}"
     );
     // Nothing the bridge logged at warn or above on the way.
@@ -139,7 +139,7 @@ async fn the_printed_link_opens_the_admin_page_signed_in() {
     let link = tokio::time::timeout(Duration::from_secs(180), async {
         while let Some(l) = lines.next_line().await.unwrap() {
             if let Some(at) = l.find("http://") {
-                if l.contains("/admin/sync/login/link?token=") {
+                if l.contains("/manage/sync/login/link?token=") {
                     return l[at..].trim().to_string();
                 }
             }
@@ -148,7 +148,7 @@ async fn the_printed_link_opens_the_admin_page_signed_in() {
     })
     .await
     .expect("a link within 180 s");
-    let base = link.split("/admin/").next().unwrap().to_string();
+    let base = link.split("/manage/").next().unwrap().to_string();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -163,7 +163,7 @@ async fn the_printed_link_opens_the_admin_page_signed_in() {
         .find(|c| c.starts_with("bridge_admin="))
         .expect("a session cookie");
     let page = http
-        .get(format!("{base}/admin/sync?lang=en"))
+        .get(format!("{base}/manage/sync?lang=en"))
         .header("cookie", &cookie)
         .send()
         .await

@@ -528,7 +528,7 @@ pub async fn run(opts: Options, out: &mut dyn Write) -> anyhow::Result<()> {
     // --- step 7: the admin page ------------------------------------------------------------------
     out.step(
         7,
-        "The admin page (/admin/sync): runs, history, schedules, service checks",
+        "The admin page (/manage/sync): runs, history, schedules, service checks",
     );
     let token = bridge::admin::link::create(&state.store, chrono::Utc::now().timestamp()).await?;
     let link = bridge::admin::link::url(&addr, &token);
