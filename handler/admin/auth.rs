@@ -6,12 +6,11 @@
 //! (`WEBSITE_AUTH_ENABLED`): App Service then drops any copy a client sends. Everything else —
 //! no group configured, no platform authentication (e.g. under `handler serve`), a header that
 //! does not decode, another identity provider or tenant, a group overage — is refused.
+//! [`super::session::AdminUser`] is the one extractor (admin page, ManifestPublish); in Azure it
+//! calls [`check`].
 
 use super::AdminSettings;
-use crate::app::AppState;
 use crate::error::AppError;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use base64::Engine;
 use serde::Deserialize;
 
@@ -146,23 +145,6 @@ pub fn check(settings: &AdminSettings, headers: &axum::http::HeaderMap) -> Resul
         object_id: oid,
         name: claim(&p, NAME_CLAIMS).map(str::to_string),
     })
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match check(&state.settings.admin, &parts.headers) {
-            Ok(a) => {
-                tracing::info!(admin = %a.object_id, path = %parts.uri.path(), "admin call");
-                Ok(a)
-            }
-            Err(r) => {
-                tracing::warn!(reason = %r, path = %parts.uri.path(), "admin call refused");
-                Err(r.into())
-            }
-        }
-    }
 }
 
 #[cfg(test)]

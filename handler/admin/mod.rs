@@ -1,6 +1,6 @@
 //! Admin-only HTTP surface: who counts as an admin ([`auth`]: App Service sign-in in Azure,
 //! [`session`]: a password and a signed cookie under `serve`), its settings, and the manual-sync
-//! page ([`page`], [`http`], live runs in [`live`]). `ManifestPublish` shares the App Service check.
+//! page ([`page`], [`http`], live runs in [`live`]). `ManifestPublish` uses the same extractor ([`session::AdminUser`]).
 
 pub mod auth;
 pub mod http;
