@@ -48,15 +48,51 @@ pub enum Command {
     },
     /// The whole loop on this machine with no account anywhere (directory, Moodle, Graph, the
     /// bot, a notification), then `serve` with the admin page open. The doubles it needs live in
-    /// the test-support crate, kept out of this binary: this prints how to start it.
-    Demo,
+    /// the test-support crate, kept out of this binary: this runs the `demo` binary built beside
+    /// it, or, inside a checkout, `cargo run -p testkit --bin demo`; else it says how to get it.
+    Demo {
+        /// Passed to the demo (`--exit-after-summary`, `--people N`, `--addr`, `--dir`, `--help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// How `handler demo` starts the demo.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DemoLaunch {
+    /// The `demo` binary next to this one (a `cargo build --workspace` puts them side by side).
+    Sibling(std::path::PathBuf),
+    /// A checkout of the project: `cargo run -p testkit --bin demo` in it.
+    Checkout(std::path::PathBuf),
+    /// Neither: print [`DEMO_HOWTO`] and fail (exit 2), not pretend.
+    Howto,
+}
+
+/// Where the demo is, from this executable's path and the current directory.
+pub fn demo_launch(exe: Option<&std::path::Path>, cwd: Option<&std::path::Path>) -> DemoLaunch {
+    if let Some(dir) = exe.and_then(|e| e.parent()) {
+        let sibling = dir.join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+        if sibling.is_file() {
+            return DemoLaunch::Sibling(sibling);
+        }
+    }
+    let mut at = cwd;
+    while let Some(d) = at {
+        if d.join("tests/testkit/src/bin/demo.rs").is_file() && d.join("Cargo.toml").is_file() {
+            return DemoLaunch::Checkout(d.to_path_buf());
+        }
+        at = d.parent();
+    }
+    DemoLaunch::Howto
 }
 
 /// What `handler demo` prints: the demo is the test-support crate's `demo` binary.
 pub const DEMO_HOWTO: &str =
     "The demo runs the real bridge against local doubles of the directory, Moodle, Microsoft Graph,
 the Bot Connector and a Workflows webhook. Those doubles live in the test-support crate and are
-kept out of this release binary, so the demo is its own binary. From the repository:
+kept out of this release binary, so the demo is its own binary, and no `demo` binary is beside
+this one and this is not a checkout of the project. From a checkout of the project's repository
+(with the Rust toolchain):
 
     cargo run -p testkit --bin demo
 
@@ -122,6 +158,34 @@ pub enum SettingsFormat {
 
 #[cfg(test)]
 mod tests {
+    use super::{demo_launch, DemoLaunch};
+
+    #[test]
+    fn handler_demo_finds_the_demo_beside_it_else_in_a_checkout_else_says_how() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = bin.join("handler");
+        let checkout = dir.path().join("repo");
+        std::fs::create_dir_all(checkout.join("tests/testkit/src/bin")).unwrap();
+        std::fs::create_dir_all(checkout.join("handler/admin")).unwrap();
+        let deep = checkout.join("handler/admin");
+        assert_eq!(demo_launch(Some(&exe), Some(&deep)), DemoLaunch::Howto);
+        std::fs::write(checkout.join("Cargo.toml"), "").unwrap();
+        std::fs::write(checkout.join("tests/testkit/src/bin/demo.rs"), "").unwrap();
+        assert_eq!(
+            demo_launch(Some(&exe), Some(&deep)),
+            DemoLaunch::Checkout(checkout.clone())
+        );
+        let sibling = bin.join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+        std::fs::write(&sibling, "").unwrap();
+        assert_eq!(
+            demo_launch(Some(&exe), Some(&deep)),
+            DemoLaunch::Sibling(sibling)
+        );
+        assert_eq!(demo_launch(None, None), DemoLaunch::Howto);
+    }
+
     use super::*;
     use clap::CommandFactory;
 

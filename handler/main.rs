@@ -255,9 +255,33 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             outln!("{}", bridge::admin::link::url(&addr, &token));
             Ok(0)
         }
-        Some(Command::Demo) => {
-            eprintln!("{}", bridge::cli::DEMO_HOWTO);
-            Ok(2)
+        Some(Command::Demo { args }) => {
+            use bridge::cli::DemoLaunch;
+            let exe = std::env::current_exe().ok();
+            let cwd = std::env::current_dir().ok();
+            let mut cmd = match bridge::cli::demo_launch(exe.as_deref(), cwd.as_deref()) {
+                DemoLaunch::Sibling(path) => std::process::Command::new(path),
+                DemoLaunch::Checkout(dir) => {
+                    eprintln!(
+                        "handler demo: building and running the demo of the checkout in {}",
+                        dir.display()
+                    );
+                    let mut c = std::process::Command::new("cargo");
+                    c.current_dir(dir)
+                        .args(["run", "--quiet", "-p", "testkit", "--bin", "demo", "--"]);
+                    c
+                }
+                DemoLaunch::Howto => {
+                    eprintln!("{}", bridge::cli::DEMO_HOWTO);
+                    return Ok(2);
+                }
+            };
+            // The demo's output is the user's: same terminal, and its exit status is ours.
+            let status = cmd
+                .args(&args)
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot start the demo: {e}"))?;
+            Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
         }
         Some(Command::TeamsApp(args)) => {
             let settings = load_settings()?;

@@ -8,7 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run_demo() -> (String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+    run(Command::new(env!("CARGO_BIN_EXE_demo")))
+}
+
+fn run(mut cmd: Command) -> (String, String) {
+    let mut child = cmd
         .args([
             "--addr",
             "127.0.0.1:0",
@@ -58,6 +62,26 @@ fn summary(out: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.trim().split_once(": "))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// `handler demo` runs the `demo` binary built beside it (`cargo build --workspace` puts them in
+/// one folder), passing its arguments through, and ends with the demo's exit status.
+#[test]
+fn handler_demo_runs_the_demo_built_beside_it() {
+    let handler = std::path::Path::new(env!("CARGO_BIN_EXE_demo"))
+        .with_file_name(format!("handler{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        handler.is_file(),
+        "{} is not built: run the tests with --workspace (the README's test command does)",
+        handler.display()
+    );
+    let mut cmd = Command::new(&handler);
+    // Outside any checkout, so the sibling is what runs (not `cargo run`).
+    cmd.arg("demo").current_dir(std::env::temp_dir());
+    let (out, _) = run(cmd);
+    let s = summary(&out);
+    assert_eq!(s["users_created"], "60", "{out}");
+    assert_eq!(s["bot_answers"], "3", "{out}");
 }
 
 #[test]
