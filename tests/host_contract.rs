@@ -162,7 +162,20 @@ fn the_binary_answers_every_fixture_payload_as_the_host_expects() {
             )
             .unwrap()
     };
-    assert_eq!(rows("runs"), 0, "no run recorded");
+    // The only row in `runs`: the timer's own last-run record (host::timer_runs), no sync run.
+    let timer_rows = rusqlite::Connection::open(dir.path().join("bridge.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT group_concat(pk || '/' || rk) FROM entities WHERE tbl = 'runs'",
+            [],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .unwrap();
+    assert_eq!(
+        timer_rows.as_deref(),
+        Some("timer-runs/SyncTimer"),
+        "no run recorded"
+    );
     assert_eq!(rows("leases"), 0, "no lease taken");
     assert_eq!(rows("queue"), 0, "nothing queued");
 
