@@ -310,7 +310,7 @@ impl IntoResponse for Denied {
     }
 }
 
-pub const NOT_CONFIGURED: &str = "admin sign-in is not configured: set ADMIN_PASSWORD_HASH (handler serve; `handler admin hash-password`) or ADMIN_OIDC_CLIENT_ID with ADMIN_GROUP_IDS (OpenID Connect), or, in Azure, App Service authentication with ADMIN_GROUP_IDS";
+pub const NOT_CONFIGURED: &str = "admin sign-in is not configured: set ADMIN_PASSWORD_HASH (handler serve; `handler admin hash-password`) or ADMIN_OIDC_CLIENT_ID with ADMIN_GROUP_IDS (OpenID Connect), or, in Azure, App Service authentication (the platform then sets WEBSITE_AUTH_ENABLED) with ADMIN_GROUP_IDS";
 
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = Denied;
